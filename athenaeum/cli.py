@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -43,6 +45,508 @@ def _root(
 
 
 # --- commands -------------------------------------------------------------------------------
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.", show_default=False)],
+    index: Annotated[
+        Path,
+        typer.Option("--index", "-i", help="The index bundle folder.", show_default=False),
+    ],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results, 1 to 100.")] = 5,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="hybrid (dense and BM25 fused by reciprocal rank), dense (embeddings only) "
+            "or bm25 (keywords only).",
+        ),
+    ] = "hybrid",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON, for scripts.")
+    ] = False,
+) -> None:
+    """Search an index bundle and print the best passages with their sources and pages.
+
+    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and the
+    reciprocal-rank-fusion score in hybrid mode: compare scores within one mode only.
+
+    Example: athenaeum search "how do I reset the device" --index index/ --top-k 3
+    """
+    import dataclasses
+    import json
+
+    from rich.text import Text
+
+    from athenaeum.search import SearchEngine
+
+    try:
+        engine = SearchEngine.load(index)
+        results = engine.search(query, top_k=top_k, mode=mode)
+    except AthenaeumError as exc:
+        fail(exc.message)
+    if as_json:
+        payload = {
+            "query": query,
+            "mode": mode,
+            "results": [dataclasses.asdict(r) for r in results],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not results:
+        console.print("No results.")
+        return
+    for rank, r in enumerate(results, 1):
+        where = r.source
+        if r.page_start is not None:
+            pages = (
+                r.page_start
+                if r.page_end in (None, r.page_start)
+                else (f"{r.page_start}-{r.page_end}")
+            )
+            where += f", p. {pages}"
+        console.print(f"[bold]{rank}.[/] [cyan]{r.score:.4f}[/]  {where}", highlight=False)
+        heading = " > ".join(r.heading_path) or (r.title or "")
+        if heading:
+            console.print(Text(f"   {heading}", style="dim"))
+        snippet = " ".join(r.text.split())
+        if len(snippet) > 300:
+            snippet = snippet[:297] + "..."
+        console.print(f"   {snippet}", highlight=False, markup=False)
+        console.print(f"   [dim]chunk {r.chunk_id}[/]", highlight=False)
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="A BEIR dataset folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv.",
+            show_default=False,
+        ),
+    ],
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Evaluate this existing bundle (built from the dataset's corpus) instead of "
+            "building one.",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where to build (and keep, for reuse) the dataset's bundle. Default: "
+            "~/.cache/athenaeum/eval/NAME-HASH (the dataset folder is never written to). "
+            "A rebuild over an unchanged corpus embeds nothing.",
+            show_default=False,
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model for the build (default: as `athenaeum index`).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="The qrels split to score.")] = "test",
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="Evaluate only this mode (hybrid, dense, bm25); repeat for several. "
+            "Default: all three.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
+    ] = False,
+) -> None:
+    """Measure retrieval quality and speed on a BEIR dataset.
+
+    Builds a bundle of the corpus (unless --index is given), runs every judged query through
+    each search mode and prints nDCG@10, Recall@100 and MRR@10 (documents ranked by their best
+    chunk) with the per-query latency p50/p99 in milliseconds.
+
+    Example: athenaeum eval data/beir/scifact
+    """
+    import dataclasses
+    import json
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+
+    from athenaeum.evaluation import build_dataset_index, default_index_dir, evaluate, load_beir
+    from athenaeum.search import SEARCH_MODES, SearchEngine
+
+    modes = mode or list(SEARCH_MODES)
+    try:
+        data = load_beir(dataset, split=split)
+        if index is None:
+            index = work_dir or default_index_dir(dataset)
+            err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
+            with Progress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+            ) as bar:
+                tasks: dict[str, TaskID] = {}
+
+                def on_progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=total)
+                    bar.update(tasks[stage], completed=done, total=total)
+
+                build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
+        engine = SearchEngine.load(index)
+        reports = evaluate(engine, data, modes)
+    except AthenaeumError as exc:
+        fail(exc.message)
+    if as_json:
+        payload = {
+            "dataset": str(dataset),
+            "split": split,
+            "index": str(index),
+            "modes": [dataclasses.asdict(r) for r in reports],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    facts = engine.facts
+    table = Table(
+        title=f"{dataset.name} ({split}): {reports[0].queries} queries, "
+        f"{facts.documents} documents, {facts.chunks} chunks, {facts.model_id}"
+    )
+    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for r in reports:
+        table.add_row(
+            r.mode,
+            f"{r.ndcg_at_10:.4f}",
+            f"{r.recall_at_100:.4f}",
+            f"{r.mrr_at_10:.4f}",
+            f"{r.latency_p50_ms:.2f}",
+            f"{r.latency_p99_ms:.2f}",
+        )
+    console.print(table)
+
+
+@app.command("convert")
+def convert_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="PDF files or folders. Folders are searched recursively for *.pdf files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the markdown. Each input folder's tree is mirrored in it, one .md "
+            "per PDF; a PDF given by itself is written to the top of it.",
+            show_default=False,
+        ),
+    ],
+    password: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password",
+            help="Password for encrypted PDFs. Repeat for several: each encrypted file is "
+            "tried with every one given. Without it encrypted files are reported, not converted.",
+            show_default=False,
+        ),
+    ] = None,
+    ocr: Annotated[
+        bool,
+        typer.Option(
+            "--ocr",
+            help="Run OCR (Tesseract, through PyMuPDF) on pages that have no text layer. "
+            "Without it such pages are reported. Needs Tesseract installed "
+            "(Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install tesseract).",
+        ),
+    ] = False,
+    ocr_language: Annotated[
+        str,
+        typer.Option(
+            "--ocr-language",
+            help="Tesseract language(s) for --ocr, for example eng, deu or eng+fra.",
+        ),
+    ] = "eng",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Files converted in parallel, each in its own process. Default: the number "
+            "of CPU cores.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Convert again even when the output records the same PDF sha256 (by default "
+            "unchanged PDFs are skipped).",
+        ),
+    ] = False,
+) -> None:
+    """Convert PDFs to markdown that keeps headings, tables and page numbers.
+
+    Every output file starts with YAML front matter (source, title, pages, sha256 of the PDF,
+    converter and version) and marks each page with a `<!-- page: N -->` line, so search
+    results can cite pages. Running headers, footers and page numbers are dropped and words
+    hyphenated across lines are joined. A file that cannot be converted (encrypted without a
+    password, malformed, no text layer) is reported and the others go on; the exit status is
+    0 only when nothing failed.
+
+    Example: athenaeum convert manuals/ --out converted/ --jobs 4
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from athenaeum.convert import ConvertOptions, FileResult, Status, convert, plan_jobs
+
+    workers = jobs or os.cpu_count() or 1
+    try:
+        total = len(plan_jobs(inputs, out))
+    except AthenaeumError as exc:
+        fail(exc.message)
+    options = ConvertOptions(
+        passwords=password or [], ocr=ocr, ocr_language=ocr_language, overwrite=overwrite
+    )
+    progress = Progress(
+        TextColumn("converting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+    )
+    with progress:
+        task = progress.add_task("", total=total)
+
+        def advance(result: FileResult) -> None:
+            progress.update(task, advance=1, description=result.source.name)
+
+        report = convert(inputs, out, options, jobs=workers, on_result=advance)
+
+    table = Table(title=f"athenaeum convert: {len(report.results)} PDF(s)")
+    for column in ("file", "status", "pages", "seconds", "notes"):
+        table.add_column(column, overflow="fold")
+    styles = {Status.CONVERTED: "green", Status.SKIPPED: "dim", Status.FAILED: "bold red"}
+    for r in report.results:
+        notes = "; ".join([r.reason, *r.warnings] if r.reason else r.warnings)
+        table.add_row(
+            str(r.source),
+            f"[{styles[r.status]}]{r.status.value}[/]",
+            str(r.pages or ""),
+            f"{r.seconds:.2f}",
+            notes,
+        )
+    console.print(table)
+    for r in report.by_status(Status.FAILED):  # unwrapped, so logs can be grepped
+        console.print(f"[bold red]failed[/] {r.source}: {r.reason}", soft_wrap=True)
+    counts = {s: len(report.by_status(s)) for s in Status}
+    console.print(
+        f"{counts[Status.CONVERTED]} converted ({report.pages_converted} pages), "
+        f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed; markdown in {out}"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("index")
+def index_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders or files to index. Folders are searched recursively for .md, "
+            ".markdown and .txt files (markdown written by `athenaeum convert` keeps its page "
+            "numbers) and for BEIR corpus.jsonl files. Hidden files and folders are skipped.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The index bundle folder to create or update. It is replaced atomically: an "
+            "interrupted run leaves the previous bundle as it was.",
+            show_default=False,
+        ),
+    ],
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Index only files matching this glob, against the path relative to the input "
+            "folder or the file name (`*` also crosses `/`). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Skip files matching this glob (matched as --include is). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str,
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model: a Hugging Face id or a local folder. Its query "
+            "encoder is exported to ONNX into the bundle, so the server needs no torch.",
+        ),
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Where to embed: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps. On "
+            "CPU the documents are embedded with onnxruntime, which is faster there.",
+        ),
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Chunks per embedding batch.")
+    ] = 32,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Embed every document again. Without it only new and changed documents are "
+            "embedded (by content hash); a changed model or chunking option rebuilds anyway.",
+        ),
+    ] = False,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            min=16,
+            help="Most tokens per chunk, counted by the model's tokenizer. Default and maximum: "
+            "what the model reads (256 less 2 special tokens for all-MiniLM-L6-v2).",
+            show_default=False,
+        ),
+    ] = None,
+    overlap: Annotated[
+        int,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Tokens of trailing text that a chunk repeats from the one before it when a "
+            "section is longer than one chunk.",
+        ),
+    ] = 32,
+) -> None:
+    """Index documents into a search bundle: chunk, embed, and build BM25 and dense indexes.
+
+    Each document is split at its markdown headings into chunks the embedding model reads
+    whole; every chunk keeps its heading path and page numbers. The bundle holds the chunks,
+    their vectors, a BM25 index and the ONNX query encoder: `athenaeum serve` needs nothing
+    else. Re-running on the same inputs re-embeds only what changed.
+
+    Example: athenaeum index converted/ --output index/
+    """
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from athenaeum.indexer import Stage, build_index
+
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        fail(f"--device must be auto, cpu, cuda or mps, not {device!r}")
+    try:
+        # transformers' own "Loading weights" bar would interleave with ours.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    except ImportError:
+        pass  # build_index then reports the missing build extra
+
+    progress = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(stage: Stage, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = "chunking" if stage == "chunking" else "embedding"
+            tasks[stage] = progress.add_task(label, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    err_console.print(f"Loading embedding model [bold]{embed_model}[/]…")
+    started = time.perf_counter()
+    try:
+        with progress:
+            report = build_index(
+                inputs,
+                output,
+                include=include or [],
+                exclude=exclude or [],
+                embed_model=embed_model,
+                device=device,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                overlap=overlap,
+                rebuild=rebuild,
+                progress=on_progress,
+            )
+    except AthenaeumError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        fail(f"interrupted; {output} was left as it was", code=130)
+    seconds = time.perf_counter() - started
+    if report.rebuild_reason:
+        console.print(f"Rebuilt every document: {report.rebuild_reason}.")
+    console.print(
+        f"{report.documents_total} documents: {report.documents_added} added, "
+        f"{report.documents_changed} changed, {report.documents_unchanged} unchanged, "
+        f"{report.documents_removed} removed."
+    )
+    console.print(
+        f"{report.chunks_embedded} chunks embedded ({report.chunks_total} in the index, "
+        f"{report.dense_kind} dense index) with {report.model_id} on {report.device} "
+        f"({report.backend}) in {seconds:.1f} s."
+    )
+    if report.written:
+        console.print(f"Index bundle written to [bold]{output}[/].")
+    else:
+        console.print(f"Nothing changed; {output} is up to date.")
 
 
 def main() -> None:

@@ -54,3 +54,41 @@ class NotFoundError(AthenaeumError):
     status_code = 404
     error_type = "invalid_request_error"
     code = "not_found"
+
+
+class AuthenticationError(AthenaeumError):
+    """The request carries no usable credentials: missing, malformed, expired or untrusted.
+
+    The message is safe to show to clients: it never contains the token. `bearer_error` is the
+    RFC 6750 error code for the WWW-Authenticate header; None when the request had no bearer
+    credentials at all (RFC 6750 section 3.1: then no error code is sent).
+    """
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_token"
+
+    def __init__(self, message: str, *, bearer_error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.bearer_error = bearer_error
+
+
+class InsufficientScopeError(AthenaeumError):
+    """The token is valid but lacks a scope this resource requires."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "insufficient_scope"
+    bearer_error = "insufficient_scope"
+
+    def __init__(self, message: str, *, required_scopes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.required_scopes = required_scopes
+
+
+class AuthUnavailableError(AthenaeumError):
+    """Tokens cannot be checked right now (the issuer's JWKS is unreachable); fail closed."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "auth_unavailable"

