@@ -47,6 +47,110 @@ def _root(
 # --- commands -------------------------------------------------------------------------------
 
 
+@app.command("serve")
+def serve_command(
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="The index bundle folder. Default: ATHENAEUM_INDEX_DIR, or the bundle at "
+            "ATHENAEUM_INDEX_S3_URI downloaded to ATHENAEUM_INDEX_CACHE_DIR.",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. Without OAuth or API keys configured only a loopback "
+            "address is allowed, unless --insecure-no-auth is given.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port.")] = 8000,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve without any authentication on a non-loopback address. Anyone who can "
+            "reach the port can read the whole index: use only on a private network.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the index over HTTP: /search, OpenAI-compatible /chat/completions, and MCP at /mcp.
+
+    Settings come from ATHENAEUM_* environment variables (docs/settings.md): OAuth or API
+    keys for auth, an OpenAI-compatible upstream for the generating model, CORS origins.
+    The index is loaded before the server listens, so a bad bundle fails here.
+
+    Example: athenaeum serve --index index/ --port 8000
+    """
+    from pydantic import ValidationError
+
+    from athenaeum.app import serve
+    from athenaeum.settings import Settings
+
+    try:
+        overrides = {"index_dir": index, "index_s3_uri": None} if index is not None else {}
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        fail(
+            "invalid settings: "
+            + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        )
+    err_console.print(f"Loading the index and serving on http://{host}:{port} …")
+    try:
+        serve(settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
+    except AthenaeumError as exc:
+        fail(exc.message)
+
+
+@app.command("openapi")
+def openapi_command(
+    server_url: Annotated[
+        str,
+        typer.Option(
+            "--server-url",
+            help="The API's public URL, as ChatGPT will call it (for example the API Gateway "
+            "stage URL).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the schema to this file instead of standard output.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the OpenAPI schema for a ChatGPT custom GPT action (search and fetch a passage).
+
+    Paste it into the GPT editor's Actions and choose API key (Bearer) or OAuth
+    authentication; docs/chatgpt.md walks through it.
+
+    Example: athenaeum openapi --server-url https://abc123.execute-api.eu-west-1.amazonaws.com/prod
+    """
+    import json
+
+    from athenaeum.openapi_gpt import gpt_action_schema
+
+    try:
+        text = json.dumps(gpt_action_schema(server_url), indent=2) + "\n"
+    except AthenaeumError as exc:
+        fail(exc.message)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err_console.print(f"Wrote the GPT action schema to {out}.")
+
+
 @app.command("search")
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for.", show_default=False)],

@@ -1,0 +1,1 @@
+"""The HTTP layer: routers, the error handler, middleware and MCP. `athenaeum.app` assembles it."""

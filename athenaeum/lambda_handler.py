@@ -1,0 +1,39 @@
+"""The AWS Lambda entry point: Mangum wrapping the same app that `athenaeum serve` runs.
+
+    handler = athenaeum.lambda_handler.handler
+
+Lifespan is off (Lambda has no shutdown hook and the app needs no startup work); the app is
+built on the first invocation and kept for the life of the container, and the index is loaded
+by the first request that needs it (a failed load is a 503 that the next request retries).
+Mangum buffers responses, so a `stream: true` chat request gets its whole SSE body at once.
+
+Lean stack only: this module is on the serve path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mangum import Mangum
+
+from athenaeum.app import create_app
+from athenaeum.index_source import EngineProvider
+from athenaeum.settings import Settings, get_settings
+
+_handler: Mangum | None = None
+
+
+def build_handler(settings: Settings, engine_provider: EngineProvider | None = None) -> Mangum:
+    # The Lambda runtime's root logger passes WARNING and up; the per-request JSON lines and
+    # index load events are INFO and are what CloudWatch should show.
+    logging.getLogger("athenaeum").setLevel(logging.INFO)
+    return Mangum(create_app(settings, engine_provider), lifespan="off")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _handler
+    if _handler is None:
+        _handler = build_handler(get_settings())
+    response: dict[str, Any] = _handler(event, context)
+    return response

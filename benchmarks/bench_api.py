@@ -1,0 +1,233 @@
+"""Throughput and latency of `POST /search` through the HTTP stack, on a SciFact bundle.
+
+Three ways in, one process, the same loaded engine and the same queries (SciFact's judged test
+queries, cycled):
+- `athenaeum serve` (uvicorn) on 127.0.0.1 in its own process, with an httpx async client
+  at concurrency 1 and 8;
+- the Mangum handler called in-process with API Gateway HTTP API (v2) events, as Lambda would;
+- the engine called directly (the baseline: what the HTTP layers add is the difference).
+
+    uv run python benchmarks/bench_api.py --index DIR [--requests 300] [--dataset DIR]
+
+Prints a markdown table: requests/s, p50 and p99 latency in milliseconds. On a 2-core machine
+the client and the server share the cores, so uvicorn's numbers are a floor, not a ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from athenaeum.auth import hash_api_key
+from athenaeum.evaluation import load_beir
+from athenaeum.index_source import FixedEngineProvider
+from athenaeum.lambda_handler import build_handler
+from athenaeum.search import SearchEngine
+from athenaeum.settings import Settings
+
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
+EVENT = Path(__file__).resolve().parents[1] / "tests" / "events" / "http_v2.json"
+TOP_K = 5
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
+    ms = np.asarray(latencies) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def row(name: str, n: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
+    p50, p99 = percentiles(latencies)
+    return {"path": name, "requests": n, "rps": n / seconds, "p50_ms": p50, "p99_ms": p99}
+
+
+def bench_direct(engine: SearchEngine, queries: list[str]) -> dict[str, Any]:
+    latencies = []
+    started = time.perf_counter()
+    for q in queries:
+        t = time.perf_counter()
+        engine.search(q, top_k=TOP_K)
+        latencies.append(time.perf_counter() - t)
+    return row("engine.search (no HTTP)", len(queries), time.perf_counter() - started, latencies)
+
+
+class Server:
+    """`athenaeum serve` in its own process, as deployed: a client in the server's process
+    would fight it for the GIL and add tens of milliseconds that no real deployment has."""
+
+    def __init__(self, index: Path, key: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENAEUM_")}
+        env["ATHENAEUM_API_KEY_HASHES"] = hash_api_key(key)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from athenaeum.cli import main; main()",
+                "serve",
+                "--index",
+                str(index),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(self.url + "/health", timeout=2).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("athenaeum serve did not start") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _http(
+    url: str, queries: list[str], concurrency: int, key: str
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    pending = list(reversed(queries))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}"}
+    # TCP_NODELAY: httpx writes a POST's headers and body separately, and with Nagle's
+    # algorithm the body then waits for the server's delayed ACK (40 ms on Linux): a client
+    # artefact that would swamp what is measured here. Real clients (curl, the OpenAI SDK over
+    # TLS) do not pay it in the same way.
+    transport = httpx.AsyncHTTPTransport(
+        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    async with httpx.AsyncClient(
+        base_url=url, transport=transport, timeout=60, headers=headers
+    ) as client:
+
+        async def worker() -> None:
+            while pending:
+                q = pending.pop()
+                t = time.perf_counter()
+                r = await client.post("/search", json={"query": q, "top_k": TOP_K})
+                latencies.append(time.perf_counter() - t)
+                r.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+def bench_uvicorn(url: str, queries: list[str], concurrency: int, key: str) -> dict[str, Any]:
+    asyncio.run(_http(url, queries[:20], concurrency, key))  # warm-up
+    seconds, latencies = asyncio.run(_http(url, queries, concurrency, key))
+    return row(
+        f"uvicorn (athenaeum serve), concurrency {concurrency}", len(queries), seconds, latencies
+    )
+
+
+def bench_mangum(
+    handler: Callable[[dict[str, Any], Any], Any], queries: list[str]
+) -> dict[str, Any]:
+    template = json.loads(EVENT.read_text())
+    template["headers"].pop("content-length")
+
+    class Context:
+        aws_request_id = "bench"
+
+    def call(q: str) -> None:
+        event = copy.deepcopy(template)
+        event["body"] = json.dumps({"query": q, "top_k": TOP_K})
+        response = handler(event, Context())
+        assert response["statusCode"] == 200, response["body"]
+
+    for q in queries[:20]:
+        call(q)
+    latencies = []
+    started = time.perf_counter()
+    for q in queries:
+        t = time.perf_counter()
+        call(q)
+        latencies.append(time.perf_counter() - t)
+    return row(
+        "Mangum handler in-process (Lambda path)",
+        len(queries),
+        time.perf_counter() - started,
+        latencies,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--index", type=Path, required=True, help="a SciFact index bundle")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+
+    engine = SearchEngine.load(args.index)
+    ds = load_beir(args.dataset)
+    judged = [ds.queries[q] for q in ds.judged_queries]
+    queries = [judged[i % len(judged)] for i in range(args.requests)]
+    for q in judged[:20]:
+        engine.search(q, top_k=TOP_K)  # warm-up: ONNX session, caches
+
+    # Auth on, as deployed: under uvicorn an API key checked on every request; on the Lambda
+    # path the API Gateway authorizer's context in the event (as the stack configures it).
+    key = "bench-" + "Kq3vX8pZ1mN6wR4t"
+    settings = Settings(api_key_hashes=[hash_api_key(key)], trust_gateway_authorizer=True)
+
+    results = [bench_direct(engine, queries)]
+    with Server(args.index, key) as server:
+        for concurrency in (1, 8):
+            results.append(bench_uvicorn(server.url, queries, concurrency, key))
+    results.append(bench_mangum(build_handler(settings, FixedEngineProvider(engine)), queries))
+
+    facts = engine.facts
+    if args.json:
+        print(json.dumps({"facts": facts.__dict__, "results": results}, indent=2))
+        return
+    print(
+        f"/search top_k={TOP_K}, hybrid, {facts.chunks} chunks ({facts.model_id}), "
+        f"{args.requests} requests each; {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print("| path | requests/s | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {r['path']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    direct = results[0]["p50_ms"]
+    overhead = statistics.median([r["p50_ms"] - direct for r in results[1:]])
+    print(f"\nmedian p50 added by the HTTP layers over engine.search: {overhead:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The app and the Lambda handler run with the build-side stack made unimportable: search,
+chat and MCP requests through Mangum, in a fresh interpreter (DESIGN: serve side)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_import_guard import FORBIDDEN
+
+EVENTS = Path(__file__).parent / "events"
+
+SCRIPT = """
+import importlib.abc, json, sys
+
+FORBIDDEN = set(json.loads(sys.argv[1]))
+
+class Forbid(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FORBIDDEN:
+            raise ModuleNotFoundError(f"{name} is forbidden on the serve path", name=name)
+        return None
+
+sys.meta_path.insert(0, Forbid())
+
+import copy, os
+os.environ["ATHENAEUM_INDEX_DIR"] = sys.argv[2]
+os.environ["ATHENAEUM_TRUST_GATEWAY_AUTHORIZER"] = "true"
+from athenaeum.lambda_handler import handler
+
+template = json.loads(open(sys.argv[3]).read())
+
+class Context:
+    aws_request_id = "guard"
+
+def call(method, path, body, headers=None):
+    event = copy.deepcopy(template)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["body"] = json.dumps(body)
+    event["headers"].pop("content-length", None)
+    event["headers"].update(headers or {})
+    return handler(event, Context())
+
+statuses = [
+    call("POST", "/search", {"query": "vitamin D"})["statusCode"],
+    call("POST", "/v1/chat/completions", {"model": "athenaeum-index-retrieval",
+         "messages": [{"role": "user", "content": "vitamin D"}], "stream": True})["statusCode"],
+    call("POST", "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "search", "arguments": {"query": "vitamin D"}}},
+         {"accept": "application/json, text/event-stream",
+          "mcp-protocol-version": "2025-06-18"})["statusCode"],
+]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
+print(json.dumps({"statuses": statuses, "forbidden_loaded": loaded}))
+"""
+
+
+def test_app_and_lambda_handler_import_without_the_build_stack(scifact_bundle: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            json.dumps(FORBIDDEN),
+            str(scifact_bundle),
+            str(EVENTS / "http_v2.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["forbidden_loaded"] == []
+    assert out["statuses"] == [200, 200, 200]
