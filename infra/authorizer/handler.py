@@ -1,0 +1,114 @@
+"""API Gateway TOKEN authorizer: verifies the bearer JWT with the app's own validator.
+
+Deployed beside `athenaeum/auth.py` and `athenaeum/errors.py` only (pyjwt and cryptography
+come from the layer). The validator, and so its JWKS cache, lives as long as the container.
+
+- valid token: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for one
+  route holds for every other; context carries sub, scopes, client_id and iss.
+- bad token: `Unauthorized` (API Gateway answers 401 with the WWW-Authenticate challenge).
+- valid token without the required scopes: Deny (403).
+- keys unavailable (JWKS down, no cached key): an error, which API Gateway answers with its
+  AUTHORIZER_FAILURE response (503) and does not cache: fail closed, never Allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from athenaeum.auth import JWTValidator, Principal, parse_bearer
+from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+UNAUTHORIZED = "Unauthorized"
+_validator: JWTValidator | None = None
+
+
+class AuthorizerUnavailable(Exception):
+    """The token could not be checked (JWKS unreachable); API Gateway answers 503."""
+
+
+def get_validator() -> JWTValidator:
+    global _validator
+    if _validator is None:
+        env = os.environ
+        _validator = JWTValidator(
+            env["ATHENAEUM_OAUTH_ISSUER"],
+            [a for a in env["ATHENAEUM_OAUTH_AUDIENCE"].split(",") if a],
+            env["ATHENAEUM_OAUTH_JWKS_URL"],
+            required_scopes=env.get("ATHENAEUM_OAUTH_REQUIRED_SCOPES", "")
+            .replace(",", " ")
+            .split(),
+            jwks_timeout_seconds=float(env.get("ATHENAEUM_JWKS_TIMEOUT_S", "3")),
+        )
+    return _validator
+
+
+def reset() -> None:
+    """Forget the validator (and its JWKS cache); for tests and configuration changes."""
+    global _validator
+    _validator = None
+
+
+def stage_arn(method_arn: str) -> str:
+    """`arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/*/*` from the invoked method's ARN."""
+    prefix, sep, path = method_arn.partition("/")
+    parts = path.split("/")
+    if not sep or len(parts) < 2 or not parts[0] or not prefix.startswith("arn:"):
+        raise ValueError("not an execute-api method ARN")
+    return f"{prefix}/{parts[0]}/*/*"
+
+
+def policy(
+    principal_id: str, effect: str, resource: str, context: dict[str, str]
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+    if context:
+        response["context"] = context
+    return response
+
+
+def principal_context(principal: Principal) -> dict[str, str]:
+    # API Gateway accepts only string, number and boolean context values.
+    context = {
+        "sub": principal.subject,
+        "scopes": " ".join(sorted(principal.scopes)),
+        "iss": principal.issuer,
+    }
+    if principal.client_id:
+        context["client_id"] = principal.client_id
+    return context
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("type") != "TOKEN":
+        logger.error("not a TOKEN authorizer event")
+        raise Exception(UNAUTHORIZED)
+    try:
+        resource = stage_arn(str(event.get("methodArn", "")))
+    except ValueError:
+        logger.error("authorizer event without a usable methodArn")
+        raise Exception(UNAUTHORIZED) from None
+    try:
+        token = parse_bearer(event.get("authorizationToken"))
+        principal = get_validator().validate(token)
+    except InsufficientScopeError as exc:
+        # The token is genuine: a Deny (403), with the subject for the access log.
+        logger.info("denied: %s", exc.message)
+        return policy("insufficient-scope", "Deny", resource, {})
+    except AuthenticationError as exc:
+        logger.info("unauthorized: %s", exc.message)
+        raise Exception(UNAUTHORIZED) from None
+    except AuthUnavailableError as exc:
+        logger.error("cannot verify tokens: %s", exc.message)
+        raise AuthorizerUnavailable(exc.message) from None
+    return policy(principal.subject, "Allow", resource, principal_context(principal))

@@ -1,0 +1,106 @@
+"""Where the index goes: packaged with the function when everything fits Lambda's 250 MB
+unzipped limit, else in S3 and downloaded to /tmp (ephemeral storage sized from the bundle)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+MIB = 1024 * 1024
+# Lambda's limit on function code plus all layers, unzipped.
+UNZIPPED_LIMIT_BYTES = 250 * MIB
+# The layer goal from the issue: leaves room for code and a small bundle.
+LAYER_GOAL_BYTES = 180 * MIB
+MIN_EPHEMERAL_MB = 512
+MAX_EPHEMERAL_MB = 10240
+# Room in /tmp beyond the bundle: the download is written beside the cache, then renamed.
+EPHEMERAL_HEADROOM_MB = 256
+MANIFEST_FILE = "manifest.json"
+
+
+class SizingError(ValueError):
+    """The deployment cannot be built at this size; the message says what to do instead."""
+
+
+class IndexStrategy(StrEnum):
+    PACKAGED = "packaged"
+    S3 = "s3"
+
+
+@dataclass(frozen=True, slots=True)
+class SizePlan:
+    layer_bytes: int
+    code_bytes: int
+    bundle_bytes: int
+    strategy: IndexStrategy
+    ephemeral_storage_mb: int
+
+    @property
+    def packaged_bytes(self) -> int:
+        return self.layer_bytes + self.code_bytes + self.bundle_bytes
+
+    def report(self) -> str:
+        def mb(n: int) -> str:
+            return f"{n / MIB:.1f} MiB"
+
+        where = (
+            "packaged with the function"
+            if self.strategy is IndexStrategy.PACKAGED
+            else f"in S3, downloaded to /tmp ({self.ephemeral_storage_mb} MB ephemeral storage)"
+        )
+        return (
+            f"sizes (unzipped): layer {mb(self.layer_bytes)}, code {mb(self.code_bytes)}, "
+            f"index bundle {mb(self.bundle_bytes)}; total {mb(self.packaged_bytes)} of the "
+            f"{mb(UNZIPPED_LIMIT_BYTES)} Lambda limit. Index: {where}."
+        )
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def bundle_bytes(index_dir: Path) -> int:
+    """The bundle's size as its manifest declares it (the files it lists plus the manifest)."""
+    manifest_path = index_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise SizingError(
+            f"no index bundle at {index_dir} (no {MANIFEST_FILE}); build one with "
+            "`uv run athenaeum index ...` or set the context key index_dir"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        listed = sum(int(info["bytes"]) for info in manifest["files"].values())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SizingError(f"{manifest_path} is not a valid index manifest: {exc}") from None
+    return listed + manifest_path.stat().st_size
+
+
+def plan(
+    *, layer_bytes: int, code_bytes: int, bundle_bytes: int, allow_packaged: bool = True
+) -> SizePlan:
+    if layer_bytes + code_bytes > UNZIPPED_LIMIT_BYTES:
+        raise SizingError(
+            f"the dependency layer ({layer_bytes / MIB:.1f} MiB) and function code "
+            f"({code_bytes / MIB:.1f} MiB) exceed Lambda's 250 MiB unzipped limit on their own; "
+            "rebuild the layer with layer/build.sh (which trims it) and check what it contains"
+        )
+    if allow_packaged and layer_bytes + code_bytes + bundle_bytes <= UNZIPPED_LIMIT_BYTES:
+        return SizePlan(layer_bytes, code_bytes, bundle_bytes, IndexStrategy.PACKAGED, 512)
+    needed_mb = math.ceil(bundle_bytes / MIB) + EPHEMERAL_HEADROOM_MB
+    if needed_mb > MAX_EPHEMERAL_MB:
+        raise SizingError(
+            f"the index bundle ({bundle_bytes / MIB:.0f} MiB) does not fit Lambda's "
+            f"{MAX_EPHEMERAL_MB} MB of /tmp with {EPHEMERAL_HEADROOM_MB} MB of headroom. "
+            "See docs/deployment.md, 'Index size strategies': split the library into several "
+            "bundles, use a compact dense index (IVF-PQ), or serve from a container or EFS"
+        )
+    return SizePlan(
+        layer_bytes,
+        code_bytes,
+        bundle_bytes,
+        IndexStrategy.S3,
+        max(MIN_EPHEMERAL_MB, needed_mb),
+    )

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Builds the Lambda dependency layer without Docker: wheels for the Lambda platform (manylinux
+# up to 2_34, CPython 3.12), trimmed, with bytecode compiled by a real Python 3.12.
+#
+#   layer/build.sh [--arch x86_64|arm64] [--out build/layer]
+#
+# Output: OUT/python/... (the layout Lambda expects), and a size report. Warns over the 180 MiB
+# goal (which leaves room for a packaged index) and refuses a layer over LAYER_MAX_MIB (default
+# 245: Lambda's hard limit is 250 MiB for layers and code together, unzipped). On a host of the
+# same architecture it then imports the serve stack from the layer alone with Python 3.12.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+arch="x86_64"
+out="$root/build/layer"
+max_mib="${LAYER_MAX_MIB:-245}"
+goal_mib=180
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "layer/build.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+case "$arch" in
+  x86_64) platform="x86_64-manylinux_2_34" ;;
+  arm64) platform="aarch64-manylinux_2_34" ;;
+  *) echo "layer/build.sh: --arch must be x86_64 or arm64, not $arch" >&2; exit 2 ;;
+esac
+
+# Bytecode must be written by 3.12: a .pyc from another version is dead weight on Lambda.
+py312="${PYTHON312:-}"
+if [[ -z "$py312" ]]; then
+  for candidate in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12" \
+      "$(uv python find 3.12 2>/dev/null || true)"; do
+    if [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null 2>&1; then
+      py312="$(command -v "$candidate")"; break
+    fi
+  done
+fi
+if [[ -z "$py312" ]] || ! "$py312" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+  echo "layer/build.sh: needs a Python 3.12 interpreter to compile bytecode;" \
+       "install one with 'uv python install 3.12' or set PYTHON312" >&2
+  exit 1
+fi
+
+command -v uv >/dev/null || { echo "layer/build.sh: needs uv (https://docs.astral.sh/uv/)" >&2; exit 1; }
+
+target="$out/python"
+rm -rf "$out"
+mkdir -p "$target"
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+
+# Pin every package to the versions in uv.lock (base dependencies only).
+(cd "$root" && uv export --frozen --no-default-groups --no-hashes --no-emit-project \
+  --no-annotate --no-header --format requirements-txt) >"$constraints"
+
+common=(--python-platform "$platform" --python-version 3.12 --only-binary :all:
+        --target "$target" --no-compile --quiet)
+echo "layer: installing the serve stack for $platform into $target"
+uv pip install "${common[@]}" -r "$here/requirements.txt" -c "$constraints"
+uv pip install "${common[@]}" --no-deps -c "$constraints" tokenizers
+
+# --- trims (see ../shared/STACK-NOTES.md, "The Lambda layer") ---------------------------------
+before="$(du -sb "$target" | cut -f1)"
+# onnxruntime: the Python binding loads onnxruntime_pybind11_state.so, not this second copy.
+rm -f "$target"/onnxruntime/capi/libonnxruntime.so*
+rm -rf "$target"/onnxruntime/{tools,quantization,transformers}
+# Test suites and type stubs never run on Lambda.
+find "$target" -depth -type d \( -name tests -o -name testing -o -name __pycache__ \) \
+  -path "$target/*" -prune -exec rm -rf {} +
+find "$target" -name '*.pyi' -delete
+# Already in the Lambda runtime.
+rm -rf "$target"/boto3 "$target"/botocore "$target"/s3transfer "$target"/boto3-* \
+  "$target"/botocore-* "$target"/s3transfer-*
+after_trim="$(du -sb "$target" | cut -f1)"
+
+# unchecked-hash: the layer is read-only, so skip the mtime checks on every import.
+"$py312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$target" >/dev/null
+
+total="$(du -sb "$out" | cut -f1)"
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+echo "layer: $(mib "$before") installed, $(mib "$after_trim") after trims," \
+     "$(mib "$total") with 3.12 bytecode ($platform)"
+echo "layer: largest packages:"
+du -sb "$target"/* | sort -rn | head -8 | while read -r bytes path; do
+  printf '  %10s  %s\n' "$(mib "$bytes")" "$(basename "$path")"
+done
+if (( total > max_mib * 1048576 )); then
+  echo "layer/build.sh: the layer is $(mib "$total"), over the ${max_mib} MiB limit;" \
+       "with the function code it would not fit Lambda's 250 MiB (unzipped)" >&2
+  exit 1
+fi
+if (( total > goal_mib * 1048576 )); then
+  echo "layer: warning: over the ${goal_mib} MiB goal; only a small index can be packaged" \
+       "with the function, larger ones go to S3 (synth decides and says so)" >&2
+fi
+
+host_arch="$(uname -m)"
+if [[ "$host_arch" == "$arch" || ( "$host_arch" == aarch64 && "$arch" == arm64 ) ]]; then
+  # -I -S: no environment, no site-packages at all: only the layer and the package.
+  "$py312" -I -S -c "
+import sys
+sys.path[:0] = ['$target', '$root']
+import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer, yaml
+import athenaeum.lambda_handler, athenaeum.auth
+print('layer: imports OK under', sys.version.split()[0])
+"
+fi
