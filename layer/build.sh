@@ -67,23 +67,87 @@ uv pip install "${common[@]}" -r "$here/requirements.txt" -c "$constraints"
 uv pip install "${common[@]}" --no-deps -c "$constraints" tokenizers
 
 # --- trims (see ../shared/STACK-NOTES.md, "The Lambda layer") ---------------------------------
-before="$(du -sb "$target" | cut -f1)"
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+before="$(file_bytes "$target")"
 # onnxruntime: the Python binding loads onnxruntime_pybind11_state.so, not this second copy.
 rm -f "$target"/onnxruntime/capi/libonnxruntime.so*
 rm -rf "$target"/onnxruntime/{tools,quantization,transformers}
-# Test suites and type stubs never run on Lambda.
+# Test suites, type stubs, C headers and static libraries never run on Lambda.
 find "$target" -depth -type d \( -name tests -o -name testing -o -name __pycache__ \) \
   -path "$target/*" -prune -exec rm -rf {} +
-find "$target" -name '*.pyi' -delete
+find "$target" \( -name '*.pyi' -o -name '*.pxd' -o -name '*.h' -o -name '*.a' \) -delete
+rm -rf "$target"/numpy/_core/include "$target"/numpy/f2py "$target"/numpy/_pyinstaller \
+  "$target"/numpy/_core/_simd.* "$target"/numpy/_core/_*_tests.* "$target"/bin
+# numpy's subpackages that load only when touched (np.random, np.fft, np.ma, np.polynomial):
+# the engine does dot products, norms and sorting and touches none of them.
+rm -rf "$target"/numpy/{random,fft,ma,polynomial}
+# Installed as dependencies, never imported by the functions:
+#  - protobuf (google/) and flatbuffers: onnxruntime needs them only in its tools (removed above);
+#  - jsonschema and its dependencies: mcp validates tool results with it in its client only;
+#  - cffi's Python package and pycparser: they build bindings; compiled bindings (cryptography's)
+#    need only the _cffi_backend extension, which stays;
+#  - faiss.contrib: dataset, clustering and evaluation helpers for notebooks.
+# layer/serve_modules.py below imports the stack from the trimmed layer, so a wrong entry here
+# fails the build.
+unused=(google protobuf flatbuffers jsonschema jsonschema_specifications referencing rpds \
+  attr attrs pycparser cffi faiss/contrib)
+for name in "${unused[@]}"; do
+  rm -rf "${target:?}/$name" "$target/$name"-*.dist-info "$target/${name//_/-}"-*.dist-info
+done
+# Installers' file lists (pip uninstall reads them; nothing installs into a layer). Metadata and
+# licences stay.
+rm -f "$target"/*.dist-info/RECORD "$target"/*.dist-info/INSTALLER "$target"/*.dist-info/REQUESTED
+rm -rf "$target"/*.dist-info/sboms
 # Already in the Lambda runtime.
 rm -rf "$target"/boto3 "$target"/botocore "$target"/s3transfer "$target"/boto3-* \
   "$target"/botocore-* "$target"/s3transfer-*
-after_trim="$(du -sb "$target" | cut -f1)"
 
-# unchecked-hash: the layer is read-only, so skip the mtime checks on every import.
-"$py312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$target" >/dev/null
+host_arch="$(uname -m)"
+native=0
+if [[ "$host_arch" == "$arch" || ( "$host_arch" == aarch64 && "$arch" == arm64 ) ]]; then
+  native=1
+fi
+# Symbol tables: the Rust extensions (cryptography, tokenizers) and numpy's OpenBLAS ship
+# unstripped. --strip-unneeded keeps the dynamic symbols that loading needs; the run of the
+# functions below (serve_modules.py) loads every one of these libraries after the strip.
+strip_tool="${STRIP:-}"
+if [[ -z "$strip_tool" ]]; then
+  if (( native )); then
+    strip_tool="strip"
+  elif [[ "$arch" == arm64 ]] && command -v aarch64-linux-gnu-strip >/dev/null; then
+    strip_tool="aarch64-linux-gnu-strip"
+  elif [[ "$arch" == x86_64 ]] && command -v x86_64-linux-gnu-strip >/dev/null; then
+    strip_tool="x86_64-linux-gnu-strip"
+  fi
+fi
+if [[ -n "$strip_tool" ]] && command -v "$strip_tool" >/dev/null; then
+  find "$target" \( -name '*.so' -o -name '*.so.*' \) -print0 \
+    | xargs -0 -r "$strip_tool" --strip-unneeded
+else
+  echo "layer: warning: no strip for $arch (set STRIP=...); shared objects left as shipped" >&2
+fi
+after_trim="$(file_bytes "$target")"
 
-total="$(du -sb "$out" | cut -f1)"
+# Bytecode, compiled by 3.12. unchecked-hash: the layer is read-only, so no mtime checks on each
+# import. On a host of the layer's architecture, only the files the functions import (found by
+# running them, layer/serve_modules.py) get bytecode; a cross build compiles everything.
+if (( native )); then
+  loaded="$(mktemp)"
+  trap 'rm -f "$constraints" "$loaded"' EXIT
+  if ! (cd "$target" && "$py312" -I -S -B "$here/serve_modules.py" "$target" "$root" \
+      ${LAYER_TRACE_INDEX:+"$LAYER_TRACE_INDEX"} >"$loaded"); then
+    echo "layer/build.sh: the serve stack does not run from the trimmed layer (above)" >&2
+    exit 1
+  fi
+  (cd "$target" && "$py312" -m compileall -q --invalidation-mode unchecked-hash \
+    -i "$loaded" >/dev/null)
+  echo "layer: the functions import $(wc -l <"$loaded") modules of the layer; those get bytecode"
+else
+  "$py312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$target" >/dev/null
+fi
+
+# What Lambda counts: the bytes of the files (du would add the directories' own blocks).
+total="$(file_bytes "$out")"
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 echo "layer: $(mib "$before") installed, $(mib "$after_trim") after trims," \
      "$(mib "$total") with 3.12 bytecode ($platform)"
@@ -101,13 +165,12 @@ if (( total > goal_mib * 1048576 )); then
        "with the function, larger ones go to S3 (synth decides and says so)" >&2
 fi
 
-host_arch="$(uname -m)"
-if [[ "$host_arch" == "$arch" || ( "$host_arch" == aarch64 && "$arch" == arm64 ) ]]; then
+if (( native )); then
   # -I -S: no environment, no site-packages at all: only the layer and the package.
   "$py312" -I -S -c "
 import sys
 sys.path[:0] = ['$target', '$root']
-import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer, yaml
+import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer
 import athenaeum.lambda_handler, athenaeum.auth
 print('layer: imports OK under', sys.version.split()[0])
 "

@@ -28,18 +28,32 @@ if sys.argv[2]:
     sys.path.append(sys.argv[2])
 import athenaeum.lambda_handler as lh
 base = json.load(open(sys.argv[3]))
+mcp = {"Accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
+def rpc(method, params):
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+call = rpc("tools/call", {"name": "search", "arguments": {"query": "cells"}})
+chat = {"model": "athenaeum-index-retrieval", "messages": [{"role": "user", "content": "cells"}]}
 answers = {}
-for path, method, body in (
-    ("/health", "GET", None),
-    ("/search", "POST", json.dumps({"query": "cells", "top_k": 2})),
-    ("/chat/completions", "POST", json.dumps({"model": "x", "messages": []})),
+for name, path, method, body, headers in (
+    ("health", "/health", "GET", None, {}),
+    ("search", "/search", "POST", json.dumps({"query": "cells", "top_k": 2}), {}),
+    ("chat", "/chat/completions", "POST", json.dumps(chat), {}),
+    ("rag", "/chat/completions", "POST", json.dumps({**chat, "model": "athenaeum-index-rag"}), {}),
+    ("mcp", "/mcp", "POST", call, mcp),
 ):
     event = dict(base, path=path, httpMethod=method, body=body)
+    event["headers"] = {**base["headers"], **headers}
+    event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
     event["pathParameters"] = {"proxy": path[1:]}
     response = lh.handler(event, None)
-    answers[path] = [response["statusCode"], json.loads(response["body"])]
+    answers[name] = [response["statusCode"], json.loads(response["body"])]
 answers["seconds"] = time.perf_counter() - start
 answers["site"] = [p for p in sys.path if "site-packages" in p]
+answers["outside"] = sorted(
+    {m.split(".")[0] for m, mod in list(sys.modules.items())
+     if getattr(mod, "__file__", None) and not any(mod.__file__.startswith(p) for p in sys.path[:2])
+     and not mod.__file__.startswith(sys.base_prefix)}
+)
 print(json.dumps(answers))
 """
 
@@ -91,14 +105,18 @@ def run_artifact(
 
 
 def check_answers(answers: dict[str, Any]) -> None:
-    status, health = answers["/health"]
+    status, health = answers["health"]
     assert status == 200 and health["status"] == "ok"
-    status, search = answers["/search"]
+    status, search = answers["search"]
     assert status == 200 and len(search["results"]) == 2
+    status, chat = answers["chat"]
+    assert status == 200 and "[1]" in chat["choices"][0]["message"]["content"]
     # No upstream model is configured: a clean error in the API's shape, not a crash.
-    status, chat = answers["/chat/completions"]
-    assert status >= 400 and set(chat["error"]) == {"message", "type", "param", "code"}
-    print(f"fresh process to three answers: {answers['seconds']:.2f} s")
+    status, rag = answers["rag"]
+    assert status >= 400 and set(rag["error"]) == {"message", "type", "param", "code"}
+    status, mcp = answers["mcp"]
+    assert status == 200 and mcp["result"]["structuredContent"]["results"]
+    print(f"fresh process to five answers: {answers['seconds']:.2f} s")
 
 
 @pytest.mark.slow
@@ -106,7 +124,8 @@ def test_packaged_artifact_answers_rest_events(scifact_bundle: Path, tmp_path: P
     function = staging.stage_function(tmp_path)
     index = staging.add_index(function, scifact_bundle)
     answers = run_artifact(function, {"ATHENAEUM_INDEX_DIR": str(index)})
-    assert answers["site"] == []
+    # Everything came from the layer, the code or the standard library.
+    assert answers["site"] == [] and answers["outside"] == []
     check_answers(answers)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.sizing import LAYER_GOAL_BYTES, MIB
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "layer" / "build.sh"
 
@@ -59,6 +61,13 @@ def test_built_layer_is_trimmed_and_compiled_for_312() -> None:
         pytest.skip("no built layer; run layer/build.sh")
     assert not list((target / "onnxruntime" / "capi").glob("libonnxruntime.so*"))
     assert not (target / "numpy" / "_core" / "tests").exists()
-    assert not (target / "boto3").exists()
+    for gone in ("boto3", "google", "jsonschema", "pycparser", "yaml", "numpy/random"):
+        assert not (target / gone).exists(), gone
+    # Bytecode for what the functions import, written by 3.12, and nothing else.
     pycs = list((target / "fastapi").rglob("*.pyc"))
     assert pycs and all(".cpython-312." in p.name for p in pycs)
+    assert (target / "faiss" / "__pycache__").is_dir()
+    assert not list((target / "numpy" / "linalg" / "tests").glob("*"))
+    # The size Lambda counts (file bytes, unzipped) is within the goal.
+    total = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
+    assert total <= LAYER_GOAL_BYTES, f"layer is {total / MIB:.1f} MiB"

@@ -1,0 +1,215 @@
+"""The Lambda artifact: layer size and the cold start of the packaged function under Python 3.12.
+
+Builds the layer with layer/build.sh (unless --no-build), stages the API function with the index
+packaged as synth would, and prints:
+
+- sizes, unzipped: the layer by package, the code, the bundle, and the total against Lambda's
+  250 MiB limit (whether this bundle could be packaged);
+- cold start: fresh `python3.12 -I -S` processes with nothing on sys.path but the layer and the
+  function, each importing the handler and answering real API Gateway REST events
+  (`/health`, then `/search`, which loads and verifies the bundle, then a second `/search`).
+  Medians over --repeat runs, for the layer as built (3.12 bytecode for the modules the
+  functions import), and, as baselines in the same run, the same layer with bytecode for every
+  module and with no bytecode at all (what a layer built without a 3.12 interpreter costs:
+  Lambda's /opt is read-only, so nothing is cached between cold starts).
+
+    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build]
+
+The default bundle is the SciFact one `athenaeum eval` keeps, else the sample library's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from athenaeum.evaluation import default_index_dir
+from infra import sizing, staging
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "build" / "layer"
+EVENT = ROOT / "tests" / "events" / "rest_v1_authorizer.json"
+PY312 = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
+SCIFACT = default_index_dir(ROOT.parent / "shared" / "data" / "beir" / "scifact")
+SAMPLE = ROOT / ".athenaeum" / "sample" / "index"
+QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
+
+COLD = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path[:0] = sys.argv[1].split(":")
+import athenaeum.lambda_handler as lh
+t1 = time.perf_counter()
+base = json.load(open(sys.argv[2]))
+def call(path, method, body=None):
+    event = dict(base, path=path, httpMethod=method, body=body)
+    event["pathParameters"] = {"proxy": path[1:]}
+    response = lh.handler(event, None)
+    assert response["statusCode"] == 200, response["body"][:300]
+    return time.perf_counter()
+query = json.dumps({"query": sys.argv[3], "top_k": 5})
+t2 = call("/health", "GET")
+t3 = call("/search", "POST", query)
+t4 = call("/search", "POST", query)
+rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"import": t1 - t0, "health": t2 - t1, "first_search": t3 - t2,
+                  "warm_search": t4 - t3, "total": t3 - t0, "rss_mb": rss / 1024}))
+"""
+
+
+def python312() -> str:
+    for candidate in PY312:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    sys.exit("needs a Python 3.12 interpreter (uv python install 3.12)")
+
+
+def mib(n: float) -> str:
+    return f"{n / sizing.MIB:.1f} MiB"
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def size_table(layer: Path, function: Path, bundle_bytes: int) -> None:
+    packages: dict[str, int] = {}
+    for child in (layer / "python").iterdir():
+        name = child.name.split("-")[0].split(".cpython")[0]
+        size = tree_bytes(child) if child.is_dir() else child.stat().st_size
+        packages[name] = packages.get(name, 0) + size
+    layer_bytes = tree_bytes(layer)
+    pyc = sum(p.stat().st_size for p in layer.rglob("*.pyc"))
+    print("\nLayer, unzipped (file bytes, as Lambda counts them)")
+    print(f"| {'package':<24} | {'size':>10} |")
+    print(f"|{'-' * 26}|{'-' * 12}|")
+    for name, size in sorted(packages.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"| {name:<24} | {mib(size):>10} |")
+    print(f"| {'(3.12 bytecode, in the above)':<24} | {mib(pyc):>10} |")
+    print(f"| {'layer total':<24} | {mib(layer_bytes):>10} |")
+    code = tree_bytes(function) - bundle_bytes
+    total = layer_bytes + code + bundle_bytes
+    verdict = "fits: packaged" if total <= sizing.UNZIPPED_LIMIT_BYTES else "too big: S3"
+    print(
+        f"\nlayer {mib(layer_bytes)} + code {mib(code)} + bundle {mib(bundle_bytes)} = "
+        f"{mib(total)} of {mib(sizing.UNZIPPED_LIMIT_BYTES)} ({verdict}); the layer goal is "
+        f"{mib(sizing.LAYER_GOAL_BYTES)}, room left for a packaged bundle: "
+        f"{mib(sizing.UNZIPPED_LIMIT_BYTES - layer_bytes - code)}"
+    )
+
+
+def cold_runs(python: str, layer: Path, function: Path, index: Path, repeat: int) -> list[dict]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
+        "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
+        "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
+        "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+        "ATHENAEUM_INDEX_DIR": str(index),
+    }
+    runs = []
+    for _ in range(repeat):
+        result = subprocess.run(
+            [python, "-I", "-S", "-B", "-c", COLD, f"{layer}:{function}", str(EVENT), QUERY],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            sys.exit(result.stderr[-3000:])
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-build", action="store_true", help="use build/layer as it is")
+    args = parser.parse_args()
+    index = args.index or next(
+        (p for p in (SCIFACT, SAMPLE) if (p / "manifest.json").is_file()), None
+    )
+    if index is None:
+        sys.exit("no index bundle: pass --index, or run ./quickstart.sh first")
+    python = python312()
+    if not args.no_build:
+        subprocess.run([str(ROOT / "layer" / "build.sh")], check=True)
+    if not (LAYER / "python").is_dir():
+        sys.exit("no built layer at build/layer; run layer/build.sh")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        function = staging.stage_function(tmp / "staging")
+        packaged = staging.add_index(function, index)
+        size_table(LAYER, function, sizing.bundle_bytes(index))
+
+        every = tmp / "every" / "python"
+        shutil.copytree(LAYER / "python", every, symlinks=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(every),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        bare = tmp / "bare" / "python"
+        shutil.copytree(
+            LAYER / "python", bare, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        variants = [
+            ("as built (bytecode for imported modules)", LAYER / "python"),
+            ("baseline: bytecode for every module", every),
+            ("baseline: no bytecode", bare),
+        ]
+        print(
+            f"\nCold start of the packaged function, python3.12 -I -S, bundle {index} "
+            f"({mib(sizing.bundle_bytes(index))}), median of {args.repeat} fresh processes"
+        )
+        print(
+            f"| {'layer':<42} | {'size':>9} | {'import':>7} | {'/health':>7} | "
+            f"{'1st /search':>11} | {'to 1st answer':>13} | {'warm /search':>12} | {'RSS':>7} |"
+        )
+        print("|" + "|".join("-" * w for w in (44, 11, 9, 9, 13, 15, 14, 9)) + "|")
+        medians: dict[str, float] = {}
+        for label, layer in variants:
+            runs = cold_runs(python, layer, function, packaged, args.repeat)
+
+            def med(key: str, runs: list[dict] = runs) -> float:
+                return statistics.median(r[key] for r in runs)
+
+            medians[label] = med("total")
+            print(
+                f"| {label:<42} | {mib(tree_bytes(layer.parent)):>9} | {med('import'):>6.2f}s | "
+                f"{med('health'):>6.2f}s | {med('first_search'):>10.2f}s | "
+                f"{med('total'):>12.2f}s | {med('warm_search') * 1000:>9.1f} ms | "
+                f"{med('rss_mb'):>4.0f} MB |"
+            )
+        built, every_total, bare_total = (medians[label] for label, _ in variants)
+        print(
+            f"\nto the first answer: as built {built:.2f} s; every-module bytecode "
+            f"{every_total / built:.2f}x, no bytecode {bare_total / built:.2f}x of that"
+        )
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
