@@ -31,6 +31,7 @@ from athenaeum.api.security import WELL_KNOWN, Authenticator, AuthMiddleware
 from athenaeum.auth import protected_resource_metadata
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.index_source import EngineProvider
+from athenaeum.secrets import with_secret_llm_key
 from athenaeum.settings import Settings, get_settings
 
 logger = logging.getLogger("athenaeum")
@@ -45,7 +46,8 @@ DESCRIPTION = (
 def create_app(
     settings: Settings | None = None, engine_provider: EngineProvider | None = None
 ) -> FastAPI:
-    settings = settings or get_settings()
+    # A key kept in Secrets Manager is read on first use (the Lambda handler reads it earlier).
+    settings = with_secret_llm_key(settings or get_settings())
     provider = engine_provider or EngineProvider(settings)
     app = FastAPI(
         title="Athenaeum",

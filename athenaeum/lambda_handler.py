@@ -5,6 +5,9 @@
 Lifespan is off (Lambda has no shutdown hook and the app needs no startup work); the app is
 built on the first invocation and kept for the life of the container, and the index is loaded
 by the first request that needs it (a failed load is a 503 that the next request retries).
+The generating model's API key, when ATHENAEUM_LLM_API_KEY_SECRET names a Secrets Manager
+secret, is read while the app is built; if that fails, the generating model answers 503 and
+the next request to it reads again, while the rest of the API works (athenaeum.secrets).
 Mangum buffers responses, so a `stream: true` chat request gets its whole SSE body at once.
 
 Lean stack only: this module is on the serve path.
@@ -19,6 +22,7 @@ from mangum import Mangum
 
 from athenaeum.app import create_app
 from athenaeum.index_source import EngineProvider
+from athenaeum.secrets import preload_llm_key, with_secret_llm_key
 from athenaeum.settings import Settings, get_settings
 
 _handler: Mangum | None = None
@@ -28,6 +32,8 @@ def build_handler(settings: Settings, engine_provider: EngineProvider | None = N
     # The Lambda runtime's root logger passes WARNING and up; the per-request JSON lines and
     # index load events are INFO and are what CloudWatch should show.
     logging.getLogger("athenaeum").setLevel(logging.INFO)
+    settings = with_secret_llm_key(settings)
+    preload_llm_key(settings)
     return Mangum(create_app(settings, engine_provider), lifespan="off")
 
 

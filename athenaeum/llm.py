@@ -161,7 +161,7 @@ def _status_error(status: int, text: str) -> Exception:
         # Not the caller's fault: the server's own upstream credentials are wrong.
         return UpstreamError(
             f"the language model rejected this server's credentials (HTTP {status}); "
-            "check ATHENAEUM_LLM_API_KEY"
+            "check ATHENAEUM_LLM_API_KEY or the secret ATHENAEUM_LLM_API_KEY_SECRET names"
         )
     if status in (502, 503, 504):
         return UpstreamUnavailableError(f"the language model is unavailable (HTTP {status})")

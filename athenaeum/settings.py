@@ -52,14 +52,23 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+def is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in _PLACEHOLDERS
+
+
 def _refuse_placeholder(name: str, secret: str) -> None:
-    if secret.strip().lower() in _PLACEHOLDERS:
+    if is_placeholder(secret):
         raise ValueError(f"{name} is empty or a placeholder; set a real value or leave it unset")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ATHENAEUM_", env_file=None, extra="ignore", frozen=True
+        env_prefix="ATHENAEUM_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        # Errors would otherwise quote the input, ATHENAEUM_LLM_API_KEY included.
+        hide_input_in_errors=True,
     )
 
     # --- the index -----------------------------------------------------------------------------
@@ -80,6 +89,9 @@ class Settings(BaseSettings):
     # --- the generating model ------------------------------------------------------------------
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
+    # On Lambda the key lives in Secrets Manager: this names the secret (ARN or name) and
+    # athenaeum.secrets reads the key from there (the Lambda handler at cold start).
+    llm_api_key_secret: str | None = None
     llm_model: str | None = None
     llm_timeout_s: float = Field(default=60.0, gt=0)
 
@@ -120,6 +132,15 @@ class Settings(BaseSettings):
             _refuse_placeholder("ATHENAEUM_LLM_API_KEY", value.get_secret_value())
         return value
 
+    @field_validator("llm_api_key_secret")
+    @classmethod
+    def _llm_key_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                "is empty; name a Secrets Manager secret (ARN or name) or leave it unset"
+            )
+        return value.strip() if value is not None else None
+
     @field_validator("api_key_hashes")
     @classmethod
     def _key_hashes(cls, value: list[str]) -> list[str]:
@@ -140,11 +161,17 @@ class Settings(BaseSettings):
                 "OAuth needs all three of ATHENAEUM_OAUTH_ISSUER, ATHENAEUM_OAUTH_AUDIENCE and "
                 "ATHENAEUM_OAUTH_JWKS_URL"
             )
-        llm = [self.llm_base_url, self.llm_api_key, self.llm_model]
+        if self.llm_api_key is not None and self.llm_api_key_secret is not None:
+            raise ValueError(
+                "set ATHENAEUM_LLM_API_KEY or ATHENAEUM_LLM_API_KEY_SECRET, not both (the "
+                "secret names where the key is kept in AWS Secrets Manager)"
+            )
+        key = self.llm_api_key if self.llm_api_key is not None else self.llm_api_key_secret
+        llm = [self.llm_base_url, key, self.llm_model]
         if any(v is not None for v in llm) and not all(v is not None for v in llm):
             raise ValueError(
                 "the generating model needs all three of ATHENAEUM_LLM_BASE_URL, "
-                "ATHENAEUM_LLM_API_KEY and ATHENAEUM_LLM_MODEL"
+                "ATHENAEUM_LLM_API_KEY (or ATHENAEUM_LLM_API_KEY_SECRET) and ATHENAEUM_LLM_MODEL"
             )
         if self.index_dir is not None and self.index_s3_uri is not None:
             raise ValueError("set ATHENAEUM_INDEX_DIR or ATHENAEUM_INDEX_S3_URI, not both")
