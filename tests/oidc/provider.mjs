@@ -1,0 +1,100 @@
+// A local OpenID provider for tests/test_oidc_e2e.py: oidc-provider issuing JWT access tokens by
+// the client-credentials grant, on 127.0.0.1 only. Never deployed.
+//
+//   node provider.mjs [PORT]   (PORT 0, the default, lets the kernel pick a free one)
+//
+// Prints one line of JSON, {"issuer": "http://127.0.0.1:PORT"}, once it is listening. The
+// clients' secret comes from OIDC_CLIENT_SECRET. It exits when its standard input closes (so it
+// dies with the test process, however that ends), on SIGTERM, or after MAX_LIFETIME_MS.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+
+import { Provider, errors } from 'oidc-provider';
+
+const MAX_LIFETIME_MS = 15 * 60 * 1000;
+
+// Resource indicators (RFC 8707) double as the tokens' audience; the test names the same ones.
+const API = 'https://athenaeum.test/api';
+const OTHER_API = 'https://other.test/api';
+const RESOURCES = {
+  [API]: 'library.read library.write',
+  [OTHER_API]: 'library.read',
+};
+// Each client gets its tokens signed with one algorithm, and one of them gets short-lived ones.
+const CLIENTS = {
+  'athenaeum-rs256': { alg: 'RS256', ttl: 300 },
+  'athenaeum-es256': { alg: 'ES256', ttl: 300 },
+  'athenaeum-short': { alg: 'RS256', ttl: 2 },
+};
+
+const secret = process.env.OIDC_CLIENT_SECRET;
+if (!secret) {
+  console.error('OIDC_CLIENT_SECRET must be set');
+  process.exit(2);
+}
+const port = Number(process.argv[2] ?? process.env.OIDC_PORT ?? 0);
+
+function signingKey(type, options) {
+  const { privateKey } = generateKeyPairSync(type, options);
+  return { ...privateKey.export({ format: 'jwk' }), use: 'sig' };
+}
+
+// Fresh keys every run: nothing secret is committed, and a token never outlives its provider.
+const jwks = {
+  keys: [
+    signingKey('rsa', { modulusLength: 2048 }),
+    signingKey('ec', { namedCurve: 'P-256' }),
+  ],
+};
+
+const server = createServer();
+server.listen(port, '127.0.0.1');
+await once(server, 'listening');
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  jwks,
+  clients: Object.keys(CLIENTS).map((clientId) => ({
+    client_id: clientId,
+    client_secret: secret,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  })),
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API,
+      // Without a resource server whose format is 'jwt', access tokens would be opaque.
+      getResourceServerInfo: (ctx, resource, client) => {
+        if (!(resource in RESOURCES)) throw new errors.InvalidTarget();
+        const { alg, ttl } = CLIENTS[client.clientId];
+        return {
+          audience: resource,
+          scope: RESOURCES[resource],
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: ttl,
+          jwt: { sign: { alg } },
+        };
+      },
+    },
+  },
+});
+server.on('request', provider.callback());
+
+function stop() {
+  server.close();
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('close', stop);
+process.stdin.resume();
+setTimeout(stop, MAX_LIFETIME_MS).unref();
+
+process.stdout.write(`${JSON.stringify({ issuer })}\n`);
