@@ -72,6 +72,10 @@ class EmbeddingInfo(_Model):
     query_prefix: str = ""
     document_prefix: str = ""
     similarity: Literal["cosine"] = "cosine"
+    # encoder/model.onnx's weights: "fp32", or "int8" (dynamically quantized). The vectors are
+    # fp32 either way. Informational: the graph is self-describing, so a reader loads any.
+    # Absent in bundles written before it existed, which were all fp32.
+    encoder_precision: str = "fp32"
 
 
 class DenseInfo(_Model):

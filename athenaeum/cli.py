@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -564,6 +564,17 @@ def index_command(
             "section is longer than one chunk.",
         ),
     ] = 32,
+    encoder_precision: Annotated[
+        str,
+        typer.Option(
+            "--encoder-precision",
+            help="Precision of the query encoder shipped in the bundle: fp32, or int8 "
+            "(dynamically quantized: a quarter of the size, 23 MB instead of 90 MB for "
+            "all-MiniLM-L6-v2, and faster per query, for slightly lower quality; see "
+            "docs/index-format.md). Documents are embedded in fp32 either way, so switching "
+            "an existing bundle re-exports the encoder and embeds nothing.",
+        ),
+    ] = "fp32",
 ) -> None:
     """Index documents into a search bundle: chunk, embed, and build BM25 and dense indexes.
 
@@ -589,6 +600,9 @@ def index_command(
 
     if device not in ("auto", "cpu", "cuda", "mps"):
         fail(f"--device must be auto, cpu, cuda or mps, not {device!r}")
+    if encoder_precision not in ("fp32", "int8"):
+        fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
+    precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
     try:
         # transformers' own "Loading weights" bar would interleave with ours.
         from transformers.utils import logging as transformers_logging
@@ -628,6 +642,7 @@ def index_command(
                 max_tokens=max_tokens,
                 overlap=overlap,
                 rebuild=rebuild,
+                encoder_precision=precision,
                 progress=on_progress,
             )
     except AthenaeumError as exc:
@@ -646,6 +661,9 @@ def index_command(
         f"{report.chunks_embedded} chunks embedded ({report.chunks_total} in the index, "
         f"{report.dense_kind} dense index) with {report.model_id} on {report.device} "
         f"({report.backend}) in {seconds:.1f} s."
+    )
+    console.print(
+        f"Query encoder: {report.encoder_precision}, {report.encoder_bytes / 1_000_000:.1f} MB."
     )
     if report.written:
         console.print(f"Index bundle written to [bold]{output}[/].")
