@@ -1,5 +1,7 @@
 """`AtheneumStack`: API Gateway (REST, regional) with a TOKEN JWT authorizer in front of the
-API function (the Mangum handler), a dependency layer, the index packaged or in S3, alarms."""
+API function (the Mangum handler), a dependency layer, the index packaged or in S3, alarms; and
+the optional pieces the context asks for: custom domain, VPC, provisioned concurrency or
+SnapStart behind a `live` alias, WAF, CORS and the generating model's upstream."""
 
 from __future__ import annotations
 
@@ -7,17 +9,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Size, Stack, Token
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Size, Stack, Token
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3_deployment
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra import sizing, staging
-from infra.config import ConfigError, StackConfig
+from infra.config import ConfigError, CustomDomain, LlmUpstream, StackConfig, VpcPlacement
 from infra.monitoring import Alarms
 from infra.nag import acknowledge, managed_policy
 
@@ -30,6 +35,13 @@ INDEX_PREFIX = "index"
 # RFC 6750 b64token after "Bearer ": anything else gets a 401 without invoking the authorizer.
 BEARER_REGEX = r"^Bearer [-0-9A-Za-z._~+/]+=*$"
 JWKS_TIMEOUT_SECONDS = 3
+METADATA_PATH = f"{WELL_KNOWN}/oauth-protected-resource"
+# The published version API Gateway calls when provisioned concurrency or SnapStart is on.
+LIVE_ALIAS = "live"
+# What the app's CORSMiddleware allows (athenaeum/app.py); the gateway answers preflights alike.
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version")
+CORS_MAX_AGE = Duration.minutes(10)
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -118,6 +130,13 @@ class AtheneumStack(Stack):
         )
         # Printed by synth: which strategy was chosen and why.
         print(f"[{config.stack_name}] {self.plan.report()}")
+        if config.snapstart and self.plan.strategy is sizing.IndexStrategy.S3:
+            raise ConfigError(
+                "context key snapstart needs the index packaged with the function, but this "
+                "bundle is too large and goes to S3: SnapStart does not combine with ephemeral "
+                "storage above 512 MB (the S3 strategy downloads the index to /tmp). Turn "
+                "snapstart off, or shrink the bundle (docs/deployment.md, 'Index size strategies')"
+            )
 
         # --- functions -----------------------------------------------------------------------
         layer = lambda_.LayerVersion(
@@ -146,6 +165,19 @@ class AtheneumStack(Stack):
             self.bucket = self._index_bucket(index_dir)
             environment["ATHENAEUM_INDEX_S3_URI"] = f"s3://{self.bucket.bucket_name}/{INDEX_PREFIX}"
             environment["ATHENAEUM_INDEX_CACHE_DIR"] = "/tmp/athenaeum-index"  # noqa: S108
+        if config.custom_domain is not None:
+            # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
+            environment["ATHENAEUM_PUBLIC_BASE_URL"] = config.custom_domain.url
+        if config.cors_origins:
+            environment["ATHENAEUM_CORS_ORIGINS"] = ",".join(config.cors_origins)
+        if config.llm is not None:
+            # The secret's ARN only: the function reads the key from Secrets Manager at start.
+            environment["ATHENAEUM_LLM_BASE_URL"] = config.llm.base_url
+            environment["ATHENAEUM_LLM_MODEL"] = config.llm.model
+            environment["ATHENAEUM_LLM_API_KEY_SECRET"] = config.llm.api_key_secret_arn
+        vpc, subnets, security_group = (
+            self._vpc_placement(config.vpc) if config.vpc is not None else (None, None, None)
+        )
 
         function_name = f"{config.stack_name}-{API_FUNCTION_ID}"
         api_logs = logs.LogGroup(
@@ -170,7 +202,37 @@ class AtheneumStack(Stack):
             environment=environment,
             log_group=api_logs,
             description="Athenaeum API (FastAPI behind Mangum)",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[security_group] if security_group is not None else None,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snapstart else None,
+            # A version per deploy; the replaced one is deleted once the alias has moved on, so
+            # old copies of the code (and a packaged index) do not pile up in Lambda's storage.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
         )
+        self.live_alias: lambda_.Alias | None = None
+        if config.publishes_versions:
+            self.live_alias = lambda_.Alias(
+                self,
+                "LiveAlias",
+                alias_name=LIVE_ALIAS,
+                version=self.api_function.current_version,
+                provisioned_concurrent_executions=config.provisioned_concurrency or None,
+            )
+        if config.snapstart:
+            Annotations.of(self.api_function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "the live alias publishes a version on every deploy and API Gateway calls it",
+            )
+        if vpc is not None:
+            acknowledge(
+                self.api_function,
+                "AwsSolutions-IAM4" + managed_policy("AWSLambdaVPCAccessExecutionRole"),
+                "AWSLambdaVPCAccessExecutionRole only lets Lambda manage the function's network "
+                "interfaces in the configured subnets; it is the AWS-managed policy for that",
+            )
+        if config.llm is not None:
+            self._grant_llm_secret(config.llm)
         if self.bucket is not None:
             # A new function version must not start before its index is in the bucket.
             self.api_function.node.add_dependency(self.index_upload)
@@ -239,6 +301,9 @@ class AtheneumStack(Stack):
         )
         self._routes()
         self._gateway_responses()
+        self._web_acl()
+        if config.custom_domain is not None:
+            self._custom_domain(config.custom_domain)
 
         self.alarms = Alarms(
             self,
@@ -249,10 +314,55 @@ class AtheneumStack(Stack):
             timeout_seconds=config.timeout_seconds,
             alarm_email=config.alarm_email,
         )
-        CfnOutput(self, "APIEndpoint", value=self.api.url, description="The API's base URL")
+        domain = config.custom_domain
+        if domain is not None and domain.disable_execute_api_endpoint:
+            # The execute-api URL answers 403 now; deploy.sh prints this output's URL.
+            CfnOutput(self, "APIEndpoint", value=f"{domain.url}/", description="The API's base URL")
+        else:
+            CfnOutput(self, "APIEndpoint", value=self.api.url, description="The API's base URL")
         CfnOutput(self, "IndexStrategy", value=self.plan.strategy.value)
 
     # --- pieces ------------------------------------------------------------------------------
+
+    def _vpc_placement(
+        self, placement: VpcPlacement
+    ) -> tuple[ec2.IVpc, ec2.SubnetSelection, ec2.SecurityGroup]:
+        # Imported by id, not looked up, so synth needs no AWS credentials. The subnets are
+        # named explicitly, so the VPC's own subnet lists, zones and route tables are never
+        # read (CDK warns that they are unknown at synth time; that is expected here).
+        vpc = ec2.Vpc.from_vpc_attributes(
+            self, "Vpc", vpc_id=placement.vpc_id, availability_zones=Fn.get_azs()
+        )
+        subnets = ec2.SubnetSelection(
+            subnets=[
+                ec2.Subnet.from_subnet_id(self, f"PrivateSubnet{i}", subnet_id)
+                for i, subnet_id in enumerate(placement.subnet_ids, start=1)
+            ]
+        )
+        security_group = ec2.SecurityGroup(
+            self,
+            "MCPServerSecurityGroup",
+            vpc=vpc,
+            description="Athenaeum API function: no inbound; outbound to S3, Secrets Manager "
+            "and the LLM upstream",
+            allow_all_outbound=True,
+        )
+        return vpc, subnets, security_group
+
+    def _grant_llm_secret(self, llm: LlmUpstream) -> None:
+        arn = llm.api_key_secret_arn
+        # IAM matches the full ARN; a partial one (no "-XXXXXX" suffix) needs the suffix slot.
+        resource = arn if llm.secret_arn_is_complete else f"{arn}-??????"
+        self.api_function.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[resource])
+        )
+        if not llm.secret_arn_is_complete:
+            acknowledge(
+                self.api_function,
+                f"AwsSolutions-IAM5[Resource::{resource}]",
+                "the secret's ARN was given without its six-character suffix; '??????' matches "
+                "exactly that suffix, so the grant covers that one secret only",
+            )
 
     def _index_bucket(self, index_dir: Path) -> s3.Bucket:
         bucket = s3.Bucket(
@@ -327,12 +437,17 @@ class AtheneumStack(Stack):
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
         )
+        disable_endpoint = (
+            config.custom_domain is not None and config.custom_domain.disable_execute_api_endpoint
+        )
         api = apigw.RestApi(
             self,
             "Api",
             rest_api_name=config.stack_name,
             description="Athenaeum: search, chat completions and MCP over a document library",
             endpoint_configuration=apigw.EndpointConfiguration(types=[apigw.EndpointType.REGIONAL]),
+            # Left out (not false) unless asked for, so the default template does not change.
+            disable_execute_api_endpoint=disable_endpoint or None,
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
             deploy_options=apigw.StageOptions(
@@ -366,13 +481,13 @@ class AtheneumStack(Stack):
         return api
 
     def _routes(self) -> None:
-        integration = apigw.LambdaIntegration(
-            self.api_function, proxy=True, allow_test_invoke=False
-        )
+        # With a `live` alias, API Gateway calls the published version (warm or restored from
+        # a snapshot), not $LATEST.
+        target: lambda_.IFunction = self.live_alias or self.api_function
+        integration = apigw.LambdaIntegration(target, proxy=True, allow_test_invoke=False)
         self.api.root.add_method("ANY", integration, authorizer=self.authorizer)
-        self.api.root.add_resource("{proxy+}").add_method(
-            "ANY", integration, authorizer=self.authorizer
-        )
+        proxy = self.api.root.add_resource("{proxy+}")
+        proxy.add_method("ANY", integration, authorizer=self.authorizer)
         health = self.api.root.add_resource("health")
         if self.config.private_health:
             health.add_method("GET", integration, authorizer=self.authorizer)
@@ -394,22 +509,47 @@ class AtheneumStack(Stack):
             "OAuth protected-resource metadata (RFC 9728) must be public: clients read it to "
             "find the authorization server before they hold a token",
         )
+        if self.config.cors_origins:
+            for resource in (self.api.root, proxy, health, well_known):
+                self._cors_preflight(resource)
+
+    def _cors_preflight(self, resource: apigw.IResource) -> None:
+        # Browsers send the preflight without Authorization, so it must not meet the
+        # authorizer. The gateway answers it itself (MOCK): no function invocation, so no
+        # unauthenticated way into the function and no cold start before the real request.
+        preflight = resource.add_cors_preflight(
+            allow_origins=list(self.config.cors_origins),
+            allow_methods=list(CORS_ALLOW_METHODS),
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            max_age=CORS_MAX_AGE,
+        )
+        acknowledge(
+            preflight,
+            "AwsSolutions-APIG4",
+            "CORS preflight (OPTIONS) requests carry no credentials by the Fetch standard; the "
+            "gateway answers them itself (MOCK integration) and they reach no code or data",
+        )
 
     def _gateway_responses(self) -> None:
-        metadata_url = Fn.join(
-            "",
-            [
-                "https://",
-                self.api.rest_api_id,
-                ".execute-api.",
-                Aws.REGION,
-                ".",
-                Aws.URL_SUFFIX,
-                f"/{self.config.environment}/{WELL_KNOWN}/oauth-protected-resource",
-            ],
+        domain = self.config.custom_domain
+        metadata_url = (
+            f"{domain.url}/{METADATA_PATH}"
+            if domain is not None
+            else Fn.join(
+                "",
+                [
+                    "https://",
+                    self.api.rest_api_id,
+                    ".execute-api.",
+                    Aws.REGION,
+                    ".",
+                    Aws.URL_SUFFIX,
+                    f"/{self.config.environment}/{METADATA_PATH}",
+                ],
+            )
         )
         challenge = Fn.join("", ["'Bearer resource_metadata=\"", metadata_url, "\"'"])
-        json_type = {"Content-Type": "'application/json'"}
+        common = {"Content-Type": "'application/json'", **self._cors_response_headers()}
         responses: list[tuple[str, apigw.ResponseType, str, str, str, str, bool]] = [
             (
                 "Unauthorized",
@@ -459,7 +599,7 @@ class AtheneumStack(Stack):
             ),
         ]
         for name, kind, status, message, error_type, code, with_challenge in responses:
-            headers = dict(json_type)
+            headers = dict(common)
             if with_challenge:
                 headers["WWW-Authenticate"] = challenge
             self.api.add_gateway_response(
@@ -469,3 +609,70 @@ class AtheneumStack(Stack):
                 response_headers=headers,
                 templates={"application/json": _error_body(message, error_type, code)},
             )
+
+    def _cors_response_headers(self) -> dict[str, str]:
+        """Headers that let a browser client read the gateway's own errors (401, 403, 5xx)."""
+        origins = self.config.cors_origins
+        if not origins:
+            return {}
+        if origins == ("*",):
+            return {
+                "Access-Control-Allow-Origin": "'*'",
+                "Access-Control-Expose-Headers": "'WWW-Authenticate'",
+            }
+        # One origin is a constant. For several, a gateway response cannot choose among them,
+        # so it echoes the caller's Origin: these bodies are fixed error messages, sent without
+        # Access-Control-Allow-Credentials, so no origin can read anything it could not guess.
+        allow = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+        return {
+            "Access-Control-Allow-Origin": allow,
+            "Access-Control-Expose-Headers": "'WWW-Authenticate'",
+            "Vary": "'Origin'",
+        }
+
+    def _web_acl(self) -> None:
+        stage = self.api.deployment_stage
+        if self.config.waf_web_acl_arn is None:
+            acknowledge(
+                stage,
+                "AwsSolutions-APIG3",
+                "no WAF web ACL by default: a web ACL costs money and its rules depend on the "
+                "deployment; set the context key waf_web_acl_arn to associate one with the stage",
+            )
+            return
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=stage.stage_arn,
+            web_acl_arn=self.config.waf_web_acl_arn,
+        )
+
+    def _custom_domain(self, domain: CustomDomain) -> None:
+        certificate = acm.Certificate.from_certificate_arn(
+            self, "Certificate", domain.certificate_arn
+        )
+        custom = apigw.DomainName(
+            self,
+            "CustomDomain",
+            domain_name=domain.name,
+            certificate=certificate,
+            endpoint_type=apigw.EndpointType.REGIONAL,
+            security_policy=apigw.SecurityPolicy.TLS_1_2,
+            # The stage at the domain's root: https://<domain>/search, no stage in the path.
+            mapping=self.api,
+        )
+        CfnOutput(
+            self,
+            "CustomDomainTarget",
+            value=custom.domain_name_alias_domain_name,
+            description=f"Point {domain.name} here (CNAME, or a Route 53 alias record)",
+        )
+        CfnOutput(
+            self,
+            "CustomDomainHostedZoneId",
+            value=custom.domain_name_alias_hosted_zone_id,
+            description="The hosted zone id a Route 53 alias record needs",
+        )
+        CfnOutput(
+            self, "CustomDomainURL", value=f"{domain.url}/", description="The API's public URL"
+        )
