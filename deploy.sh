@@ -101,9 +101,47 @@ layer/build.sh --arch "${arch:-x86_64}"
 say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
 uv run --no-sync cdk synth --quiet "${context_args[@]}" "${cdk_context[@]}"
 
+# The synthesized stack: its name and how its index is deployed (outputs IndexStrategy,
+# IndexUpload and IndexS3Prefix of the template).
+read -r stack_name index_strategy index_upload index_prefix < <(uv run --no-sync python - <<'PY'
+import json
+from pathlib import Path
+manifest = json.loads(Path("cdk.out/manifest.json").read_text())
+for artifact in manifest["artifacts"].values():
+    if artifact.get("type") == "aws:cloudformation:stack":
+        template = json.loads(Path("cdk.out", artifact["properties"]["templateFile"]).read_text())
+        outputs = {k: v.get("Value") for k, v in template.get("Outputs", {}).items()}
+        print(artifact["properties"].get("stackName") or artifact["displayName"],
+              outputs.get("IndexStrategy", "packaged"), outputs.get("IndexUpload", "-"),
+              outputs.get("IndexS3Prefix", "-"))
+        break
+PY
+)
+if [[ "$index_upload" == cli ]]; then
+  say "the index bundle is uploaded by this script (index_upload=cli), to $index_prefix/"
+fi
+
 if (( dry_run )); then
   say "dry run complete: the template is in cdk.out/ (nothing was deployed)"
   exit 0
+fi
+
+stack_output() {
+  aws cloudformation describe-stacks --stack-name "$stack_name" --region "$region" \
+    --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text 2>/dev/null || true
+}
+upload_index() {
+  say "uploading the index bundle to s3://$1/$index_prefix/"
+  uv run --no-sync python -m infra.upload --bucket "$1" --prefix "$index_prefix" --index "$index_dir"
+}
+uploaded=0
+if [[ "$index_upload" == cli ]]; then
+  # An existing stack: upload first, so the new function version only ever sees a whole bundle.
+  bucket="$(stack_output IndexBucketName)"
+  if [[ -n "$bucket" && "$bucket" != None ]]; then
+    upload_index "$bucket"
+    uploaded=1
+  fi
 fi
 
 # --- deploy ----------------------------------------------------------------------------------
@@ -115,10 +153,24 @@ say "deploying"
 uv run --no-sync cdk deploy --require-approval never --outputs-file cdk.out/outputs.json \
   "${context_args[@]}" "${cdk_context[@]}"
 
-endpoint="$(uv run --no-sync python -c '
-import json
+output() {
+  uv run --no-sync python -c '
+import json, sys
 outputs = json.load(open("cdk.out/outputs.json"))
-print(next(iter(outputs.values()))["APIEndpoint"])')"
+print(next(iter(outputs.values())).get(sys.argv[1], ""))' "$1"
+}
+endpoint="$(output APIEndpoint)"
+if [[ "$index_strategy" == s3 ]]; then
+  bucket="$(output IndexBucketName)"
+  if [[ "$index_upload" == cli ]] && (( ! uploaded )); then
+    # A first deploy: the bucket exists only now. Until the upload ends, requests get a 503
+    # (the index is not there yet) and the next one retries.
+    upload_index "$bucket"
+  fi
+  say "deleting older index bundles from s3://$bucket/index/ (versioning keeps them 30 days)"
+  uv run --no-sync python -m infra.upload --bucket "$bucket" --prefix "$index_prefix" \
+    --index "$index_dir" --prune-only
+fi
 say "deployed: $endpoint"
 cat <<EOT
 

@@ -40,6 +40,9 @@ _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
+INDEX_UPLOADS = ("auto", "cdk", "cli")
+
+
 class ConfigError(ValueError):
     """A context key is missing or invalid; the message names the key and how to fix it."""
 
@@ -99,6 +102,9 @@ class StackConfig:
     alarm_email: str | None = None
     # Overrides the measured bundle size (bytes); for tests and for planning a large index.
     index_size_bytes: int | None = None
+    # How an index kept in S3 gets there: "cdk" (CloudFormation copies it during the deploy),
+    # "cli" (deploy.sh uploads it, for bundles too large for that copy) or "auto".
+    index_upload: str = "auto"
     custom_domain: CustomDomain | None = None
     vpc: VpcPlacement | None = None
     provisioned_concurrency: int = 0
@@ -164,6 +170,12 @@ class StackConfig:
         raw_scopes = get("required_scopes") or ()
         scopes = tuple(raw_scopes.split() if isinstance(raw_scopes, str) else map(str, raw_scopes))
         size = get("index_size_bytes")
+        index_upload = _text(get("index_upload")) or cls.index_upload
+        if index_upload not in INDEX_UPLOADS:
+            raise ConfigError(
+                f"context key index_upload={index_upload!r} must be one of "
+                f"{', '.join(INDEX_UPLOADS)}"
+            )
         provisioned = _int(get, "provisioned_concurrency", cls.provisioned_concurrency)
         if not 0 <= provisioned <= MAX_PROVISIONED_CONCURRENCY:
             raise ConfigError(
@@ -194,6 +206,7 @@ class StackConfig:
             log_retention_days=_int(get, "log_retention_days", cls.log_retention_days),
             alarm_email=_text(get("alarm_email")) or None,
             index_size_bytes=int(size) if size not in (None, "") else None,
+            index_upload=index_upload,
             custom_domain=_custom_domain(get),
             vpc=_vpc(get),
             provisioned_concurrency=provisioned,

@@ -19,6 +19,10 @@ MAX_EPHEMERAL_MB = 10240
 # Room in /tmp beyond the bundle: the download is written beside the cache, then renamed.
 EPHEMERAL_HEADROOM_MB = 256
 MANIFEST_FILE = "manifest.json"
+# Above this, CloudFormation's copy of the bundle into S3 (CDK's BucketDeployment: one Lambda
+# invocation of at most 15 minutes that unzips the asset in its /tmp) is too tight, and
+# deploy.sh uploads the bundle itself (context key index_upload).
+CDK_UPLOAD_MAX_BYTES = 2 * 1024 * MIB
 
 
 class SizingError(ValueError):

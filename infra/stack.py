@@ -21,7 +21,7 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra import sizing, staging
+from infra import sizing, staging, upload
 from infra.config import ConfigError, CustomDomain, LlmUpstream, StackConfig, VpcPlacement
 from infra.monitoring import Alarms
 from infra.nag import acknowledge, managed_policy
@@ -31,7 +31,8 @@ AUTHORIZER_HANDLER = "handler.handler"
 API_FUNCTION_ID = "MCPServerFunction"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 WELL_KNOWN = ".well-known"
-INDEX_PREFIX = "index"
+INDEX_PREFIX = upload.INDEX_ROOT
+NONCURRENT_INDEX_DAYS = 30
 # RFC 6750 b64token after "Bearer ": anything else gets a 401 without invoking the authorizer.
 BEARER_REGEX = r"^Bearer [-0-9A-Za-z._~+/]+=*$"
 JWKS_TIMEOUT_SECONDS = 3
@@ -162,8 +163,14 @@ class AtheneumStack(Stack):
             staging.add_index(function_dir, index_dir)
             environment["ATHENAEUM_INDEX_DIR"] = f"/var/task/{staging.PACKAGED_INDEX_DIR}"
         else:
+            # Content-addressed: a new bundle is a new prefix, hence a new function
+            # configuration, so no container keeps serving an older copy from its /tmp.
+            self.index_prefix = upload.bundle_prefix(index_dir)
+            self.index_upload_mode = self._upload_mode(bundle_bytes)
             self.bucket = self._index_bucket(index_dir)
-            environment["ATHENAEUM_INDEX_S3_URI"] = f"s3://{self.bucket.bucket_name}/{INDEX_PREFIX}"
+            environment["ATHENAEUM_INDEX_S3_URI"] = (
+                f"s3://{self.bucket.bucket_name}/{self.index_prefix}"
+            )
             environment["ATHENAEUM_INDEX_CACHE_DIR"] = "/tmp/athenaeum-index"  # noqa: S108
         if config.custom_domain is not None:
             # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
@@ -234,8 +241,9 @@ class AtheneumStack(Stack):
         if config.llm is not None:
             self._grant_llm_secret(config.llm)
         if self.bucket is not None:
-            # A new function version must not start before its index is in the bucket.
-            self.api_function.node.add_dependency(self.index_upload)
+            if self.index_copy is not None:
+                # A new function version must not start before its index is in the bucket.
+                self.api_function.node.add_dependency(self.index_copy)
             # Read-only and only the index objects: the loader fetches keys the manifest lists.
             self.api_function.add_to_role_policy(
                 iam.PolicyStatement(
@@ -321,6 +329,12 @@ class AtheneumStack(Stack):
         else:
             CfnOutput(self, "APIEndpoint", value=self.api.url, description="The API's base URL")
         CfnOutput(self, "IndexStrategy", value=self.plan.strategy.value)
+        if self.bucket is not None:
+            # deploy.sh reads these to upload the bundle itself (index_upload=cli) and to
+            # delete older bundles after a deploy.
+            CfnOutput(self, "IndexBucketName", value=self.bucket.bucket_name)
+            CfnOutput(self, "IndexS3Prefix", value=self.index_prefix)
+            CfnOutput(self, "IndexUpload", value=self.index_upload_mode)
 
     # --- pieces ------------------------------------------------------------------------------
 
@@ -372,6 +386,14 @@ class AtheneumStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
+            # deploy.sh deletes older bundles after each deploy; versioning keeps them
+            # recoverable for a while, then this rule removes them.
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_INDEX_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         acknowledge(
@@ -380,18 +402,34 @@ class AtheneumStack(Stack):
             "the bucket holds a copy of the index built locally and is read only by the API "
             "function; CloudTrail data events are the place for object-level auditing",
         )
-        upload = s3_deployment.BucketDeployment(
+        self.index_copy: s3_deployment.BucketDeployment | None = None
+        if self.index_upload_mode == "cli":
+            print(
+                f"[{self.config.stack_name}] index upload: by deploy.sh (python -m infra.upload) "
+                f"to {self.index_prefix}/, not by CloudFormation"
+            )
+            return bucket
+        copy = s3_deployment.BucketDeployment(
             self,
-            "IndexUpload",
+            "IndexCopy",
             sources=[s3_deployment.Source.asset(str(index_dir))],
             destination_bucket=bucket,
-            destination_key_prefix=INDEX_PREFIX,
+            destination_key_prefix=self.index_prefix,
             memory_limit=1024,
-            ephemeral_storage_size=Size.mebibytes(self.plan.ephemeral_storage_mb),
+            # The copy unzips the CDK asset in /tmp: room for the archive and the bundle.
+            ephemeral_storage_size=Size.mebibytes(
+                min(sizing.MAX_EPHEMERAL_MB, 2 * self.plan.ephemeral_storage_mb)
+            ),
         )
-        self._acknowledge_bucket_deployment(upload, bucket)
-        self.index_upload = upload
+        self._acknowledge_bucket_deployment(copy, bucket)
+        self.index_copy = copy
         return bucket
+
+    def _upload_mode(self, bundle_bytes: int) -> str:
+        mode = self.config.index_upload
+        if mode == "auto":
+            mode = "cdk" if bundle_bytes <= sizing.CDK_UPLOAD_MAX_BYTES else "cli"
+        return mode
 
     def _acknowledge_bucket_deployment(
         self, upload: s3_deployment.BucketDeployment, bucket: s3.Bucket

@@ -60,8 +60,11 @@ trap 'rm -f "$constraints"' EXIT
 (cd "$root" && uv export --frozen --no-default-groups --no-hashes --no-emit-project \
   --no-annotate --no-header --format requirements-txt) >"$constraints"
 
+# --link-mode copy: uv would otherwise hard-link the files from its cache (and so share them
+# with every virtual environment made from it); the trims below rewrite files in place.
 common=(--python-platform "$platform" --python-version 3.12 --only-binary :all:
-        --target "$target" --no-compile --quiet)
+        --target "$target" --no-compile --quiet
+        --link-mode copy)
 echo "layer: installing the serve stack for $platform into $target"
 uv pip install "${common[@]}" -r "$here/requirements.txt" -c "$constraints"
 uv pip install "${common[@]}" --no-deps -c "$constraints" tokenizers

@@ -6,6 +6,7 @@ No AWS, no CDK CLI and no real layer build: the layer is a stub folder and the b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -994,3 +995,67 @@ def test_every_context_key_read_is_documented() -> None:
     guide = (ROOT / "docs" / "deployment.md").read_text()
     undocumented = sorted({key for key in asked if f"`{key}`" not in guide})
     assert not undocumented, f"context keys missing from docs/deployment.md: {undocumented}"
+
+
+# --- how the index reaches S3 ----------------------------------------------------------------
+
+
+def _copies(template: Template) -> dict[str, Any]:
+    return template.find_resources("Custom::CDKBucketDeployment")
+
+
+def test_s3_bundle_lives_under_its_content_address(in_s3: tuple[AtheneumStack, Template]) -> None:
+    stack, template = in_s3
+    manifest = (Path(stack.config.index_dir) / "manifest.json").read_bytes()
+    prefix = "index/" + hashlib.sha256(manifest).hexdigest()[:16]
+    assert stack.index_prefix == prefix and stack.index_upload_mode == "cdk"
+    # CloudFormation copies the bundle there, and the function reads exactly that prefix.
+    (copy,) = _copies(template).values()
+    assert copy["Properties"]["DestinationBucketKeyPrefix"] == prefix
+    (function,) = [
+        f
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("FunctionName") == "AtheneumStack-MCPServerFunction"
+    ]
+    uri = function["Properties"]["Environment"]["Variables"]["ATHENAEUM_INDEX_S3_URI"]
+    assert uri["Fn::Join"][1][-1] == f"/{prefix}"
+    template.has_output("IndexS3Prefix", {"Value": prefix})
+    template.has_output("IndexUpload", {"Value": "cdk"})
+    template.has_output("IndexBucketName", {"Value": Match.any_value()})
+    # Older bundles deleted by deploy.sh stay recoverable for a while, then expire.
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": [
+                    Match.object_like(
+                        {"NoncurrentVersionExpiration": {"NoncurrentDays": 30}, "Status": "Enabled"}
+                    )
+                ]
+            }
+        },
+    )
+
+
+def test_a_new_bundle_is_a_new_function_configuration(tmp_path: Path) -> None:
+    first = synth(tmp_path / "a", nag=False, declared_bytes=300 * MIB)
+    second = synth(tmp_path / "b", nag=False, declared_bytes=301 * MIB)
+    assert first.index_prefix != second.index_prefix
+
+
+def test_bundles_over_the_copy_limit_are_uploaded_by_deploy_sh(tmp_path: Path) -> None:
+    stack = synth(tmp_path, declared_bytes=3 * 1024 * MIB)
+    template = Template.from_stack(stack)
+    assert stack.index_upload_mode == "cli"
+    assert _copies(template) == {}
+    template.has_output("IndexUpload", {"Value": "cli"})
+    template.has_output("IndexS3Prefix", {"Value": stack.index_prefix})
+
+
+def test_index_upload_can_be_forced(tmp_path: Path) -> None:
+    cli = synth(tmp_path / "cli", nag=False, declared_bytes=300 * MIB, index_upload="cli")
+    assert cli.index_upload_mode == "cli" and _copies(Template.from_stack(cli)) == {}
+    cdk = synth(tmp_path / "cdk", nag=False, declared_bytes=3 * 1024 * MIB, index_upload="cdk")
+    assert cdk.index_upload_mode == "cdk" and len(_copies(Template.from_stack(cdk))) == 1
+    with pytest.raises(ConfigError, match="index_upload"):
+        synth(tmp_path / "bad", nag=False, index_upload="ftp")

@@ -1,0 +1,212 @@
+"""Uploads an index bundle to the stack's bucket, for bundles too large for CloudFormation to copy.
+
+    uv run python -m infra.upload --bucket NAME --prefix index/<bundle id> --index DIR [--prune]
+
+Each file the manifest lists goes to PREFIX/<path> with its sha256 in the object's metadata; a
+file already there with the same size and sha256 is skipped, so an interrupted upload resumes.
+The manifest goes last: the function reads it first, and a prefix without one is unfinished.
+`--prune` then deletes every other bundle under the bucket's `index/` (older deployments).
+
+Credentials, region and endpoint come from the usual AWS settings (AWS_PROFILE, AWS_REGION,
+AWS_ENDPOINT_URL_S3 for an S3-compatible server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+MANIFEST_FILE = "manifest.json"
+INDEX_ROOT = "index"
+BUNDLE_ID_CHARS = 16
+SHA256_METADATA = "sha256"
+
+
+class UploadError(RuntimeError):
+    """The bundle could not be uploaded; the message says which file and why."""
+
+
+def bundle_id(index_dir: Path) -> str:
+    """The bundle's identity: the start of its manifest's sha256 (the manifest lists every
+    file's sha256, so any change to the bundle changes it)."""
+    manifest = index_dir / MANIFEST_FILE
+    if not manifest.is_file():
+        raise UploadError(f"no index bundle at {index_dir} (no {MANIFEST_FILE})")
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:BUNDLE_ID_CHARS]
+
+
+def bundle_prefix(index_dir: Path) -> str:
+    return f"{INDEX_ROOT}/{bundle_id(index_dir)}"
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFile:
+    rel: str
+    sha256: str
+    size: int
+
+
+def listed_files(index_dir: Path) -> list[BundleFile]:
+    try:
+        manifest = json.loads((index_dir / MANIFEST_FILE).read_text("utf-8"))
+        files = [
+            BundleFile(rel, str(info["sha256"]), int(info["bytes"]))
+            for rel, info in manifest["files"].items()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UploadError(
+            f"{index_dir / MANIFEST_FILE} is not a valid index manifest: {exc}"
+        ) from exc
+    for item in files:
+        path = index_dir.joinpath(*PurePosixPath(item.rel).parts)
+        if not path.is_file() or path.stat().st_size != item.size:
+            raise UploadError(
+                f"{path} is missing or not the size its manifest lists; rebuild the bundle "
+                "with `athenaeum index`"
+            )
+    return files
+
+
+@dataclass(frozen=True, slots=True)
+class UploadReport:
+    uploaded: int
+    skipped: int
+    bytes_uploaded: int
+    pruned: tuple[str, ...] = ()
+
+
+def upload_bundle(
+    client: Any, index_dir: Path, bucket: str, prefix: str, *, workers: int = 8
+) -> UploadReport:
+    prefix = prefix.strip("/")
+    files = listed_files(index_dir)
+
+    def send(item: BundleFile) -> int:
+        key = f"{prefix}/{item.rel}"
+        if _already_there(client, bucket, key, item):
+            return -1
+        try:
+            client.upload_file(
+                str(index_dir.joinpath(*PurePosixPath(item.rel).parts)),
+                bucket,
+                key,
+                ExtraArgs={"Metadata": {SHA256_METADATA: item.sha256}},
+            )
+        except Exception as exc:  # boto3 raises S3UploadFailedError, ClientError, ...
+            raise UploadError(f"could not upload {item.rel} to s3://{bucket}/{key}: {exc}") from exc
+        return item.size
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(send, files))
+    manifest_key = f"{prefix}/{MANIFEST_FILE}"
+    try:
+        client.upload_file(str(index_dir / MANIFEST_FILE), bucket, manifest_key)
+    except Exception as exc:
+        raise UploadError(
+            f"could not upload the manifest to s3://{bucket}/{manifest_key}: {exc}"
+        ) from exc
+    sent = [size for size in results if size >= 0]
+    return UploadReport(
+        uploaded=len(sent), skipped=len(results) - len(sent), bytes_uploaded=sum(sent)
+    )
+
+
+def _already_there(client: Any, bucket: str, key: str, item: BundleFile) -> bool:
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except Exception:  # 404, or anything else: upload it
+        return False
+    metadata = head.get("Metadata") or {}
+    return bool(
+        head.get("ContentLength") == item.size and metadata.get(SHA256_METADATA) == item.sha256
+    )
+
+
+def other_bundles(client: Any, bucket: str, keep_prefix: str) -> list[str]:
+    """The `index/<id>/` prefixes in the bucket other than `keep_prefix`."""
+    keep = keep_prefix.strip("/") + "/"
+    found = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{INDEX_ROOT}/", Delimiter="/"):
+        for entry in page.get("CommonPrefixes") or []:
+            prefix = entry["Prefix"]
+            # Only prefixes that still hold objects (some S3 implementations list prefixes
+            # whose objects are all behind delete markers).
+            if prefix != keep and client.list_objects_v2(
+                Bucket=bucket, Prefix=prefix, MaxKeys=1
+            ).get("KeyCount"):
+                found.append(prefix)
+    return found
+
+
+def prune(client: Any, bucket: str, keep_prefix: str) -> tuple[str, ...]:
+    """Deletes every other bundle under `index/`; the bucket's versioning keeps the deleted
+    objects as noncurrent versions until its lifecycle rule expires them."""
+    pruned = other_bundles(client, bucket, keep_prefix)
+    for prefix in pruned:
+        for batch in _batches(_keys(client, bucket, prefix), 1000):
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+    return tuple(pruned)
+
+
+def _keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents") or []:
+            yield entry["Key"]
+
+
+def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.upload", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--prefix", help="default: index/<bundle id> of --index")
+    parser.add_argument("--index", type=Path, required=True, help="the bundle folder")
+    parser.add_argument("--prune", action="store_true", help="delete other bundles afterwards")
+    parser.add_argument("--prune-only", action="store_true", help="only delete other bundles")
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    import boto3  # type: ignore[import-untyped]
+
+    client = boto3.client("s3")
+    try:
+        prefix = args.prefix or bundle_prefix(args.index)
+        if not args.prune_only:
+            report = upload_bundle(client, args.index, args.bucket, prefix, workers=args.workers)
+            print(
+                f"index: {report.uploaded} files ({report.bytes_uploaded / 1048576:.1f} MiB) "
+                f"uploaded to s3://{args.bucket}/{prefix}/, {report.skipped} already there"
+            )
+        if args.prune or args.prune_only:
+            for old in prune(client, args.bucket, prefix):
+                print(f"index: deleted the older bundle s3://{args.bucket}/{old}")
+    except UploadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
