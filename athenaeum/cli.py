@@ -131,8 +131,9 @@ def openapi_command(
 ) -> None:
     """Print the OpenAPI schema for a ChatGPT custom GPT action (search and fetch a passage).
 
-    Paste it into the GPT editor's Actions and choose API key (Bearer) or OAuth
-    authentication; docs/chatgpt.md walks through it.
+    Paste it into the GPT editor's Actions and choose OAuth, or API key (Bearer) for
+    `athenaeum serve` (the AWS deployment accepts only OAuth tokens); docs/chatgpt.md walks
+    through it.
 
     Example: athenaeum openapi --server-url https://abc123.execute-api.eu-west-1.amazonaws.com/prod
     """

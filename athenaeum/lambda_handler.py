@@ -15,7 +15,9 @@ Lean stack only: this module is on the serve path.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any
 
 from mangum import Mangum
@@ -37,9 +39,30 @@ def build_handler(settings: Settings, engine_provider: EngineProvider | None = N
     return Mangum(create_app(settings, engine_provider), lifespan="off")
 
 
+def preload() -> None:
+    """Build the handler and load the index now, in the container's init phase
+    (ATHENAEUM_PRELOAD_INDEX): Lambda gives init a full CPU, SnapStart snapshots its result and
+    provisioned concurrency runs it before traffic. A failed load is only logged: the first
+    request that needs the index retries it and answers 503 if it fails again."""
+    global _handler
+    settings = get_settings()
+    provider = EngineProvider(settings)
+    try:
+        provider.get()
+    except Exception as exc:  # BundleError, S3 errors: the request path retries and reports
+        logging.getLogger("athenaeum").warning(
+            json.dumps({"event": "index_preload_failed", "error": str(exc)})
+        )
+    _handler = build_handler(settings, provider)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _handler
     if _handler is None:
         _handler = build_handler(get_settings())
     response: dict[str, Any] = _handler(event, context)
     return response
+
+
+if os.environ.get("ATHENAEUM_PRELOAD_INDEX", "").strip().lower() in ("1", "true", "yes", "on"):
+    preload()

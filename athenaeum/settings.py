@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     index_s3_uri: str | None = None
     index_cache_dir: Path = Path(tempfile.gettempdir()) / "athenaeum-index"
     s3_endpoint_url: str | None = None
+    # Lambda: build the app and load the index while the container initialises, not on its
+    # first request (read by athenaeum.lambda_handler at import).
+    preload_index: bool = False
 
     # --- auth ----------------------------------------------------------------------------------
     oauth_issuer: str | None = None

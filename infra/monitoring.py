@@ -1,4 +1,4 @@
-"""CloudWatch alarms: 5xx rate, authorizer errors, p99 latency and throttles."""
+"""CloudWatch alarms: 5xx rate, authorizer failures, p99 latency and throttles."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk.aws_apigateway import RestApi
 from constructs import Construct
 
+from infra.authorizer.handler import FAILURE, KEYS_UNAVAILABLE
 from infra.nag import acknowledge
 
 _PERIOD = Duration.minutes(5)
@@ -24,7 +26,8 @@ class Alarms(Construct):
         *,
         api: RestApi,
         api_function: lambda_.IFunction,
-        authorizer_function: lambda_.IFunction,
+        authorizer_logs: logs.ILogGroup,
+        metric_namespace: str,
         timeout_seconds: int,
         alarm_email: str | None = None,
     ) -> None:
@@ -46,13 +49,23 @@ class Alarms(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.authorizer_errors = authorizer_function.metric_errors(
-            period=_PERIOD, statistic="Sum"
-        ).create_alarm(
+        # Not the function's Errors metric: a refused token is an exception too (API Gateway's
+        # 401), so that metric counts every bad token. The handler logs these markers only
+        # when it cannot verify tokens at all (JWKS unreachable) or fails unexpectedly.
+        failures = logs.MetricFilter(
+            self,
+            "AuthorizerFailureFilter",
+            log_group=authorizer_logs,
+            filter_pattern=logs.FilterPattern.any_term(KEYS_UNAVAILABLE, FAILURE),
+            metric_namespace=metric_namespace,
+            metric_name="AuthorizerFailures",
+            metric_value="1",
+        )
+        self.authorizer_errors = failures.metric(period=_PERIOD, statistic="Sum").create_alarm(
             self,
             "AuthorizerErrors",
-            alarm_description="The JWT authorizer failed (JWKS unreachable, or a bug): every "
-            "protected request is refused while it does",
+            alarm_description="The JWT authorizer could not verify tokens (JWKS unreachable) "
+            "or failed unexpectedly: protected requests get 503 while it does",
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

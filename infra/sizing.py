@@ -99,7 +99,8 @@ def plan(
             f"the index bundle ({bundle_bytes / MIB:.0f} MiB) does not fit Lambda's "
             f"{MAX_EPHEMERAL_MB} MB of /tmp with {EPHEMERAL_HEADROOM_MB} MB of headroom. "
             "See docs/deployment.md, 'Index size strategies': split the library into several "
-            "bundles, use a compact dense index (IVF-PQ), or serve from a container or EFS"
+            "bundles (one stack per environment), or serve it with `athenaeum serve` on a "
+            "machine or container with enough disk"
         )
     return SizePlan(
         layer_bytes,

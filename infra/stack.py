@@ -172,6 +172,11 @@ class AtheneumStack(Stack):
                 f"s3://{self.bucket.bucket_name}/{self.index_prefix}"
             )
             environment["ATHENAEUM_INDEX_CACHE_DIR"] = "/tmp/athenaeum-index"  # noqa: S108
+        if self.plan.strategy is sizing.IndexStrategy.PACKAGED or config.publishes_versions:
+            # Load in the init phase: it runs on a full CPU, SnapStart snapshots it, and
+            # provisioned instances do it before traffic. (Not for an index in S3 on demand: a
+            # large download would outlast the 10 s init limit.)
+            environment["ATHENAEUM_PRELOAD_INDEX"] = "true"
         if config.custom_domain is not None:
             # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
             environment["ATHENAEUM_PUBLIC_BASE_URL"] = config.custom_domain.url
@@ -287,8 +292,9 @@ class AtheneumStack(Stack):
             acknowledge(
                 function,
                 "AwsSolutions-IAM4" + managed_policy("AWSLambdaBasicExecutionRole"),
-                "AWSLambdaBasicExecutionRole only allows writing the function's own logs; it is "
-                "the minimal AWS-managed policy for Lambda",
+                "AWSLambdaBasicExecutionRole grants only logs:CreateLogGroup, CreateLogStream and "
+                "PutLogEvents (on any log group): no read access and nothing outside CloudWatch "
+                "Logs; it is the AWS-managed policy Lambda is designed around",
             )
             acknowledge(
                 function,
@@ -318,7 +324,8 @@ class AtheneumStack(Stack):
             "Alarms",
             api=self.api,
             api_function=self.api_function,
-            authorizer_function=self.authorizer_function,
+            authorizer_logs=authorizer_logs,
+            metric_namespace=f"Athenaeum/{config.stack_name}",
             timeout_seconds=config.timeout_seconds,
             alarm_email=config.alarm_email,
         )
@@ -435,7 +442,7 @@ class AtheneumStack(Stack):
         self, upload: s3_deployment.BucketDeployment, bucket: s3.Bucket
     ) -> None:
         # The upload runs in CDK's own singleton custom-resource function, whose role and
-        # runtime CDK chooses; it exists only while CloudFormation deploys the stack.
+        # runtime CDK chooses; CloudFormation invokes it only when the index changes.
         bucket_ref = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
         # cdk-nag prints the asset bucket with the concrete account/region when they are known.
         account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account

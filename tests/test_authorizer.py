@@ -4,6 +4,7 @@ RSA-signed tokens whose JWKS is served over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -180,6 +181,33 @@ def test_fails_closed_within_its_timeout_when_jwks_unreachable(
     with pytest.raises(authorizer.AuthorizerUnavailable):
         invoke("Bearer " + key.sign(claims()))
     assert time.monotonic() - start < JWKS_TIMEOUT + 1
+
+
+def test_only_real_failures_carry_the_alarms_log_markers(
+    server: JWKSServer, key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    markers = (authorizer.KEYS_UNAVAILABLE, authorizer.FAILURE)
+    with caplog.at_level(logging.INFO):
+        assert_unauthorized("Bearer " + _forged(key)["expired"])
+        assert_unauthorized("Basic dXNlcjpwYXNz")
+    assert not any(m in caplog.text for m in markers)
+    server.stop()
+    authorizer.reset()  # a cold authorizer: no cached keys to fall back on
+    with caplog.at_level(logging.INFO), pytest.raises(authorizer.AuthorizerUnavailable):
+        invoke("Bearer " + key.sign(claims()))
+    assert authorizer.KEYS_UNAVAILABLE in caplog.text
+
+
+def test_an_unexpected_error_fails_closed_and_is_marked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(authorizer, "get_validator", broken)
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
+        invoke("Bearer a.b.c")
+    assert authorizer.FAILURE in caplog.text
 
 
 def test_stage_arn() -> None:

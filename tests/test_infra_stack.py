@@ -290,6 +290,7 @@ def test_api_function_layer_logs_and_limits(packaged: tuple[AtheneumStack, Templ
                 "Variables": Match.object_like(
                     {
                         "ATHENAEUM_INDEX_DIR": "/var/task/index",
+                        "ATHENAEUM_PRELOAD_INDEX": "true",
                         "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
                         "ATHENAEUM_OAUTH_ISSUER": CONTEXT["oauth_issuer"],
                     }
@@ -423,8 +424,30 @@ def test_alarms(packaged: tuple[AtheneumStack, Template]) -> None:
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm", {"MetricName": "Throttles", "Namespace": "AWS/Lambda"}
     )
+    # Authorizer failures come from its log markers, not its Errors metric (every refused
+    # token is an error there).
     template.has_resource_properties(
-        "AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Namespace": "AWS/Lambda"}
+        "AWS::Logs::MetricFilter",
+        {
+            "FilterPattern": '?"AUTHORIZER_KEYS_UNAVAILABLE" ?"AUTHORIZER_FAILURE"',
+            "MetricTransformations": [
+                Match.object_like(
+                    {
+                        "MetricName": "AuthorizerFailures",
+                        "MetricNamespace": "Athenaeum/AtheneumStack",
+                        "MetricValue": "1",
+                    }
+                )
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "AuthorizerFailures", "Namespace": "Athenaeum/AtheneumStack"},
+    )
+    assert not template.find_resources(
+        "AWS::CloudWatch::Alarm",
+        {"Properties": {"MetricName": "Errors", "Namespace": "AWS/Lambda"}},
     )
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
@@ -1021,6 +1044,8 @@ def test_s3_bundle_lives_under_its_content_address(in_s3: tuple[AtheneumStack, T
     assert uri["Fn::Join"][1][-1] == f"/{prefix}"
     template.has_output("IndexS3Prefix", {"Value": prefix})
     template.has_output("IndexUpload", {"Value": "cdk"})
+    # On demand with the index in S3, the download waits for the first request (init has 10 s).
+    assert "ATHENAEUM_PRELOAD_INDEX" not in function["Properties"]["Environment"]["Variables"]
     template.has_output("IndexBucketName", {"Value": Match.any_value()})
     # Older bundles deleted by deploy.sh stay recoverable for a while, then expire.
     template.has_resource_properties(

@@ -217,3 +217,61 @@ def test_module_handler_builds_from_the_environment(
         assert lambda_handler._handler is first  # built once per container
     finally:
         get_settings.cache_clear()
+
+
+PRELOAD_SCRIPT = """
+import json, logging, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+start = time.perf_counter()
+import athenaeum.lambda_handler as lh
+engine = lh._handler is not None and lh._handler.app  # built during import
+loaded = bool(engine)
+event = json.load(open(sys.argv[1]))
+event.update(path="/search", httpMethod="POST", body=json.dumps({"query": "vitamin D"}))
+event["pathParameters"] = {"proxy": "search"}
+print("FIRST REQUEST", file=sys.stderr, flush=True)
+response = lh.handler(event, None)
+print(json.dumps({"built_at_import": loaded, "status": response["statusCode"]}))
+"""
+
+
+def _run_preload(bundle: Path, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "ATHENAEUM_PRELOAD_INDEX": "true",
+        "ATHENAEUM_INDEX_DIR": str(bundle),
+        "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
+        "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
+        "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
+        "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PRELOAD_SCRIPT, str(EVENTS / "rest_v1_authorizer.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def test_preload_loads_the_index_while_the_container_initialises(
+    scifact_bundle: Path, tmp_path: Path
+) -> None:
+    answer, log = _run_preload(scifact_bundle, tmp_path)
+    assert answer == {"built_at_import": True, "status": 200}
+    # Loaded once, during import: the request found it ready.
+    assert log.count('"event": "index_loaded"') == 1
+    assert log.index('"event": "index_loaded"') < log.index("FIRST REQUEST")
+
+
+def test_a_failed_preload_is_retried_by_the_first_request(tmp_path: Path) -> None:
+    answer, log = _run_preload(tmp_path / "no-such-bundle", tmp_path)
+    assert answer == {"built_at_import": True, "status": 503}
+    assert "index_preload_failed" in log

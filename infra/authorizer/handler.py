@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 UNAUTHORIZED = "Unauthorized"
+# Log markers the stack's metric filter counts (infra/monitoring.py): a refused token is routine
+# (and Lambda counts it as an error, since the 401 is an exception), these two are not.
+KEYS_UNAVAILABLE = "AUTHORIZER_KEYS_UNAVAILABLE"
+FAILURE = "AUTHORIZER_FAILURE"
 _validator: JWTValidator | None = None
 
 
@@ -90,6 +94,19 @@ def principal_context(principal: Principal) -> dict[str, str]:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return _authorize(event)
+    except AuthorizerUnavailable:
+        raise
+    except Exception as exc:
+        if str(exc) == UNAUTHORIZED and type(exc) is Exception:
+            raise
+        # A bug: fail closed (API Gateway answers 503), and say so where the alarm looks.
+        logger.exception("%s: unexpected error", FAILURE)
+        raise
+
+
+def _authorize(event: dict[str, Any]) -> dict[str, Any]:
     if event.get("type") != "TOKEN":
         logger.error("not a TOKEN authorizer event")
         raise Exception(UNAUTHORIZED)
@@ -109,6 +126,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("unauthorized: %s", exc.message)
         raise Exception(UNAUTHORIZED) from None
     except AuthUnavailableError as exc:
-        logger.error("cannot verify tokens: %s", exc.message)
+        logger.error("%s: cannot verify tokens: %s", KEYS_UNAVAILABLE, exc.message)
         raise AuthorizerUnavailable(exc.message) from None
     return policy(principal.subject, "Allow", resource, principal_context(principal))
