@@ -22,8 +22,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
+from athenaeum.bundle import ChunkRecord
 from athenaeum.document import PAGE_MARKER_RE, parse_markdown
 from athenaeum.errors import InvalidInputError
 
@@ -91,34 +92,8 @@ class SourceDocument:
     kind: DocumentKind
 
 
-@dataclass(frozen=True)
-class Chunk:
-    id: str
-    doc_id: str
-    ordinal: int
-    text: str
-    title: str | None
-    source: str
-    heading_path: list[str] = field(default_factory=list)
-    page_start: int | None = None
-    page_end: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Chunk:
-        return cls(
-            id=str(data["id"]),
-            doc_id=str(data["doc_id"]),
-            ordinal=int(data["ordinal"]),
-            text=str(data["text"]),
-            title=None if data.get("title") is None else str(data["title"]),
-            source=str(data["source"]),
-            heading_path=[str(h) for h in data.get("heading_path") or []],
-            page_start=None if data.get("page_start") is None else int(data["page_start"]),
-            page_end=None if data.get("page_end") is None else int(data["page_end"]),
-        )
+# The chunker produces the bundle's own record: row i of chunks.jsonl, vectors.npy and BM25.
+Chunk = ChunkRecord
 
 
 def chunk_id(doc_id: str, ordinal: int, text: str) -> str:

@@ -37,7 +37,6 @@ from athenaeum.bundle import (
 )
 from athenaeum.chunking import (
     DEFAULT_OVERLAP,
-    Chunk,
     ChunkingParams,
     SourceDocument,
     chunk_document,
@@ -244,20 +243,6 @@ def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous |
     )
 
 
-def _record(chunk: Chunk) -> ChunkRecord:
-    return ChunkRecord(
-        id=chunk.id,
-        doc_id=chunk.doc_id,
-        ordinal=chunk.ordinal,
-        text=chunk.text,
-        title=chunk.title,
-        source=chunk.source,
-        heading_path=list(chunk.heading_path),
-        page_start=chunk.page_start,
-        page_end=chunk.page_end,
-    )
-
-
 def build_index(
     inputs: Sequence[Path],
     output: Path,
@@ -349,7 +334,7 @@ def build_index(
                 added += 1
             else:
                 changed += 1
-            records = [_record(c) for c in chunk_document(doc, count, params)]
+            records = chunk_document(doc, count, params)
             new_chunks.extend(records)
             per_doc.append((doc, records))
         if progress is not None:
