@@ -4,10 +4,9 @@ chat and MCP requests through Mangum, in a fresh interpreter (DESIGN: serve side
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.fresh import run_fresh
 from tests.test_import_guard import FORBIDDEN
 
 EVENTS = Path(__file__).parent / "events"
@@ -59,21 +58,12 @@ print(json.dumps({"statuses": statuses, "forbidden_loaded": loaded}))
 
 
 def test_app_and_lambda_handler_import_without_the_build_stack(scifact_bundle: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCRIPT,
-            json.dumps(FORBIDDEN),
-            str(scifact_bundle),
-            str(EVENTS / "http_v2.json"),
-        ],
-        capture_output=True,
-        text=True,
+    out, _ = run_fresh(
+        SCRIPT,
+        json.dumps(FORBIDDEN),
+        str(scifact_bundle),
+        str(EVENTS / "http_v2.json"),
         timeout=180,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["forbidden_loaded"] == []
     assert out["statuses"] == [200, 200, 200]

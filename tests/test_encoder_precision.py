@@ -8,8 +8,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from athenaeum.encoder import OnnxQueryEncoder
 from athenaeum.errors import InvalidInputError
 from athenaeum.indexer import IndexReport, build_index
 from athenaeum.search import SearchEngine
+from tests.fresh import run_fresh
 from tests.test_import_guard import FORBIDDEN
 
 N_DOCS = 24
@@ -233,20 +232,5 @@ def test_an_int8_bundle_serves_without_the_quantizer(
     # The Lambda layer ships onnxruntime without its quantization package, and no onnx at all.
     forbidden = [*FORBIDDEN, "onnx", "onnxruntime.quantization", "onnxruntime.tools"]
     target = records[5]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SERVE_SCRIPT,
-            json.dumps(forbidden),
-            str(int8_build[0]),
-            target["title"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, _ = run_fresh(SERVE_SCRIPT, json.dumps(forbidden), str(int8_build[0]), target["title"])
     assert out == {"hits": [target["_id"]], "precision": "int8"}

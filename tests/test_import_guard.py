@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fresh import run_fresh
+
 FORBIDDEN = [
     "torch",
     "sentence_transformers",
@@ -41,15 +43,7 @@ print(json.dumps({"results": [r.doc_id for r in results], "forbidden_loaded": lo
 
 
 def test_serve_path_imports_without_the_build_stack(scifact_bundle: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(FORBIDDEN), str(scifact_bundle)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, _ = run_fresh(SCRIPT, json.dumps(FORBIDDEN), str(scifact_bundle))
     assert out["forbidden_loaded"] == []
     assert len(out["results"]) == 3
 

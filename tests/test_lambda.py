@@ -17,6 +17,7 @@ from athenaeum.index_source import FixedEngineProvider
 from athenaeum.lambda_handler import build_handler
 from athenaeum.search import SearchEngine
 from athenaeum.settings import Settings, get_settings
+from tests.fresh import run_fresh
 from tests.test_chat import parse_sse, stream_text
 
 EVENTS = Path(__file__).parent / "events"
@@ -237,8 +238,6 @@ print(json.dumps({"built_at_import": loaded, "status": response["statusCode"]}))
 
 def _run_preload(bundle: Path, tmp_path: Path) -> tuple[dict[str, Any], str]:
     import os
-    import subprocess
-    import sys
 
     env = {
         **os.environ,
@@ -249,16 +248,10 @@ def _run_preload(bundle: Path, tmp_path: Path) -> tuple[dict[str, Any], str]:
         "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
         "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", PRELOAD_SCRIPT, str(EVENTS / "rest_v1_authorizer.json")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
+    answer, log = run_fresh(
+        PRELOAD_SCRIPT, str(EVENTS / "rest_v1_authorizer.json"), env=env, cwd=tmp_path
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+    return answer, log
 
 
 def test_preload_loads_the_index_while_the_container_initialises(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from athenaeum.secrets import (
 )
 from athenaeum.settings import Settings, get_settings
 from tests.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FakeLLM
+from tests.fresh import run_fresh
 from tests.test_chat import parse_sse
 from tests.test_import_guard import FORBIDDEN
 from tests.test_lambda import QUERY, Context, body_of, v1_event
@@ -362,14 +361,6 @@ print(json.dumps({"loaded": loaded, "status": status}))
 
 
 def test_serve_path_imports_boto3_only_for_a_secret() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(FORBIDDEN)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, _ = run_fresh(SCRIPT, json.dumps(FORBIDDEN))
     # Without boto3 a configured secret is a 503 naming the missing package, not a crash.
     assert out == {"loaded": [], "status": 503}
