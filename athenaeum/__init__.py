@@ -1,10 +1,8 @@
 """Athenaeum: give an LLM a library."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("athenaeum")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+# The one place the version is written (pyproject.toml reads it from here). A constant, not
+# importlib.metadata: the Lambda function runs this package from its code folder, uninstalled,
+# and importing importlib.metadata costs a cold start about 65 ms.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import athenaeum
 from infra import staging
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +108,8 @@ def run_artifact(
 def check_answers(answers: dict[str, Any]) -> None:
     status, health = answers["health"]
     assert status == 200 and health["status"] == "ok"
+    # The function runs the package uninstalled: the version must still be the real one.
+    assert health["version"] == athenaeum.__version__
     status, search = answers["search"]
     assert status == 200 and len(search["results"]) == 2
     status, chat = answers["chat"]
