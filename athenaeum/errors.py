@@ -1,10 +1,50 @@
-"""Domain errors. Each carries the HTTP status and OpenAI error type it maps to.
+"""Every error Athenaeum raises on purpose, and the one shape errors take on the wire.
 
-The core raises these; the CLI prints them and the server (one handler) turns them into
-`{"error": {"message", "type", "param", "code"}}` responses.
+Each class declares the HTTP status it maps to, its OpenAI error `type` and a default `code`.
+The core raises them; the CLI prints their message (athenaeum.cli.main), the server turns them
+into responses in exactly one place (athenaeum.server.error_handlers), and the API Gateway's
+own responses use the same body (infra/gateway). The shape is OpenAI's:
+
+    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+
+so the OpenAI SDK raises the matching exception (NotFoundError, AuthenticationError, ...).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+ErrorBody = dict[str, dict[str, str | None]]
+
+# The `type` and default `code` of a status that no class of ours carries (a framework's 404 for
+# an unknown route, a 405, a gateway response). docs/api.md tabulates the same.
+STATUS_TYPES: Mapping[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("invalid_request_error", "invalid_token"),
+    403: ("invalid_request_error", "insufficient_scope"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    500: ("server_error", "internal_error"),
+    502: ("api_error", "upstream_error"),
+    503: ("server_error", "unavailable"),
+}
+
+
+def status_type(status: int) -> tuple[str, str | None]:
+    """The `type` and `code` for a bare status: from STATUS_TYPES, else by its class."""
+    known = STATUS_TYPES.get(status)
+    if known is not None:
+        return known
+    return ("server_error" if status >= 500 else "invalid_request_error"), None
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> ErrorBody:
+    """The one error shape; every error response and error event is built here."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class AthenaeumError(Exception):
@@ -19,6 +59,17 @@ class AthenaeumError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers this error asks for (none by default)."""
+        return {}
+
+    def body(self) -> ErrorBody:
+        return error_body(self.message, self.error_type, param=self.param, code=self.code)
+
+
+# --- 4xx: the caller's request ---------------------------------------------------------------
+
 
 class InvalidInputError(AthenaeumError):
     """The user gave input that cannot be used (a missing path, a bad option value)."""
@@ -28,41 +79,34 @@ class InvalidInputError(AthenaeumError):
     code = "invalid_input"
 
 
-class MissingDependencyError(AthenaeumError):
-    """An optional dependency that this feature needs is not installed."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "missing_dependency"
-
-    def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"this feature needs the Python package {module!r}, which is not installed; "
-            f"install it with: uv sync --extra {extra}  (or: pip install 'athenaeum[{extra}]')"
-        )
-
-
-class BundleError(AthenaeumError):
-    """An index bundle is missing, corrupted, half-written or of an unsupported version."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "index_unavailable"
-
-
 class NotFoundError(AthenaeumError):
     status_code = 404
     error_type = "invalid_request_error"
     code = "not_found"
 
 
-class AuthenticationError(AthenaeumError):
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class RequestTooLargeError(AthenaeumError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class BearerError(AthenaeumError):
+    """A refusal that carries an RFC 6750 challenge: `bearer_error` is its error code (None
+    when the request had no bearer credentials at all, section 3.1: then none is sent)."""
+
+    bearer_error: str | None = None
+    required_scopes: tuple[str, ...] = ()
+
+
+class AuthenticationError(BearerError):
     """The request carries no usable credentials: missing, malformed, expired or untrusted.
 
-    The message is safe to show to clients: it never contains the token. `bearer_error` is the
-    RFC 6750 error code for the WWW-Authenticate header; None when the request had no bearer
-    credentials at all (RFC 6750 section 3.1: then no error code is sent).
-    """
+    The message is safe to show to clients: it never contains the token."""
 
     status_code = 401
     error_type = "invalid_request_error"
@@ -73,7 +117,7 @@ class AuthenticationError(AthenaeumError):
         self.bearer_error = bearer_error
 
 
-class InsufficientScopeError(AthenaeumError):
+class InsufficientScopeError(BearerError):
     """The token is valid but lacks a scope this resource requires."""
 
     status_code = 403
@@ -86,9 +130,71 @@ class InsufficientScopeError(AthenaeumError):
         self.required_scopes = required_scopes
 
 
-class AuthUnavailableError(AthenaeumError):
-    """Tokens cannot be checked right now (the issuer's JWKS is unreachable); fail closed."""
+class UpstreamRateLimitError(AthenaeumError):
+    """The generating model's upstream is rate limiting this server."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+# --- 5xx: this server or what it depends on --------------------------------------------------
+
+
+class UpstreamError(AthenaeumError):
+    """The configured generating model failed or answered nonsense."""
+
+    status_code = 502
+    error_type = "api_error"
+    code = "upstream_error"
+
+
+class ServiceUnavailableError(AthenaeumError):
+    """Something this server needs is missing or unreachable; a later request may succeed."""
 
     status_code = 503
     error_type = "server_error"
+    code = "unavailable"
+
+
+class MissingDependencyError(ServiceUnavailableError):
+    """An optional dependency that this feature needs is not installed."""
+
+    code = "missing_dependency"
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"this feature needs the Python package {module!r}, which is not installed; "
+            f"install it with: uv sync --extra {extra}  (or: pip install 'athenaeum[{extra}]')"
+        )
+
+
+class BundleError(ServiceUnavailableError):
+    """An index bundle is missing, corrupted, half-written or of an unsupported version."""
+
+    code = "index_unavailable"
+
+
+class AuthUnavailableError(ServiceUnavailableError):
+    """Tokens cannot be checked right now (the issuer's JWKS is unreachable); fail closed."""
+
     code = "auth_unavailable"
+
+
+class AuthNotConfiguredError(ServiceUnavailableError):
+    """The server runs without any credential check configured and was not told to run open."""
+
+    code = "auth_not_configured"
+
+
+class UpstreamUnavailableError(ServiceUnavailableError):
+    """The generating model's upstream is unreachable or timed out."""
+
+    error_type = "api_error"
+    code = "upstream_unavailable"
+
+
+class LLMKeyUnavailableError(ServiceUnavailableError):
+    """The generating model's API key could not be read from Secrets Manager."""
+
+    code = "llm_key_unavailable"

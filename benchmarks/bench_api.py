@@ -34,12 +34,12 @@ from typing import Any
 import httpx
 import numpy as np
 
-from athenaeum.auth import hash_api_key
-from athenaeum.evaluation import load_beir
-from athenaeum.index_source import FixedEngineProvider
-from athenaeum.lambda_handler import build_handler
-from athenaeum.search import SearchEngine
-from athenaeum.settings import Settings
+from athenaeum.build.evaluation import load_beir
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.auth import hash_api_key
+from athenaeum.server.lambda_handler import build_handler
+from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.settings import Settings
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 EVENT = Path(__file__).resolve().parents[1] / "tests" / "events" / "http_v2.json"
@@ -81,7 +81,7 @@ class Server:
             [
                 sys.executable,
                 "-c",
-                "from athenaeum.cli import main; main()",
+                "from athenaeum.cli.main import main; main()",
                 "serve",
                 "--index",
                 str(index),

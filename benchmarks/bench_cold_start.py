@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from athenaeum.evaluation import default_index_dir
+from athenaeum.build.evaluation import default_index_dir
 
 DEFAULT_INDEX = default_index_dir(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
@@ -42,14 +42,14 @@ def peak_rss_mb():
             return int(line.split()[1]) / 1024
     return float("nan")
 t0 = time.perf_counter()
-from athenaeum.search import SearchEngine
+from athenaeum.retrieval.engine import SearchEngine
 t1 = time.perf_counter()
 engine = SearchEngine.load(sys.argv[1])
 t2 = time.perf_counter()
 results = engine.search(sys.argv[2], top_k=10, mode="hybrid")
 t3 = time.perf_counter()
 print(json.dumps({"answered_at": time.time(), "imports": t1 - t0, "load": t2 - t1,
-                  "query": t3 - t2, "top": results[0].doc_id,
+                  "query": t3 - t2, "top": results[0].chunk.doc_id,
                   "rss_mb": peak_rss_mb()}))
 """
 

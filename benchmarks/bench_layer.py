@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from athenaeum.evaluation import default_index_dir
+from athenaeum.build.evaluation import default_index_dir
 from infra import sizing, staging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ COLD = """
 import json, sys, time
 t0 = time.perf_counter()
 sys.path[:0] = sys.argv[1].split(":")
-import athenaeum.lambda_handler as lh
+import athenaeum.server.lambda_handler as lh
 t1 = time.perf_counter()
 base = json.load(open(sys.argv[2]))
 def call(path, method, body=None):

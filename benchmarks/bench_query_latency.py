@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from athenaeum.evaluation import default_index_dir
+from athenaeum.build.evaluation import default_index_dir
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 DEFAULT_INDEX = default_index_dir(DEFAULT_DATASET)
@@ -33,8 +33,8 @@ def peak_rss_mb():
             return int(line.split()[1]) / 1024
     return float("nan")
 import numpy as np
-from athenaeum.evaluation import load_beir
-from athenaeum.search import SearchEngine
+from athenaeum.build.evaluation import load_beir
+from athenaeum.retrieval.engine import SearchEngine
 
 engine = SearchEngine.load(sys.argv[1])
 ds = load_beir(sys.argv[2])
@@ -103,7 +103,7 @@ def main() -> None:
         raise SystemExit(proc.stderr)
     lean = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    from athenaeum.evaluation import load_beir
+    from athenaeum.build.evaluation import load_beir
 
     ds = load_beir(args.dataset)
     base = torch_baseline(args.index, [ds.queries[q] for q in ds.judged_queries])

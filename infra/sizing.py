@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from athenaeum.bundle.format import MANIFEST_FILE
+
 MIB = 1024 * 1024
 # Lambda's limit on function code plus all layers, unzipped.
 UNZIPPED_LIMIT_BYTES = 250 * MIB
@@ -18,7 +20,7 @@ MIN_EPHEMERAL_MB = 512
 MAX_EPHEMERAL_MB = 10240
 # Room in /tmp beyond the bundle: the download is written beside the cache, then renamed.
 EPHEMERAL_HEADROOM_MB = 256
-MANIFEST_FILE = "manifest.json"
+
 # Above this, CloudFormation's copy of the bundle into S3 (CDK's BucketDeployment: one Lambda
 # invocation of at most 15 minutes that unzips the asset in its /tmp) is too tight, and
 # deploy.sh uploads the bundle itself (context key index_upload).

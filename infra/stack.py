@@ -21,12 +21,14 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from athenaeum.bundle.format import MANIFEST_FILE
+from athenaeum.errors import error_body
 from infra import sizing, staging, upload
 from infra.config import ConfigError, CustomDomain, LlmUpstream, StackConfig, VpcPlacement
 from infra.monitoring import Alarms
 from infra.nag import acknowledge, managed_policy
 
-API_HANDLER = "athenaeum.lambda_handler.handler"
+API_HANDLER = "athenaeum.server.lambda_handler.handler"
 AUTHORIZER_HANDLER = "handler.handler"
 API_FUNCTION_ID = "MCPServerFunction"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -77,9 +79,7 @@ ACCESS_LOG_FIELDS = {
 
 def _error_body(message: str, error_type: str, code: str) -> str:
     # The API's own error shape (OpenAI style), so clients parse gateway and app errors alike.
-    return json.dumps(
-        {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    )
+    return json.dumps(error_body(message, error_type, code=code))
 
 
 class AtheneumStack(Stack):
@@ -117,7 +117,7 @@ class AtheneumStack(Stack):
             if config.index_size_bytes is not None
             else sizing.bundle_bytes(index_dir)
         )
-        if not (index_dir / sizing.MANIFEST_FILE).is_file():
+        if not (index_dir / MANIFEST_FILE).is_file():
             raise ConfigError(
                 f"no index bundle at {index_dir} (no manifest.json); build one with "
                 "`uv run athenaeum index ...` or set the context key index_dir"
@@ -282,7 +282,7 @@ class AtheneumStack(Stack):
                 "ATHENAEUM_OAUTH_ISSUER": config.oauth_issuer,
                 "ATHENAEUM_OAUTH_AUDIENCE": config.oauth_audience,
                 "ATHENAEUM_OAUTH_JWKS_URL": config.oauth_jwks_url,
-                "ATHENAEUM_OAUTH_REQUIRED_SCOPES": " ".join(config.required_scopes),
+                "ATHENAEUM_OAUTH_REQUIRED_SCOPES": ",".join(config.required_scopes),
                 "ATHENAEUM_JWKS_TIMEOUT_S": str(JWKS_TIMEOUT_SECONDS),
             },
             log_group=authorizer_logs,

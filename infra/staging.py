@@ -1,5 +1,5 @@
-"""Assembles the two code assets from the source tree: the API function (the `athenaeum`
-package, plus the index when it is packaged) and the authorizer (its handler and the two
+"""Assembles the two code assets from the source tree: the API function (the serve half of the
+`athenaeum` package, plus the index when it is packaged) and the authorizer (its handler and the
 modules of `athenaeum` it imports). Their dependencies come from the layer."""
 
 from __future__ import annotations
@@ -10,8 +10,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
-# Everything the authorizer imports from the package: the validator and its errors.
-AUTHORIZER_MODULES = ("__init__.py", "auth.py", "errors.py")
+# The serve half: the bundle contract, retrieval and the server, with the modules they share.
+# The build side and the CLI never reach a function (tests/infra/test_artifact.py lists it).
+SERVE_MODULES = ("__init__.py", "errors.py")
+SERVE_PACKAGES = ("bundle", "retrieval", "server")
+# Everything the authorizer imports from the package: the validator, its settings and errors.
+AUTHORIZER_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "server/__init__.py",
+    "server/auth.py",
+    "server/settings.py",
+)
 PACKAGED_INDEX_DIR = "index"
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
@@ -26,7 +36,12 @@ def _fresh(path: Path) -> Path:
 
 def stage_function(staging_dir: Path) -> Path:
     target = _fresh(staging_dir / "function")
-    shutil.copytree(PACKAGE_DIR, target / "athenaeum", ignore=_IGNORE)
+    package = target / "athenaeum"
+    package.mkdir()
+    for name in SERVE_MODULES:
+        shutil.copy2(PACKAGE_DIR / name, package / name)
+    for name in SERVE_PACKAGES:
+        shutil.copytree(PACKAGE_DIR / name, package / name, ignore=_IGNORE)
     return target
 
 
@@ -38,8 +53,9 @@ def add_index(function_dir: Path, index_dir: Path) -> Path:
 
 def stage_authorizer(staging_dir: Path) -> Path:
     target = _fresh(staging_dir / "authorizer")
-    (target / "athenaeum").mkdir()
-    for name in AUTHORIZER_MODULES:
-        shutil.copy2(PACKAGE_DIR / name, target / "athenaeum" / name)
+    for rel in AUTHORIZER_MODULES:
+        dest = target / "athenaeum" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PACKAGE_DIR / rel, dest)
     shutil.copy2(AUTHORIZER_HANDLER, target / "handler.py")
     return target

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-MANIFEST_FILE = "manifest.json"
+from athenaeum.bundle.format import MANIFEST_FILE
+
 INDEX_ROOT = "index"
 BUNDLE_ID_CHARS = 16
 SHA256_METADATA = "sha256"

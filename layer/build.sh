@@ -69,7 +69,7 @@ echo "layer: installing the serve stack for $platform into $target"
 uv pip install "${common[@]}" -r "$here/requirements.txt" -c "$constraints"
 uv pip install "${common[@]}" --no-deps -c "$constraints" tokenizers
 
-# --- trims (see ../shared/STACK-NOTES.md, "The Lambda layer") ---------------------------------
+# --- trims (docs/benchmarks.md has what each one saves) ----------------------------------------
 file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 before="$(file_bytes "$target")"
 # onnxruntime: the Python binding loads onnxruntime_pybind11_state.so, not this second copy.
@@ -174,7 +174,7 @@ if (( native )); then
 import sys
 sys.path[:0] = ['$target', '$root']
 import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer
-import athenaeum.lambda_handler, athenaeum.auth
+import athenaeum.server.lambda_handler, athenaeum.server.auth
 print('layer: imports OK under', sys.version.split()[0])
 "
 fi

@@ -93,7 +93,7 @@ def _rpc(method: str, params: dict[str, object], rid: int) -> dict[str, object]:
 
 
 def _exercise() -> None:
-    import athenaeum.lambda_handler as api
+    import athenaeum.server.lambda_handler as api
 
     mcp = {"mcp-protocol-version": "2025-06-18"}
     chat = {"model": "athenaeum-index-retrieval", "messages": [{"role": "user", "content": "x"}]}
@@ -142,7 +142,7 @@ def _exercise() -> None:
     import Stemmer  # noqa: F401
     import tokenizers  # noqa: F401
 
-    import athenaeum.search  # noqa: F401
+    import athenaeum.retrieval.engine  # noqa: F401
 
     matrix = np.ones((64, 384), dtype=np.float32)
     assert float((matrix @ matrix.T)[0, 0]) == 384.0

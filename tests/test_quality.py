@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+_PYCACHE = shutil.ignore_patterns("__pycache__")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,3 +30,36 @@ def test_ruff_format() -> None:
 def test_mypy_strict() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(lint_imports), "--config", str(cwd / "pyproject.toml"), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_import_contracts_hold() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_import_contracts_catch_a_build_side_import(tmp_path: Path) -> None:
+    # The contract must bite: the same package with one serve module importing the build side
+    # and one importing typer is refused, naming both.
+    shutil.copytree(ROOT / "athenaeum", tmp_path / "athenaeum", ignore=_PYCACHE)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    engine = tmp_path / "athenaeum" / "retrieval" / "engine.py"
+    engine.write_text(engine.read_text() + "\nfrom athenaeum.build import chunking  # noqa\n")
+    middleware = tmp_path / "athenaeum" / "server" / "middleware.py"
+    middleware.write_text(middleware.read_text() + "\nimport typer  # noqa\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "athenaeum.retrieval.engine -> athenaeum.build.chunking" in result.stdout
+    assert "athenaeum.server.middleware -> typer" in result.stdout

@@ -1,7 +1,9 @@
 """API Gateway TOKEN authorizer: verifies the bearer JWT with the app's own validator.
 
-Deployed beside `athenaeum/auth.py` and `athenaeum/errors.py` only (pyjwt and cryptography
-come from the layer). The validator, and so its JWKS cache, lives as long as the container.
+Deployed beside the few modules of `athenaeum` it imports (infra/staging.py lists them; pyjwt,
+cryptography and pydantic-settings come from the layer). It reads the app's own settings
+(athenaeum.server.settings), OAuth fields only. The validator, and so its JWKS cache, lives as
+long as the container.
 
 - valid token: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for one
   route holds for every other; context carries sub, scopes, client_id and iss.
@@ -14,11 +16,11 @@ come from the layer). The validator, and so its JWKS cache, lives as long as the
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from athenaeum.auth import JWTValidator, Principal, parse_bearer
 from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+from athenaeum.server.auth import JWTValidator, Principal, jwt_validator, parse_bearer
+from athenaeum.server.settings import Settings
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -38,16 +40,13 @@ class AuthorizerUnavailable(Exception):
 def get_validator() -> JWTValidator:
     global _validator
     if _validator is None:
-        env = os.environ
-        _validator = JWTValidator(
-            env["ATHENAEUM_OAUTH_ISSUER"],
-            [a for a in env["ATHENAEUM_OAUTH_AUDIENCE"].split(",") if a],
-            env["ATHENAEUM_OAUTH_JWKS_URL"],
-            required_scopes=env.get("ATHENAEUM_OAUTH_REQUIRED_SCOPES", "")
-            .replace(",", " ")
-            .split(),
-            jwks_timeout_seconds=float(env.get("ATHENAEUM_JWKS_TIMEOUT_S", "3")),
-        )
+        validator = jwt_validator(Settings())
+        if validator is None:
+            raise RuntimeError(
+                "the authorizer needs ATHENAEUM_OAUTH_ISSUER, ATHENAEUM_OAUTH_AUDIENCE and "
+                "ATHENAEUM_OAUTH_JWKS_URL"
+            )
+        _validator = validator
     return _validator
 
 

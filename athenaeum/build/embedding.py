@@ -1,0 +1,585 @@
+"""Build-side embedding: load a sentence-transformers model, embed chunks, export the query encoder.
+
+The query encoder ships in the bundle as ONNX (pooling and normalisation inside the graph) with a
+tokenizer.json that truncates at the model's max_seq_length and pads to the longest input, so the
+serve side needs neither torch nor sentence-transformers and embeds queries exactly as the
+documents were embedded. On CPU the documents are embedded by onnxruntime running that same fp32
+graph: it gives the same vectors (cosine >= 0.999, checked at export) and is faster on CPU (see
+benchmarks/bench_embedding.py). On CUDA or MPS sentence-transformers embeds them.
+
+The shipped query encoder may instead be an int8 copy of that graph (onnxruntime's dynamic
+quantization): a quarter of the size, faster per query, slightly less exact. Documents are always
+embedded in fp32; only the query side is quantized.
+
+torch and sentence-transformers are imported inside functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.bundle.format import ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
+from athenaeum.errors import InvalidInputError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import onnxruntime  # type: ignore[import-untyped]
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BATCH_SIZE = 32
+ONNX_OUTPUT = "embeddings"
+ONNX_OPSET = 17
+# An export whose vectors differ more than this from sentence-transformers' is refused.
+PARITY_MIN_COSINE = 0.999
+# An int8 encoder whose query vectors differ more than this from the fp32 encoder's is refused.
+# A guard against a broken quantization, not a quality bar: all-MiniLM-L6-v2 quantized per
+# channel gives mean 0.992, lowest 0.984 over SciFact's 1,109 queries (per tensor: 0.958, 0.901).
+INT8_MIN_COSINE = 0.95
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Backend = Literal["auto", "onnx", "torch"]
+Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens"]
+EncoderPrecision = Literal["fp32", "int8"]
+ENCODER_PRECISIONS: tuple[str, ...] = get_args(EncoderPrecision)
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` after each batch of texts is embedded."""
+
+_SUPPORTED_POOLING: tuple[str, ...] = ("mean", "cls", "max", "mean_sqrt_len_tokens")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_PARITY_PROBES = (
+    "What is the boiling point of water at sea level?",
+    "Athenaeum turns a folder of PDFs into a searchable library.",
+    "Mitochondrial DNA is inherited maternally in most animals, including humans.",
+    "short",
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the manifest records about the model, and what decides whether vectors are reusable."""
+
+    model_id: str
+    revision: str | None
+    fingerprint: str  # changes whenever the weights may have: the revision, or a weights hash
+    dimension: int
+    max_seq_length: int
+    pooling: str
+    normalize: bool
+    query_prefix: str
+    document_prefix: str
+    special_tokens: int  # tokens the tokenizer adds to every input ([CLS] and [SEP] for BERT)
+
+
+def _import_st() -> Any:
+    try:
+        import sentence_transformers
+        import torch  # noqa: F401 (sentence-transformers needs it; fail here with a clear message)
+    except ImportError as exc:
+        raise MissingDependencyError("sentence_transformers", "build") from exc
+    return sentence_transformers
+
+
+def resolve_device(device: Device | str = "auto") -> str:
+    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
+    _import_st()
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda: no CUDA GPU is available to torch", param="device")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInputError("--device mps: Apple MPS is not available", param="device")
+    if device not in ("cpu", "cuda", "mps"):
+        raise InvalidInputError(
+            f"unknown device {device!r}; use auto, cpu, cuda or mps", param="device"
+        )
+    return device
+
+
+def _weights_fingerprint(model: SentenceTransformer) -> str:
+    # Without a hub revision the only honest identity of a local folder is its weights: a folder
+    # path can be re-filled with another model.
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _revision(model: SentenceTransformer, model_id: str) -> str | None:
+    """The hub commit the weights came from: transformers records it on the config, and a
+    local path inside the Hugging Face cache (`.../snapshots/<commit>/`) names it."""
+    transformer: Any = model[0]
+    commit = getattr(transformer.auto_model.config, "_commit_hash", None)
+    if isinstance(commit, str) and _COMMIT_RE.match(commit):
+        return commit
+    path = Path(model_id)
+    for part in (path.name, path.resolve().name):
+        if _COMMIT_RE.match(part):
+            return part
+    return None
+
+
+def _pooling_of(model: SentenceTransformer) -> tuple[str, bool]:
+    pooling: str | None = None
+    normalize = False
+    module: Any
+    for index, module in enumerate(model):
+        kind = type(module).__name__
+        if index == 0:
+            if kind != "Transformer":
+                raise InvalidInputError(
+                    f"embedding model's first module is {kind}, not a Transformer; "
+                    "athenaeum can only export text transformer models"
+                )
+        elif kind == "Pooling":
+            modes = module.pooling_mode
+            mode = modes if isinstance(modes, str) else "+".join(modes)
+            if mode not in _SUPPORTED_POOLING:
+                raise InvalidInputError(
+                    f"embedding model uses {mode!r} pooling; athenaeum exports "
+                    f"{', '.join(_SUPPORTED_POOLING)}"
+                )
+            if not getattr(module, "include_prompt", True):
+                raise InvalidInputError(
+                    "embedding model excludes its prompt from pooling, which the ONNX export "
+                    "does not reproduce"
+                )
+            pooling = mode
+        elif kind == "Normalize":
+            normalize = True
+        elif kind != "Dense":
+            raise InvalidInputError(
+                f"embedding model has a {kind} module, which the ONNX export does not support"
+            )
+    if pooling is None:
+        raise InvalidInputError("embedding model has no Pooling module")
+    return pooling, normalize
+
+
+def _fast_tokenizer(model: SentenceTransformer, max_seq_length: int) -> Tokenizer:
+    """A copy of the model's Rust tokenizer that truncates at max_seq_length and pads only to
+    the longest input (the files shipped with many models truncate and pad at 128)."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise InvalidInputError(
+            "embedding model has no fast (Rust) tokenizer; athenaeum needs one to ship the "
+            "query tokenizer in the bundle"
+        )
+    tokenizer = Tokenizer.from_str(backend.to_str())
+    tokenizer.enable_truncation(max_length=max_seq_length)
+    pad_token = str(getattr(model.tokenizer, "pad_token", None) or "[PAD]")
+    pad_id = tokenizer.token_to_id(pad_token)
+    tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
+    return tokenizer
+
+
+class Embedder:
+    """A loaded model: counts tokens, embeds documents and queries, exports the query encoder.
+
+    Build one with `load_embedder`.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        info: ModelInfo,
+        *,
+        device: str,
+        batch_size: int,
+        backend: Literal["onnx", "torch"],
+    ) -> None:
+        self.model = model
+        self.info = info
+        self.device = device
+        self.batch_size = batch_size
+        self.backend = backend
+        self.tokenizer = _fast_tokenizer(model, info.max_seq_length)
+        self._counter = _token_counter(self.tokenizer)
+        self._input_names = [
+            name
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+            if name in model.tokenizer.model_input_names
+        ]
+        self._session: onnxruntime.InferenceSession | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._encoder_dirs: dict[str, Path] = {}
+
+    # --- tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` as the model sees them, without special tokens and untruncated."""
+        return self._counter(text)
+
+    def token_cap(self) -> int:
+        """Most text tokens a chunk may have so the model reads all of it: max_seq_length less
+        the special tokens and the document prefix."""
+        prefix = self.count_tokens(self.info.document_prefix) if self.info.document_prefix else 0
+        return self.info.max_seq_length - self.info.special_tokens - prefix
+
+    # --- embedding
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: ProgressCallback | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Vectors [len(texts), dim] (unit length when the model normalises), document prefix on."""
+        prefixed = [self.info.document_prefix + t for t in texts]
+        return self._embed(prefixed, progress)
+
+    def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._embed([self.info.query_prefix + t for t in texts], None)
+
+    def _embed(
+        self, texts: list[str], progress: ProgressCallback | None
+    ) -> npt.NDArray[np.float32]:
+        out = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        # Longest first, so each batch pads little and a too-large batch fails at once.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        done = 0
+        # Torch gets bigger slices (it sorts and batches inside `encode`); ONNX one batch each.
+        step = self.batch_size * (8 if self.backend == "torch" else 1)
+        for start in range(0, len(order), step):
+            rows = order[start : start + step]
+            batch = [texts[i] for i in rows]
+            out[rows] = self._embed_torch(batch) if self.backend == "torch" else self._run(batch)
+            done += len(rows)
+            if progress is not None:
+                progress(done, len(texts))
+        return out
+
+    def _embed_torch(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _run(
+        self, texts: list[str], session: onnxruntime.InferenceSession | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Embed with an exported graph: the fp32 encoder unless another session is given."""
+        if session is None:
+            session = self._onnx_session()
+        encodings = self.tokenizer.encode_batch(texts)
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self._input_names}
+        (vectors,) = session.run([ONNX_OUTPUT], feed)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _onnx_session(self) -> onnxruntime.InferenceSession:
+        if self._session is None:
+            self.encoder_dir()
+        assert self._session is not None
+        return self._session
+
+    def encoder_dir(self, precision: EncoderPrecision = "fp32") -> Path:
+        """A private directory holding this model's query encoder at `precision` (model.onnx and
+        tokenizer.json), exported or quantized once per embedder."""
+        if precision not in ENCODER_PRECISIONS:
+            raise InvalidInputError(
+                f"unknown encoder precision {precision!r}; use fp32 or int8",
+                param="encoder_precision",
+            )
+        cached = self._encoder_dirs.get(precision)
+        if cached is not None:
+            return cached
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="athenaeum-encoder-")
+        root = Path(self._workdir.name)
+        if precision == "int8":
+            directory = self._export_int8(self.encoder_dir("fp32"), root / "int8")
+        else:
+            directory = self.export_query_encoder(root / "fp32")
+        self._encoder_dirs[precision] = directory
+        return directory
+
+    # --- ONNX export
+
+    def export_query_encoder(self, directory: Path) -> Path:
+        """Write `model.onnx` and `tokenizer.json` into `directory` and check the graph gives
+        sentence-transformers' vectors; returns the directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        _export_onnx(self.model, self.info, self._input_names, directory / ENCODER_MODEL_FILE)
+        self.tokenizer.save(str(directory / ENCODER_TOKENIZER_FILE))
+        self._session = _cpu_session(directory / ENCODER_MODEL_FILE)
+        probes = list(_PARITY_PROBES)
+        reference = np.asarray(
+            self.model.encode(probes, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+        cosine = float(np.min(_cosine_rows(self._run(probes), reference)))
+        if cosine < PARITY_MIN_COSINE:
+            self._session = None
+            raise InvalidInputError(
+                f"the ONNX export of {self.info.model_id} does not reproduce its vectors "
+                f"(lowest cosine {cosine:.5f} < {PARITY_MIN_COSINE})"
+            )
+        return directory
+
+    def _export_int8(self, source: Path, target: Path) -> Path:
+        """Quantize the fp32 encoder in `source` into `target` and check it still agrees."""
+        quantize_query_encoder(source, target)
+        session = _cpu_session(target / ENCODER_MODEL_FILE)
+        probes = list(_PARITY_PROBES)
+        # One at a time, as queries are served: activations are quantized with one scale per
+        # batch, so a batch's padding and its other inputs would change each vector a little.
+        quantized = np.concatenate([self._run([probe], session) for probe in probes])
+        cosine = float(np.min(_cosine_rows(quantized, self._run(probes))))
+        if cosine < INT8_MIN_COSINE:
+            raise InvalidInputError(
+                f"the int8 query encoder of {self.info.model_id} strays too far from the fp32 one "
+                f"(lowest cosine {cosine:.4f} < {INT8_MIN_COSINE}); use --encoder-precision fp32",
+                param="encoder_precision",
+            )
+        return target
+
+    def close(self) -> None:
+        self._session = None
+        self._encoder_dirs.clear()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+
+def quantize_query_encoder(source: Path, target: Path) -> Path:
+    """Write an int8 copy of the query encoder in `source` (model.onnx, tokenizer.json) to
+    `target`, with onnxruntime's dynamic quantization; returns `target`.
+
+    The weights of MatMul and Gather (the token embeddings) become 8-bit, one scale per output
+    channel; activations are quantized at run time, one scale per batch. Per channel because
+    per tensor loses more than it needs to: on SciFact with all-MiniLM-L6-v2, mean cosine to
+    the fp32 query vectors 0.992 against 0.958 and dense nDCG@10 0.6639 against 0.6604 (fp32:
+    0.6635), for the same size and speed. The quantizer lives in onnxruntime's `quantization`
+    package, which the Lambda layer leaves out: only the build side imports it.
+    """
+    try:
+        from onnxruntime.quantization import (  # type: ignore[import-untyped]
+            QuantType,
+            quantize_dynamic,
+        )
+    except ImportError as exc:  # it needs the `onnx` package, from the build extra
+        raise MissingDependencyError("onnx", "build") from exc
+
+    target.mkdir(parents=True, exist_ok=True)
+    with _without_preprocessing_advice():
+        quantize_dynamic(
+            source / ENCODER_MODEL_FILE,
+            target / ENCODER_MODEL_FILE,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+    shutil.copyfile(source / ENCODER_TOKENIZER_FILE, target / ENCODER_TOKENIZER_FILE)
+    return target
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """Drop quantize_dynamic's "consider pre-processing" warning, and only that.
+
+    Pre-processing (onnxruntime's quant_pre_process) does not fit this graph: its symbolic shape
+    inference fails on the traced transformer ("Incomplete symbolic shape inference"), and with
+    that step skipped it changed no query vector of MiniLM's (SciFact's 1,109 queries). The
+    warning goes through `logging.warning`, which would also configure an unconfigured root
+    logger as a side effect; a NullHandler prevents that.
+    """
+    root = logging.getLogger()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        root.removeHandler(guard)
+
+
+def _cpu_session(path: Path) -> onnxruntime.InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # Spinning worker threads win only on idle cores; on a shared machine they burn the CPU
+    # time the other threads need (measured slower than torch with it on, under load).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
+    """A token counter on a copy of `tokenizer` that neither truncates nor pads."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+
+    def count(text: str) -> int:
+        return len(counter.encode(text, add_special_tokens=False).ids)
+
+    return count
+
+
+def _cosine_rows(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    result: npt.NDArray[np.float32] = (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
+    return result
+
+
+def _export_onnx(
+    model: SentenceTransformer, info: ModelInfo, input_names: list[str], path: Path
+) -> None:
+    import torch
+
+    transformer: Any = model[0]
+    transformer = transformer.auto_model
+    tail = [m for m in list(model)[2:] if type(m).__name__ == "Dense"]
+
+    class SentenceEncoder(torch.nn.Module):
+        """Transformer + pooling (+ Dense) + normalisation, as one traceable graph."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer: Any = transformer
+            self.tail: Any = torch.nn.ModuleList(tail)
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            kwargs = dict(zip(input_names, inputs, strict=True))
+            hidden: torch.Tensor = self.transformer(**kwargs)[0]
+            mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            if info.pooling == "cls":
+                pooled = hidden[:, 0]
+            elif info.pooling == "max":
+                pooled = hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
+            else:
+                counts = mask.sum(dim=1).clamp(min=1e-9)
+                if info.pooling == "mean_sqrt_len_tokens":
+                    counts = counts.sqrt()
+                pooled = (hidden * mask).sum(dim=1) / counts
+            for module in self.tail:
+                pooled = module({"sentence_embedding": pooled})["sentence_embedding"]
+            if info.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return pooled
+
+    device = next(transformer.parameters()).device
+    encoder = SentenceEncoder().eval()
+    dummy = torch.ones(2, 8, dtype=torch.int64, device=device)
+    sample = tuple(
+        dummy if name != "token_type_ids" else torch.zeros_like(dummy) for name in input_names
+    )
+    axes = {0: "batch", 1: "sequence"}
+    # The tracer warns about Python branches on shapes in transformers' masking code; they are
+    # constant for an encoder, and the parity check in export_query_encoder proves the graph.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit._trace.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
+        torch.onnx.export(
+            encoder,
+            sample,
+            str(path),
+            input_names=input_names,
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={**{name: axes for name in input_names}, ONNX_OUTPUT: {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    # The tracer leaves the output's width symbolic; state it, so a loader can read the
+    # dimension from the graph without running it.
+    import onnx
+
+    graph = onnx.load(str(path))
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = info.dimension
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+
+
+def load_embedder(
+    model: str = DEFAULT_MODEL,
+    *,
+    device: Device | str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    query_prefix: str | None = None,
+    document_prefix: str | None = None,
+    backend: Backend = "auto",
+) -> Embedder:
+    """Load a sentence-transformers model by Hugging Face id or local folder.
+
+    Prefixes default to the model's own `query`/`document` prompts (empty when it has none).
+    `backend="auto"` embeds documents with onnxruntime on CPU and sentence-transformers on a GPU.
+    """
+    if batch_size < 1:
+        raise InvalidInputError(
+            f"batch size must be at least 1, got {batch_size}", param="batch_size"
+        )
+    st = _import_st()
+    resolved = resolve_device(device)
+    try:
+        loaded: SentenceTransformer = st.SentenceTransformer(model, device=resolved)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"cannot load embedding model {model!r}: it is neither a sentence-transformers "
+            f"folder nor a model the Hugging Face Hub (or its local cache) has ({exc})",
+            param="embed_model",
+        ) from exc
+    loaded.eval()
+    pooling, normalize = _pooling_of(loaded)
+    prompts: dict[str, str] = dict(getattr(loaded, "prompts", None) or {})
+    if query_prefix is None:
+        query_prefix = prompts.get("query", "")
+    if document_prefix is None:
+        document_prefix = prompts.get("document", prompts.get("passage", ""))
+    dimension = loaded.get_embedding_dimension()
+    max_seq_length = loaded.max_seq_length
+    if not dimension or not max_seq_length:
+        raise InvalidInputError(f"embedding model {model!r} reports no dimension or max length")
+    revision = _revision(loaded, model)
+    special = len(_fast_tokenizer(loaded, max_seq_length).encode("", add_special_tokens=True).ids)
+    info = ModelInfo(
+        model_id=model,
+        revision=revision,
+        fingerprint=f"{model}@{revision}" if revision else _weights_fingerprint(loaded),
+        dimension=int(dimension),
+        max_seq_length=int(max_seq_length),
+        pooling=pooling,
+        normalize=normalize,
+        query_prefix=query_prefix,
+        document_prefix=document_prefix,
+        special_tokens=special,
+    )
+    chosen: Literal["onnx", "torch"] = (
+        backend if backend != "auto" else ("onnx" if resolved == "cpu" else "torch")
+    )
+    return Embedder(loaded, info, device=resolved, batch_size=batch_size, backend=chosen)

@@ -1,0 +1,436 @@
+"""`athenaeum index`: documents in, an index bundle out, incrementally.
+
+Reads `.md`/`.markdown`/`.txt` files and BEIR `corpus.jsonl` files, chunks them
+(athenaeum.build.chunking), embeds the chunks (athenaeum.build.embedding), builds BM25
+(athenaeum.retrieval.lexical) and writes the bundle atomically (athenaeum.bundle): it is built
+beside the output and swapped in by rename, so a crash or Ctrl-C leaves the previous bundle as
+it was.
+
+Incremental: a document whose content hash is unchanged keeps its chunks and vectors from the
+existing bundle; only new and changed documents are chunked and embedded; documents no longer in
+the inputs are dropped. A different model (weights), document prefix or chunking parameters
+make every old vector unusable, so they force a full rebuild, as does `rebuild=True`. The query
+encoder's precision (fp32 or int8) decides only the encoder file: changing it re-exports the
+encoder and rewrites the manifest, and embeds nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.build.chunking import (
+    DEFAULT_OVERLAP,
+    ChunkingParams,
+    SourceDocument,
+    chunk_document,
+    embed_text,
+    read_beir_corpus,
+    read_text_document,
+)
+from athenaeum.build.embedding import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL,
+    ENCODER_PRECISIONS,
+    Embedder,
+    EncoderPrecision,
+    load_embedder,
+)
+from athenaeum.bundle import (
+    ENCODER_MODEL,
+    MANIFEST_FILE,
+    ChunkRecord,
+    DocumentInfo,
+    EmbeddingInfo,
+    choose_dense_kind,
+    load_bundle,
+    write_bundle,
+)
+from athenaeum.errors import AthenaeumError, InvalidInputError
+from athenaeum.retrieval.lexical import BM25Index
+
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+BEIR_CORPUS_NAME = "corpus.jsonl"
+
+
+DenseChoice = Literal["auto", "flat", "hnsw"]
+Stage = Literal["chunking", "embedding"]
+ProgressCallback = Callable[[Stage, int, int], None]
+"""Called as `progress(stage, done, total)`; totals are documents (chunking) or chunks."""
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    output: Path
+    documents_added: int
+    documents_changed: int
+    documents_unchanged: int
+    documents_removed: int
+    chunks_total: int
+    chunks_embedded: int
+    full_rebuild: bool
+    rebuild_reason: str | None  # why every document was embedded again, when it was
+    written: bool  # False when nothing changed and the existing bundle was left as it is
+    dense_kind: str
+    model_id: str
+    device: str
+    backend: str
+    encoder_precision: str
+    encoder_bytes: int  # size of the bundle's encoder/model.onnx
+    seconds: float
+
+    @property
+    def documents_total(self) -> int:
+        return self.documents_added + self.documents_changed + self.documents_unchanged
+
+
+# --- finding documents -----------------------------------------------------------------------
+
+
+def _matches(rel: str, patterns: Sequence[str]) -> bool:
+    # Against the relative path (where `*` also crosses `/`) and the bare file name, so both
+    # `drafts/*` and `*.txt` do what they look like.
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def discover_files(
+    inputs: Sequence[Path],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    skip: Path | None = None,
+) -> list[tuple[Path, str]]:
+    """(file, path relative to its input) for every document file, in a stable order.
+
+    Directories are searched recursively for .md/.markdown/.txt and corpus.jsonl files; hidden
+    files and folders and `skip` (the output bundle) are left out. A file named directly is
+    taken as it is, whatever include/exclude say.
+    """
+    found: list[tuple[Path, str]] = []
+    skip_resolved = skip.resolve() if skip is not None else None
+    for root in inputs:
+        if not root.exists():
+            raise InvalidInputError(f"input {root} does not exist", param="inputs")
+        if root.is_file():
+            if not _is_document(root) and root.suffix.lower() != ".jsonl":
+                raise InvalidInputError(
+                    f"input {root} is not a .md, .markdown, .txt or BEIR corpus .jsonl file",
+                    param="inputs",
+                )
+            found.append((root, root.name))
+            continue
+        for path in sorted(root.rglob("*")):
+            rel_path = path.relative_to(root)
+            if any(part.startswith(".") for part in rel_path.parts) or not path.is_file():
+                continue
+            if skip_resolved is not None and path.resolve().is_relative_to(skip_resolved):
+                continue
+            rel = rel_path.as_posix()
+            if not _is_document(path):
+                continue
+            if include and not _matches(rel, include):
+                continue
+            if exclude and _matches(rel, exclude):
+                continue
+            found.append((path, rel))
+    return found
+
+
+def _is_document(path: Path) -> bool:
+    return path.suffix.lower() in TEXT_SUFFIXES or path.name == BEIR_CORPUS_NAME
+
+
+def read_documents(files: Sequence[tuple[Path, str]]) -> list[SourceDocument]:
+    """Every document of `files`; document ids must be unique across all inputs."""
+    documents: list[SourceDocument] = []
+    seen: dict[str, str] = {}
+    for path, rel in files:
+        if path.suffix.lower() == ".jsonl":
+            docs: Iterator[SourceDocument] = read_beir_corpus(path, source=rel)
+        else:
+            docs = iter([read_text_document(path, rel)])
+        for doc in docs:
+            if doc.doc_id in seen:
+                raise InvalidInputError(
+                    f"two documents have the id {doc.doc_id!r} (in {seen[doc.doc_id]} and "
+                    f"{rel}); index them separately or rename one",
+                    param="inputs",
+                )
+            seen[doc.doc_id] = rel
+            documents.append(doc)
+    return documents
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Previous:
+    """What an existing bundle offers for reuse: per document, its hash, chunks and vectors."""
+
+    sha256: dict[str, str]
+    chunks: dict[str, list[ChunkRecord]]
+    vectors: dict[str, npt.NDArray[np.float32]]
+    embedding: EmbeddingInfo
+    dense_kind: str
+    encoder_bytes: int
+
+
+def _recipe(embedder: Embedder, params: ChunkingParams) -> dict[str, object]:
+    """Everything that decides a chunk's text and vector; stored as the manifest's `chunking`.
+
+    Two bundles with equal recipes give identical chunks and vectors for the same document.
+    """
+    info = embedder.info
+    return {
+        **params.to_dict(),
+        "model_fingerprint": info.fingerprint,
+        "document_prefix": info.document_prefix,
+        "max_seq_length": info.max_seq_length,
+    }
+
+
+def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous | None, str | None]:
+    """The reusable part of the bundle at `output`, or None and the reason it cannot be used."""
+    if not (output / MANIFEST_FILE).is_file():
+        return None, None
+    try:
+        bundle = load_bundle(output)
+    except AthenaeumError as exc:
+        return None, f"the existing bundle cannot be read ({exc.message})"
+    old = dict(bundle.manifest.chunking)
+    for key, value in recipe.items():
+        if old.get(key) != value:
+            return None, f"{key} changed"
+    rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(bundle.chunks):
+        rows.setdefault(chunk.doc_id, []).append(row)
+    return (
+        _Previous(
+            sha256={d.doc_id: d.sha256 for d in bundle.manifest.documents},
+            chunks={doc: [bundle.chunks[r] for r in rs] for doc, rs in rows.items()},
+            vectors={doc: bundle.vectors[rs] for doc, rs in rows.items()},
+            embedding=bundle.manifest.embedding,
+            dense_kind=bundle.manifest.dense.kind,
+            encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
+        ),
+        None,
+    )
+
+
+def build_index(
+    inputs: Sequence[Path],
+    output: Path,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    embed_model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_tokens: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    context: bool = True,
+    query_prefix: str | None = None,
+    document_prefix: str | None = None,
+    rebuild: bool = False,
+    dense: DenseChoice = "auto",
+    encoder_precision: EncoderPrecision = "fp32",
+    progress: ProgressCallback | None = None,
+    embedder: Embedder | None = None,
+) -> IndexReport:
+    """Index the documents under `inputs` into the bundle directory `output`.
+
+    `max_tokens` defaults to what the model reads (its max_seq_length less special tokens and
+    the document prefix) and may not exceed it. `encoder_precision` is that of the query
+    encoder shipped in the bundle ("int8": dynamically quantized, a quarter of the size, a
+    little less exact); documents are embedded in fp32 either way. `embedder` reuses an already
+    loaded model (then `embed_model`, `device`, `batch_size` and the prefixes are ignored).
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    if encoder_precision not in ENCODER_PRECISIONS:
+        raise InvalidInputError(
+            f"unknown encoder precision {encoder_precision!r}; use fp32 or int8",
+            param="encoder_precision",
+        )
+    if output.is_file():
+        raise InvalidInputError(f"output {output} is a file, not a directory", param="output")
+    if output.is_dir() and not (output / MANIFEST_FILE).is_file() and any(output.iterdir()):
+        # Checked now, not after minutes of embedding, though write_bundle checks it too.
+        raise InvalidInputError(
+            f"output {output} exists and is not an index bundle; choose an empty or new folder",
+            param="output",
+        )
+    documents = read_documents(
+        discover_files([Path(p) for p in inputs], include=include, exclude=exclude, skip=output)
+    )
+    if not documents:
+        raise InvalidInputError(
+            "no documents found in the inputs (looked for .md, .markdown, .txt and "
+            "corpus.jsonl files, after --include/--exclude)",
+            param="inputs",
+        )
+
+    if embedder is None:
+        embedder = load_embedder(
+            embed_model,
+            device=device,
+            batch_size=batch_size,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+        )
+    cap = embedder.token_cap()
+    if max_tokens is not None and max_tokens > cap:
+        raise InvalidInputError(
+            f"--max-tokens {max_tokens} is more than the model reads ({cap} tokens of text "
+            f"after special tokens and the document prefix)",
+            param="max_tokens",
+        )
+    params = ChunkingParams(max_tokens=max_tokens or cap, overlap=overlap, context=context)
+    recipe = _recipe(embedder, params)
+
+    previous: _Previous | None = None
+    reason: str | None = "--rebuild" if rebuild else None
+    if not rebuild:
+        previous, reason = _load_previous(output, recipe)
+
+    # Sort documents into reused and to-embed, and chunk the latter.
+    count = embedder.count_tokens
+    added = changed = unchanged = 0
+    per_doc: list[tuple[SourceDocument, list[ChunkRecord] | None]] = []
+    new_chunks: list[ChunkRecord] = []
+    for done, doc in enumerate(documents, 1):
+        old_sha = previous.sha256.get(doc.doc_id) if previous else None
+        if previous is not None and old_sha == doc.sha256:
+            unchanged += 1
+            per_doc.append((doc, None))
+        else:
+            if old_sha is None:
+                added += 1
+            else:
+                changed += 1
+            records = chunk_document(doc, count, params)
+            new_chunks.extend(records)
+            per_doc.append((doc, records))
+        if progress is not None:
+            progress("chunking", done, len(documents))
+    current_ids = {doc.doc_id for doc in documents}
+    removed = len(set(previous.sha256) - current_ids) if previous else 0
+
+    info = embedder.info
+    embedding = EmbeddingInfo(
+        model_id=info.model_id,
+        revision=info.revision,
+        dimension=info.dimension,
+        pooling=info.pooling,
+        normalize=info.normalize,
+        max_seq_length=info.max_seq_length,
+        query_prefix=info.query_prefix,
+        document_prefix=info.document_prefix,
+        encoder_precision=encoder_precision,
+    )
+    nothing_changed = not added and not changed and not removed
+    if previous is not None and nothing_changed and previous.embedding == embedding:
+        return IndexReport(
+            output=output,
+            documents_added=0,
+            documents_changed=0,
+            documents_unchanged=unchanged,
+            documents_removed=0,
+            chunks_total=sum(len(c) for c in previous.chunks.values()),
+            chunks_embedded=0,
+            full_rebuild=False,
+            rebuild_reason=None,
+            written=False,
+            dense_kind=previous.dense_kind,
+            model_id=embedder.info.model_id,
+            device=embedder.device,
+            backend=embedder.backend,
+            encoder_precision=encoder_precision,
+            encoder_bytes=previous.encoder_bytes,
+            seconds=time.perf_counter() - started,
+        )
+
+    # Exported (and for int8 quantized and checked) before embedding, so that a model that
+    # cannot be exported fails now rather than after minutes of embedding.
+    encoder_dir = embedder.encoder_dir(encoder_precision)
+
+    def on_batch(done: int, total: int) -> None:
+        if progress is not None:
+            progress("embedding", done, total)
+
+    new_vectors = embedder.embed_documents(
+        [embed_text(c.text, c.title, c.heading_path, count, params) for c in new_chunks],
+        progress=on_batch,
+    )
+
+    # Assemble in document order: reused rows from the old bundle, new rows just embedded.
+    chunks: list[ChunkRecord] = []
+    blocks: list[npt.NDArray[np.float32]] = []
+    infos: list[DocumentInfo] = []
+    cursor = 0
+    for doc, fresh in per_doc:
+        if fresh is None:
+            assert previous is not None
+            records = previous.chunks.get(doc.doc_id, [])
+            vectors = previous.vectors.get(doc.doc_id, np.zeros((0, info.dimension), np.float32))
+        else:
+            records = fresh
+            vectors = new_vectors[cursor : cursor + len(records)]
+            cursor += len(records)
+        chunks.extend(records)
+        blocks.append(vectors)
+        infos.append(
+            DocumentInfo(
+                doc_id=doc.doc_id,
+                source=doc.source,
+                title=doc.title,
+                sha256=doc.sha256,
+                chunk_count=len(records),
+            )
+        )
+    matrix = (
+        np.concatenate(blocks) if blocks else np.zeros((0, embedder.info.dimension), np.float32)
+    )
+    bm25 = BM25Index.build(
+        embed_text(c.text, c.title, c.heading_path, count, params) for c in chunks
+    )
+    kind = choose_dense_kind(len(chunks)) if dense == "auto" else dense
+    manifest = write_bundle(
+        output,
+        embedding=embedding,
+        chunking=recipe,
+        documents=infos,
+        chunks=chunks,
+        vectors=matrix,
+        bm25_index=bm25,
+        encoder_dir=encoder_dir,
+        dense_kind=kind,
+    )
+    return IndexReport(
+        output=output,
+        documents_added=added,
+        documents_changed=changed,
+        documents_unchanged=unchanged,
+        documents_removed=removed,
+        chunks_total=len(chunks),
+        chunks_embedded=len(new_chunks),
+        full_rebuild=previous is None,
+        rebuild_reason=reason if previous is None else None,
+        written=True,
+        dense_kind=kind,
+        model_id=info.model_id,
+        device=embedder.device,
+        backend=embedder.backend,
+        encoder_precision=encoder_precision,
+        encoder_bytes=manifest.files[ENCODER_MODEL].bytes,
+        seconds=time.perf_counter() - started,
+    )

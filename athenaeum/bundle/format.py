@@ -1,0 +1,44 @@
+"""The bundle's format: every file name, version and threshold the two halves agree on.
+
+A bundle is one directory (docs/index-format.md):
+
+    manifest.json          written last; lists every other file with its size and sha256
+    chunks.jsonl           one ChunkRecord per line; row i of every index below
+    vectors.npy            float32 [chunks, dimension], unit-normalised
+    dense.faiss            the HNSW graph, only when the dense kind is "hnsw"
+    bm25.npz               BM25 postings (athenaeum.retrieval.lexical)
+    encoder/model.onnx     the query encoder, pooling and normalisation included
+    encoder/tokenizer.json its tokenizer
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+FORMAT_NAME = "athenaeum-index"
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+
+MANIFEST_FILE = "manifest.json"
+CHUNKS_FILE = "chunks.jsonl"
+VECTORS_FILE = "vectors.npy"
+DENSE_FILE = "dense.faiss"
+BM25_FILE = "bm25.npz"
+ENCODER_DIR = "encoder"
+ENCODER_MODEL_FILE = "model.onnx"
+ENCODER_TOKENIZER_FILE = "tokenizer.json"
+ENCODER_MODEL = f"{ENCODER_DIR}/{ENCODER_MODEL_FILE}"
+ENCODER_TOKENIZER = f"{ENCODER_DIR}/{ENCODER_TOKENIZER_FILE}"
+# Files every bundle has; DENSE_FILE is added for an approximate dense index.
+REQUIRED_FILES = (CHUNKS_FILE, VECTORS_FILE, BM25_FILE, ENCODER_MODEL, ENCODER_TOKENIZER)
+
+DenseKind = Literal["flat", "hnsw"]
+# Exact search reads every vector on every query, so its latency grows linearly with the chunk
+# count; from this many chunks on, "auto" builds an HNSW graph instead (the measurements behind
+# the number are in docs/index-format.md).
+HNSW_THRESHOLD = 100_000
+HNSW_DEFAULTS: dict[str, int] = {"M": 32, "ef_construction": 200, "ef_search": 128}
+
+
+def choose_dense_kind(n_chunks: int) -> DenseKind:
+    return "hnsw" if n_chunks >= HNSW_THRESHOLD else "flat"

@@ -1,0 +1,74 @@
+"""manifest.json: what a bundle holds, how it was built, and the size and sha256 of every file."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from athenaeum.bundle.format import DenseKind
+
+
+class _Model(BaseModel):
+    # Unknown keys are ignored so a later writer may add informative fields within a version.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EmbeddingInfo(_Model):
+    model_id: str
+    revision: str | None = None
+    dimension: int = Field(gt=0)
+    pooling: str = "mean"
+    normalize: bool = True
+    max_seq_length: int = Field(gt=0)
+    query_prefix: str = ""
+    document_prefix: str = ""
+    similarity: Literal["cosine"] = "cosine"
+    # encoder/model.onnx's weights: "fp32", or "int8" (dynamically quantized). The vectors are
+    # fp32 either way. Informational: the graph is self-describing, so a reader loads any.
+    # Absent in bundles written before it existed, which were all fp32.
+    encoder_precision: str = "fp32"
+
+
+class DenseInfo(_Model):
+    kind: DenseKind
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BM25Info(_Model):
+    k1: float
+    b: float
+    stemmer_language: str
+    tokenizer_version: int
+
+
+class Counts(_Model):
+    documents: int = Field(ge=0)
+    chunks: int = Field(ge=0)
+
+
+class DocumentInfo(_Model):
+    doc_id: str
+    source: str
+    title: str | None = None
+    sha256: str
+    chunk_count: int = Field(ge=0)
+
+
+class FileInfo(_Model):
+    sha256: str
+    bytes: int = Field(ge=0)
+
+
+class Manifest(_Model):
+    format: str
+    format_version: int
+    created_at: str
+    athenaeum_version: str
+    embedding: EmbeddingInfo
+    chunking: dict[str, Any] = Field(default_factory=dict)
+    dense: DenseInfo
+    bm25: BM25Info
+    counts: Counts
+    documents: list[DocumentInfo]
+    files: dict[str, FileInfo]

@@ -1,0 +1,206 @@
+"""Writing a bundle: built in a temporary directory beside the target, manifest.json last,
+then swapped in by rename, so an interrupted build never leaves a half bundle at the target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum import __version__
+from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.format import (
+    BM25_FILE,
+    CHUNKS_FILE,
+    DENSE_FILE,
+    ENCODER_DIR,
+    ENCODER_MODEL_FILE,
+    ENCODER_TOKENIZER_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HNSW_DEFAULTS,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    DenseKind,
+    choose_dense_kind,
+)
+from athenaeum.bundle.hashing import sha256_file
+from athenaeum.bundle.manifest import (
+    BM25Info,
+    Counts,
+    DenseInfo,
+    DocumentInfo,
+    EmbeddingInfo,
+    FileInfo,
+    Manifest,
+)
+from athenaeum.errors import InvalidInputError
+from athenaeum.retrieval.lexical import BM25Index
+
+
+def write_bundle(
+    output: Path,
+    *,
+    embedding: EmbeddingInfo,
+    chunking: Mapping[str, Any],
+    documents: Sequence[DocumentInfo],
+    chunks: Sequence[ChunkRecord],
+    vectors: npt.ArrayLike,
+    bm25_index: BM25Index,
+    encoder_dir: Path,
+    dense_kind: DenseKind | Literal["auto"] = "auto",
+    dense_params: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Write a complete bundle to `output`, replacing an existing bundle there atomically.
+
+    `vectors` are the unit-normalised document embeddings, row i for `chunks[i]`; `bm25_index`
+    must be built from the same chunks in the same order; `encoder_dir` holds model.onnx and
+    tokenizer.json (copied as they are). Inconsistent arguments are programming errors and raise
+    ValueError; a target that exists and is not a bundle raises InvalidInputError.
+    """
+    output = Path(output)
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    _check_writer_inputs(embedding, documents, chunks, matrix, bm25_index, encoder_dir)
+    is_bundle = (output / MANIFEST_FILE).is_file()
+    if output.exists() and not is_bundle and (output.is_file() or any(output.iterdir())):
+        raise InvalidInputError(
+            f"refusing to write an index bundle to {output}: it exists and is not an index "
+            "bundle (no manifest.json); choose an empty or new directory",
+            param="output",
+        )
+
+    kind: DenseKind = choose_dense_kind(len(chunks)) if dense_kind == "auto" else dense_kind
+    params: dict[str, Any] = dict(HNSW_DEFAULTS) if kind == "hnsw" else {}
+    params.update(dense_params or {})
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = output.parent / f".{output.name}.tmp-{token}"
+    old = output.parent / f".{output.name}.old-{token}"
+    tmp.mkdir()
+    try:
+        with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as f:
+            for chunk in chunks:
+                f.write(chunk.to_json())
+                f.write("\n")
+        np.save(tmp / VECTORS_FILE, matrix, allow_pickle=False)
+        if kind == "hnsw":
+            faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
+        bm25_index.save(tmp / BM25_FILE)
+        shutil.copytree(encoder_dir, tmp / ENCODER_DIR)
+
+        files = {
+            rel: FileInfo(sha256=sha256_file(tmp / rel), bytes=(tmp / rel).stat().st_size)
+            for rel in _bundle_files(tmp)
+        }
+        manifest = Manifest(
+            format=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            athenaeum_version=__version__,
+            embedding=embedding,
+            chunking=dict(chunking),
+            dense=DenseInfo(kind=kind, params=params),
+            bm25=BM25Info(
+                k1=bm25_index.params.k1,
+                b=bm25_index.params.b,
+                stemmer_language=bm25_index.params.language,
+                tokenizer_version=bm25_index.params.tokenizer_version,
+            ),
+            counts=Counts(documents=len(documents), chunks=len(chunks)),
+            documents=list(documents),
+            files=files,
+        )
+        for rel in files:
+            _fsync_file(tmp / rel)
+        # The manifest is written last: a directory without one is, by definition, unfinished.
+        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", "utf-8")
+        _fsync_file(tmp / MANIFEST_FILE)
+        _fsync_dir(tmp)
+
+        if output.exists():
+            output.rename(old)
+        tmp.rename(output)
+        _fsync_dir(output.parent)
+    except BaseException:
+        # Also on KeyboardInterrupt: leave no temporary directory behind. If the first rename
+        # happened but not the second, put the old bundle back.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not output.exists():
+            old.rename(output)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def _check_writer_inputs(
+    embedding: EmbeddingInfo,
+    documents: Sequence[DocumentInfo],
+    chunks: Sequence[ChunkRecord],
+    matrix: npt.NDArray[np.float32],
+    bm25_index: BM25Index,
+    encoder_dir: Path,
+) -> None:
+    if matrix.ndim != 2 or matrix.shape != (len(chunks), embedding.dimension):
+        raise ValueError(
+            f"vectors have shape {matrix.shape}, expected ({len(chunks)}, {embedding.dimension})"
+        )
+    if not np.isfinite(matrix).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    if bm25_index.n_docs != len(chunks):
+        raise ValueError(f"BM25 index covers {bm25_index.n_docs} chunks, not {len(chunks)}")
+    ids = [c.id for c in chunks]
+    if len(set(ids)) != len(ids):
+        raise ValueError("chunk ids are not unique")
+    per_doc: dict[str, int] = {}
+    for c in chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    declared = {d.doc_id: d.chunk_count for d in documents}
+    if len(declared) != len(documents):
+        raise ValueError("document ids are not unique")
+    for doc_id, count in per_doc.items():
+        if declared.get(doc_id) != count:
+            raise ValueError(
+                f"document {doc_id!r} has {count} chunks but declares {declared.get(doc_id)}"
+            )
+    for name in (ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE):
+        if not (encoder_dir / name).is_file():
+            raise ValueError(f"encoder directory {encoder_dir} has no {name}")
+
+
+def _build_hnsw(matrix: npt.NDArray[np.float32], params: Mapping[str, Any]) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(matrix.shape[1], int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(params["ef_construction"])
+    index.add(matrix)
+    return index
+
+
+def _bundle_files(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != MANIFEST_FILE
+    )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the renames durable; not every platform or filesystem allows fsync on a directory.
+    with contextlib.suppress(OSError):
+        _fsync_file(path)

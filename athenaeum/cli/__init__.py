@@ -1,0 +1,1 @@
+"""The `athenaeum` command line (`main`) and its generated reference (`reference`)."""

@@ -1,0 +1,686 @@
+"""The `athenaeum` command line. Every command is a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from athenaeum import __version__
+from athenaeum.errors import AthenaeumError
+
+if TYPE_CHECKING:
+    from athenaeum.retrieval.engine import Hit
+
+
+class _Commands(TyperGroup):
+    """The CLI's one error boundary: a domain error from any command is a one-line message and
+    exit status 2, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AthenaeumError as exc:
+            fail(exc.message)
+
+
+app = typer.Typer(
+    name="athenaeum",
+    cls=_Commands,
+    help="Give an LLM a library: convert PDFs to markdown, index them, search and serve the index.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """A user mistake: a one-line error, never a traceback."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"athenaeum {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Give an LLM a library: convert PDFs to markdown, index them, search and serve the index."""
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_command(
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="The index bundle folder. Default: ATHENAEUM_INDEX_DIR, or the bundle at "
+            "ATHENAEUM_INDEX_S3_URI downloaded to ATHENAEUM_INDEX_CACHE_DIR.",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. Without OAuth or API keys configured only a loopback "
+            "address is allowed, unless --insecure-no-auth is given.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port.")] = 8000,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve without any authentication on a non-loopback address. Anyone who can "
+            "reach the port can read the whole index: use only on a private network.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the index over HTTP: /search, OpenAI-compatible /chat/completions, and MCP at /mcp.
+
+    Settings come from ATHENAEUM_* environment variables (docs/settings.md): OAuth or API
+    keys for auth, an OpenAI-compatible upstream for the generating model, CORS origins.
+    The index is loaded before the server listens, so a bad bundle fails here.
+
+    Example: athenaeum serve --index index/ --port 8000
+    """
+    from pydantic import ValidationError
+
+    from athenaeum.server.local import serve
+    from athenaeum.server.settings import Settings
+
+    try:
+        overrides = {"index_dir": index, "index_s3_uri": None} if index is not None else {}
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        fail(
+            "invalid settings: "
+            + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        )
+    err_console.print(f"Loading the index and serving on http://{host}:{port} …")
+    serve(settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
+
+
+@app.command("openapi")
+def openapi_command(
+    server_url: Annotated[
+        str,
+        typer.Option(
+            "--server-url",
+            help="The API's public URL, as ChatGPT will call it (for example the API Gateway "
+            "stage URL).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the schema to this file instead of standard output.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the OpenAPI schema for a ChatGPT custom GPT action (search and fetch a passage).
+
+    Paste it into the GPT editor's Actions and choose OAuth, or API key (Bearer) for
+    `athenaeum serve` (the AWS deployment accepts only OAuth tokens); docs/chatgpt.md walks
+    through it.
+
+    Example: athenaeum openapi --server-url https://abc123.execute-api.eu-west-1.amazonaws.com/prod
+    """
+    import json
+
+    from athenaeum.server.gpt_action import gpt_action_schema
+
+    text = json.dumps(gpt_action_schema(server_url), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err_console.print(f"Wrote the GPT action schema to {out}.")
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.", show_default=False)],
+    index: Annotated[
+        Path,
+        typer.Option("--index", "-i", help="The index bundle folder.", show_default=False),
+    ],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results, 1 to 100.")] = 5,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="hybrid (dense and BM25 fused by reciprocal rank), dense (embeddings only) "
+            "or bm25 (keywords only).",
+        ),
+    ] = "hybrid",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON, for scripts.")
+    ] = False,
+) -> None:
+    """Search an index bundle and print the best passages with their sources and pages.
+
+    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and the
+    reciprocal-rank-fusion score in hybrid mode: compare scores within one mode only.
+
+    Example: athenaeum search "how do I reset the device" --index index/ --top-k 3
+    """
+    import json
+
+    from rich.text import Text
+
+    from athenaeum.retrieval import citations
+    from athenaeum.retrieval.engine import SearchEngine
+
+    engine = SearchEngine.load(index)
+    hits = engine.search(query, top_k=top_k, mode=mode)
+    if as_json:
+        payload = {"query": query, "mode": mode, "results": [_hit_json(h) for h in hits]}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        console.print("No results.")
+        return
+    for rank, hit in enumerate(hits, 1):
+        c = hit.chunk
+        where = citations.where(c)
+        console.print(f"[bold]{rank}.[/] [cyan]{hit.score:.4f}[/]  {where}", highlight=False)
+        heading = " > ".join(c.heading_path) or (c.title or "")
+        if heading:
+            console.print(Text(f"   {heading}", style="dim"))
+        snippet = " ".join(c.text.split())
+        if len(snippet) > 300:
+            snippet = snippet[:297] + "..."
+        console.print(f"   {snippet}", highlight=False, markup=False)
+        console.print(f"   [dim]chunk {c.id}[/]", highlight=False)
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "chunk_id": c.id,
+        "doc_id": c.doc_id,
+        "score": hit.score,
+        "text": c.text,
+        "source": c.source,
+        "title": c.title,
+        "page_start": c.page_start,
+        "page_end": c.page_end,
+        "heading_path": list(c.heading_path),
+    }
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="A BEIR dataset folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv.",
+            show_default=False,
+        ),
+    ],
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Evaluate this existing bundle (built from the dataset's corpus) instead of "
+            "building one.",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where to build (and keep, for reuse) the dataset's bundle. Default: "
+            "~/.cache/athenaeum/eval/NAME-HASH (the dataset folder is never written to). "
+            "A rebuild over an unchanged corpus embeds nothing.",
+            show_default=False,
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model for the build (default: as `athenaeum index`).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="The qrels split to score.")] = "test",
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="Evaluate only this mode (hybrid, dense, bm25); repeat for several. "
+            "Default: all three.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
+    ] = False,
+) -> None:
+    """Measure retrieval quality and speed on a BEIR dataset.
+
+    Builds a bundle of the corpus (unless --index is given), runs every judged query through
+    each search mode and prints nDCG@10, Recall@100 and MRR@10 (documents ranked by their best
+    chunk) with the per-query latency p50/p99 in milliseconds.
+
+    Example: athenaeum eval data/beir/scifact
+    """
+    import dataclasses
+    import json
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+
+    from athenaeum.build.evaluation import (
+        build_dataset_index,
+        default_index_dir,
+        evaluate,
+        load_beir,
+    )
+    from athenaeum.retrieval.engine import SEARCH_MODES, SearchEngine
+
+    modes = mode or list(SEARCH_MODES)
+    data = load_beir(dataset, split=split)
+    if index is None:
+        index = work_dir or default_index_dir(dataset)
+        err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
+        with Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
+    engine = SearchEngine.load(index)
+    reports = evaluate(engine, data, modes)
+    if as_json:
+        payload = {
+            "dataset": str(dataset),
+            "split": split,
+            "index": str(index),
+            "modes": [dataclasses.asdict(r) for r in reports],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    facts = engine.facts
+    table = Table(
+        title=f"{dataset.name} ({split}): {reports[0].queries} queries, "
+        f"{facts.documents} documents, {facts.chunks} chunks, {facts.model_id}"
+    )
+    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for r in reports:
+        table.add_row(
+            r.mode,
+            f"{r.ndcg_at_10:.4f}",
+            f"{r.recall_at_100:.4f}",
+            f"{r.mrr_at_10:.4f}",
+            f"{r.latency_p50_ms:.2f}",
+            f"{r.latency_p99_ms:.2f}",
+        )
+    console.print(table)
+
+
+@app.command("convert")
+def convert_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="PDF files or folders. Folders are searched recursively for *.pdf files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the markdown. Each input folder's tree is mirrored in it, one .md "
+            "per PDF; a PDF given by itself is written to the top of it.",
+            show_default=False,
+        ),
+    ],
+    password: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password",
+            help="Password for encrypted PDFs. Repeat for several: each encrypted file is "
+            "tried with every one given. Without it encrypted files are reported, not converted.",
+            show_default=False,
+        ),
+    ] = None,
+    ocr: Annotated[
+        bool,
+        typer.Option(
+            "--ocr",
+            help="Run OCR (Tesseract, through PyMuPDF) on pages that have no text layer. "
+            "Without it such pages are reported. Needs Tesseract installed "
+            "(Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install tesseract).",
+        ),
+    ] = False,
+    ocr_language: Annotated[
+        str,
+        typer.Option(
+            "--ocr-language",
+            help="Tesseract language(s) for --ocr, for example eng, deu or eng+fra.",
+        ),
+    ] = "eng",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Files converted in parallel, each in its own process. Default: the number "
+            "of CPU cores.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Convert again even when the output records the same PDF sha256 (by default "
+            "unchanged PDFs are skipped).",
+        ),
+    ] = False,
+) -> None:
+    """Convert PDFs to markdown that keeps headings, tables and page numbers.
+
+    Every output file starts with YAML front matter (source, title, pages, sha256 of the PDF,
+    converter and version) and marks each page with a `<!-- page: N -->` line, so search
+    results can cite pages. Running headers, footers and page numbers are dropped and words
+    hyphenated across lines are joined. A file that cannot be converted (encrypted without a
+    password, malformed, no text layer) is reported and the others go on; the exit status is
+    0 only when nothing failed.
+
+    Example: athenaeum convert manuals/ --out converted/ --jobs 4
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from athenaeum.build.convert import ConvertOptions, FileResult, Status, convert, plan_jobs
+
+    workers = jobs or os.cpu_count() or 1
+    total = len(plan_jobs(inputs, out))
+    options = ConvertOptions(
+        passwords=password or [], ocr=ocr, ocr_language=ocr_language, overwrite=overwrite
+    )
+    progress = Progress(
+        TextColumn("converting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+    )
+    with progress:
+        task = progress.add_task("", total=total)
+
+        def advance(result: FileResult) -> None:
+            progress.update(task, advance=1, description=result.source.name)
+
+        report = convert(inputs, out, options, jobs=workers, on_result=advance)
+
+    table = Table(title=f"athenaeum convert: {len(report.results)} PDF(s)")
+    for column in ("file", "status", "pages", "seconds", "notes"):
+        table.add_column(column, overflow="fold")
+    styles = {Status.CONVERTED: "green", Status.SKIPPED: "dim", Status.FAILED: "bold red"}
+    for r in report.results:
+        notes = "; ".join([r.reason, *r.warnings] if r.reason else r.warnings)
+        table.add_row(
+            str(r.source),
+            f"[{styles[r.status]}]{r.status.value}[/]",
+            str(r.pages or ""),
+            f"{r.seconds:.2f}",
+            notes,
+        )
+    console.print(table)
+    for r in report.by_status(Status.FAILED):  # unwrapped, so logs can be grepped
+        console.print(f"[bold red]failed[/] {r.source}: {r.reason}", soft_wrap=True)
+    counts = {s: len(report.by_status(s)) for s in Status}
+    console.print(
+        f"{counts[Status.CONVERTED]} converted ({report.pages_converted} pages), "
+        f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed; markdown in {out}"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("index")
+def index_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders or files to index. Folders are searched recursively for .md, "
+            ".markdown and .txt files (markdown written by `athenaeum convert` keeps its page "
+            "numbers) and for BEIR corpus.jsonl files. Hidden files and folders are skipped.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The index bundle folder to create or update. It is replaced atomically: an "
+            "interrupted run leaves the previous bundle as it was.",
+            show_default=False,
+        ),
+    ],
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Index only files matching this glob, against the path relative to the input "
+            "folder or the file name (`*` also crosses `/`). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Skip files matching this glob (matched as --include is). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str,
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model: a Hugging Face id or a local folder. Its query "
+            "encoder is exported to ONNX into the bundle, so the server needs no torch.",
+        ),
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Where to embed: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps. On "
+            "CPU the documents are embedded with onnxruntime, which is faster there.",
+        ),
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Chunks per embedding batch.")
+    ] = 32,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Embed every document again. Without it only new and changed documents are "
+            "embedded (by content hash); a changed model or chunking option rebuilds anyway.",
+        ),
+    ] = False,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            min=16,
+            help="Most tokens per chunk, counted by the model's tokenizer. Default and maximum: "
+            "what the model reads (256 less 2 special tokens for all-MiniLM-L6-v2).",
+            show_default=False,
+        ),
+    ] = None,
+    overlap: Annotated[
+        int,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Tokens of trailing text that a chunk repeats from the one before it when a "
+            "section is longer than one chunk.",
+        ),
+    ] = 32,
+    encoder_precision: Annotated[
+        str,
+        typer.Option(
+            "--encoder-precision",
+            help="Precision of the query encoder shipped in the bundle: fp32, or int8 "
+            "(dynamically quantized: a quarter of the size, 23 MB instead of 90 MB for "
+            "all-MiniLM-L6-v2, and faster per query, for slightly lower quality; see "
+            "docs/index-format.md). Documents are embedded in fp32 either way, so switching "
+            "an existing bundle re-exports the encoder and embeds nothing.",
+        ),
+    ] = "fp32",
+) -> None:
+    """Index documents into a search bundle: chunk, embed, and build BM25 and dense indexes.
+
+    Each document is split at its markdown headings into chunks the embedding model reads
+    whole; every chunk keeps its heading path and page numbers. The bundle holds the chunks,
+    their vectors, a BM25 index and the ONNX query encoder: `athenaeum serve` needs nothing
+    else. Re-running on the same inputs re-embeds only what changed.
+
+    Example: athenaeum index converted/ --output index/
+    """
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from athenaeum.build.indexer import Stage, build_index
+
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        fail(f"--device must be auto, cpu, cuda or mps, not {device!r}")
+    if encoder_precision not in ("fp32", "int8"):
+        fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
+    precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
+    try:
+        # transformers' own "Loading weights" bar would interleave with ours.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    except ImportError:
+        pass  # build_index then reports the missing build extra
+
+    progress = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(stage: Stage, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = "chunking" if stage == "chunking" else "embedding"
+            tasks[stage] = progress.add_task(label, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    err_console.print(f"Loading embedding model [bold]{embed_model}[/]…")
+    started = time.perf_counter()
+    try:
+        with progress:
+            report = build_index(
+                inputs,
+                output,
+                include=include or [],
+                exclude=exclude or [],
+                embed_model=embed_model,
+                device=device,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                overlap=overlap,
+                rebuild=rebuild,
+                encoder_precision=precision,
+                progress=on_progress,
+            )
+    except KeyboardInterrupt:
+        fail(f"interrupted; {output} was left as it was", code=130)
+    seconds = time.perf_counter() - started
+    if report.rebuild_reason:
+        console.print(f"Rebuilt every document: {report.rebuild_reason}.")
+    console.print(
+        f"{report.documents_total} documents: {report.documents_added} added, "
+        f"{report.documents_changed} changed, {report.documents_unchanged} unchanged, "
+        f"{report.documents_removed} removed."
+    )
+    console.print(
+        f"{report.chunks_embedded} chunks embedded ({report.chunks_total} in the index, "
+        f"{report.dense_kind} dense index) with {report.model_id} on {report.device} "
+        f"({report.backend}) in {seconds:.1f} s."
+    )
+    console.print(
+        f"Query encoder: {report.encoder_precision}, {report.encoder_bytes / 1_000_000:.1f} MB."
+    )
+    if report.written:
+        console.print(f"Index bundle written to [bold]{output}[/].")
+    else:
+        console.print(f"Nothing changed; {output} is up to date.")
+
+
+def main() -> None:
+    app()

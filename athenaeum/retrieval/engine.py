@@ -1,0 +1,175 @@
+"""Hybrid search over a loaded bundle: dense (FAISS), lexical (BM25) and their RRF fusion.
+
+Hybrid takes the top 100 of each retriever and fuses them by reciprocal rank fusion with
+k = 60, the constant of Cormack, Clarke and Buettcher (SIGIR 2009). It is fixed on principle,
+not tuned on the evaluation data, so the BEIR numbers in docs/ are honest held-out numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
+from athenaeum.errors import InvalidInputError, NotFoundError
+from athenaeum.retrieval.encoder import OnnxQueryEncoder
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+MAX_TOP_K = 100
+CANDIDATES = 100  # per retriever, before fusion
+RRF_K = 60
+MAX_QUERY_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk and its score; the score's meaning depends on the search mode."""
+
+    chunk: ChunkRecord
+    score: float
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    bundle_path: str
+    format_version: int
+    created_at: str
+    athenaeum_version: str
+    model_id: str
+    dimension: int
+    documents: int
+    chunks: int
+    dense_kind: str
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Chunk rows best first with their scores; internal depth may exceed MAX_TOP_K."""
+
+    rows: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+
+
+class SearchEngine:
+    def __init__(self, bundle: Bundle, encoder: OnnxQueryEncoder) -> None:
+        self.bundle = bundle
+        self.encoder = encoder
+        self._by_id = {c.id: i for i, c in enumerate(bundle.chunks)}
+
+    @classmethod
+    def load(
+        cls, bundle_dir: Path, *, check_hashes: bool = True, threads: int | None = None
+    ) -> SearchEngine:
+        """Load and verify a bundle once per process; raises BundleError when it is unusable."""
+        # One query searches one vector: FAISS's OpenMP team only adds hand-off cost and fights
+        # onnxruntime's threads for the cores (docs/benchmarks.md has the latencies). Concurrency
+        # comes from concurrent requests.
+        faiss.omp_set_num_threads(1)
+        bundle = load_bundle(Path(bundle_dir), check_hashes=check_hashes)
+        embedding = bundle.manifest.embedding
+        encoder = OnnxQueryEncoder(
+            bundle.encoder_dir,
+            max_seq_length=embedding.max_seq_length,
+            query_prefix=embedding.query_prefix,
+            threads=threads,
+        )
+        if encoder.dimension is not None and encoder.dimension != embedding.dimension:
+            raise corrupted(
+                bundle.path,
+                f"its query encoder returns {encoder.dimension}-d vectors but the documents "
+                f"are {embedding.dimension}-d",
+            )
+        return cls(bundle, encoder)
+
+    @property
+    def facts(self) -> EngineFacts:
+        m = self.bundle.manifest
+        return EngineFacts(
+            bundle_path=str(self.bundle.path),
+            format_version=m.format_version,
+            created_at=m.created_at,
+            athenaeum_version=m.athenaeum_version,
+            model_id=m.embedding.model_id,
+            dimension=m.embedding.dimension,
+            documents=m.counts.documents,
+            chunks=m.counts.chunks,
+            dense_kind=m.dense.kind,
+        )
+
+    def search(self, query: str, top_k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        """The `top_k` best chunks for `query`; the score's meaning depends on the mode
+        (cosine for dense, BM25 for bm25, the RRF sum for hybrid)."""
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidInputError(
+                f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
+            )
+        ranking = self.rank(query, mode=mode, depth=top_k)
+        chunks = self.bundle.chunks
+        return [
+            Hit(chunks[int(row)], float(score))
+            for row, score in zip(ranking.rows, ranking.scores, strict=True)
+        ]
+
+    def rank(self, query: str, *, mode: str = "hybrid", depth: int = CANDIDATES) -> Ranking:
+        """Chunk rows and scores, best first, at most `depth` of them (no result objects)."""
+        query = _check_query(query)
+        if mode not in SEARCH_MODES:
+            raise InvalidInputError(
+                f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}", param="mode"
+            )
+        if mode == "bm25":
+            rows, scores = self.bundle.bm25.search(query, depth)
+            return Ranking(rows, scores)
+        if mode == "dense":
+            return self._dense(query, depth)
+        candidates = max(depth, CANDIDATES)
+        dense = self._dense(query, candidates)
+        lexical_rows, _ = self.bundle.bm25.search(query, candidates)
+        return _rrf([dense.rows, lexical_rows], depth)
+
+    def get_chunk(self, chunk_id: str) -> ChunkRecord:
+        row = self._by_id.get(chunk_id)
+        if row is None:
+            raise NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
+        return self.bundle.chunks[row]
+
+    def _dense(self, query: str, depth: int) -> Ranking:
+        vector = self.encoder.encode([query])
+        k = min(depth, len(self.bundle.chunks))
+        if k == 0:
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+        scores, rows = self.bundle.dense.search(vector, k)
+        keep = rows[0] >= 0  # ANN indexes pad with -1 when they find fewer than k
+        return Ranking(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
+
+
+def _check_query(query: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("query must be a non-empty string", param="query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInputError(
+            f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}",
+            param="query",
+        )
+    return query.strip()
+
+
+def _rrf(rankings: list[npt.NDArray[np.int64]], depth: int) -> Ranking:
+    """Reciprocal rank fusion: score(d) = sum over lists of 1 / (RRF_K + rank of d), rank from 1."""
+    fused: dict[int, float] = {}
+    for rows in rankings:
+        for rank, row in enumerate(rows.tolist(), start=1):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank)
+    # Ties (a chunk at rank r in one list vs another at rank r in the other) go to the lower row
+    # so that results are deterministic.
+    ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:depth]
+    return Ranking(
+        np.fromiter((row for row, _ in ordered), dtype=np.int64, count=len(ordered)),
+        np.fromiter((score for _, score in ordered), dtype=np.float64, count=len(ordered)),
+    )

@@ -1,0 +1,108 @@
+"""The app factory: one FastAPI app for `athenaeum serve`, the Lambda handler and the tests.
+
+    create_app(settings, engine_provider=None) -> FastAPI
+
+The index is not loaded here: the provider loads it on the first request that needs it (and
+`athenaeum serve` asks for it before listening, so a bad bundle fails at the command line). See
+docs/api.md for the endpoints and docs/settings.md for the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+
+from athenaeum import __version__
+from athenaeum.server import error_handlers, routes
+from athenaeum.server.deps import public_base_url
+from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from athenaeum.server.provider import EngineProvider
+from athenaeum.server.secrets import with_secret_llm_key
+from athenaeum.server.security import WELL_KNOWN, Authenticator, AuthMiddleware
+from athenaeum.server.settings import Settings, get_settings
+
+logger = logging.getLogger("athenaeum")
+
+DESCRIPTION = (
+    "Search a document library and ask it questions. `POST /search` returns passages with "
+    "citations; `/chat/completions` is OpenAI-compatible; `/mcp` serves the `search` and "
+    "`fetch` tools over MCP (streamable HTTP)."
+)
+
+
+def create_app(
+    settings: Settings | None = None, engine_provider: EngineProvider | None = None
+) -> FastAPI:
+    # A key kept in Secrets Manager is read on first use (the Lambda handler reads it earlier).
+    settings = with_secret_llm_key(settings or get_settings())
+    provider = engine_provider or EngineProvider(settings)
+    app = FastAPI(
+        title="Athenaeum",
+        version=__version__,
+        description=DESCRIPTION,
+        # Swagger UI at /docs is handy locally; ReDoc would be a second copy of the same thing.
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine_provider = provider
+
+    error_handlers.install(app)
+    routes.mount(app, settings, provider)
+
+    # Added innermost first: the request log is outermost so that it times and catches all.
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=Authenticator(settings),
+        metadata_url=lambda scope: public_base_url(settings, scope) + WELL_KNOWN,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Mcp-Session-Id",
+                "Mcp-Protocol-Version",
+            ],
+            expose_headers=["WWW-Authenticate", "X-Request-ID"],
+        )
+    app.add_middleware(RequestLogMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, made truthful: validation errors are 400s in the error shape (not
+    FastAPI's 422 `HTTPValidationError`), and every operation but the public ones needs a
+    bearer token."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    components["securitySchemes"] = {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An OAuth access token (JWT) or an API key.",
+        }
+    }
+    public = {"/health", WELL_KNOWN, WELL_KNOWN + "/mcp"}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+            if path not in public:
+                operation["security"] = [{"bearerAuth": []}]
+    app.openapi_schema = schema
+    return schema

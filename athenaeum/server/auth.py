@@ -1,0 +1,725 @@
+"""Bearer-token and API-key authentication, shared by the app and the Lambda TOKEN authorizer.
+
+Deliberately free of FastAPI/starlette (the authorizer imports this module alone) and of httpx
+(the JWKS is fetched with urllib, so the authorizer needs only pyjwt and cryptography).
+Every failure is a domain error from `athenaeum.errors`: 401 `AuthenticationError` for any bad
+credential, 403 `InsufficientScopeError`, 503 `AuthUnavailableError` when keys cannot be had.
+Tokens are never logged and never echoed in error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import (
+    SECP256R1,
+    SECP384R1,
+    EllipticCurvePublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+
+if TYPE_CHECKING:
+    from athenaeum.server.settings import Settings
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "APIKeyStore",
+    "JWTValidator",
+    "Principal",
+    "hash_api_key",
+    "jwt_validator",
+    "parse_bearer",
+    "protected_resource_metadata",
+    "www_authenticate",
+]
+
+logger = logging.getLogger(__name__)
+
+# The only algorithms that may ever be configured, with the JWK key type each needs. Symmetric
+# (HS*) and "none" are absent on purpose: with a public JWKS, an HMAC "secret" is public too.
+_ALGORITHM_KEY_TYPE: dict[str, str] = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+}
+ALLOWED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHM_KEY_TYPE)
+# ECDSA verifies mathematically with a mismatched curve, so bind each ES* algorithm to its curve.
+_EC_CURVE: dict[str, type[SECP256R1 | SECP384R1]] = {"ES256": SECP256R1, "ES384": SECP384R1}
+_MIN_RSA_BITS = 2048
+
+# API Gateway caps headers near 10 KB; anything far larger is not a token we issued.
+_MAX_TOKEN_LENGTH = 16_384
+_MAX_KID_LENGTH = 256
+_MAX_JWKS_BYTES = 1_048_576
+_MAX_LEEWAY_SECONDS = 300
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# RFC 6750 section 2.1 b64token.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6749 section 3.3 scope-token.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_USER_AGENT = "athenaeum-jwks/1"
+
+
+class Clock(Protocol):
+    """Where the validator reads the time: the `time` module, or a test's clock."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made the request, after their credentials were verified."""
+
+    subject: str
+    scopes: frozenset[str]
+    client_id: str | None
+    issuer: str
+    audience: tuple[str, ...]
+    expires_at: datetime | None
+    # repr=False: claims may carry personal data that has no place in a log line.
+    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    def has_scopes(self, required: Iterable[str]) -> bool:
+        return all(scope in self.scopes for scope in required)
+
+
+@dataclass(frozen=True, slots=True)
+class _VerificationKey:
+    kid: str
+    kty: str
+    alg: str | None
+    public_key: RSAPublicKey | EllipticCurvePublicKey
+
+
+class _JWKSFetchError(Exception):
+    pass
+
+
+def _is_allowed_jwks_url(url: str) -> bool:
+    # Plain http would let anyone on the path swap the keys; loopback is allowed for local
+    # identity providers and tests.
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+
+
+class _SameSecurityRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to URLs we would have accepted as the JWKS URL (no downgrade)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not _is_allowed_jwks_url(newurl):
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class JWTValidator:
+    """Validates OAuth access tokens (JWTs) against an issuer's JWKS. Thread-safe."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Sequence[str],
+        jwks_url: str,
+        *,
+        algorithms: Iterable[str] = ("RS256", "ES256"),
+        leeway_seconds: float = 30,
+        required_scopes: Iterable[str] = (),
+        jwks_timeout_seconds: float = 3.0,
+        jwks_cache_seconds: float = 600,
+        min_refresh_interval_seconds: float = 30,
+        clock: Clock = time,
+    ) -> None:
+        if not issuer:
+            raise ValueError("the OAuth issuer must not be empty")
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not audiences or not all(isinstance(a, str) and a for a in audiences):
+            raise ValueError("the OAuth audience must be one or more non-empty strings")
+        if not _is_allowed_jwks_url(jwks_url):
+            raise ValueError(
+                f"the JWKS URL must be https (http only for localhost/127.0.0.1): {jwks_url!r}"
+            )
+        algs = frozenset(algorithms)
+        refused = sorted(a for a in algs if a not in ALLOWED_ALGORITHMS)
+        if refused:
+            raise ValueError(
+                f"JWT algorithm(s) {refused} are not allowed; only asymmetric algorithms "
+                f"{sorted(ALLOWED_ALGORITHMS)} may be configured"
+            )
+        if not algs:
+            raise ValueError("at least one JWT algorithm must be allowed")
+        if not 0 <= leeway_seconds <= _MAX_LEEWAY_SECONDS:
+            raise ValueError(f"leeway_seconds must be between 0 and {_MAX_LEEWAY_SECONDS}")
+        if jwks_timeout_seconds <= 0 or jwks_cache_seconds <= 0 or min_refresh_interval_seconds < 0:
+            raise ValueError("JWKS timeout and cache lifetime must be > 0, refresh interval >= 0")
+        self.issuer = issuer
+        self.audiences = audiences
+        self.jwks_url = jwks_url
+        self.algorithms = algs
+        self.required_scopes = _check_scopes(required_scopes)
+        self._leeway = float(leeway_seconds)
+        self._timeout = float(jwks_timeout_seconds)
+        self._cache_seconds = float(jwks_cache_seconds)
+        self._min_refresh = float(min_refresh_interval_seconds)
+        # Token lifetimes and the key cache's age; the JWKS fetch's own deadline is real time.
+        self._clock = clock
+        self._opener = urllib.request.build_opener(_SameSecurityRedirectHandler())
+
+        # _lock guards the fields below and is held only briefly; _fetch_lock serialises network
+        # fetches so that concurrent requests with an unknown kid cause one fetch, not many.
+        self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
+        self._keys: dict[str, _VerificationKey] = {}
+        self._fetched_at: float | None = None
+        self._last_attempt: float | None = None
+        self._last_fetch_ok = False
+
+    def __repr__(self) -> str:
+        return f"JWTValidator(issuer={self.issuer!r}, audience={self.audiences!r})"
+
+    def validate(self, token: str, *, required_scopes: Iterable[str] | None = None) -> Principal:
+        """The verified principal, or AuthenticationError / InsufficientScopeError /
+        AuthUnavailableError. `required_scopes` overrides the validator's default."""
+        if not isinstance(token, str) or not token:
+            raise _reject("empty token", "the access token is missing")
+        if len(token) > _MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
+            raise _reject("not a compact JWS", "the access token is malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _reject("undecodable header", "the access token is malformed") from None
+
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            # Covers "none" and HS*: they can never be in self.algorithms.
+            raise _reject(
+                f"algorithm {str(alg)[:16]!r} not allowed",
+                "the access token's signing algorithm is not allowed",
+            )
+        if "crit" in header or "b64" in header:
+            # No critical extension is understood here, so RFC 7515 says reject.
+            raise _reject("crit/b64 header", "the access token uses unsupported header parameters")
+        # jku/x5u/jwk/x5c in the header are ignored on purpose: keys come only from our JWKS URL.
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
+            raise _reject("missing or bad kid", "the access token has no usable key id (kid)")
+
+        key = self._key_for(kid)
+        if not _key_fits(key, alg):
+            raise _reject(
+                f"alg {alg} does not fit key {kid[:64]!r} ({key.kty})",
+                "the access token's algorithm does not match its signing key",
+            )
+
+        claims = self._decode(token, key, alg)
+        principal = _principal_from_claims(claims)
+        needed = self.required_scopes if required_scopes is None else _check_scopes(required_scopes)
+        missing = [s for s in needed if s not in principal.scopes]
+        if missing:
+            logger.info("token for subject %r lacks scopes %s", principal.subject, missing)
+            raise InsufficientScopeError(
+                f"the access token lacks the required scope(s): {' '.join(missing)}",
+                required_scopes=needed,
+            )
+        return principal
+
+    def _decode(self, token: str, key: _VerificationKey, alg: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[alg],
+                audience=list(self.audiences),
+                issuer=self.issuer,
+                leeway=self._leeway,
+                options={
+                    "require": ["exp", "iss", "aud", "sub"],
+                    "enforce_minimum_key_length": True,
+                    # Checked below against this validator's clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+            self._check_times(claims)
+        except jwt.ExpiredSignatureError:
+            raise _reject("expired", "the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _reject("nbf/iat in the future", "the access token is not yet valid") from None
+        except jwt.InvalidIssuerError:
+            raise _reject("issuer", "the access token was not issued by a trusted issuer") from None
+        except jwt.InvalidAudienceError:
+            raise _reject(
+                "audience", "the access token is not intended for this resource"
+            ) from None
+        except jwt.MissingRequiredClaimError as exc:
+            # exc.claim is one of the names we asked for, never token content.
+            raise _reject(
+                f"missing {exc.claim}", f"the access token lacks the required claim {exc.claim!r}"
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise _reject("bad signature", "the access token signature is invalid") from None
+        except jwt.InvalidKeyError:
+            raise _reject(
+                "key unusable", "the access token does not match its signing key"
+            ) from None
+        except jwt.InvalidTokenError:
+            raise _reject("invalid", "the access token is malformed or invalid") from None
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        """exp, nbf and iat as PyJWT checks them (integers, with the leeway), against the clock."""
+        now = self._clock.time()
+        for name in ("iat", "nbf", "exp"):
+            if name not in claims:
+                continue
+            try:
+                value = int(claims[name])
+            except (ValueError, TypeError, OverflowError):
+                raise jwt.DecodeError(f"the {name} claim must be an integer") from None
+            if name == "exp" and value <= now - self._leeway:
+                raise jwt.ExpiredSignatureError("Signature has expired")
+            if name != "exp" and value > now + self._leeway:
+                raise jwt.ImmatureSignatureError(f"The token is not yet valid ({name})")
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def _key_for(self, kid: str) -> _VerificationKey:
+        with self._lock:
+            key = self._keys.get(kid)
+            fresh = (
+                self._fetched_at is not None
+                and self._clock.monotonic() - self._fetched_at < self._cache_seconds
+            )
+        if key is not None and fresh:
+            return key
+        # Unknown kid (perhaps the issuer rotated keys) or a stale cache: try one refresh.
+        self._refresh()
+        with self._lock:
+            key = self._keys.get(kid)
+            fetch_ok = self._last_fetch_ok
+        if key is not None:
+            # Possibly stale: if the issuer is unreachable a cached key still verifies, because
+            # keys rotate on a scale of days and failing every request would be worse.
+            return key
+        if fetch_ok:
+            raise _reject(
+                f"unknown kid {kid[:64]!r}", "the access token was signed by an unknown key"
+            )
+        raise AuthUnavailableError(
+            "the authorization server's signing keys cannot be fetched; try again later"
+        )
+
+    def _refresh(self) -> None:
+        with self._fetch_lock:
+            now = self._clock.monotonic()
+            with self._lock:
+                # Rate limit: a flood of random kids gets one fetch per interval, and threads
+                # queued behind a fetch that just finished reuse its result.
+                if self._last_attempt is not None and now - self._last_attempt < self._min_refresh:
+                    return
+                self._last_attempt = now
+            try:
+                keys = self._fetch_jwks()
+            except _JWKSFetchError as exc:
+                logger.warning("JWKS fetch from %s failed: %s", self.jwks_url, exc)
+                with self._lock:
+                    self._last_fetch_ok = False
+                return
+            with self._lock:
+                self._keys = keys
+                self._fetched_at = self._clock.monotonic()
+                self._last_fetch_ok = True
+            logger.info("fetched %d signing key(s) from %s", len(keys), self.jwks_url)
+
+    def _fetch_jwks(self) -> dict[str, _VerificationKey]:
+        # S310: the scheme was checked in __init__ (https, or http to loopback only).
+        request = urllib.request.Request(  # noqa: S310
+            self.jwks_url, headers={"Accept": "application/json", "User-Agent": _USER_AGENT}
+        )
+        deadline = time.monotonic() + self._timeout
+        try:
+            # The timeout bounds the connect and each socket read; `deadline` bounds the body.
+            with self._opener.open(request, timeout=self._timeout) as raw:
+                response = cast(http.client.HTTPResponse, raw)
+                if response.status != 200:
+                    raise _JWKSFetchError(f"HTTP {response.status}")
+                body = _read_bounded(response, deadline)
+        except urllib.error.HTTPError as exc:
+            raise _JWKSFetchError(f"HTTP {exc.code}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # URLError and TimeoutError are OSErrors.
+            raise _JWKSFetchError(f"{type(exc).__name__}: {exc}") from None
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise _JWKSFetchError("response is not JSON") from None
+        keys = _parse_jwks(document, self.algorithms)
+        if not keys:
+            # Treated as a failure so that a broken response does not wipe good cached keys.
+            raise _JWKSFetchError("no usable signing keys in the JWKS")
+        return keys
+
+
+def _read_bounded(response: http.client.HTTPResponse, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _JWKSFetchError("timed out reading the JWKS")
+        # read1: at most one socket read, so a trickling server cannot outlast the deadline.
+        chunk = response.read1(65_536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > _MAX_JWKS_BYTES:
+            raise _JWKSFetchError("JWKS response too large")
+        chunks.append(chunk)
+
+
+def _parse_jwks(document: object, algorithms: frozenset[str]) -> dict[str, _VerificationKey]:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise _JWKSFetchError("response is not a JWK set")
+    keys: dict[str, _VerificationKey] = {}
+    for jwk in document["keys"]:
+        key = _parse_jwk(jwk, algorithms)
+        if key is None:
+            continue
+        if key.kid in keys:
+            logger.warning("JWKS has several keys with kid %r; using the first", key.kid)
+            continue
+        keys[key.kid] = key
+    return keys
+
+
+def _parse_jwk(jwk: object, algorithms: frozenset[str]) -> _VerificationKey | None:
+    if not isinstance(jwk, dict):
+        return None
+    kid, kty, alg = jwk.get("kid"), jwk.get("kty"), jwk.get("alg")
+    if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
+        return None  # tokens are matched by kid, so a key without one can never be selected
+    if jwk.get("use", "sig") != "sig":
+        return None  # an encryption key must not verify signatures
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return None
+    if alg is not None and alg not in algorithms:
+        return None
+    if kty not in ("RSA", "EC"):
+        return None  # in particular "oct": a symmetric key published in a JWKS is public
+    if "d" in jwk:
+        logger.warning("JWKS key %r contains private key material; refusing it", kid)
+        return None
+    try:
+        if kty == "RSA":
+            public_key: Any = RSAAlgorithm.from_jwk(jwk)
+        else:
+            public_key = ECAlgorithm.from_jwk(jwk)
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        logger.warning("skipping unreadable JWKS key %r: %s", kid, type(exc).__name__)
+        return None
+    if isinstance(public_key, RSAPublicKey):
+        if public_key.key_size < _MIN_RSA_BITS:
+            logger.warning("skipping JWKS key %r: RSA key shorter than %d bits", kid, _MIN_RSA_BITS)
+            return None
+    elif not isinstance(public_key, EllipticCurvePublicKey):
+        return None
+    return _VerificationKey(kid=kid, kty=kty, alg=alg, public_key=public_key)
+
+
+def _key_fits(key: _VerificationKey, alg: str) -> bool:
+    # Checked here, not left to PyJWT, because algorithm confusion is the classic JWT bug:
+    # the token's alg must agree with the key's type, curve and (if pinned) its own alg.
+    if key.alg is not None and key.alg != alg:
+        return False
+    if _ALGORITHM_KEY_TYPE.get(alg) != key.kty:
+        return False
+    if key.kty == "RSA":
+        return isinstance(key.public_key, RSAPublicKey)
+    return isinstance(key.public_key, EllipticCurvePublicKey) and isinstance(
+        key.public_key.curve, _EC_CURVE[alg]
+    )
+
+
+def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise _reject("bad sub", "the access token has no valid subject")
+    scopes: set[str] = set()
+    # OAuth uses a space-separated "scope"; Okta and Entra ID use "scp" as a list or a string.
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            scopes.update(value.split())
+        elif isinstance(value, list) and all(isinstance(s, str) for s in value):
+            scopes.update(s for s in value if s)
+        else:
+            raise _reject(f"bad {name}", f"the access token's {name!r} claim is malformed")
+    client_id = next(
+        (v for c in ("client_id", "azp", "cid") if isinstance(v := claims.get(c), str) and v),
+        None,
+    )
+    aud = claims["aud"]
+    audience = (aud,) if isinstance(aud, str) else tuple(aud)
+    try:
+        expires_at = datetime.fromtimestamp(float(claims["exp"]), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise _reject("bad exp", "the access token's 'exp' claim is malformed") from None
+    return Principal(
+        subject=subject,
+        scopes=frozenset(scopes),
+        client_id=client_id,
+        issuer=str(claims["iss"]),
+        audience=audience,
+        expires_at=expires_at,
+        claims=MappingProxyType(dict(claims)),
+    )
+
+
+def jwt_validator(settings: Settings) -> JWTValidator | None:
+    """The validator the settings describe, or None when OAuth is not configured."""
+    if not (settings.oauth_issuer and settings.oauth_audience and settings.oauth_jwks_url):
+        return None
+    return JWTValidator(
+        settings.oauth_issuer,
+        settings.oauth_audience,
+        settings.oauth_jwks_url,
+        required_scopes=settings.oauth_required_scopes,
+        jwks_timeout_seconds=settings.jwks_timeout_s,
+    )
+
+
+def _check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    result = tuple(scopes)
+    bad = [s for s in result if not isinstance(s, str) or not _SCOPE_TOKEN.fullmatch(s)]
+    if bad:
+        raise ValueError(f"invalid OAuth scope name(s): {bad!r}")
+    return result
+
+
+def _reject(reason: str, message: str) -> AuthenticationError:
+    # `reason` is for operators and never contains the token; `message` goes to the client.
+    logger.info("rejected bearer token: %s", reason)
+    return AuthenticationError(message)
+
+
+# --- Authorization header ----------------------------------------------------------------
+
+
+def parse_bearer(authorization_header: str | None) -> str:
+    """The token from an `Authorization: Bearer <token>` header, or AuthenticationError."""
+    if authorization_header is None or not authorization_header.strip():
+        # RFC 6750 section 3.1: no error code when the request carried no credentials.
+        raise AuthenticationError("an Authorization: Bearer token is required", bearer_error=None)
+    parts = authorization_header.split()
+    if parts[0].lower() != "bearer":
+        raise AuthenticationError(
+            "the Authorization header must use the Bearer scheme", bearer_error=None
+        )
+    if len(parts) != 2:
+        raise AuthenticationError("the Authorization header has no single bearer token")
+    token = parts[1]
+    if len(token) > _MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+        raise AuthenticationError("the bearer token is malformed")
+    return token
+
+
+def _quoted(value: str) -> str:
+    # Header values are ASCII; anything else (and CR/LF, which could split the header) becomes
+    # "?" before quoted-string escaping.
+    safe = "".join(c if " " <= c <= "~" else "?" for c in value)
+    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def www_authenticate(
+    resource_metadata_url: str | None,
+    error: str | None = None,
+    description: str | None = None,
+    scope: str | None = None,
+) -> str:
+    """A `WWW-Authenticate` value per RFC 6750 section 3 and RFC 9728 section 5.1."""
+    params: list[str] = []
+    if resource_metadata_url:
+        params.append(f"resource_metadata={_quoted(resource_metadata_url)}")
+    if error:
+        params.append(f"error={_quoted(error)}")
+    if description:
+        params.append(f"error_description={_quoted(description)}")
+    if scope:
+        params.append(f"scope={_quoted(scope)}")
+    return "Bearer " + ", ".join(params) if params else "Bearer"
+
+
+def protected_resource_metadata(
+    resource: str, issuer: str, scopes: Sequence[str]
+) -> dict[str, Any]:
+    """The RFC 9728 document served at /.well-known/oauth-protected-resource."""
+    return {
+        "resource": resource,
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": list(scopes),
+    }
+
+
+# --- static API keys ---------------------------------------------------------------------
+
+_HASH_PREFIX = "sha256:"
+_MIN_API_KEY_LENGTH = 16
+_MIN_DISTINCT_CHARS = 8
+_PLACEHOLDER_MARKERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "replaceme",
+    "replace-me",
+    "replace_me",
+    "yourapikey",
+    "your-api-key",
+    "your_api_key",
+    "example",
+    "secret",
+    "password",
+    "dummy",
+    "insecure",
+    "xxxxxxxx",
+)
+_PLACEHOLDER_WORDS = (
+    "changeme",
+    "secret",
+    "password",
+    "test",
+    "apikey",
+    "api-key",
+    "api_key",
+    "admin",
+    "default",
+    "example",
+    "token",
+)
+_PLACEHOLDER_DIGESTS = frozenset(hashlib.sha256(w.encode()).hexdigest() for w in _PLACEHOLDER_WORDS)
+
+
+def _check_api_key_strength(key: str) -> None:
+    # The message never repeats the key: it may be a real key with a typo.
+    if len(key) < _MIN_API_KEY_LENGTH:
+        raise ValueError(f"API keys must be at least {_MIN_API_KEY_LENGTH} characters long")
+    if any(c.isspace() for c in key) or not key.isprintable():
+        raise ValueError("API keys must not contain whitespace or control characters")
+    lowered = key.lower()
+    if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        raise ValueError("this API key looks like a placeholder; generate a random one")
+    if len(set(key)) < _MIN_DISTINCT_CHARS:
+        raise ValueError("this API key is too repetitive; generate a random one")
+
+
+def _digest(key: str) -> bytes:
+    # sha256 without salt or stretching is enough for keys that are long and random (enforced
+    # above); a slow hash would make every request a CPU sink for whoever sends bad keys.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def hash_api_key(key: str) -> str:
+    """The `sha256:<hex>` form of an API key, for settings files; refuses placeholder keys."""
+    _check_api_key_strength(key)
+    return _HASH_PREFIX + _digest(key).hex()
+
+
+class APIKeyStore:
+    """Static API keys, held only as sha256 digests and compared in constant time.
+
+    Each entry is `sha256:<64 hex>` or a plain key, which is hashed here and not kept.
+    """
+
+    def __init__(self, keys: Iterable[str], *, scopes: Iterable[str] = ()) -> None:
+        digests: list[bytes] = []
+        for entry in keys:
+            if entry.lower().startswith(_HASH_PREFIX):
+                hexdigest = entry[len(_HASH_PREFIX) :].strip().lower()
+                if not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
+                    raise ValueError("a hashed API key must be 'sha256:' followed by 64 hex digits")
+                if hexdigest in _PLACEHOLDER_DIGESTS:
+                    raise ValueError("a configured API key hash is the hash of a placeholder key")
+                digests.append(bytes.fromhex(hexdigest))
+            else:
+                _check_api_key_strength(entry)
+                digests.append(_digest(entry))
+        if not digests:
+            raise ValueError("no API keys configured")
+        self._digests = tuple(digests)
+        self._scopes = frozenset(_check_scopes(scopes))
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __repr__(self) -> str:
+        return f"APIKeyStore({len(self._digests)} key(s))"
+
+    def _match(self, key: str) -> bytes | None:
+        presented = _digest(key)
+        matched: bytes | None = None
+        # Every entry is compared, with no early exit, so timing does not reveal which (or
+        # whether an early) entry matched.
+        for digest in self._digests:
+            if hmac.compare_digest(presented, digest):
+                matched = digest
+        return matched
+
+    def verify(self, key: str | None) -> bool:
+        if not key:
+            return False
+        return self._match(key) is not None
+
+    def authenticate(self, key: str | None) -> Principal:
+        """A principal for a valid key, else AuthenticationError (never echoing the key)."""
+        digest = self._match(key) if key else None
+        if digest is None:
+            logger.info("rejected API key")
+            raise AuthenticationError("the API key is not valid")
+        # A short digest prefix tells operators which key was used without revealing it.
+        return Principal(
+            subject=f"api-key:{digest.hex()[:12]}",
+            scopes=self._scopes,
+            client_id=None,
+            issuer="api-key",
+            audience=(),
+            expires_at=None,
+        )

@@ -1,0 +1,54 @@
+"""Dependencies shared by the routers, as `Annotated` aliases so handlers stay one-liners."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.types import Scope
+
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.provider import EngineProvider
+from athenaeum.server.settings import Settings
+
+
+def app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def engine_provider(request: Request) -> EngineProvider:
+    provider: EngineProvider = request.app.state.engine_provider
+    return provider
+
+
+def engine(request: Request) -> SearchEngine:
+    # Sync on purpose: FastAPI runs it in the thread pool, so a cold load (seconds, or an S3
+    # download) never blocks the event loop; a failure raises BundleError, a 503.
+    return engine_provider(request).get()
+
+
+def public_base_url(settings: Settings, scope: Scope) -> str:
+    """Where links in responses point: the configured public URL; else, behind API Gateway's
+    default execute-api domain, that domain plus the stage (Mangum strips the stage from the
+    path, so the request's own URL would lack it); else the request's own base URL."""
+    if settings.public_base_url:
+        return settings.public_base_url
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        context = event.get("requestContext") or {}
+        domain, stage = context.get("domainName"), context.get("stage")
+        if isinstance(domain, str) and ".execute-api." in domain:
+            if isinstance(stage, str) and stage and stage != "$default":
+                return f"https://{domain}/{stage}"
+            return f"https://{domain}"
+    return str(Request(scope).base_url).rstrip("/")
+
+
+def base_url(request: Request) -> str:
+    return public_base_url(app_settings(request), request.scope)
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+EngineDep = Annotated[SearchEngine, Depends(engine)]
+BaseUrlDep = Annotated[str, Depends(base_url)]

@@ -1,0 +1,55 @@
+"""`athenaeum serve`: the app under uvicorn on this machine.
+
+Without OAuth or API keys the server listens on a loopback address only (or where the user
+said, explicitly, that the network is private). uvicorn is imported here alone: the Lambda
+function never needs it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from athenaeum.errors import InvalidInputError
+from athenaeum.server.app import create_app
+from athenaeum.server.provider import EngineProvider
+from athenaeum.server.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False
+) -> None:
+    """Run the app under uvicorn after loading the index (so a bad bundle fails here)."""
+    import uvicorn
+
+    if not settings.auth_configured:
+        if not is_loopback(host) and not insecure_no_auth:
+            raise InvalidInputError(
+                f"refusing to listen on {host} without authentication: configure OAuth "
+                "(ATHENAEUM_OAUTH_*) or API keys (ATHENAEUM_API_KEY_HASHES), or pass "
+                "--insecure-no-auth if this network is private",
+                param="host",
+            )
+        # Listening on loopback only is the protection when nothing else is configured.
+        settings = settings.model_copy(update={"insecure_no_auth": True})
+    provider = EngineProvider(settings)
+    provider.get()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    uvicorn.run(
+        create_app(settings, provider),
+        host=host,
+        port=port,
+        log_level="warning",
+        # The app writes its own JSON access log; uvicorn's would log query strings.
+        access_log=False,
+        proxy_headers=False,
+    )

@@ -1,0 +1,137 @@
+"""Pure ASGI middleware: request logs with a last-resort error handler, and the body limit.
+
+Pure ASGI rather than `BaseHTTPMiddleware` so that streamed responses pass through untouched
+and the same code runs under uvicorn and under Mangum.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from athenaeum.errors import RequestTooLargeError
+from athenaeum.server.error_handlers import from_exception, internal_error
+
+access_log = logging.getLogger("athenaeum.access")
+error_log = logging.getLogger("athenaeum.error")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_id(scope: Scope) -> str:
+    given = Headers(scope=scope).get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    context = scope.get("aws.context")
+    aws_id = getattr(context, "aws_request_id", None)
+    if isinstance(aws_id, str) and aws_id:
+        return aws_id
+    return uuid.uuid4().hex
+
+
+class RequestLogMiddleware:
+    """One JSON log line per request (id, method, route, status, latency); never headers,
+    query strings or bodies, so tokens and keys cannot end up in logs. Also the last line of
+    defence: an unexpected exception becomes a 500 in the error shape, never a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            error_log.exception("unhandled error in request %s", request_id)
+            if not response_started:
+                await internal_error()(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            principal = scope.get("state", {}).get("principal")
+            access_log.info(
+                json.dumps(
+                    {
+                        "event": "request",
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        # The route template, not the path: it groups well and holds no ids.
+                        "route": getattr(route, "path", None) or scope.get("path"),
+                        "status": status,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "principal": getattr(principal, "subject", None),
+                    }
+                )
+            )
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` with a 413 before any handler parses them.
+
+    The body is read here in full (it is at most `max_bytes`) and replayed to the app: a limit
+    enforced while a handler reads would surface as FastAPI's generic 400 parsing error."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = RequestTooLargeError(
+            f"the request body is larger than the limit of {self.max_bytes} bytes"
+        )
+        await from_exception(exc, {"Connection": "close"})(scope, receive, send)

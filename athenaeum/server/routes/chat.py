@@ -1,0 +1,422 @@
+"""OpenAI-compatible `/chat/completions`: answers grounded in the index, streamed or not.
+
+`athenaeum-index-retrieval` needs no language model: it answers with the passages retrieved for
+the last user message, as markdown with numbered citations. `athenaeum-index-rag` (only when an
+upstream is configured) retrieves the same passages, prompts the upstream with them and returns
+its answer followed by the numbered sources.
+
+Token counts: the retrieval model has no tokenizer of its own, so its `usage` and its
+`max_tokens` count whitespace-separated words; the generating model reports the upstream's
+counts where the upstream gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response, StreamingResponse
+
+from athenaeum.errors import InvalidInputError, ModelNotFoundError, UpstreamError
+from athenaeum.retrieval import citations
+from athenaeum.retrieval.engine import Hit
+from athenaeum.server.deps import app_settings, base_url, engine_provider
+from athenaeum.server.llm import LLMClient
+from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
+from athenaeum.server.schemas import COMMON_ERRORS, ErrorResponse, error_responses
+from athenaeum.server.settings import Settings
+
+PASSAGES = 5
+_WORD = re.compile(r"\s*\S+")
+_STREAM_WORDS = 12  # words per streamed chunk of the retrieval model
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages below, which come from the user's "
+    "document library. Cite the passages you use by their numbers in square brackets, like [1] "
+    "or [2][3]. If the passages do not contain the answer, say that the library does not "
+    "answer it; do not invent facts or sources.\n\n"
+)
+
+
+# --- request and response ----------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # The OpenAI SDK sends many optional parameters; the ones that do not apply are ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="athenaeum-index-retrieval, or the generating model's id.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
+    stop: str | list[str] | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _text(message: ChatMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    if message.content is None:
+        return ""
+    return "\n".join(part.text for part in message.content if part.text)
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _truncate(text: str, limit: int | None) -> tuple[str, bool]:
+    if limit is None:
+        return text, False
+    pieces = _WORD.findall(text)
+    if len(pieces) <= limit:
+        return text, False
+    return "".join(pieces[:limit]), True
+
+
+def _sources(hits: list[Hit], base: str) -> str:
+    return "\n".join(citations.citation_line(n, h.chunk, base) for n, h in enumerate(hits, 1))
+
+
+def retrieval_answer(query: str, hits: list[Hit], base: str) -> str:
+    if not hits:
+        return f"The library has no passages matching: {query}"
+    parts = [f"Passages from the library for: {query}\n"]
+    for n, hit in enumerate(hits, 1):
+        c = hit.chunk
+        parts.append(f"**[{n}] {c.label}** ({citations.where(c)})\n\n{c.text.strip()}\n")
+    parts.append("Sources:\n" + _sources(hits, base))
+    return "\n".join(parts)
+
+
+def _last_user_query(body: ChatCompletionRequest, max_chars: int) -> str:
+    for message in reversed(body.messages):
+        if message.role == "user":
+            text = _text(message).strip()
+            if not text:
+                break
+            # Only the latest question is retrieved for; a long pasted message is cut, not
+            # refused, because chat clients send whatever the user typed.
+            return text[:max_chars]
+    raise InvalidInputError(
+        "messages must contain a user message with text to search for", param="messages"
+    )
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+def _chunk(
+    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def _usage_chunk(cid: str, created: int, model: str, usage: Usage) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage.model_dump(),
+    }
+
+
+def _event_stream(chunks: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="text/event-stream",
+        # no-transform / X-Accel-Buffering: proxies must not buffer or compress the stream.
+        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+router = APIRouter(tags=["openai"])
+
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A chat completion, or with `stream: true` a stream of "
+        "`chat.completion.chunk` server-sent events ending in `data: [DONE]`.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **error_responses(*COMMON_ERRORS, 429, 502),
+    404: {"model": ErrorResponse, "description": "Unknown model"},
+}
+
+
+async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
+    settings = app_settings(request)
+    if body.model not in model_ids(settings):
+        raise ModelNotFoundError(
+            f"the model {body.model!r} does not exist; available: {', '.join(model_ids(settings))}",
+            param="model",
+        )
+    query = _last_user_query(body, settings.max_query_chars)
+    engine = await run_in_threadpool(engine_provider(request).get)
+    results = await run_in_threadpool(engine.search, query, PASSAGES, "hybrid")
+    base = base_url(request)
+    limit = body.max_completion_tokens or body.max_tokens
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    prompt_words = sum(_words(_text(m)) for m in body.messages)
+    if body.model == RETRIEVAL_MODEL:
+        answer, truncated = _truncate(retrieval_answer(query, results, base), limit)
+        usage = Usage(
+            prompt_tokens=prompt_words,
+            completion_tokens=_words(answer),
+            total_tokens=prompt_words + _words(answer),
+        )
+        finish: Literal["stop", "length"] = "length" if truncated else "stop"
+        if body.stream:
+            return _event_stream(
+                _stream_text(body.model, answer, finish, usage if include_usage else None)
+            )
+        return _completion(body.model, answer, finish, usage)
+    return await _generate(body, settings, query, results, base, limit, include_usage)
+
+
+def _completion(
+    model: str, answer: str, finish: Literal["stop", "length"], usage: Usage
+) -> Response:
+    completion = ChatCompletion(
+        id=_completion_id(),
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(index=0, message=AssistantMessage(content=answer), finish_reason=finish)],
+        usage=usage,
+    )
+    return Response(completion.model_dump_json(), media_type="application/json")
+
+
+async def _stream_text(
+    model: str, answer: str, finish: str, usage: Usage | None
+) -> AsyncIterator[bytes]:
+    cid, created = _completion_id(), int(time.time())
+    yield _sse(_chunk(cid, created, model, {"role": "assistant", "content": ""}))
+    pieces = _WORD.findall(answer)
+    for start in range(0, len(pieces), _STREAM_WORDS):
+        text = "".join(pieces[start : start + _STREAM_WORDS])
+        yield _sse(_chunk(cid, created, model, {"content": text}))
+    yield _sse(_chunk(cid, created, model, {}, finish))
+    if usage is not None:
+        yield _sse(_usage_chunk(cid, created, model, usage))
+    yield _sse("[DONE]")
+
+
+def _upstream_messages(body: ChatCompletionRequest, hits: Iterable[Hit]) -> list[dict[str, Any]]:
+    passages = "\n\n".join(
+        f"[{n}] {h.chunk.title or h.chunk.source} ({citations.where(h.chunk)})\n"
+        f"{h.chunk.text.strip()}"
+        for n, h in enumerate(hits, 1)
+    )
+    system = SYSTEM_PROMPT + (passages or "(no passages matched)")
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for m in body.messages:
+        messages.append({"role": m.role, "content": _text(m)})
+    return messages
+
+
+async def _generate(
+    body: ChatCompletionRequest,
+    settings: Settings,
+    query: str,
+    results: list[Hit],
+    base: str,
+    limit: int | None,
+    include_usage: bool,
+) -> Response:
+    assert settings.llm_base_url and settings.llm_api_key and settings.llm_model
+    client = LLMClient(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value(),
+        settings.llm_model,
+        timeout_s=settings.llm_timeout_s,
+    )
+    options: dict[str, Any] = {
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "stop": body.stop,
+        # Forwarded under the name the caller used: older OpenAI-compatible servers know only
+        # max_tokens, newer OpenAI models only max_completion_tokens.
+        "max_tokens": body.max_tokens,
+        "max_completion_tokens": body.max_completion_tokens,
+    }
+    messages = _upstream_messages(body, results)
+    sources = "\n\nSources:\n" + _sources(results, base) if results else ""
+    if body.stream:
+        upstream = client.stream(messages, **options, stream_options={"include_usage": True})
+        # Pull the first chunk before answering, so that an unreachable or refusing upstream is
+        # an error status rather than a broken 200 stream.
+        first = await anext(upstream, None)
+        return _event_stream(_relay(body.model, first, upstream, sources, include_usage, messages))
+    answer = await client.complete(messages, **options)
+    choice = answer["choices"][0] if answer["choices"] else {}
+    content = str((choice.get("message") or {}).get("content") or "")
+    finish: Literal["stop", "length"] = (
+        "length" if choice.get("finish_reason") == "length" else "stop"
+    )
+    content += sources
+    usage = _upstream_usage(answer.get("usage"), messages, content)
+    return _completion(body.model, content, finish, usage)
+
+
+def _upstream_usage(raw: Any, messages: list[dict[str, Any]], content: str) -> Usage:
+    if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int):
+        prompt = int(raw["prompt_tokens"])
+        completion = int(raw.get("completion_tokens") or 0)
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+    prompt = sum(_words(str(m["content"])) for m in messages)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=_words(content),
+        total_tokens=prompt + _words(content),
+    )
+
+
+async def _relay(
+    model: str,
+    first: dict[str, Any] | None,
+    upstream: AsyncIterator[dict[str, Any]],
+    sources: str,
+    include_usage: bool,
+    messages: list[dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    cid, created = _completion_id(), int(time.time())
+    yield _sse(_chunk(cid, created, model, {"role": "assistant", "content": ""}))
+    finish = "stop"
+    usage_raw: Any = None
+    text: list[str] = []
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        if first is not None:
+            yield first
+        async for item in upstream:
+            yield item
+
+    try:
+        async for item in chunks():
+            if item.get("usage"):
+                usage_raw = item["usage"]
+            for choice in item.get("choices") or []:
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if content:
+                    text.append(str(content))
+                    yield _sse(_chunk(cid, created, model, {"content": content}))
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+    except Exception as exc:
+        # The status line is already sent: end the stream with an error event in OpenAI's
+        # shape (the SDK raises it as an APIError) instead of a silently cut answer.
+        message = getattr(exc, "message", None) or "the language model failed mid-answer"
+        yield _sse(UpstreamError(message).body())
+        yield _sse("[DONE]")
+        return
+    if sources:
+        yield _sse(_chunk(cid, created, model, {"content": sources}))
+        text.append(sources)
+    yield _sse(_chunk(cid, created, model, {}, finish))
+    if include_usage:
+        yield _sse(
+            _usage_chunk(cid, created, model, _upstream_usage(usage_raw, messages, "".join(text)))
+        )
+    yield _sse("[DONE]")
+
+
+CHAT_DESCRIPTION = (
+    "OpenAI-compatible chat completion answered from the library, with numbered citations. "
+    "Set stream to true for server-sent events."
+)
+
+
+@router.post(
+    "/chat/completions",
+    name="createChatCompletion",
+    summary="Chat completion",
+    description=CHAT_DESCRIPTION,
+    response_model=ChatCompletion,
+    responses=CHAT_RESPONSES,
+)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    return await _chat(body, request)
+
+
+__all__ = ["GENERATION_MODEL", "RETRIEVAL_MODEL", "router"]

@@ -1,0 +1,243 @@
+"""The MCP endpoint (`/mcp`, streamable HTTP) with the `search` and `fetch` tools that ChatGPT
+connectors and deep research require, on the official `mcp` SDK.
+
+Stateless and JSON-only, so that it works behind Lambda, where Mangum runs no lifespan and
+buffers every response: each request gets a fresh low-level server and a fresh stateless
+session manager, run for that one request (a manager's `run()` may be entered only once, and
+Mangum runs no lifespan to enter it). The SDK is imported on the first MCP request, not at
+startup: it weighs on a cold start about as much as FastAPI itself, and most deployments serve
+REST traffic first.
+
+ChatGPT's tool contract: `search(query)` returns `{"results": [{"id", "title", "url"}]}` and
+`fetch(id)` returns `{"id", "title", "text", "url", "metadata"}`, each as one text content item
+holding the JSON, plus the same object as structured content.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import Receive, Scope, Send
+
+from athenaeum import __version__
+from athenaeum.errors import AthenaeumError
+from athenaeum.retrieval import citations
+from athenaeum.server.deps import public_base_url
+from athenaeum.server.error_handlers import status_response
+from athenaeum.server.provider import EngineProvider
+from athenaeum.server.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+    from mcp.server.transport_security import TransportSecuritySettings
+
+SEARCH_RESULTS = 10
+_LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+_LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+SEARCH_DESCRIPTION = (
+    "Search the document library for passages relevant to a query. Returns a list of results, "
+    "each with an id to pass to `fetch`, a title and a citation URL."
+)
+FETCH_DESCRIPTION = (
+    "Fetch the full text of one passage by the id that `search` returned, with its source "
+    "document, pages and headings, and a URL for citing it."
+)
+
+
+class SearchArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = Field(min_length=1, description="What to look for, in natural language.")
+
+
+class FetchArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, description="A result id from the search tool.")
+
+
+class SearchHit(BaseModel):
+    id: str
+    title: str
+    url: str
+
+
+class SearchOutput(BaseModel):
+    results: list[SearchHit]
+
+
+class FetchOutput(BaseModel):
+    id: str
+    title: str
+    text: str
+    url: str
+    metadata: dict[str, Any] | None = None
+
+
+def build_server(provider: EngineProvider, base: str, max_query_chars: int) -> Server[Any]:
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    tools = [
+        types.Tool(
+            name="search",
+            title="Search the library",
+            description=SEARCH_DESCRIPTION,
+            input_schema=SearchArgs.model_json_schema(),
+            output_schema=SearchOutput.model_json_schema(),
+            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        ),
+        types.Tool(
+            name="fetch",
+            title="Fetch a passage",
+            description=FETCH_DESCRIPTION,
+            input_schema=FetchArgs.model_json_schema(),
+            output_schema=FetchOutput.model_json_schema(),
+            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        ),
+    ]
+
+    def result(payload: BaseModel) -> types.CallToolResult:
+        data = payload.model_dump(mode="json")
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(data, ensure_ascii=False))],
+            structured_content=data,
+        )
+
+    def failure(message: str) -> types.CallToolResult:
+        # Tool failures are results with is_error, so the model sees why and can recover.
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=message)], is_error=True
+        )
+
+    async def search(arguments: dict[str, Any]) -> types.CallToolResult:
+        args = SearchArgs.model_validate(arguments)
+        engine = await run_in_threadpool(provider.get)
+        hits = await run_in_threadpool(
+            engine.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid"
+        )
+        return result(
+            SearchOutput(
+                results=[
+                    SearchHit(
+                        id=h.chunk.id,
+                        title=citations.title(h.chunk),
+                        url=citations.link(base, h.chunk.id),
+                    )
+                    for h in hits
+                ]
+            )
+        )
+
+    async def fetch(arguments: dict[str, Any]) -> types.CallToolResult:
+        args = FetchArgs.model_validate(arguments)
+        engine = await run_in_threadpool(provider.get)
+        chunk = engine.get_chunk(args.id)
+        return result(
+            FetchOutput(
+                id=chunk.id,
+                title=chunk.label,
+                text=chunk.text,
+                url=citations.link(base, chunk.id),
+                metadata={
+                    "source": chunk.source,
+                    "doc_id": chunk.doc_id,
+                    "page_start": chunk.page_start,
+                    "page_end": chunk.page_end,
+                    "heading_path": list(chunk.heading_path),
+                },
+            )
+        )
+
+    handlers = {"search": search, "fetch": fetch}
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        handler = handlers.get(params.name)
+        if handler is None:
+            return failure(f"unknown tool {params.name!r}; the tools are search and fetch")
+        try:
+            return await handler(dict(params.arguments or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "arguments"
+            return failure(f"invalid arguments: {where}: {first['msg']}")
+        except AthenaeumError as exc:
+            return failure(exc.message)
+
+    return Server(
+        "athenaeum",
+        version=__version__,
+        title="Athenaeum document library",
+        instructions="Search a private document library with `search`, then read passages "
+        "with `fetch`. Cite passages by their title and URL.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def transport_security(settings: Settings, scope: Scope) -> TransportSecuritySettings:
+    """DNS-rebinding protection that admits this deployment's own host names.
+
+    Loopback names always; the public base URL's host; and on API Gateway the domain from the
+    event's requestContext, which API Gateway sets (a client cannot forge it)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    hosts = list(_LOOPBACK_HOSTS)
+    origins = list(_LOOPBACK_ORIGINS) + list(settings.cors_origins)
+    if settings.public_base_url:
+        parts = urlsplit(settings.public_base_url)
+        if parts.netloc:
+            hosts.append(parts.netloc)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        domain = (event.get("requestContext") or {}).get("domainName")
+        if isinstance(domain, str) and domain:
+            hosts.append(domain)
+            origins.append(f"https://{domain}")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+class MCPEndpoint:
+    """A plain ASGI app mounted at /mcp; see the module docstring for why it is per-request."""
+
+    def __init__(self, settings: Settings, provider: EngineProvider) -> None:
+        self._settings = settings
+        self._provider = provider
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST":
+            # Stateless: no server-initiated SSE stream to GET (it would stay open until a
+            # Lambda timeout) and no session to DELETE. The transport spec allows a 405 here.
+            error = status_response(
+                405,
+                "the MCP endpoint is stateless: POST JSON-RPC messages to it, not "
+                f"{scope.get('method')}",
+                headers={"Allow": "POST"},
+            )
+            await error(scope, receive, send)
+            return
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        settings = self._settings
+        base = public_base_url(settings, scope)
+        server = build_server(self._provider, base, settings.max_query_chars)
+        manager = StreamableHTTPSessionManager(
+            app=server,
+            json_response=True,
+            stateless=True,
+            security_settings=transport_security(settings, scope),
+            max_request_body_size=settings.max_body_bytes,
+        )
+        async with manager.run():
+            await manager.handle_request(scope, receive, send)

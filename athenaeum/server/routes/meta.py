@@ -1,0 +1,107 @@
+"""`/health`, `/models` and the RFC 9728 metadata that tells OAuth clients where to log in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from athenaeum import __version__
+from athenaeum.errors import NotFoundError
+from athenaeum.server.auth import protected_resource_metadata
+from athenaeum.server.deps import EngineDep, SettingsDep, public_base_url
+from athenaeum.server.schemas import ErrorResponse, Health, IndexFacts, Model, ModelList
+from athenaeum.server.schemas import error_responses as errors
+from athenaeum.server.security import WELL_KNOWN
+from athenaeum.server.settings import Settings
+
+RETRIEVAL_MODEL = "athenaeum-index-retrieval"
+GENERATION_MODEL = "athenaeum-index-rag"
+# Model objects need a creation time; the process start is as honest as any.
+_STARTED = int(time.time())
+
+# /health and the metadata: public, at the root only.
+router = APIRouter(tags=["meta"])
+# /models: mounted at the root and under /v1, as the OpenAI SDK expects.
+models_router = APIRouter(tags=["openai"])
+
+
+def model_ids(settings: Settings) -> list[str]:
+    return [RETRIEVAL_MODEL, GENERATION_MODEL] if settings.llm_enabled else [RETRIEVAL_MODEL]
+
+
+@router.get(
+    "/health",
+    name="health",
+    summary="Health and index facts",
+    description="Whether the server is up and its index loaded, with facts about the index.",
+    responses=errors(503),
+)
+def health(engine: EngineDep, settings: SettingsDep) -> Health:
+    f = engine.facts
+    return Health(
+        version=__version__,
+        index=IndexFacts(
+            format_version=f.format_version,
+            created_at=f.created_at,
+            athenaeum_version=f.athenaeum_version,
+            model=f.model_id,
+            dimension=f.dimension,
+            documents=f.documents,
+            chunks=f.chunks,
+            dense_kind=f.dense_kind,
+        ),
+        models=model_ids(settings),
+    )
+
+
+@models_router.get(
+    "/models",
+    name="listModels",
+    summary="List models",
+    description="The chat models this server answers with, in the OpenAI list format.",
+    responses=errors(401, 403),
+)
+def list_models(settings: SettingsDep) -> ModelList:
+    return ModelList(
+        data=[Model(id=m, created=_STARTED, owned_by="athenaeum") for m in model_ids(settings)]
+    )
+
+
+_NO_OAUTH: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "OAuth is not configured"}
+}
+
+
+def _metadata(settings: Settings, request: Request, suffix: str = "") -> dict[str, Any]:
+    if not (settings.oauth_issuer and settings.oauth_enabled):
+        raise NotFoundError("this server does not use OAuth; it has no protected resource metadata")
+    return protected_resource_metadata(
+        public_base_url(settings, request.scope) + suffix,
+        settings.oauth_issuer,
+        settings.oauth_required_scopes,
+    )
+
+
+@router.get(
+    WELL_KNOWN,
+    name="protectedResourceMetadata",
+    summary="OAuth protected resource metadata",
+    description="RFC 9728 metadata naming the OAuth issuer that grants access to this API.",
+    responses=_NO_OAUTH,
+)
+def resource_metadata(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    return _metadata(settings, request)
+
+
+@router.get(
+    WELL_KNOWN + "/mcp",
+    name="protectedResourceMetadataMcp",
+    summary="OAuth protected resource metadata for /mcp",
+    description="RFC 9728 metadata for the MCP endpoint (the path-suffixed form MCP "
+    "clients ask for first).",
+    responses=_NO_OAUTH,
+)
+def resource_metadata_mcp(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    return _metadata(settings, request, "/mcp")

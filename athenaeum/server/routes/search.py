@@ -1,0 +1,60 @@
+"""`/search` and `/chunks/{id}`: the index over plain HTTP."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from athenaeum.errors import InvalidInputError
+from athenaeum.server.deps import BaseUrlDep, EngineDep, SettingsDep
+from athenaeum.server.schemas import (
+    COMMON_ERRORS,
+    Chunk,
+    Passage,
+    SearchRequest,
+    SearchResponse,
+)
+from athenaeum.server.schemas import error_responses as errors
+
+SEARCH_DESCRIPTION = (
+    "Search the library for passages relevant to a question. Returns the best passages with "
+    "their source document, pages, headings and a citation URL. Cite sources by title and page."
+)
+
+# /search: mounted at the root and under /v1.
+router = APIRouter(tags=["search"])
+# /chunks/{id}: at the root only (the links that search results carry).
+chunks_router = APIRouter(tags=["search"])
+
+
+@router.post(
+    "/search",
+    name="searchLibrary",
+    summary="Search the library",
+    description=SEARCH_DESCRIPTION,
+    responses=errors(*COMMON_ERRORS),
+)
+def search(
+    body: SearchRequest, engine: EngineDep, settings: SettingsDep, base: BaseUrlDep
+) -> SearchResponse:
+    if len(body.query) > settings.max_query_chars:
+        raise InvalidInputError(
+            f"query is {len(body.query)} characters long; the limit is {settings.max_query_chars}",
+            param="query",
+        )
+    if not body.query.strip():
+        raise InvalidInputError("query must contain more than whitespace", param="query")
+    hits = engine.search(body.query, top_k=body.top_k, mode=body.mode)
+    return SearchResponse(
+        query=body.query, mode=body.mode, results=[Passage.from_hit(h, base) for h in hits]
+    )
+
+
+@chunks_router.get(
+    "/chunks/{chunk_id:path}",
+    name="getChunk",
+    summary="Fetch a passage",
+    description="One passage by the id that search returned, with its full text and metadata.",
+    responses=errors(*COMMON_ERRORS, 404),
+)
+def get_chunk(chunk_id: str, engine: EngineDep, base: BaseUrlDep) -> Chunk:
+    return Chunk.from_record(engine.get_chunk(chunk_id), base)

@@ -1,0 +1,189 @@
+"""A bundle kept in S3, copied to local disk and verified on the way in.
+
+The bundle is downloaded into a private temporary directory beside its cache path, every file
+checked against the sha256 and size the manifest records, and only then renamed into place; a
+truncated or corrupted object is refused and nothing half-written is ever loaded. A complete
+copy left by an earlier process in the same container (Lambda keeps /tmp while warm) is reused
+when its manifest is byte-identical to the remote one.
+
+boto3 is imported on first use (the Lambda runtime has it; locally it is the `s3` extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from athenaeum.bundle.format import MANIFEST_FILE
+from athenaeum.errors import BundleError, MissingDependencyError
+
+logger = logging.getLogger("athenaeum.index")
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        rest = uri.removeprefix("s3://")
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise BundleError(f"ATHENAEUM_INDEX_S3_URI {uri!r} names no bucket")
+        return cls(bucket, prefix.strip("/"))
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+def _s3_client(endpoint_url: str | None) -> Any:
+    try:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - boto3 is in the dev group and on Lambda
+        raise MissingDependencyError("boto3", "s3") from exc
+    # Short timeouts and few retries: a cold start that waits a minute on an unreachable
+    # bucket is worse than a quick 503 that the next request retries.
+    config = Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 2, "mode": "standard"},
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def cache_path(location: S3Location, cache_dir: Path) -> Path:
+    digest = hashlib.sha256(location.uri.encode()).hexdigest()[:16]
+    return cache_dir / f"bundle-{digest}"
+
+
+def fetch_s3_bundle(
+    location: S3Location, cache_dir: Path, *, endpoint_url: str | None = None
+) -> tuple[Path, bool]:
+    """Make a complete, verified copy of the bundle at `location` under `cache_dir`.
+
+    Returns the local path and whether this call downloaded and verified every file (False when
+    an earlier copy with the same manifest was reused; the loader then re-hashes it).
+    """
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError("boto3", "s3") from exc
+
+    client = _s3_client(endpoint_url)
+    target = cache_path(location, cache_dir)
+    try:
+        manifest_bytes = _get_bytes(client, location.bucket, location.key(MANIFEST_FILE))
+    except (BotoCoreError, ClientError) as exc:
+        raise BundleError(
+            f"could not read the index manifest {location.uri}/{MANIFEST_FILE}: {_describe(exc)}; "
+            "the next request retries"
+        ) from exc
+    files = _manifest_files(manifest_bytes, location)
+
+    existing = target / MANIFEST_FILE
+    if existing.is_file() and existing.read_bytes() == manifest_bytes:
+        logger.info(json.dumps({"event": "index_reused", "path": str(target)}))
+        return target, False
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = cache_dir / f".{target.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        for rel, (sha256, size) in files.items():
+            dest = tmp.joinpath(*PurePosixPath(rel).parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _download_verified(client, location, rel, dest, sha256, size)
+            except (BotoCoreError, ClientError) as exc:
+                raise BundleError(
+                    f"could not download {location.uri}/{rel}: {_describe(exc)}; "
+                    "the next request retries"
+                ) from exc
+        # The manifest goes in last, as the writer does: a folder without one is unfinished.
+        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
+        if target.exists():
+            old = cache_dir / f".{target.name}.old-{token}"
+            target.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info(json.dumps({"event": "index_downloaded", "uri": location.uri, "files": len(files)}))
+    return target, True
+
+
+def _manifest_files(manifest_bytes: bytes, location: S3Location) -> dict[str, tuple[str, int]]:
+    try:
+        manifest = json.loads(manifest_bytes)
+        files = {
+            str(rel): (str(info["sha256"]), int(info["bytes"]))
+            for rel, info in manifest["files"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(
+            f"{location.uri}/{MANIFEST_FILE} is not a valid index manifest ({exc}); "
+            "upload the bundle again"
+        ) from exc
+    for rel in files:
+        parts = PurePosixPath(rel).parts
+        # The manifest names the files to write; a hostile one must not escape the cache.
+        if not parts or rel.startswith("/") or ".." in parts or "\\" in rel:
+            raise BundleError(f"{location.uri}/{MANIFEST_FILE} names an unsafe path {rel!r}")
+    return files
+
+
+def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
+    response = client.get_object(Bucket=bucket, Key=key)
+    body: bytes = response["Body"].read()
+    return body
+
+
+def _download_verified(
+    client: Any, location: S3Location, rel: str, dest: Path, sha256: str, size: int
+) -> None:
+    response = client.get_object(Bucket=location.bucket, Key=location.key(rel))
+    digest = hashlib.sha256()
+    written = 0
+    with dest.open("wb") as out:
+        for block in response["Body"].iter_chunks(_CHUNK):
+            digest.update(block)
+            written += len(block)
+            if written > size:
+                break
+            out.write(block)
+    if written != size:
+        raise BundleError(
+            f"{location.uri}/{rel} is {'larger' if written > size else 'smaller'} than the "
+            f"manifest says ({size} bytes); the upload is incomplete or corrupted, refusing it"
+        )
+    if digest.hexdigest() != sha256:
+        raise BundleError(
+            f"{location.uri}/{rel} does not match the sha256 in the manifest; the upload is "
+            "corrupted, refusing it"
+        )
+
+
+def _describe(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {})
+        code, message = err.get("Code"), err.get("Message")
+        if code or message:
+            return f"{code}: {message}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,157 @@
+"""Request and response bodies of the REST endpoints; they are also the OpenAPI schema.
+
+A passage and a chunk are the bundle's one chunk model (athenaeum.bundle.chunk) as the wire shows
+it, with the link athenaeum.retrieval.citations makes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from athenaeum.bundle import ChunkRecord
+from athenaeum.retrieval import citations
+from athenaeum.retrieval.engine import Hit
+
+MAX_TOP_K = 50
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(
+        min_length=1, description="What to look for, in natural language or keywords."
+    )
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
+        default="hybrid",
+        description="hybrid: embeddings and BM25 fused (best in general); dense: embeddings "
+        "only; bm25: keywords only.",
+    )
+
+
+class Passage(BaseModel):
+    id: str = Field(description="Stable chunk id; GET /chunks/{id} returns it.")
+    text: str
+    score: float = Field(description="Relevance; compare within one response only.")
+    source: str = Field(description="The source document (the PDF or file it came from).")
+    title: str | None
+    page_start: int | None
+    page_end: int | None
+    heading_path: list[str] = Field(description="Headings above the passage, outermost first.")
+    url: str = Field(description="A link to this passage, for citations.")
+
+    @classmethod
+    def from_hit(cls, hit: Hit, base_url: str) -> Passage:
+        c = hit.chunk
+        return cls(
+            id=c.id,
+            text=c.text,
+            score=hit.score,
+            source=c.source,
+            title=c.title,
+            page_start=c.page_start,
+            page_end=c.page_end,
+            heading_path=list(c.heading_path),
+            url=citations.link(base_url, c.id),
+        )
+
+
+class SearchResponse(BaseModel):
+    object: Literal["search_results"] = "search_results"
+    query: str
+    mode: str
+    results: list[Passage]
+
+
+class Chunk(BaseModel):
+    id: str
+    doc_id: str
+    ordinal: int = Field(description="Position of the chunk within its document, from 0.")
+    text: str
+    title: str | None
+    source: str
+    heading_path: list[str]
+    page_start: int | None
+    page_end: int | None
+    url: str
+
+    @classmethod
+    def from_record(cls, record: ChunkRecord, base_url: str) -> Chunk:
+        return cls(
+            id=record.id,
+            doc_id=record.doc_id,
+            ordinal=record.ordinal,
+            text=record.text,
+            title=record.title,
+            source=record.source,
+            heading_path=list(record.heading_path),
+            page_start=record.page_start,
+            page_end=record.page_end,
+            url=citations.link(base_url, record.id),
+        )
+
+
+class IndexFacts(BaseModel):
+    format_version: int
+    created_at: str
+    athenaeum_version: str
+    model: str = Field(description="The embedding model the index was built with.")
+    dimension: int
+    documents: int
+    chunks: int
+    dense_kind: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    index: IndexFacts
+    models: list[str]
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+# The one error shape (athenaeum.errors.error_body), as the OpenAPI schema states it.
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request",
+    401: "Missing or invalid credentials",
+    403: "Valid credentials without the required scope",
+    404: "Not found",
+    413: "Request body too large",
+    429: "The language model is rate limited",
+    502: "The language model failed",
+    503: "The index (or an upstream it needs) is unavailable; retry later",
+}
+# What every authenticated operation may answer besides its success.
+COMMON_ERRORS = (400, 401, 403, 413, 503)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses."""
+    return {
+        status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }

@@ -1,0 +1,202 @@
+"""Serve-side settings: one pydantic-settings class read from `ATHENAEUM_*` environment variables.
+
+The app, the Lambda handler and the Lambda authorizer all read this one class (the authorizer
+uses its OAuth fields only). Lists (audiences, scopes, API key hashes, CORS origins) are
+comma-separated in the environment. Every field is documented in docs/settings.md
+(tests/server/test_app_settings.py fails when one is not). Read them through `get_settings()`,
+which is cached so that a process parses its environment once; tests build `Settings(...)`
+directly or call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values people paste from examples; a server that starts with one of them is worse than one that
+# refuses to start, because it looks configured.
+_PLACEHOLDERS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "change-this",
+        "secret",
+        "password",
+        "xxx",
+        "todo",
+        "your-api-key",
+        "your_api_key",
+        "<your-api-key>",
+        "sk-...",
+        "sk-xxx",
+        "api-key",
+        "apikey",
+        "none",
+        "null",
+    }
+)
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    # NoDecode hands the raw environment string over; commas read better than JSON in a shell.
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in _PLACEHOLDERS
+
+
+def _refuse_placeholder(name: str, secret: str) -> None:
+    if is_placeholder(secret):
+        raise ValueError(f"{name} is empty or a placeholder; set a real value or leave it unset")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ATHENAEUM_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        # Errors would otherwise quote the input, ATHENAEUM_LLM_API_KEY included.
+        hide_input_in_errors=True,
+    )
+
+    # --- the index -----------------------------------------------------------------------------
+    index_dir: Path | None = None
+    index_s3_uri: str | None = None
+    index_cache_dir: Path = Path(tempfile.gettempdir()) / "athenaeum-index"
+    s3_endpoint_url: str | None = None
+    # Lambda: build the app and load the index while the container initialises, not on its
+    # first request (read by athenaeum.server.lambda_handler at import).
+    preload_index: bool = False
+
+    # --- auth ----------------------------------------------------------------------------------
+    oauth_issuer: str | None = None
+    oauth_audience: CommaList = Field(default_factory=list)
+    oauth_jwks_url: str | None = None
+    oauth_required_scopes: CommaList = Field(default_factory=list)
+    jwks_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    api_key_hashes: CommaList = Field(default_factory=list)
+    trust_gateway_authorizer: bool = False
+    insecure_no_auth: bool = False
+
+    # --- the generating model ------------------------------------------------------------------
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    # On Lambda the key lives in Secrets Manager: this names the secret (ARN or name) and
+    # athenaeum.server.secrets reads the key from there (the Lambda handler at cold start).
+    llm_api_key_secret: str | None = None
+    llm_model: str | None = None
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    public_base_url: str | None = None
+    cors_origins: CommaList = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_query_chars: int = Field(default=2_000, ge=1, le=10_000)
+
+    _split = field_validator(
+        "oauth_audience", "oauth_required_scopes", "api_key_hashes", "cors_origins", mode="before"
+    )(_split_commas)
+
+    @field_validator("index_s3_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("s3://") or len(value) <= len("s3://")):
+            raise ValueError(f"must look like s3://bucket/prefix, got {value!r}")
+        return value
+
+    @field_validator("public_base_url", "llm_base_url", "oauth_issuer", "oauth_jwks_url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        # The issuer is compared verbatim with the token's `iss` (some end in "/"); base URLs
+        # have paths appended, so their trailing slash goes.
+        return (
+            value.rstrip("/") if info.field_name in ("public_base_url", "llm_base_url") else value
+        )
+
+    @field_validator("llm_api_key")
+    @classmethod
+    def _llm_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _refuse_placeholder("ATHENAEUM_LLM_API_KEY", value.get_secret_value())
+        return value
+
+    @field_validator("llm_api_key_secret")
+    @classmethod
+    def _llm_key_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                "is empty; name a Secrets Manager secret (ARN or name) or leave it unset"
+            )
+        return value.strip() if value is not None else None
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _key_hashes(cls, value: list[str]) -> list[str]:
+        for item in value:
+            digest = item.removeprefix("sha256:")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise ValueError(
+                    "each API key hash must be sha256:<64 hex digits>, not the key itself "
+                    "(docs/settings.md shows how to make one)"
+                )
+        return [f"sha256:{item.removeprefix('sha256:').lower()}" for item in value]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        oauth = [self.oauth_issuer, self.oauth_audience, self.oauth_jwks_url]
+        if any(oauth) and not all(oauth):
+            raise ValueError(
+                "OAuth needs all three of ATHENAEUM_OAUTH_ISSUER, ATHENAEUM_OAUTH_AUDIENCE and "
+                "ATHENAEUM_OAUTH_JWKS_URL"
+            )
+        if self.llm_api_key is not None and self.llm_api_key_secret is not None:
+            raise ValueError(
+                "set ATHENAEUM_LLM_API_KEY or ATHENAEUM_LLM_API_KEY_SECRET, not both (the "
+                "secret names where the key is kept in AWS Secrets Manager)"
+            )
+        key = self.llm_api_key if self.llm_api_key is not None else self.llm_api_key_secret
+        llm = [self.llm_base_url, key, self.llm_model]
+        if any(v is not None for v in llm) and not all(v is not None for v in llm):
+            raise ValueError(
+                "the generating model needs all three of ATHENAEUM_LLM_BASE_URL, "
+                "ATHENAEUM_LLM_API_KEY (or ATHENAEUM_LLM_API_KEY_SECRET) and ATHENAEUM_LLM_MODEL"
+            )
+        if self.index_dir is not None and self.index_s3_uri is not None:
+            raise ValueError("set ATHENAEUM_INDEX_DIR or ATHENAEUM_INDEX_S3_URI, not both")
+        return self
+
+    @property
+    def oauth_enabled(self) -> bool:
+        return self.oauth_issuer is not None
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.llm_model is not None
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether any credential check is configured (the app refuses to run open otherwise,
+        unless `insecure_no_auth` says so explicitly)."""
+        return self.oauth_enabled or bool(self.api_key_hashes) or self.trust_gateway_authorizer
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,159 @@
+"""The build-side embedder on the real packaged MiniLM: model facts, ONNX export and parity."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from athenaeum.build.embedding import (
+    ONNX_OUTPUT,
+    Embedder,
+    load_embedder,
+    resolve_device,
+)
+from athenaeum.errors import InvalidInputError, MissingDependencyError
+from athenaeum.retrieval.encoder import OnnxQueryEncoder
+from tests.conftest import SCIFACT_DIR
+
+
+def test_model_facts_come_from_the_model(minilm_embedder: Embedder) -> None:
+    info = minilm_embedder.info
+    assert (info.dimension, info.max_seq_length) == (384, 256)
+    assert (info.pooling, info.normalize) == ("mean", True)
+    assert info.special_tokens == 2  # [CLS] and [SEP]
+    assert (info.query_prefix, info.document_prefix) == ("", "")
+    assert info.revision is None  # a local folder outside the Hugging Face cache
+    assert info.fingerprint.startswith("sha256:") and len(info.fingerprint) == 71
+    assert minilm_embedder.token_cap() == 254
+    assert minilm_embedder.device == "cpu" and minilm_embedder.backend == "onnx"
+    # The counter neither truncates at the shipped tokenizer.json's 128 nor adds specials.
+    assert minilm_embedder.count_tokens("word " * 500) == 500
+    assert minilm_embedder.count_tokens("") == 0
+
+
+def test_exported_encoder_graph_and_tokenizer(minilm_embedder: Embedder, tmp_path: Path) -> None:
+    out = minilm_embedder.export_query_encoder(tmp_path / "encoder")
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    (output,) = graph.output
+    assert output.name == ONNX_OUTPUT
+    dims = output.type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == 384
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_param == "sequence"
+
+    tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tokenizer["truncation"]["max_length"] == 256
+    assert tokenizer["padding"]["strategy"] == "BatchLongest"
+
+
+def _scifact_queries(n: int) -> list[str]:
+    with (SCIFACT_DIR / "queries.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f][:n]
+
+
+def _long_scifact_documents(n: int) -> list[str]:
+    docs = []
+    with (SCIFACT_DIR / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if len(record["text"]) > 2000:  # well past 256 word pieces: truncation must agree
+                docs.append(f"{record['title']} {record['text']}")
+            if len(docs) == n:
+                return docs
+    return docs
+
+
+@pytest.mark.slow
+def test_onnx_matches_sentence_transformers_on_1000_scifact_queries(
+    minilm_embedder: Embedder, tmp_path: Path
+) -> None:
+    queries = _scifact_queries(1000)
+    long_docs = _long_scifact_documents(16)
+    assert len(queries) == 1000 and len(long_docs) == 16
+    texts = queries + long_docs
+    reference = minilm_embedder.model.encode(
+        texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
+    )
+
+    # The serve side's encoder, reading the exported files exactly as a bundle ships them, in
+    # batches as a server sees them (one batch of all would pad every query to 256 tokens).
+    out = minilm_embedder.export_query_encoder(tmp_path / "encoder")
+    encoder = OnnxQueryEncoder(out, max_seq_length=256)
+    served = np.concatenate([encoder.encode(texts[i : i + 32]) for i in range(0, len(texts), 32)])
+    # The build side's CPU document path runs the same graph; the long documents check that
+    # it truncates where sentence-transformers does.
+    sample = queries[:100] + long_docs
+    built = minilm_embedder.embed_documents(sample)
+
+    for vectors, expected in (
+        (served, reference),
+        (built, reference[[*range(100), *range(1000, 1016)]]),
+    ):
+        assert vectors.shape == expected.shape
+        cosine = (vectors * expected).sum(axis=1)
+        assert cosine.min() >= 0.999, f"lowest cosine {cosine.min():.6f}"
+    assert np.allclose(np.linalg.norm(built, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_reports_progress_and_keeps_input_order(minilm_embedder: Embedder) -> None:
+    texts = [
+        "a short one",
+        "a much longer text about mitochondria and their DNA " * 5,
+        "mid size text",
+    ]
+    texts = texts * 5
+    calls: list[tuple[int, int]] = []
+    vectors = minilm_embedder.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (15, 15) and len(calls) == 1  # one batch of 32
+    single = np.stack([minilm_embedder.embed_documents([t])[0] for t in texts[:3]])
+    assert np.allclose(vectors[:3], single, atol=1e-5)  # padding to the batch changes nothing
+    assert np.allclose(vectors[:3], vectors[3:6])
+
+    small_batches = Embedder(
+        minilm_embedder.model, minilm_embedder.info, device="cpu", batch_size=4, backend="torch"
+    )
+    calls.clear()
+    torch_vectors = small_batches.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
+    assert [d for d, _ in calls] == [15]  # torch takes 8 batches per call
+    assert (torch_vectors * vectors).sum(axis=1).min() >= 0.999
+    assert minilm_embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_document_prefix_is_embedded_and_counted(minilm_embedder: Embedder) -> None:
+    info = replace(minilm_embedder.info, document_prefix="passage: ", query_prefix="query: ")
+    prefixed = Embedder(minilm_embedder.model, info, device="cpu", batch_size=8, backend="torch")
+    assert prefixed.token_cap() == 254 - minilm_embedder.count_tokens("passage: ")
+    got = prefixed.embed_documents(["mitochondria"])
+    want = minilm_embedder.model.encode(["passage: mitochondria"], convert_to_numpy=True)
+    assert float((got * want).sum()) >= 0.9999
+    query = prefixed.embed_queries(["mitochondria"])
+    want_query = minilm_embedder.model.encode(["query: mitochondria"], convert_to_numpy=True)
+    assert float((query * want_query).sum()) >= 0.9999
+
+
+def test_devices_and_bad_models_are_user_errors(minilm_path: Path) -> None:
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(InvalidInputError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(InvalidInputError, match="cannot load embedding model"):
+        load_embedder(str(minilm_path / "no-such-folder"), device="cpu")
+    with pytest.raises(InvalidInputError, match="batch size"):
+        load_embedder(str(minilm_path), batch_size=0)
+
+
+def test_missing_sentence_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(MissingDependencyError, match="--extra build"):
+        load_embedder("anything")

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from athenaeum.bundle import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ChunkRecord,
+    DocumentInfo,
+    EmbeddingInfo,
+    load_bundle,
+    read_manifest,
+    write_bundle,
+)
+from athenaeum.errors import BundleError, InvalidInputError
+from athenaeum.retrieval.lexical import BM25Index
+
+
+@pytest.fixture
+def bundle_copy(scifact_bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(scifact_bundle, copy)
+    return copy
+
+
+def test_round_trip(scifact_bundle: Path) -> None:
+    manifest = read_manifest(scifact_bundle)
+    assert manifest.format == FORMAT_NAME and manifest.format_version == FORMAT_VERSION
+    bundle = load_bundle(scifact_bundle)
+    n = manifest.counts.chunks
+    assert n == 300 == len(bundle.chunks) == bundle.vectors.shape[0] == bundle.bm25.n_docs
+    assert bundle.vectors.shape[1] == manifest.embedding.dimension == 384
+    assert bundle.dense.ntotal == n
+    assert sum(d.chunk_count for d in manifest.documents) == n
+    listed = set(manifest.files)
+    on_disk = {
+        p.relative_to(scifact_bundle).as_posix() for p in scifact_bundle.rglob("*") if p.is_file()
+    } - {"manifest.json"}
+    assert listed == on_disk
+    assert {
+        "chunks.jsonl",
+        "vectors.npy",
+        "bm25.npz",
+        "encoder/model.onnx",
+        "encoder/tokenizer.json",
+    } <= listed
+    # Row i of every part is chunk i: its own vector is its nearest neighbour.
+    _, rows = bundle.dense.search(bundle.vectors[:5], 1)
+    assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def _tiny_inputs(encoder_dir: Path, n: int = 3) -> dict[str, object]:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"text number {i} about cats" for i in range(n)]
+    return {
+        "embedding": EmbeddingInfo(model_id="m", dimension=4, max_seq_length=16),
+        "chunking": {"size": 10},
+        "documents": [DocumentInfo(doc_id="d", source="d.md", sha256="0" * 64, chunk_count=n)],
+        "chunks": [
+            ChunkRecord(id=f"d#{i}", doc_id="d", ordinal=i, text=t, title=None, source="d.md")
+            for i, t in enumerate(texts)
+        ],
+        "vectors": vectors,
+        "bm25_index": BM25Index.build(texts),
+        "encoder_dir": encoder_dir,
+    }
+
+
+@pytest.fixture
+def fake_encoder_dir(tmp_path: Path) -> Path:
+    # The writer copies the encoder as opaque files; loading it is the search tests' business.
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "model.onnx").write_bytes(b"onnx")
+    (enc / "tokenizer.json").write_text("{}")
+    return enc
+
+
+def test_write_replaces_existing_bundle_atomically(tmp_path: Path, fake_encoder_dir: Path) -> None:
+    out = tmp_path / "idx"
+    write_bundle(out, **_tiny_inputs(fake_encoder_dir, 3))  # type: ignore[arg-type]
+    write_bundle(out, **_tiny_inputs(fake_encoder_dir, 5))  # type: ignore[arg-type]
+    assert load_bundle(out).manifest.counts.chunks == 5
+    # No .tmp-/.old- directories left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc", "idx"]
+
+
+def test_interrupted_write_leaves_old_bundle(tmp_path: Path, fake_encoder_dir: Path) -> None:
+    out = tmp_path / "idx"
+    write_bundle(out, **_tiny_inputs(fake_encoder_dir, 3))  # type: ignore[arg-type]
+
+    class Boom(BM25Index):
+        def save(self, path: Path) -> None:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    inputs = _tiny_inputs(fake_encoder_dir, 5)
+    bm25 = inputs["bm25_index"]
+    assert isinstance(bm25, BM25Index)
+    boom = Boom(
+        vocabulary=bm25.vocabulary,
+        indptr=bm25.indptr,
+        doc_ids=bm25.doc_ids,
+        weights=bm25.weights,
+        n_docs=bm25.n_docs,
+        avgdl=bm25.avgdl,
+        params=bm25.params,
+    )
+    inputs["bm25_index"] = boom
+    with pytest.raises(KeyboardInterrupt):
+        write_bundle(out, **inputs)  # type: ignore[arg-type]
+    assert load_bundle(out).manifest.counts.chunks == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc", "idx"]
+
+
+def test_refuses_to_overwrite_a_non_bundle_directory(
+    tmp_path: Path, fake_encoder_dir: Path
+) -> None:
+    out = tmp_path / "papers"
+    out.mkdir()
+    (out / "thesis.pdf").write_bytes(b"%PDF")
+    with pytest.raises(InvalidInputError, match="not an index bundle"):
+        write_bundle(out, **_tiny_inputs(fake_encoder_dir))  # type: ignore[arg-type]
+    assert (out / "thesis.pdf").exists()
+
+
+def test_writer_rejects_inconsistent_inputs(tmp_path: Path, fake_encoder_dir: Path) -> None:
+    inputs = _tiny_inputs(fake_encoder_dir)
+    inputs["vectors"] = np.zeros((2, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        write_bundle(tmp_path / "x", **inputs)  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists()
+
+
+# --- corrupted bundles are refused with a message naming the bundle and the problem ----------
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate_chunks(path: Path) -> None:
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]), "utf-8")
+
+
+def _edit_manifest(edit: Callable[[dict[str, object]], None]) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        raw = json.loads((bundle / "manifest.json").read_text())
+        edit(raw)
+        (bundle / "manifest.json").write_text(json.dumps(raw))
+
+    return apply
+
+
+def _set_dimension(raw: dict[str, object]) -> None:
+    embedding = raw["embedding"]
+    assert isinstance(embedding, dict)
+    embedding["dimension"] = 768
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
+    "flipped byte in vectors.npy": (
+        lambda b: _flip_byte(b / "vectors.npy"),
+        r"is corrupted: vectors\.npy sha256 mismatch \(expected [0-9a-f]{12}…, got [0-9a-f]{12}…\)",
+    ),
+    "truncated chunks.jsonl": (
+        lambda b: _truncate_chunks(b / "chunks.jsonl"),
+        r"is corrupted: chunks\.jsonl has \d+ bytes, expected \d+",
+    ),
+    "missing file": (lambda b: (b / "bm25.npz").unlink(), r"is corrupted: bm25\.npz is missing"),
+    "missing encoder": (
+        lambda b: (b / "encoder" / "model.onnx").unlink(),
+        r"is corrupted: encoder/model\.onnx is missing",
+    ),
+    "missing manifest": (
+        lambda b: (b / "manifest.json").unlink(),
+        r"has no manifest\.json: it is not an index bundle, or it was written or copied only "
+        r"in part",
+    ),
+    "unsupported format_version": (
+        _edit_manifest(lambda raw: raw.update(format_version=2)),
+        r"has format_version 2, which athenaeum .* cannot read \(it reads 1\)",
+    ),
+    "dimension mismatch": (
+        _edit_manifest(_set_dimension),
+        r"is corrupted: vectors\.npy has dimension 384 but the manifest's embedding "
+        r"dimension is 768",
+    ),
+    "manifest not json": (
+        lambda b: (b / "manifest.json").write_text("{not json"),
+        r"is corrupted: manifest\.json is not valid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_corrupted_bundle_is_refused(bundle_copy: Path, case: str) -> None:
+    corrupt, message = CORRUPTIONS[case]
+    corrupt(bundle_copy)
+    with pytest.raises(BundleError, match=message) as info:
+        load_bundle(bundle_copy)
+    assert str(bundle_copy) in info.value.message
+    assert info.value.status_code == 503
+
+
+def test_truncated_chunks_with_consistent_manifest_is_refused(bundle_copy: Path) -> None:
+    # Someone "fixed" the size and hash in the manifest: the count check still catches it.
+    import hashlib
+
+    chunks = bundle_copy / "chunks.jsonl"
+    _truncate_chunks(chunks)
+    raw = json.loads((bundle_copy / "manifest.json").read_text())
+    raw["files"]["chunks.jsonl"] = {
+        "sha256": hashlib.sha256(chunks.read_bytes()).hexdigest(),
+        "bytes": chunks.stat().st_size,
+    }
+    (bundle_copy / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(
+        BundleError, match=r"chunks\.jsonl has 299 chunks but the manifest counts 300"
+    ):
+        load_bundle(bundle_copy)
+
+
+def test_hash_check_can_be_skipped_but_sizes_cannot(bundle_copy: Path) -> None:
+    _flip_byte(bundle_copy / "encoder" / "tokenizer.json")
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        load_bundle(bundle_copy)
+    load_bundle(bundle_copy, check_hashes=False)  # same size: only the hash would tell
+    (bundle_copy / "encoder" / "tokenizer.json").write_text("{}")
+    with pytest.raises(BundleError, match="has 2 bytes"):
+        load_bundle(bundle_copy, check_hashes=False)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_hnsw_bundle_round_trip(tmp_path: Path, fake_encoder_dir: Path) -> None:
+    import faiss
+
+    out = tmp_path / "idx"
+    manifest = write_bundle(
+        out,
+        **_tiny_inputs(fake_encoder_dir, 50),  # type: ignore[arg-type]
+        dense_kind="hnsw",
+        dense_params={"ef_search": 64},
+    )
+    assert manifest.dense.kind == "hnsw" and "dense.faiss" in manifest.files
+    assert manifest.dense.params == {"M": 32, "ef_construction": 200, "ef_search": 64}
+    bundle = load_bundle(out)
+    hnsw = faiss.downcast_index(bundle.dense)
+    assert isinstance(hnsw, faiss.IndexHNSWFlat) and hnsw.hnsw.efSearch == 64
+    _, rows = bundle.dense.search(bundle.vectors[:3], 1)
+    assert rows[:, 0].tolist() == [0, 1, 2]

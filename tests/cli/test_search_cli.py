@@ -1,0 +1,50 @@
+"""`athenaeum search`: the CLI prints the engine's hits, as text and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from athenaeum.cli.main import app
+from athenaeum.retrieval.engine import SearchEngine
+
+QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
+
+
+def test_search_json_carries_each_hit(scifact_bundle: Path, scifact_engine: SearchEngine) -> None:
+    result = CliRunner().invoke(
+        app, ["search", QUERY, "--index", str(scifact_bundle), "--top-k", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    expected = scifact_engine.search(QUERY, top_k=3)
+    assert [r["chunk_id"] for r in payload["results"]] == [h.chunk.id for h in expected]
+    first = payload["results"][0]
+    assert set(first) == {
+        "chunk_id",
+        "doc_id",
+        "score",
+        "text",
+        "source",
+        "title",
+        "page_start",
+        "page_end",
+        "heading_path",
+    }
+    assert first["score"] == expected[0].score and first["text"] == expected[0].chunk.text
+
+
+def test_search_text_names_source_pages_and_chunk(scifact_bundle: Path) -> None:
+    result = CliRunner().invoke(app, ["search", QUERY, "--index", str(scifact_bundle), "-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1. " in result.output and "corpus.jsonl, p. 1" in result.output
+    assert "chunk " in result.output
+
+
+def test_a_bad_index_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["search", QUERY, "--index", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "is not a directory" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -1,0 +1,169 @@
+"""The real artifact: a fresh Python 3.12 with nothing on its path but the built layer and the
+staged function code answers real API Gateway REST (v1) events from a packaged bundle."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import athenaeum
+from infra import staging
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = ROOT / "build" / "layer" / "python"
+EVENT = Path(__file__).resolve().parents[1] / "events" / "rest_v1_authorizer.json"
+PY312_CANDIDATES = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
+
+SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+sys.path[:0] = sys.argv[1].split(":")
+if sys.argv[2]:
+    sys.path.append(sys.argv[2])
+import athenaeum.server.lambda_handler as lh
+base = json.load(open(sys.argv[3]))
+mcp = {"Accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
+def rpc(method, params):
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+call = rpc("tools/call", {"name": "search", "arguments": {"query": "cells"}})
+chat = {"model": "athenaeum-index-retrieval", "messages": [{"role": "user", "content": "cells"}]}
+answers = {}
+for name, path, method, body, headers in (
+    ("health", "/health", "GET", None, {}),
+    ("search", "/search", "POST", json.dumps({"query": "cells", "top_k": 2}), {}),
+    ("chat", "/chat/completions", "POST", json.dumps(chat), {}),
+    ("rag", "/chat/completions", "POST", json.dumps({**chat, "model": "athenaeum-index-rag"}), {}),
+    ("mcp", "/mcp", "POST", call, mcp),
+):
+    event = dict(base, path=path, httpMethod=method, body=body)
+    event["headers"] = {**base["headers"], **headers}
+    event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
+    event["pathParameters"] = {"proxy": path[1:]}
+    response = lh.handler(event, None)
+    answers[name] = [response["statusCode"], json.loads(response["body"])]
+answers["seconds"] = time.perf_counter() - start
+answers["site"] = [p for p in sys.path if "site-packages" in p]
+answers["outside"] = sorted(
+    {m.split(".")[0] for m, mod in list(sys.modules.items())
+     if getattr(mod, "__file__", None) and not any(mod.__file__.startswith(p) for p in sys.path[:2])
+     and not mod.__file__.startswith(sys.base_prefix)}
+)
+print(json.dumps(answers))
+"""
+
+
+def python312() -> str:
+    for candidate in PY312_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    pytest.skip("no python3.12 interpreter")
+
+
+# What the Lambda Python runtime itself provides (boto3 and its dependencies), for the S3 case.
+RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+def run_artifact(
+    function: Path, env: dict[str, str], extra_path: Path | None = None
+) -> dict[str, Any]:
+    if not LAYER.is_dir():
+        pytest.skip("no built layer; run layer/build.sh")
+    paths = [str(LAYER), str(function)]
+    result = subprocess.run(
+        [
+            python312(),
+            "-I",
+            "-S",
+            "-c",
+            SCRIPT,
+            os.pathsep.join(paths),
+            str(extra_path or ""),
+            str(EVENT),
+        ],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
+            "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
+            "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
+            "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answers
+
+
+def check_answers(answers: dict[str, Any]) -> None:
+    status, health = answers["health"]
+    assert status == 200 and health["status"] == "ok"
+    # The function runs the package uninstalled: the version must still be the real one.
+    assert health["version"] == athenaeum.__version__
+    status, search = answers["search"]
+    assert status == 200 and len(search["results"]) == 2
+    status, chat = answers["chat"]
+    assert status == 200 and "[1]" in chat["choices"][0]["message"]["content"]
+    # No upstream model is configured: a clean error in the API's shape, not a crash.
+    status, rag = answers["rag"]
+    assert status >= 400 and set(rag["error"]) == {"message", "type", "param", "code"}
+    status, mcp = answers["mcp"]
+    assert status == 200 and mcp["result"]["structuredContent"]["results"]
+    print(f"fresh process to five answers: {answers['seconds']:.2f} s")
+
+
+@pytest.mark.slow
+def test_packaged_artifact_answers_rest_events(scifact_bundle: Path, tmp_path: Path) -> None:
+    function = staging.stage_function(tmp_path)
+    index = staging.add_index(function, scifact_bundle)
+    answers = run_artifact(function, {"ATHENAEUM_INDEX_DIR": str(index)})
+    # Everything came from the layer, the code or the standard library.
+    assert answers["site"] == [] and answers["outside"] == []
+    check_answers(answers)
+
+
+@pytest.mark.slow
+def test_s3_artifact_answers_rest_events(
+    scifact_bundle: Path, moto_endpoint: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint)
+    client.create_bucket(Bucket="artifact-index")
+    for path in sorted(scifact_bundle.rglob("*")):
+        if path.is_file():
+            key = "index/" + path.relative_to(scifact_bundle).as_posix()
+            client.upload_file(str(path), "artifact-index", key)
+    # Stand-in for the runtime's own boto3: only those packages, linked from the dev venv.
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_MODULES:
+        module = importlib.import_module(name)
+        source = Path(module.__file__ or "")
+        origin = source.parent if source.name == "__init__.py" else source
+        (runtime / origin.name).symlink_to(origin)
+    function = staging.stage_function(tmp_path / "staging")
+    answers = run_artifact(
+        function,
+        {
+            "ATHENAEUM_INDEX_S3_URI": "s3://artifact-index/index",
+            "ATHENAEUM_S3_ENDPOINT_URL": moto_endpoint,
+            "ATHENAEUM_INDEX_CACHE_DIR": str(tmp_path / "cache"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        extra_path=runtime,
+    )
+    check_answers(answers)
+    assert (tmp_path / "cache").is_dir()

@@ -1,0 +1,255 @@
+"""The TOKEN authorizer handler, invoked with real API Gateway TOKEN events against real
+RSA-signed tokens whose JWKS is served over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from infra import staging
+from infra.authorizer import handler as authorizer
+from tests.server.test_auth import (
+    AUDIENCE,
+    ISSUER,
+    JWKSServer,
+    SigningKey,
+    claims,
+    hand_made,
+    make_rsa,
+)
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+STAGE_ARN = "arn:aws:execute-api:us-east-2:123456789012:70ixmpl4fl/prod/*/*"
+JWKS_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return make_rsa("authz-rsa-1")
+
+
+@pytest.fixture
+def server(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> Iterator[JWKSServer]:
+    jwks = JWKSServer(keys=[key.jwk])
+    jwks.start()
+    monkeypatch.setenv("ATHENAEUM_OAUTH_ISSUER", ISSUER)
+    monkeypatch.setenv("ATHENAEUM_OAUTH_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("ATHENAEUM_OAUTH_JWKS_URL", jwks.url)
+    monkeypatch.setenv("ATHENAEUM_OAUTH_REQUIRED_SCOPES", "")
+    monkeypatch.setenv("ATHENAEUM_JWKS_TIMEOUT_S", str(JWKS_TIMEOUT))
+    authorizer.reset()
+    yield jwks
+    authorizer.reset()
+    jwks.stop()
+
+
+def event(token: str | None, name: str = "token_authorizer_search.json") -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    if token is None:
+        del payload["authorizationToken"]
+    else:
+        payload["authorizationToken"] = token
+    return payload
+
+
+def invoke(token: str | None) -> dict[str, Any]:
+    return authorizer.handler(event(token), None)
+
+
+def assert_unauthorized(token: str | None) -> None:
+    with pytest.raises(Exception) as info:
+        invoke(token)
+    # API Gateway answers 401 only for this exact message; anything else is a 500.
+    assert str(info.value) == "Unauthorized"
+    assert type(info.value) is Exception
+
+
+def test_valid_token_allows_the_whole_stage_with_context(
+    server: JWKSServer, key: SigningKey
+) -> None:
+    result = invoke("Bearer " + key.sign(claims()))
+    assert result["principalId"] == "user-123"
+    statement = result["policyDocument"]["Statement"]
+    assert statement == [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": STAGE_ARN}]
+    assert result["context"] == {
+        "sub": "user-123",
+        "scopes": "read search",
+        "client_id": "gpt-action",
+        "iss": ISSUER,
+    }
+    # API Gateway accepts only scalar context values.
+    assert all(isinstance(v, str) for v in result["context"].values())
+
+
+def test_context_is_what_the_app_reads(server: JWKSServer, key: SigningKey) -> None:
+    from athenaeum.server.security import principal_from_authorizer
+
+    result = invoke("Bearer " + key.sign(claims()))
+    principal = principal_from_authorizer({**result["context"], "principalId": "user-123"})
+    assert principal.subject == "user-123"
+    assert principal.scopes == {"read", "search"}
+    assert principal.client_id == "gpt-action"
+
+
+def test_jwks_cached_across_invocations(server: JWKSServer, key: SigningKey) -> None:
+    for _ in range(3):
+        invoke("Bearer " + key.sign(claims()))
+    assert server.requests == 1
+
+
+def _forged(key: SigningKey) -> dict[str, str]:
+    other = make_rsa("authz-unknown")
+    public_pem = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    good = key.sign(claims())
+    head, body, sig = good.split(".")
+    tampered_body = jwt.utils.base64url_encode(json.dumps(claims(sub="admin")).encode()).decode()
+    now = int(time.time())
+    return {
+        "alg none": hand_made({"alg": "none", "kid": key.kid}, claims(), None),
+        "HS256 with the public key": hand_made(
+            {"alg": "HS256", "kid": key.kid, "typ": "JWT"}, claims(), public_pem
+        ),
+        "expired": key.sign(claims(iat=now - 7200, exp=now - 3600)),
+        "wrong issuer": key.sign(claims(iss="https://evil.example.com/")),
+        "wrong audience": key.sign(claims(aud="https://other.example.com")),
+        "unknown kid": other.sign(claims()),
+        "tampered payload": f"{head}.{tampered_body}.{sig}",
+        "tampered signature": f"{head}.{body}.{sig[:-4]}AAAA",
+        "malformed": "not-a-jwt",
+        "two parts": f"{head}.{body}",
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "alg none",
+        "HS256 with the public key",
+        "expired",
+        "wrong issuer",
+        "wrong audience",
+        "unknown kid",
+        "tampered payload",
+        "tampered signature",
+        "malformed",
+        "two parts",
+    ],
+)
+def test_forged_tokens_are_unauthorized(server: JWKSServer, key: SigningKey, case: str) -> None:
+    assert_unauthorized("Bearer " + _forged(key)[case])
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer a b"])
+def test_missing_or_non_bearer_credentials_are_unauthorized(
+    server: JWKSServer, header: str | None
+) -> None:
+    assert_unauthorized(header)
+
+
+def test_non_token_event_is_unauthorized(server: JWKSServer, key: SigningKey) -> None:
+    payload = event("Bearer " + key.sign(claims()))
+    payload["type"] = "REQUEST"
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorizer.handler(payload, None)
+
+
+def test_missing_scope_is_a_deny(
+    server: JWKSServer, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATHENAEUM_OAUTH_REQUIRED_SCOPES", "admin")
+    authorizer.reset()
+    result = invoke("Bearer " + key.sign(claims()))
+    assert result["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert result["policyDocument"]["Statement"][0]["Resource"] == STAGE_ARN
+    assert "context" not in result
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "error"])
+def test_fails_closed_within_its_timeout_when_jwks_unreachable(
+    server: JWKSServer, key: SigningKey, mode: str
+) -> None:
+    if mode == "down":
+        server.stop()
+    else:
+        server.mode = mode
+    start = time.monotonic()
+    with pytest.raises(authorizer.AuthorizerUnavailable):
+        invoke("Bearer " + key.sign(claims()))
+    assert time.monotonic() - start < JWKS_TIMEOUT + 1
+
+
+def test_only_real_failures_carry_the_alarms_log_markers(
+    server: JWKSServer, key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    markers = (authorizer.KEYS_UNAVAILABLE, authorizer.FAILURE)
+    with caplog.at_level(logging.INFO):
+        assert_unauthorized("Bearer " + _forged(key)["expired"])
+        assert_unauthorized("Basic dXNlcjpwYXNz")
+    assert not any(m in caplog.text for m in markers)
+    server.stop()
+    authorizer.reset()  # a cold authorizer: no cached keys to fall back on
+    with caplog.at_level(logging.INFO), pytest.raises(authorizer.AuthorizerUnavailable):
+        invoke("Bearer " + key.sign(claims()))
+    assert authorizer.KEYS_UNAVAILABLE in caplog.text
+
+
+def test_an_unexpected_error_fails_closed_and_is_marked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(authorizer, "get_validator", broken)
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
+        invoke("Bearer a.b.c")
+    assert authorizer.FAILURE in caplog.text
+
+
+def test_stage_arn() -> None:
+    arn = "arn:aws:execute-api:eu-west-1:1:abc/dev/GET/chunks/x"
+    assert authorizer.stage_arn(arn) == "arn:aws:execute-api:eu-west-1:1:abc/dev/*/*"
+    for bad in ("", "arn:aws:execute-api:eu-west-1:1:abc", "nonsense/x/y"):
+        with pytest.raises(ValueError):
+            authorizer.stage_arn(bad)
+
+
+def test_staged_authorizer_runs_alone(server: JWKSServer, key: SigningKey, tmp_path: Path) -> None:
+    """The deployed folder (handler + auth + errors) answers an event in a fresh process and
+    imports nothing of the web stack."""
+    folder = staging.stage_authorizer(tmp_path)
+    script = (
+        "import json, sys, handler\n"
+        "out = handler.handler(json.load(sys.stdin), None)\n"
+        "import athenaeum.server.auth as a\n"
+        "heavy = sorted(m for m in ('fastapi', 'starlette', 'numpy', 'mangum')"
+        " if m in sys.modules)\n"
+        "print(json.dumps({'out': out, 'auth': a.__file__, 'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(event("Bearer " + key.sign(claims()))),
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["out"]["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert answer["auth"].startswith(str(folder))
+    assert answer["heavy"] == []

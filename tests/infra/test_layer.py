@@ -1,0 +1,73 @@
+"""The layer build script, the deploy script's arguments and the deployment guide's keys."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.sizing import LAYER_GOAL_BYTES, MIB
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "layer" / "build.sh"
+
+
+def requirement_names() -> set[str]:
+    lines = (ROOT / "layer" / "requirements.txt").read_text().splitlines()
+    return {
+        re.split(r"[\[<>=~ ]", line.strip())[0].lower()
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    }
+
+
+def test_layer_holds_only_the_serve_stack() -> None:
+    names = requirement_names()
+    assert {"fastapi", "mangum", "onnxruntime", "faiss-cpu", "pyjwt", "numpy"} <= names
+    # Build side, and what the Lambda runtime already has.
+    assert not names & {"torch", "sentence-transformers", "pymupdf", "typer", "boto3", "tokenizers"}
+
+
+def test_build_refuses_an_unknown_architecture() -> None:
+    result = subprocess.run([str(BUILD), "--arch", "sparc"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "x86_64 or arm64" in result.stderr
+
+
+def test_deploy_refuses_unknown_arguments() -> None:
+    result = subprocess.run(
+        [str(ROOT / "deploy.sh"), "--bogus"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 2 and "--help" in result.stderr
+
+
+def test_every_context_key_is_documented() -> None:
+    source = (ROOT / "infra" / "config.py").read_text()
+    keys = set(re.findall(r'get\("([a-z_]+)"\)', source)) | set(
+        re.findall(r'_int\(get, "([a-z_]+)"', source)
+    )
+    keys |= {"oauth_issuer", "oauth_audience", "oauth_jwks_url", "nag"}
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    undocumented = sorted(k for k in keys if f"`{k}`" not in guide)
+    assert not undocumented, f"context keys missing from docs/deployment.md: {undocumented}"
+
+
+@pytest.mark.slow
+def test_built_layer_is_trimmed_and_compiled_for_312() -> None:
+    target = ROOT / "build" / "layer" / "python"
+    if not target.is_dir():
+        pytest.skip("no built layer; run layer/build.sh")
+    assert not list((target / "onnxruntime" / "capi").glob("libonnxruntime.so*"))
+    assert not (target / "numpy" / "_core" / "tests").exists()
+    for gone in ("boto3", "google", "jsonschema", "pycparser", "yaml", "numpy/random"):
+        assert not (target / gone).exists(), gone
+    # Bytecode for what the functions import, written by 3.12, and nothing else.
+    pycs = list((target / "fastapi").rglob("*.pyc"))
+    assert pycs and all(".cpython-312." in p.name for p in pycs)
+    assert (target / "faiss" / "__pycache__").is_dir()
+    assert not list((target / "numpy" / "linalg" / "tests").glob("*"))
+    # The size Lambda counts (file bytes, unzipped) is within the goal.
+    total = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
+    assert total <= LAYER_GOAL_BYTES, f"layer is {total / MIB:.1f} MiB"

@@ -1,0 +1,51 @@
+"""The serve path must work with the build-side stack made unimportable (DESIGN: serve side)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fresh import FORBID, FORBIDDEN, run_fresh
+
+SCRIPT = (
+    FORBID
+    + """
+from athenaeum.retrieval.engine import SearchEngine
+
+engine = SearchEngine.load(sys.argv[2])
+results = engine.search("0-dimensional biomaterials show inductive properties.", top_k=3)
+found = [r.chunk.doc_id for r in results]
+print(json.dumps({"results": found, "forbidden_loaded": forbidden_loaded()}))
+"""
+)
+
+
+def test_serve_path_imports_without_the_build_stack(scifact_bundle: Path) -> None:
+    out, _ = run_fresh(SCRIPT, json.dumps(FORBIDDEN), str(scifact_bundle))
+    assert out["forbidden_loaded"] == []
+    assert len(out["results"]) == 3
+
+
+def test_the_guard_itself_works() -> None:
+    # Without this, a typo in the finder would make the test above pass vacuously.
+    probe = FORBID + "import torch\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(FORBIDDEN)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "torch is forbidden on the serve path" in proc.stderr
+    probe = FORBID + "import athenaeum.build.chunking\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(FORBIDDEN)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "athenaeum.build is forbidden on the serve path" in proc.stderr

@@ -1,0 +1,1 @@
+"""Tests of athenaeum's server side."""

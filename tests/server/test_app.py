@@ -1,0 +1,348 @@
+"""The app in-process and under a live uvicorn: endpoints, the one error shape, limits, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from athenaeum.cli.main import app as cli_app
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.app import create_app
+from athenaeum.server.local import is_loopback
+from athenaeum.server.provider import EngineProvider, FixedEngineProvider
+from athenaeum.server.settings import Settings
+
+QUERY = "vitamin D deficiency and bone health"
+
+
+@pytest.fixture
+def client(scifact_engine: SearchEngine) -> TestClient:
+    settings = Settings(insecure_no_auth=True)
+    return TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """Every error is OpenAI's shape, with exactly these keys, and no traceback."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "Traceback" not in response.text
+    if code is not None:
+        assert body["error"]["code"] == code
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def test_health_reports_the_index(client: TestClient, scifact_engine: SearchEngine) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["index"]["chunks"] == scifact_engine.facts.chunks == 300
+    assert body["index"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "bundle_path" not in json.dumps(body)  # no server paths
+    assert body["models"] == ["athenaeum-index-retrieval"]
+
+
+@pytest.mark.parametrize("path", ["/models", "/v1/models"])
+def test_models_in_openai_list_format(client: TestClient, path: str) -> None:
+    body = client.get(path).json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["athenaeum-index-retrieval"]
+    assert all(m["object"] == "model" and isinstance(m["created"], int) for m in body["data"])
+
+
+@pytest.mark.parametrize("path", ["/search", "/v1/search"])
+def test_search_returns_cited_passages(
+    client: TestClient, scifact_engine: SearchEngine, path: str
+) -> None:
+    r = client.post(path, json={"query": QUERY, "top_k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["mode"] == "hybrid" and len(body["results"]) == 3
+    expected = [x.chunk.id for x in scifact_engine.search(QUERY, top_k=3)]
+    assert [x["id"] for x in body["results"]] == expected
+    first = body["results"][0]
+    assert set(first) == {
+        "id",
+        "text",
+        "score",
+        "source",
+        "title",
+        "page_start",
+        "page_end",
+        "heading_path",
+        "url",
+    }
+    assert first["url"] == f"http://testserver/chunks/{quote(first['id'], safe='')}"
+    assert "vitamin d" in first["text"].lower()
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_search_modes(client: TestClient, scifact_engine: SearchEngine, mode: str) -> None:
+    body = client.post("/search", json={"query": QUERY, "top_k": 4, "mode": mode}).json()
+    assert [x["id"] for x in body["results"]] == [
+        r.chunk.id for r in scifact_engine.search(QUERY, top_k=4, mode=mode)
+    ]
+
+
+def test_chunk_by_id_resolves_search_results(client: TestClient) -> None:
+    hit = client.post("/search", json={"query": QUERY, "top_k": 1}).json()["results"][0]
+    # The citation URL itself must resolve: the id holds "#", which only works escaped.
+    r = client.get(hit["url"])
+    assert r.status_code == 200
+    chunk = r.json()
+    assert chunk["id"] == hit["id"] and chunk["text"] == hit["text"]
+    assert chunk["doc_id"] and chunk["ordinal"] == 0
+
+
+def test_public_base_url_is_used_for_links(scifact_engine: SearchEngine) -> None:
+    settings = Settings(insecure_no_auth=True, public_base_url="https://library.example.org/prod/")
+    c = TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+    hit = c.post("/search", json={"query": QUERY, "top_k": 1}).json()["results"][0]
+    assert hit["url"].startswith("https://library.example.org/prod/chunks/")
+
+
+def test_every_error_path_uses_the_one_error_shape(
+    client: TestClient, scifact_engine: SearchEngine, tmp_path: Path
+) -> None:
+    e = assert_error(client.post("/search", json={"query": ""}), 400, "invalid_value")
+    assert e["param"] == "query" and e["type"] == "invalid_request_error"
+    assert assert_error(client.post("/search", json={"query": "   "}), 400)["param"] == "query"
+    assert assert_error(client.post("/search", json={"query": "x", "top_k": 0}), 400)["param"] == (
+        "top_k"
+    )
+    assert assert_error(client.post("/search", json={"query": "x", "top_k": 51}), 400)
+    assert assert_error(client.post("/search", json={"query": "x", "mode": "fuzzy"}), 400)[
+        "param"
+    ] == ("mode")
+    assert assert_error(client.post("/search", json={"query": "x" * 2001}), 400)["param"] == "query"
+    assert assert_error(client.post("/search", json={"q": "x"}), 400)
+    assert assert_error(
+        client.post("/search", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+    )
+    assert assert_error(client.post("/search"), 400)
+    assert assert_error(client.get("/chunks/no-such-chunk"), 404, "not_found")["param"] == "id"
+    assert assert_error(client.get("/no/such/route"), 404, "not_found")
+    assert assert_error(client.put("/search", json={}), 405, "method_not_allowed")
+    big = json.dumps({"query": "x" * 1_100_000}).encode()
+    assert assert_error(
+        client.post("/search", content=big, headers={"content-type": "application/json"}),
+        413,
+        "request_too_large",
+    )
+    chat = {"model": "nope", "messages": [{"role": "user", "content": "hi"}]}
+    assert assert_error(client.post("/chat/completions", json=chat), 404, "model_not_found")[
+        "param"
+    ] == ("model")
+    chat = {"model": "athenaeum-index-retrieval", "messages": [{"role": "system", "content": "x"}]}
+    assert assert_error(client.post("/v1/chat/completions", json=chat), 400)["param"] == "messages"
+    assert assert_error(
+        client.post("/v1/chat/completions", json={"model": "athenaeum-index-retrieval"}), 400
+    )
+    # OAuth metadata without OAuth configured.
+    assert assert_error(client.get("/.well-known/oauth-protected-resource"), 404)
+
+    # An index that cannot be loaded is a 503 naming the problem, for every route that needs it.
+    broken = TestClient(create_app(Settings(insecure_no_auth=True, index_dir=tmp_path / "missing")))
+    e = assert_error(broken.post("/search", json={"query": "x"}), 503, "index_unavailable")
+    assert "does not exist" in e["message"]
+    assert_error(broken.get("/health"), 503, "index_unavailable")
+    no_index = TestClient(create_app(Settings(insecure_no_auth=True)))
+    assert "ATHENAEUM_INDEX_DIR" in assert_error(no_index.get("/health"), 503)["message"]
+
+    # No auth configured and not explicitly insecure: refuse to serve anything but /health.
+    closed = TestClient(create_app(Settings(), FixedEngineProvider(scifact_engine)))
+    assert_error(closed.post("/search", json={"query": "x"}), 503, "auth_not_configured")
+
+    # An unexpected bug is a 500 in the same shape, never a traceback.
+    class Exploding(FixedEngineProvider):
+        def get(self) -> SearchEngine:
+            raise RuntimeError("secret internal detail")
+
+    exploding = TestClient(create_app(Settings(insecure_no_auth=True), Exploding(scifact_engine)))
+    e = assert_error(exploding.post("/search", json={"query": "x"}), 500, "internal_error")
+    assert "secret internal detail" not in e["message"]
+
+
+def test_failed_load_is_retried_on_the_next_request(scifact_bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    c = TestClient(create_app(Settings(insecure_no_auth=True, index_dir=target)))
+    assert c.get("/health").status_code == 503
+    shutil.copytree(scifact_bundle, target)
+    assert c.get("/health").status_code == 200
+    assert c.post("/search", json={"query": QUERY}).status_code == 200
+
+
+def test_engine_is_loaded_once_per_process(scifact_bundle: Path, monkeypatch: Any) -> None:
+    calls: list[Path] = []
+    real = SearchEngine.load
+
+    def counting(path: Path, **kw: Any) -> SearchEngine:
+        calls.append(path)
+        return real(path, **kw)
+
+    monkeypatch.setattr(SearchEngine, "load", staticmethod(counting))
+    provider = EngineProvider(Settings(index_dir=scifact_bundle))
+    c = TestClient(create_app(Settings(insecure_no_auth=True), provider))
+    for _ in range(3):
+        assert c.post("/search", json={"query": QUERY}).status_code == 200
+    assert len(calls) == 1
+
+
+def test_request_logs_are_json_without_secrets(
+    scifact_engine: SearchEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    from athenaeum.server.auth import hash_api_key
+
+    key = "k3y-" + "a1b2c3d4e5f6g7h8i9j0"
+    settings = Settings(api_key_hashes=[hash_api_key(key)])
+    c = TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+    with caplog.at_level(logging.INFO, logger="athenaeum.access"):
+        r = c.post(
+            "/search?debug=" + key,
+            json={"query": QUERY},
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "req-123"},
+        )
+        c.get("/chunks/nothing-here", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-123"
+    lines = [
+        json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "athenaeum.access"
+    ]
+    assert lines[0]["request_id"] == "req-123"
+    assert lines[0]["route"] == "/search" and lines[0]["status"] == 200
+    assert lines[0]["latency_ms"] >= 0 and lines[0]["method"] == "POST"
+    assert lines[1]["route"] == "/chunks/{chunk_id:path}" and lines[1]["status"] == 404
+    assert key not in caplog.text and "Bearer" not in caplog.text
+
+
+def test_cors_is_off_by_default_and_configurable(scifact_engine: SearchEngine) -> None:
+    origin = {"Origin": "https://chat.example.com"}
+    off = TestClient(
+        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
+    )
+    assert "access-control-allow-origin" not in off.get("/health", headers=origin).headers
+    on = TestClient(
+        create_app(
+            Settings(insecure_no_auth=True, cors_origins="https://chat.example.com"),  # type: ignore[arg-type]
+            FixedEngineProvider(scifact_engine),
+        )
+    )
+    r = on.options("/search", headers={**origin, "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "https://chat.example.com"
+    other = on.get("/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_live_uvicorn_serves_the_app(
+    scifact_engine: SearchEngine, live_server: Callable[[Any], Any]
+) -> None:
+    server = live_server(
+        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
+    )
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/health").json()["index"]["chunks"] == 300
+        hit = http.post("/search", json={"query": QUERY, "top_k": 1}).json()["results"][0]
+        assert hit["url"].startswith(server.url + "/chunks/")
+        assert http.get(hit["url"]).json()["id"] == hit["id"]
+        assert_error(http.post("/search", json={"query": ""}), 400)
+
+
+# --- `athenaeum serve` -----------------------------------------------------------------------
+
+
+def test_loopback_detection() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.org"))
+
+
+def test_serve_refuses_a_public_host_without_auth(scifact_bundle: Path, monkeypatch: Any) -> None:
+    for name in list(os.environ):
+        if name.startswith("ATHENAEUM_"):
+            monkeypatch.delenv(name)
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--index", str(scifact_bundle), "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 2
+    assert "--insecure-no-auth" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_reports_a_bad_bundle(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENAEUM_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from athenaeum.cli.main import main; main()",
+            "serve",
+            "--index",
+            str(scifact_bundle),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
+                time.sleep(0.2)
+        assert r.status_code == 200
+        r = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": QUERY, "top_k": 2})
+        assert r.status_code == 200 and len(r.json()["results"]) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    # One JSON access line per request on the server's output.
+    access = [
+        json.loads(line) for line in out.splitlines() if line.startswith('{"event": "request"')
+    ]
+    assert {a["route"] for a in access} >= {"/health", "/search"}

@@ -1,0 +1,283 @@
+"""OpenAI-compatible chat completions: the retrieval model, the generating model over a fake
+upstream on 127.0.0.1, streaming, and the official openai SDK against a live server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.app import create_app
+from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.settings import Settings
+from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FakeLLM
+from tests.server.test_app import assert_error
+
+QUESTION = "Does vitamin D deficiency affect bone health?"
+RETRIEVAL = "athenaeum-index-retrieval"
+RAG = "athenaeum-index-rag"
+
+
+def parse_sse(text: str) -> list[Any]:
+    """The data payloads of an SSE body; asserts the framing is valid and ends in [DONE]."""
+    assert text.endswith("\n\n")
+    events = [e for e in text.split("\n\n") if e]
+    payloads: list[Any] = []
+    for event in events:
+        assert event.startswith("data: "), event
+        data = event[len("data: ") :]
+        payloads.append(data if data == "[DONE]" else json.loads(data))
+    assert payloads[-1] == "[DONE]" and payloads.count("[DONE]") == 1
+    return payloads[:-1]
+
+
+def stream_text(chunks: list[Any]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+@pytest.fixture
+def client(scifact_engine: SearchEngine) -> TestClient:
+    return TestClient(
+        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
+    )
+
+
+@pytest.fixture
+def rag_settings(fake_llm: FakeLLM) -> Settings:
+    return Settings(
+        insecure_no_auth=True,
+        llm_base_url=fake_llm.url,
+        llm_api_key=FAKE_LLM_KEY,  # type: ignore[arg-type]
+        llm_model=FAKE_LLM_MODEL,
+        llm_timeout_s=10,
+    )
+
+
+@pytest.fixture
+def rag_client(scifact_engine: SearchEngine, rag_settings: Settings) -> TestClient:
+    return TestClient(create_app(rag_settings, FixedEngineProvider(scifact_engine)))
+
+
+def test_retrieval_model_answers_with_numbered_citations(
+    client: TestClient, scifact_engine: SearchEngine
+) -> None:
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": RETRIEVAL,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": QUESTION}]},
+            ],
+        },
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["model"] == RETRIEVAL
+    assert body["id"].startswith("chatcmpl-")
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "stop" and choice["message"]["role"] == "assistant"
+    content = choice["message"]["content"]
+    top = scifact_engine.search(QUESTION, top_k=5)
+    for n, hit in enumerate(top, 1):
+        assert f"[{n}] {hit.chunk.title}" in content
+    assert "Sources:" in content and "/chunks/" in content
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["completion_tokens"] == len(content.split())
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_retrieval_model_honours_the_token_limit(client: TestClient, field: str) -> None:
+    r = client.post(
+        "/chat/completions",
+        json={"model": RETRIEVAL, "messages": [{"role": "user", "content": QUESTION}], field: 7},
+    )
+    body = r.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert len(body["choices"][0]["message"]["content"].split()) == 7
+    assert body["usage"]["completion_tokens"] == 7
+
+
+def test_retrieval_model_streams_sse_chunks(client: TestClient) -> None:
+    plain = client.post(
+        "/chat/completions",
+        json={"model": RETRIEVAL, "messages": [{"role": "user", "content": QUESTION}]},
+    ).json()
+    r = client.post(
+        "/chat/completions",
+        json={
+            "model": RETRIEVAL,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    chunks = parse_sse(r.text)
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert stream_text(chunks) == plain["choices"][0]["message"]["content"]
+    finals = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert [c["choices"][0]["finish_reason"] for c in finals] == ["stop"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+    # Without include_usage no usage chunk is sent.
+    r = client.post(
+        "/chat/completions",
+        json={
+            "model": RETRIEVAL,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": True,
+        },
+    )
+    assert all("usage" not in c for c in parse_sse(r.text))
+
+
+def test_generating_model_is_listed_only_when_configured(
+    client: TestClient, rag_client: TestClient
+) -> None:
+    assert [m["id"] for m in client.get("/models").json()["data"]] == [RETRIEVAL]
+    assert [m["id"] for m in rag_client.get("/v1/models").json()["data"]] == [RETRIEVAL, RAG]
+    assert_error(
+        client.post(
+            "/chat/completions", json={"model": RAG, "messages": [{"role": "user", "content": "x"}]}
+        ),
+        404,
+        "model_not_found",
+    )
+
+
+def test_generating_model_prompts_the_upstream_with_passages(
+    rag_client: TestClient, fake_llm: FakeLLM, scifact_engine: SearchEngine
+) -> None:
+    before = len(fake_llm.requests)
+    r = rag_client.post(
+        "/v1/chat/completions",
+        json={
+            "model": RAG,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": 50,
+            "temperature": 0.2,
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith("Vitamin D matters [1].")
+    top = scifact_engine.search(QUESTION, top_k=5)
+    assert f"[1] {top[0].chunk.title}" in content.split("Sources:")[1]
+    assert body["model"] == RAG
+    assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 4, "total_tokens": 46}
+    sent = fake_llm.requests[before]
+    assert sent["model"] == FAKE_LLM_MODEL and sent["max_tokens"] == 50
+    assert sent["temperature"] == 0.2 and "max_completion_tokens" not in sent
+    system = sent["messages"][0]
+    assert system["role"] == "system" and f"[1] {top[0].chunk.title}" in system["content"]
+    assert top[0].chunk.text.strip()[:200] in system["content"]
+    assert sent["messages"][-1] == {"role": "user", "content": QUESTION}
+
+
+def test_generating_model_streams_through(rag_client: TestClient) -> None:
+    r = rag_client.post(
+        "/chat/completions",
+        json={
+            "model": RAG,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert r.status_code == 200
+    chunks = parse_sse(r.text)
+    text = stream_text(chunks)
+    assert text.startswith("Vitamin D matters [1].") and "\n\nSources:\n[1] " in text
+    assert chunks[-1]["usage"]["total_tokens"] == 46
+    assert all(c["model"] == RAG for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "status", "code"),
+    [("RATE_LIMIT", 429, "rate_limit_exceeded"), ("BOOM", 502, "upstream_error")],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_failures_are_errors_not_200s(
+    rag_client: TestClient, trigger: str, status: int, code: str, stream: bool
+) -> None:
+    r = rag_client.post(
+        "/chat/completions",
+        json={
+            "model": RAG,
+            "messages": [{"role": "user", "content": f"{QUESTION} {trigger}"}],
+            "stream": stream,
+        },
+    )
+    assert_error(r, status, code)
+
+
+def test_unreachable_upstream_is_503(scifact_engine: SearchEngine, rag_settings: Settings) -> None:
+    settings = rag_settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1"})
+    c = TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+    r = c.post(
+        "/chat/completions",
+        json={"model": RAG, "messages": [{"role": "user", "content": QUESTION}]},
+    )
+    assert_error(r, 503, "upstream_unavailable")
+
+
+def test_wrong_upstream_key_is_a_server_side_error(
+    scifact_engine: SearchEngine, rag_settings: Settings
+) -> None:
+    from pydantic import SecretStr
+
+    settings = rag_settings.model_copy(update={"llm_api_key": SecretStr("wrong-key-123456789")})
+    c = TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+    r = c.post(
+        "/chat/completions",
+        json={"model": RAG, "messages": [{"role": "user", "content": QUESTION}]},
+    )
+    e = assert_error(r, 502, "upstream_error")  # not 401: the caller's credentials were fine
+    assert "wrong-key" not in e["message"]
+
+
+def test_openai_sdk_against_a_live_server(
+    scifact_engine: SearchEngine, rag_settings: Settings, live_server: Callable[[Any], Any]
+) -> None:
+    server = live_server(create_app(rag_settings, FixedEngineProvider(scifact_engine)))
+    sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="unused-locally", max_retries=0)
+
+    assert [m.id for m in sdk.models.list()] == [RETRIEVAL, RAG]
+
+    completion = sdk.chat.completions.create(
+        model=RETRIEVAL, messages=[{"role": "user", "content": QUESTION}], max_completion_tokens=40
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.choices[0].message.content
+    assert completion.usage is not None and completion.usage.completion_tokens == 40
+
+    stream = sdk.chat.completions.create(
+        model=RAG,
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Vitamin D matters [1].") and "Sources:" in text
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 46
+
+    streamed = sdk.chat.completions.create(
+        model=RETRIEVAL, messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    assert "[1]" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+    with pytest.raises(openai.NotFoundError) as excinfo:
+        sdk.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
+    assert excinfo.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model=RETRIEVAL, messages=[])
