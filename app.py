@@ -10,7 +10,7 @@ from aws_cdk import App, Environment
 
 from infra.config import ConfigError, StackConfig
 from infra.sizing import SizingError
-from infra.stack import AtheneumStack
+from infra.stack import AthenaeumStack
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
                 "fine for a dry run, refused by ./deploy.sh",
                 file=sys.stderr,
             )
-        AtheneumStack(
+        AthenaeumStack(
             app,
             config.stack_name,
             config=config,

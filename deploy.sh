@@ -52,15 +52,7 @@ if [[ ! -f "$context_file" ]]; then
 fi
 # Read the context file (the example, in a dry run without one) into --context flags, so that
 # a dry run from a fresh clone synthesizes with exactly the documented keys.
-mapfile -t file_context < <(uv run --no-sync python - "$context_file" <<'PY'
-import json, sys
-for key, value in json.load(open(sys.argv[1])).items():
-    if value in (None, [], ""):
-        continue
-    text = " ".join(value) if isinstance(value, list) else json.dumps(value) if isinstance(value, bool) else str(value)
-    print(f"{key}={text}")
-PY
-)
+mapfile -t file_context < <(uv run --no-sync python -m infra.deploy_context context "$context_file")
 # The command line's --context after the file's: for CDK, as for context_value, the last wins.
 context=("${file_context[@]}" "${cli_context[@]}")
 context_value() {
@@ -126,20 +118,8 @@ say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
 
 # The synthesized stack: its name and how its index is deployed (outputs IndexStrategy,
 # IndexUpload and IndexS3Prefix of the template).
-read -r stack_name index_strategy index_upload index_prefix < <(uv run --no-sync python - <<'PY'
-import json
-from pathlib import Path
-manifest = json.loads(Path("cdk.out/manifest.json").read_text())
-for artifact in manifest["artifacts"].values():
-    if artifact.get("type") == "aws:cloudformation:stack":
-        template = json.loads(Path("cdk.out", artifact["properties"]["templateFile"]).read_text())
-        outputs = {k: v.get("Value") for k, v in template.get("Outputs", {}).items()}
-        print(artifact["properties"].get("stackName") or artifact["displayName"],
-              outputs.get("IndexStrategy", "packaged"), outputs.get("IndexUpload", "-"),
-              outputs.get("IndexS3Prefix", "-"))
-        break
-PY
-)
+read -r stack_name index_strategy index_upload index_prefix \
+  < <(uv run --no-sync python -m infra.deploy_context stack cdk.out)
 if [[ "$index_upload" == cli ]]; then
   say "the index bundle is uploaded by this script (index_upload=cli), to $index_prefix/"
 fi
@@ -155,7 +135,7 @@ stack_output() {
 }
 upload_index() {
   say "uploading the index bundle to s3://$1/$index_prefix/"
-  uv run --no-sync python -m infra.upload --bucket "$1" --prefix "$index_prefix" --index "$index_dir"
+  uv run --no-sync python -m infra.index.upload --bucket "$1" --prefix "$index_prefix" --index "$index_dir"
 }
 uploaded=0
 if [[ "$index_upload" == cli ]]; then
@@ -176,12 +156,7 @@ say "deploying"
 "${cdk[@]}" deploy --require-approval never --outputs-file cdk.out/outputs.json \
   "${context_args[@]}"
 
-output() {
-  uv run --no-sync python -c '
-import json, sys
-outputs = json.load(open("cdk.out/outputs.json"))
-print(next(iter(outputs.values())).get(sys.argv[1], ""))' "$1"
-}
+output() { uv run --no-sync python -m infra.deploy_context output "$1" cdk.out/outputs.json; }
 endpoint="$(output APIEndpoint)"
 if [[ "$index_strategy" == s3 ]]; then
   bucket="$(output IndexBucketName)"
@@ -191,7 +166,7 @@ if [[ "$index_strategy" == s3 ]]; then
     upload_index "$bucket"
   fi
   say "deleting older index bundles from s3://$bucket/index/ (versioning keeps them 30 days)"
-  uv run --no-sync python -m infra.upload --bucket "$bucket" --prefix "$index_prefix" \
+  uv run --no-sync python -m infra.index.upload --bucket "$bucket" --prefix "$index_prefix" \
     --index "$index_dir" --prune-only
 fi
 say "deployed: $endpoint"

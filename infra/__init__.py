@@ -1,1 +1,2 @@
-"""The AWS deployment of Athenaeum: one CDK stack (`AtheneumStack`) and its runtime pieces."""
+"""The AWS deployment of Athenaeum: one CDK stack (`AthenaeumStack`, in stack.py) composed of one
+construct per concern, each in its own folder beside its runtime code."""

@@ -1,7 +1,7 @@
 """The stack's configuration, read once from CDK context and checked before anything is built.
 
-Every key here is documented in docs/deployment.md; synth fails with a message naming the key
-when a required one is missing or a value is out of range.
+One field per context key. Every key is documented in docs/deployment.md; synth fails with a
+message naming the key when a required one is missing or a value is out of range.
 """
 
 from __future__ import annotations
@@ -11,6 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
 REQUIRED_KEYS = ("oauth_issuer", "oauth_audience", "oauth_jwks_url")
 DEFAULT_ENVIRONMENT = "prod"
 BASE_STACK_NAME = "AtheneumStack"
@@ -18,8 +27,12 @@ BASE_STACK_NAME = "AtheneumStack"
 MAX_TIMEOUT_SECONDS = 29
 # Lambda's default regional concurrency quota; more needs a quota increase anyway.
 MAX_PROVISIONED_CONCURRENCY = 1000
+# The retention periods CloudWatch Logs offers up to a year.
+LOG_RETENTION_DAYS = (1, 3, 7, 14, 30, 90, 180, 365)
 # Values in cdk.context.json.example; a real deploy refuses them (deploy.sh), synth only warns.
 PLACEHOLDER_MARKER = "example.com"
+INDEX_UPLOADS = ("auto", "cdk", "cli")
+ARCHITECTURES = ("x86_64", "arm64")
 
 _PARTITION = r"arn:aws(?:-[a-z]+)*"
 _REGION_ACCOUNT = r"[a-z]{2}(?:-[a-z]+)+-\d:\d{12}"
@@ -36,15 +49,32 @@ _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
 _CERTIFICATE_EXAMPLE = "arn:aws:acm:REGION:ACCOUNT:certificate/ID"
 _WEB_ACL_EXAMPLE = "arn:aws:wafv2:REGION:ACCOUNT:regional/webacl/NAME/ID (a REGIONAL web ACL)"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
+_LLM_KEYS = ("llm_base_url", "llm_model", "llm_api_key_secret_arn")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
-INDEX_UPLOADS = ("auto", "cdk", "cli")
-
-
 class ConfigError(ValueError):
     """A context key is missing or invalid; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuthIssuer:
+    """Who issues the access tokens the authorizer and the app accept."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    required_scopes: tuple[str, ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        """The app's settings for it (athenaeum.server.settings), the same for both functions."""
+        return {
+            "ATHENAEUM_OAUTH_ISSUER": self.issuer,
+            "ATHENAEUM_OAUTH_AUDIENCE": self.audience,
+            "ATHENAEUM_OAUTH_JWKS_URL": self.jwks_url,
+            "ATHENAEUM_OAUTH_REQUIRED_SCOPES": ",".join(self.required_scopes),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,8 +112,11 @@ class LlmUpstream:
         return bool(_SECRET_SUFFIX.search(self.api_key_secret_arn.rsplit(":", 1)[1]))
 
 
-@dataclass(frozen=True, kw_only=True)
-class StackConfig:
+class StackConfig(BaseModel):
+    """Every context key the stack reads. `from_context` is the way in from the CDK."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     oauth_issuer: str
     oauth_audience: str
     oauth_jwks_url: str
@@ -91,7 +124,7 @@ class StackConfig:
     index_dir: str = "index"
     layer_dir: str = "build/layer"
     memory_mb: int = 2048
-    timeout_seconds: int = 29
+    timeout_seconds: int = MAX_TIMEOUT_SECONDS
     architecture: str = "x86_64"
     authorizer_cache_seconds: int = 300
     required_scopes: tuple[str, ...] = ()
@@ -105,13 +138,30 @@ class StackConfig:
     # How an index kept in S3 gets there: "cdk" (CloudFormation copies it during the deploy),
     # "cli" (deploy.sh uploads it, for bundles too large for that copy) or "auto".
     index_upload: str = "auto"
-    custom_domain: CustomDomain | None = None
-    vpc: VpcPlacement | None = None
+    domain_name: str | None = None
+    certificate_arn: str | None = None
+    disable_execute_api_endpoint: bool = False
+    vpc_id: str | None = None
+    private_subnet_ids: tuple[str, ...] = ()
     provisioned_concurrency: int = 0
     snapstart: bool = False
     waf_web_acl_arn: str | None = None
     cors_origins: tuple[str, ...] = ()
-    llm: LlmUpstream | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key_secret_arn: str | None = None
+    # Read only to be refused: a plain key would end up in the template.
+    llm_api_key: None = None
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> StackConfig:
+        """Reads every key through `get` (for example `node.try_get_context`)."""
+        try:
+            return cls.model_validate({key: get(key) for key in cls.model_fields})
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+
+    # --- what the stack reads ----------------------------------------------------------------
 
     @property
     def stack_name(self) -> str:
@@ -131,201 +181,349 @@ class StackConfig:
         """Whether API Gateway calls a published version (the `live` alias), not $LATEST."""
         return self.provisioned_concurrency > 0 or self.snapstart
 
+    @property
+    def oauth(self) -> OAuthIssuer:
+        return OAuthIssuer(
+            issuer=self.oauth_issuer,
+            audience=self.oauth_audience,
+            jwks_url=self.oauth_jwks_url,
+            required_scopes=self.required_scopes,
+        )
+
+    @property
+    def custom_domain(self) -> CustomDomain | None:
+        if self.domain_name is None or self.certificate_arn is None:
+            return None
+        return CustomDomain(
+            name=self.domain_name,
+            certificate_arn=self.certificate_arn,
+            disable_execute_api_endpoint=self.disable_execute_api_endpoint,
+        )
+
+    @property
+    def vpc(self) -> VpcPlacement | None:
+        if self.vpc_id is None:
+            return None
+        return VpcPlacement(vpc_id=self.vpc_id, subnet_ids=self.private_subnet_ids)
+
+    @property
+    def llm(self) -> LlmUpstream | None:
+        base_url, model, secret = self.llm_base_url, self.llm_model, self.llm_api_key_secret_arn
+        if base_url is None or model is None or secret is None:
+            return None
+        return LlmUpstream(base_url=base_url, model=model, api_key_secret_arn=secret)
+
+    # --- validation: one message per key, naming it ------------------------------------------
+
+    @model_validator(mode="before")
     @classmethod
-    def from_context(cls, get: Callable[[str], Any]) -> StackConfig:
-        """Reads every key through `get` (for example `node.try_get_context`)."""
-        missing = [k for k in REQUIRED_KEYS if not _text(get(k))]
+    def _required_and_unset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        missing = [key for key in REQUIRED_KEYS if not _text(data.get(key))]
         if missing:
             raise ConfigError(
                 f"missing required CDK context key(s): {', '.join(missing)}. Copy "
                 "cdk.context.json.example to cdk.context.json and fill them in, or pass "
                 f"--context {missing[0]}=..."
             )
-        environment = _text(get("environment")) or DEFAULT_ENVIRONMENT
-        if not environment.replace("-", "").isalnum() or len(environment) > 20:
+        # An empty value (null, "", [] in the file, `key=` on the command line) is no value.
+        return {key: value for key, value in data.items() if not _is_unset(value)}
+
+    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", mode="before")
+    @classmethod
+    def _as_given(cls, value: Any) -> str:
+        return str(value)
+
+    @field_validator(
+        "environment",
+        "index_dir",
+        "layer_dir",
+        "architecture",
+        "alarm_email",
+        "index_upload",
+        "domain_name",
+        "certificate_arn",
+        "vpc_id",
+        "waf_web_acl_arn",
+        "llm_base_url",
+        "llm_model",
+        "llm_api_key_secret_arn",
+        mode="before",
+    )
+    @classmethod
+    def _stripped(cls, value: Any) -> str:
+        return _text(value)
+
+    @field_validator(
+        "memory_mb",
+        "timeout_seconds",
+        "authorizer_cache_seconds",
+        "throttle_burst_limit",
+        "log_retention_days",
+        "index_size_bytes",
+        "provisioned_concurrency",
+        mode="before",
+    )
+    @classmethod
+    def _integer(cls, value: Any, info: ValidationInfo) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"context key {info.field_name}={value!r} must be an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
             raise ConfigError(
-                f"context key environment={environment!r} must be letters, digits and '-' "
+                f"context key {info.field_name}={value!r} must be an integer"
+            ) from None
+
+    @field_validator("private_health", "disable_execute_api_endpoint", "snapstart", mode="before")
+    @classmethod
+    def _flag(cls, value: Any, info: ValidationInfo) -> bool:
+        # `--context key=true` arrives as a string; cdk.context.json gives a real bool.
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"context key {info.field_name}={value!r} must be true or false")
+
+    @field_validator("private_subnet_ids", "cors_origins", mode="before")
+    @classmethod
+    def _unique_list(cls, value: Any) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_list(value)))
+
+    @field_validator("required_scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: Any) -> tuple[str, ...]:
+        return tuple(value.split() if isinstance(value, str) else map(str, value))
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        if not value.replace("-", "").isalnum() or len(value) > 20:
+            raise ConfigError(
+                f"context key environment={value!r} must be letters, digits and '-' "
                 "(at most 20 characters)"
             )
-        jwks_url = str(get("oauth_jwks_url"))
-        if not jwks_url.startswith("https://"):
-            raise ConfigError(f"context key oauth_jwks_url must be an https URL, not {jwks_url!r}")
-        timeout = _int(get, "timeout_seconds", cls.timeout_seconds)
-        if not 1 <= timeout <= MAX_TIMEOUT_SECONDS:
+        return value
+
+    @field_validator("oauth_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ConfigError(f"context key oauth_jwks_url must be an https URL, not {value!r}")
+        return value
+
+    @field_validator("throttle_rate_limit")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        # Zero would make the stage refuse every request.
+        if not value > 0:
             raise ConfigError(
-                f"context key timeout_seconds={timeout} must be between 1 and "
+                f"context key throttle_rate_limit={value} must be above 0 (requests per second)"
+            )
+        return value
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout(cls, value: int) -> int:
+        if not 1 <= value <= MAX_TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"context key timeout_seconds={value} must be between 1 and "
                 f"{MAX_TIMEOUT_SECONDS} (API Gateway's integration limit)"
             )
-        memory = _int(get, "memory_mb", cls.memory_mb)
-        if not 128 <= memory <= 10240:
-            raise ConfigError(f"context key memory_mb={memory} must be between 128 and 10240")
-        architecture = _text(get("architecture")) or cls.architecture
-        if architecture not in ("x86_64", "arm64"):
-            raise ConfigError(f"context key architecture={architecture!r} must be x86_64 or arm64")
-        cache = _int(get, "authorizer_cache_seconds", cls.authorizer_cache_seconds)
-        if not 0 <= cache <= 3600:
+        return value
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory(cls, value: int) -> int:
+        if not 128 <= value <= 10240:
+            raise ConfigError(f"context key memory_mb={value} must be between 128 and 10240")
+        return value
+
+    @field_validator("architecture")
+    @classmethod
+    def _architecture(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ConfigError(f"context key architecture={value!r} must be x86_64 or arm64")
+        return value
+
+    @field_validator("authorizer_cache_seconds")
+    @classmethod
+    def _authorizer_cache(cls, value: int) -> int:
+        if not 0 <= value <= 3600:
             raise ConfigError(
-                f"context key authorizer_cache_seconds={cache} must be between 0 and 3600"
+                f"context key authorizer_cache_seconds={value} must be between 0 and 3600"
             )
-        raw_scopes = get("required_scopes") or ()
-        scopes = tuple(raw_scopes.split() if isinstance(raw_scopes, str) else map(str, raw_scopes))
-        size = get("index_size_bytes")
-        index_upload = _text(get("index_upload")) or cls.index_upload
-        if index_upload not in INDEX_UPLOADS:
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _log_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
             raise ConfigError(
-                f"context key index_upload={index_upload!r} must be one of "
-                f"{', '.join(INDEX_UPLOADS)}"
+                f"context key log_retention_days={value} must be one of {list(LOG_RETENTION_DAYS)}"
             )
-        provisioned = _int(get, "provisioned_concurrency", cls.provisioned_concurrency)
-        if not 0 <= provisioned <= MAX_PROVISIONED_CONCURRENCY:
+        return value
+
+    @field_validator("index_upload")
+    @classmethod
+    def _index_upload(cls, value: str) -> str:
+        if value not in INDEX_UPLOADS:
             raise ConfigError(
-                f"context key provisioned_concurrency={provisioned} must be between 0 and "
+                f"context key index_upload={value!r} must be one of {', '.join(INDEX_UPLOADS)}"
+            )
+        return value
+
+    @field_validator("provisioned_concurrency")
+    @classmethod
+    def _provisioned(cls, value: int) -> int:
+        if not 0 <= value <= MAX_PROVISIONED_CONCURRENCY:
+            raise ConfigError(
+                f"context key provisioned_concurrency={value} must be between 0 and "
                 f"{MAX_PROVISIONED_CONCURRENCY}"
             )
-        snapstart = _flag(get, "snapstart")
-        if snapstart and provisioned:
+        return value
+
+    @field_validator("domain_name")
+    @classmethod
+    def _domain_name(cls, value: str) -> str:
+        name = value.lower().rstrip(".")
+        if not _DOMAIN.fullmatch(name):
             raise ConfigError(
-                "context keys snapstart and provisioned_concurrency cannot be combined: Lambda "
-                "SnapStart does not support provisioned concurrency; choose one"
+                f"context key domain_name={name!r} must be a host name such as api.example.org "
+                "(no scheme, path or wildcard)"
             )
-        return cls(
-            oauth_issuer=str(get("oauth_issuer")),
-            oauth_audience=str(get("oauth_audience")),
-            oauth_jwks_url=jwks_url,
-            environment=environment,
-            index_dir=_text(get("index_dir")) or cls.index_dir,
-            layer_dir=_text(get("layer_dir")) or cls.layer_dir,
-            memory_mb=memory,
-            timeout_seconds=timeout,
-            architecture=architecture,
-            authorizer_cache_seconds=cache,
-            required_scopes=scopes,
-            private_health=_flag(get, "private_health"),
-            throttle_rate_limit=float(get("throttle_rate_limit") or cls.throttle_rate_limit),
-            throttle_burst_limit=_int(get, "throttle_burst_limit", cls.throttle_burst_limit),
-            log_retention_days=_int(get, "log_retention_days", cls.log_retention_days),
-            alarm_email=_text(get("alarm_email")) or None,
-            index_size_bytes=int(size) if size not in (None, "") else None,
-            index_upload=index_upload,
-            custom_domain=_custom_domain(get),
-            vpc=_vpc(get),
-            provisioned_concurrency=provisioned,
-            snapstart=snapstart,
-            waf_web_acl_arn=_optional_arn(get, "waf_web_acl_arn", _WEB_ACL_ARN, _WEB_ACL_EXAMPLE),
-            cors_origins=_cors_origins(get),
-            llm=_llm(get),
-        )
+        return name
 
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate_arn(cls, value: str) -> str:
+        return _arn("certificate_arn", value, _CERTIFICATE_ARN, _CERTIFICATE_EXAMPLE)
 
-def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
-    pair = _pair(get, "domain_name", "certificate_arn")
-    disable = _flag(get, "disable_execute_api_endpoint")
-    if pair is None:
-        if disable:
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc_id(cls, value: str) -> str:
+        if not _VPC_ID.fullmatch(value):
+            raise ConfigError(f"context key vpc_id={value!r} must look like vpc-0123456789abcdef0")
+        return value
+
+    @field_validator("private_subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in value if not _SUBNET_ID.fullmatch(s)]
+        if bad:
             raise ConfigError(
-                "context key disable_execute_api_endpoint needs domain_name and "
-                "certificate_arn: without a custom domain the API would be unreachable"
+                f"context key private_subnet_ids has {', '.join(map(repr, bad))}: each must "
+                "look like subnet-0123456789abcdef0"
             )
-        return None
-    name = _text(pair[0]).lower().rstrip(".")
-    if not _DOMAIN.fullmatch(name):
-        raise ConfigError(
-            f"context key domain_name={name!r} must be a host name such as api.example.org "
-            "(no scheme, path or wildcard)"
-        )
-    certificate = _arn("certificate_arn", pair[1], _CERTIFICATE_ARN, _CERTIFICATE_EXAMPLE)
-    return CustomDomain(
-        name=name, certificate_arn=certificate, disable_execute_api_endpoint=disable
-    )
+        return value
 
+    @field_validator("waf_web_acl_arn")
+    @classmethod
+    def _web_acl_arn(cls, value: str) -> str:
+        return _arn("waf_web_acl_arn", value, _WEB_ACL_ARN, _WEB_ACL_EXAMPLE)
 
-def _vpc(get: Callable[[str], Any]) -> VpcPlacement | None:
-    pair = _pair(get, "vpc_id", "private_subnet_ids")
-    if pair is None:
-        return None
-    vpc_id = _text(pair[0])
-    if not _VPC_ID.fullmatch(vpc_id):
-        raise ConfigError(f"context key vpc_id={vpc_id!r} must look like vpc-0123456789abcdef0")
-    subnets = _list(pair[1])
-    bad = [s for s in subnets if not _SUBNET_ID.fullmatch(s)]
-    if bad:
-        raise ConfigError(
-            f"context key private_subnet_ids has {', '.join(map(repr, bad))}: each must look "
-            "like subnet-0123456789abcdef0"
-        )
-    return VpcPlacement(vpc_id=vpc_id, subnet_ids=tuple(dict.fromkeys(subnets)))
-
-
-def _cors_origins(get: Callable[[str], Any]) -> tuple[str, ...]:
-    origins = tuple(dict.fromkeys(_list(get("cors_origins"))))
-    for origin in origins:
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"context key cors_origins has {origin!r}: each origin must be "
+                    "http(s)://host[:port] with no path or trailing slash, or '*'"
+                )
+        if "*" in value and len(value) > 1:
             raise ConfigError(
-                f"context key cors_origins has {origin!r}: each origin must be "
-                "http(s)://host[:port] with no path or trailing slash, or '*'"
+                "context key cors_origins mixes '*' with specific origins: give '*' alone or "
+                "only specific origins"
             )
-    if "*" in origins and len(origins) > 1:
-        raise ConfigError(
-            "context key cors_origins mixes '*' with specific origins: give '*' alone or "
-            "only specific origins"
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url(cls, value: str) -> str:
+        base_url = value.rstrip("/")
+        if not re.fullmatch(r"https://[^/\s]+(/\S*)?", base_url):
+            raise ConfigError(
+                f"context key llm_base_url={base_url!r} must be an https URL, e.g. "
+                "https://api.openai.com/v1"
+            )
+        return base_url
+
+    @field_validator("llm_api_key_secret_arn")
+    @classmethod
+    def _llm_secret_arn(cls, value: str) -> str:
+        return _arn(
+            "llm_api_key_secret_arn",
+            value,
+            _SECRET_ARN,
+            "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf",
         )
-    return origins
 
-
-def _llm(get: Callable[[str], Any]) -> LlmUpstream | None:
-    if _text(get("llm_api_key")):
+    @field_validator("llm_api_key", mode="before")
+    @classmethod
+    def _no_plain_llm_key(cls, value: Any) -> None:
         raise ConfigError(
             "context key llm_api_key is refused: the key would end up in the template. Store it "
             "in Secrets Manager and set llm_api_key_secret_arn to the secret's ARN"
         )
-    keys = ("llm_base_url", "llm_model", "llm_api_key_secret_arn")
-    values = {k: _text(get(k)) for k in keys}
-    absent = [k for k, v in values.items() if not v]
-    if len(absent) == len(keys):
-        return None
-    if absent:
-        raise ConfigError(
-            f"context keys {', '.join(keys)} go together: set all three or none "
-            f"({', '.join(absent)} missing)"
-        )
-    base_url = values["llm_base_url"].rstrip("/")
-    if not re.fullmatch(r"https://[^/\s]+(/\S*)?", base_url):
-        raise ConfigError(
-            f"context key llm_base_url={base_url!r} must be an https URL, e.g. "
-            "https://api.openai.com/v1"
-        )
-    secret = _arn(
-        "llm_api_key_secret_arn",
-        values["llm_api_key_secret_arn"],
-        _SECRET_ARN,
-        "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf",
-    )
-    return LlmUpstream(base_url=base_url, model=values["llm_model"], api_key_secret_arn=secret)
+
+    @model_validator(mode="after")
+    def _keys_that_go_together(self) -> StackConfig:
+        _pair("domain_name", self.domain_name, "certificate_arn", self.certificate_arn)
+        if self.disable_execute_api_endpoint and self.domain_name is None:
+            raise ConfigError(
+                "context key disable_execute_api_endpoint needs domain_name and "
+                "certificate_arn: without a custom domain the API would be unreachable"
+            )
+        _pair("vpc_id", self.vpc_id, "private_subnet_ids", self.private_subnet_ids)
+        if self.snapstart and self.provisioned_concurrency:
+            raise ConfigError(
+                "context keys snapstart and provisioned_concurrency cannot be combined: Lambda "
+                "SnapStart does not support provisioned concurrency; choose one"
+            )
+        llm = {key: getattr(self, key) for key in _LLM_KEYS}
+        absent = [key for key, value in llm.items() if value is None]
+        if 0 < len(absent) < len(_LLM_KEYS):
+            raise ConfigError(
+                f"context keys {', '.join(_LLM_KEYS)} go together: set all three or none "
+                f"({', '.join(absent)} missing)"
+            )
+        return self
 
 
-def _pair(get: Callable[[str], Any], first: str, second: str) -> tuple[Any, Any] | None:
-    """Both keys' values, or None when neither is set; one without the other is an error."""
-    a, b = get(first), get(second)
-    if bool(_list(a)) != bool(_list(b)):
-        given, absent = (first, second) if _list(a) else (second, first)
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first problem, as the validator worded it (or pydantic's words, with the key)."""
+    error = exc.errors()[0]
+    original = error.get("ctx", {}).get("error")
+    if isinstance(original, ConfigError):
+        return original
+    key = ".".join(map(str, error["loc"]))
+    return ConfigError(f"context key {key}={error.get('input')!r}: {error['msg']}")
+
+
+def _pair(first: str, a: object, second: str, b: object) -> None:
+    """One key of a pair without the other is an error."""
+    if bool(a) != bool(b):
+        given, absent = (first, second) if a else (second, first)
         raise ConfigError(
             f"context keys {first} and {second} go together: {given} is set but {absent} is not"
         )
-    return (a, b) if _list(a) else None
 
 
-def _arn(key: str, value: Any, pattern: re.Pattern[str], example: str) -> str:
-    text = _text(value)
-    if not pattern.fullmatch(text):
-        raise ConfigError(f"context key {key}={text!r} must be an ARN like {example}")
-    return text
+def _arn(key: str, value: str, pattern: re.Pattern[str], example: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"context key {key}={value!r} must be an ARN like {example}")
+    return value
 
 
-def _optional_arn(
-    get: Callable[[str], Any], key: str, pattern: re.Pattern[str], example: str
-) -> str | None:
-    value = get(key)
-    return _arn(key, value, pattern, example) if _text(value) else None
+def _is_unset(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, list | tuple) and not _list(value)
 
 
 def _text(value: Any) -> str:
@@ -340,26 +538,3 @@ def _list(value: Any) -> tuple[str, ...]:
         map(_text, value) if isinstance(value, list | tuple) else re.split(r"[,\s]+", str(value))
     )
     return tuple(item for item in items if item)
-
-
-def _flag(get: Callable[[str], Any], key: str) -> bool:
-    # `--context key=true` arrives as a string; cdk.context.json gives a real bool.
-    value = get(key)
-    if value is None or value == "" or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ConfigError(f"context key {key}={value!r} must be true or false")
-
-
-def _int(get: Callable[[str], Any], key: str, default: int) -> int:
-    value = get(key)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise ConfigError(f"context key {key}={value!r} must be an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"context key {key}={value!r} must be an integer") from None

@@ -14,7 +14,7 @@ from athenaeum.bundle.format import MANIFEST_FILE
 MIB = 1024 * 1024
 # Lambda's limit on function code plus all layers, unzipped.
 UNZIPPED_LIMIT_BYTES = 250 * MIB
-# The layer goal from the issue: leaves room for code and a small bundle.
+# The size layer/build.sh aims the layer at: it leaves room for the code and a small bundle.
 LAYER_GOAL_BYTES = 180 * MIB
 MIN_EPHEMERAL_MB = 512
 MAX_EPHEMERAL_MB = 10240

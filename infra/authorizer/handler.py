@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 UNAUTHORIZED = "Unauthorized"
-# Log markers the stack's metric filter counts (infra/monitoring.py): a refused token is routine
-# (and Lambda counts it as an error, since the 401 is an exception), these two are not.
+# Log markers the alarms' metric filter counts (infra/monitoring/infrastructure.py): a refused
+# token is routine (and Lambda counts it as an error, since the 401 is an exception); these two
+# are not.
 KEYS_UNAVAILABLE = "AUTHORIZER_KEYS_UNAVAILABLE"
 FAILURE = "AUTHORIZER_FAILURE"
 _validator: JWTValidator | None = None

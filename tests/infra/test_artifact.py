@@ -1,5 +1,6 @@
-"""The real artifact: a fresh Python 3.12 with nothing on its path but the built layer and the
-staged function code answers real API Gateway REST (v1) events from a packaged bundle."""
+"""The real artifacts: what infra/staging.py puts in each function's code, and a fresh Python 3.12
+with nothing on its path but the built layer and that code, answering real API Gateway REST (v1)
+events from a packaged bundle, or refusing a token in the authorizer."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "rest_v1_authorizer.json"
 PY312_CANDIDATES = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
+# The serve half of the package; the build side and the CLI never reach a function.
+SERVE_TOP_LEVEL = {"__init__.py", "errors.py", "bundle", "retrieval", "server"}
 
 SCRIPT = """
 import json, sys, time
@@ -57,6 +60,99 @@ answers["outside"] = sorted(
 )
 print(json.dumps(answers))
 """
+
+
+AUTHORIZER_SCRIPT = """
+import json, sys
+sys.path[:0] = sys.argv[1].split(":")
+import handler
+event = {
+    "type": "TOKEN",
+    "methodArn": "arn:aws:execute-api:us-east-2:123456789012:abc123/prod/GET/health",
+    "authorizationToken": "Bearer not.a.jwt",
+}
+try:
+    handler.handler(event, None)
+    refusal = None
+except Exception as exc:
+    refusal = [type(exc).__name__, str(exc)]
+print(json.dumps({
+    "refusal": refusal,
+    "athenaeum": sorted(m for m in sys.modules if m.split(".")[0] == "athenaeum"),
+    "files": sorted({
+        m.__file__ for m in list(sys.modules.values())
+        if getattr(m, "__file__", None) and not m.__file__.startswith(sys.base_prefix)
+    }),
+}))
+"""
+
+
+def staged_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
+    function = staging.stage_function(tmp_path)
+    assert [p.name for p in function.iterdir()] == ["athenaeum"]
+    assert {p.name for p in (function / "athenaeum").iterdir()} == SERVE_TOP_LEVEL
+    # Every file of the serve packages, as in the source tree, and nothing else.
+    source = ROOT / "athenaeum"
+    expected = {"athenaeum/__init__.py", "athenaeum/errors.py"} | {
+        "athenaeum/" + path.relative_to(source).as_posix()
+        for name in ("bundle", "retrieval", "server")
+        for path in (source / name).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    files = staged_files(function)
+    assert files == expected
+    assert "athenaeum/server/lambda_handler.py" in files
+    assert not [f for f in files if f.startswith(("athenaeum/build/", "athenaeum/cli/"))]
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def test_authorizer_artifact_is_the_handler_and_the_modules_it_names(tmp_path: Path) -> None:
+    authorizer = staging.stage_authorizer(tmp_path)
+    assert staged_files(authorizer) == {"handler.py"} | {
+        f"athenaeum/{module}" for module in staging.AUTHORIZER_MODULES
+    }
+
+
+@pytest.mark.slow
+def test_authorizer_artifact_runs_under_the_layer(tmp_path: Path) -> None:
+    if not LAYER.is_dir():
+        pytest.skip("no built layer; run layer/build.sh")
+    authorizer = staging.stage_authorizer(tmp_path / "staging")
+    result = subprocess.run(
+        [
+            python312(),
+            "-I",
+            "-S",
+            "-c",
+            AUTHORIZER_SCRIPT,
+            os.pathsep.join([str(LAYER), str(authorizer)]),
+        ],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
+            "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
+            "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    # A malformed token is refused as API Gateway expects (a 401), without a key fetch.
+    assert answers["refusal"] == ["Exception", "Unauthorized"]
+    # Everything came from the layer, the staged code or the standard library.
+    assert all(f.startswith((str(LAYER), str(authorizer))) for f in answers["files"])
+    staged = {
+        "athenaeum." + m.removesuffix(".py").replace("/", ".") for m in staging.AUTHORIZER_MODULES
+    }
+    loaded = {m.removesuffix(".__init__") for m in answers["athenaeum"]}
+    assert loaded <= {m.removesuffix(".__init__") for m in staged}
+    assert "athenaeum.server.auth" in loaded
 
 
 def python312() -> str:

@@ -110,8 +110,8 @@ uv = os.environ["DEPLOY_TEST_UV"]
 os.execv(uv, [uv, *args])
 """
 
-# layer/build.sh: a layer of one file where the real one would go (the real build downloads
-# some 170 MiB of wheels for the Lambda platform).
+# layer/build.sh: a layer of one file where the real one would go (the real build downloads the
+# serve stack's wheels for the Lambda platform).
 _LAYER = """
 log("layer")
 out = Path(args[args.index("--out") + 1] if "--out" in args else "build/layer")
@@ -134,7 +134,8 @@ class Deploy:
         return [json.loads(line) for line in lines]
 
     def events(self) -> list[str]:
-        """The calls that matter for ordering: CDK commands, the layer build and infra.upload."""
+        """The calls that matter for ordering: CDK commands, the layer build and the index
+        upload (infra/index/upload.py)."""
         named = []
         for entry in self.log():
             tool, args = entry["tool"], entry["args"]
@@ -142,7 +143,7 @@ class Deploy:
                 named.append(f"cdk {args[0]}")
             elif tool == "layer":
                 named.append("layer")
-            elif tool == "uv" and "infra.upload" in args:
+            elif tool == "uv" and "infra.index.upload" in args:
                 named.append("prune" if "--prune-only" in args else "upload")
         return named
 

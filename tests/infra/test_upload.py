@@ -1,5 +1,6 @@
-"""deploy.sh's own upload of a large bundle (infra/upload.py), against moto's S3 on 127.0.0.1:
-resumable, manifest last, older bundles pruned, and readable by the function's S3 loader."""
+"""deploy.sh's own upload of a large bundle (infra/index/upload.py), against moto's S3 on
+127.0.0.1: resumable, manifest last, older bundles pruned, and readable by the function's S3
+loader."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.s3 import S3Location, fetch_s3_bundle
-from infra import upload
+from infra.index import upload
 
 BUCKET = "athenaeum-index-upload"
 

@@ -1,6 +1,6 @@
 """Uploads an index bundle to the stack's bucket, for bundles too large for CloudFormation to copy.
 
-    uv run python -m infra.upload --bucket NAME --prefix index/<bundle id> --index DIR [--prune]
+    uv run python -m infra.index.upload --bucket NAME --index DIR [--prefix index/<id>] [--prune]
 
 Each file the manifest lists goes to PREFIX/<path> with its sha256 in the object's metadata; a
 file already there with the same size and sha256 is skipped, so an interrupted upload resumes.
@@ -179,7 +179,7 @@ def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.upload", description=__doc__.split("\n\n")[0]
+        prog="python -m infra.index.upload", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", help="default: index/<bundle id> of --index")

@@ -1,4 +1,5 @@
-"""CloudWatch alarms: 5xx rate, authorizer failures, p99 latency and throttles."""
+"""`Alarms`: CloudWatch alarms on the 5xx rate, authorizer failures, p99 latency and throttles,
+and an SNS topic that mails them when an address is given."""
 
 from __future__ import annotations
 

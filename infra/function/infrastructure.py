@@ -1,0 +1,254 @@
+"""`ApiFunction`: the API function (the FastAPI app behind Mangum, staged by infra/staging.py)
+with its dependency layer, its log group, the app's settings in its environment, and what the
+options add: a `live` alias (provisioned concurrency or SnapStart), a place in a VPC, read
+access to the LLM key's secret and to an index kept in S3."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Annotations, Duration, Fn, RemovalPolicy, Size, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, IDependable
+
+from infra import staging
+from infra.config import LlmUpstream, OAuthIssuer, VpcPlacement
+from infra.index.upload import INDEX_ROOT
+from infra.nag import acknowledge, acknowledge_lambda_defaults, managed_policy
+
+# The layer is built, and its bytecode compiled, for exactly this runtime (layer/build.sh).
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+HANDLER = "athenaeum.server.lambda_handler.handler"
+FUNCTION_ID = "MCPServerFunction"
+# The published version API Gateway calls when provisioned concurrency or SnapStart is on.
+LIVE_ALIAS = "live"
+PACKAGED_INDEX_DIR = f"/var/task/{staging.PACKAGED_INDEX_DIR}"
+INDEX_CACHE_DIR = "/tmp/athenaeum-index"  # noqa: S108
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexInS3:
+    """An index the function downloads from S3 rather than finds in its code."""
+
+    bucket: s3.Bucket
+    prefix: str
+    # What must finish before a new function version starts (the copy into the bucket).
+    ready: IDependable | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.prefix}"
+
+
+class ApiFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        code: Path,
+        layer_dir: Path,
+        oauth: OAuthIssuer,
+        architecture: lambda_.Architecture,
+        memory_mb: int,
+        timeout: Duration,
+        ephemeral_storage_mb: int,
+        log_retention: logs.RetentionDays,
+        index_in_s3: IndexInS3 | None = None,
+        public_base_url: str | None = None,
+        cors_origins: Sequence[str] = (),
+        llm: LlmUpstream | None = None,
+        vpc: VpcPlacement | None = None,
+        provisioned_concurrency: int = 0,
+        snapstart: bool = False,
+    ) -> None:
+        """`code` is the staged function (with the index in it unless `index_in_s3`)."""
+        super().__init__(scope, construct_id)
+        publishes_versions = provisioned_concurrency > 0 or snapstart
+        self.layer = lambda_.LayerVersion(
+            self,
+            "DependencyLayer",
+            code=lambda_.Code.from_asset(str(layer_dir)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[architecture],
+            description="Athenaeum serve-side dependencies (built by layer/build.sh)",
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "MCPServerLogs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        network, subnets, security_group = (
+            self._vpc_placement(vpc) if vpc is not None else (None, None, None)
+        )
+        self.security_group: ec2.SecurityGroup | None = security_group
+        self.function = lambda_.Function(
+            self,
+            FUNCTION_ID,
+            function_name=function_name,
+            runtime=RUNTIME,
+            architecture=architecture,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(code)),
+            layers=[self.layer],
+            memory_size=memory_mb,
+            timeout=timeout,
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),
+            environment=_environment(
+                oauth=oauth,
+                index_in_s3=index_in_s3,
+                preload=index_in_s3 is None or publishes_versions,
+                public_base_url=public_base_url,
+                cors_origins=cors_origins,
+                llm=llm,
+            ),
+            log_group=self.log_group,
+            description="Athenaeum API (FastAPI behind Mangum)",
+            vpc=network,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group] if self.security_group is not None else None,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snapstart else None,
+            # A version per deploy; the replaced one is deleted once the alias has moved on, so
+            # old copies of the code (and a packaged index) do not pile up in Lambda's storage.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+        )
+        acknowledge_lambda_defaults(self.function)
+        self.live_alias: lambda_.Alias | None = None
+        if publishes_versions:
+            self.live_alias = lambda_.Alias(
+                self,
+                "LiveAlias",
+                alias_name=LIVE_ALIAS,
+                version=self.function.current_version,
+                provisioned_concurrent_executions=provisioned_concurrency or None,
+            )
+        if snapstart:
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "the live alias publishes a version on every deploy and API Gateway calls it",
+            )
+        if vpc is not None:
+            acknowledge(
+                self.function,
+                "AwsSolutions-IAM4" + managed_policy("AWSLambdaVPCAccessExecutionRole"),
+                "AWSLambdaVPCAccessExecutionRole only lets Lambda manage the function's network "
+                "interfaces in the configured subnets; it is the AWS-managed policy for that",
+            )
+        if llm is not None:
+            self._grant_llm_secret(llm)
+        if index_in_s3 is not None:
+            self._grant_index(index_in_s3)
+
+    @property
+    def target(self) -> lambda_.IFunction:
+        """What API Gateway invokes: with a `live` alias the published version (warm, or
+        restored from a snapshot), not $LATEST."""
+        return self.live_alias or self.function
+
+    def _vpc_placement(
+        self, placement: VpcPlacement
+    ) -> tuple[ec2.IVpc, ec2.SubnetSelection, ec2.SecurityGroup]:
+        # Imported by id, not looked up, so synth needs no AWS credentials. The subnets are
+        # named explicitly, so the VPC's own subnet lists, zones and route tables are never
+        # read (CDK warns that they are unknown at synth time; that is expected here).
+        vpc = ec2.Vpc.from_vpc_attributes(
+            self, "Vpc", vpc_id=placement.vpc_id, availability_zones=Fn.get_azs()
+        )
+        subnets = ec2.SubnetSelection(
+            subnets=[
+                ec2.Subnet.from_subnet_id(self, f"PrivateSubnet{i}", subnet_id)
+                for i, subnet_id in enumerate(placement.subnet_ids, start=1)
+            ]
+        )
+        security_group = ec2.SecurityGroup(
+            self,
+            "MCPServerSecurityGroup",
+            vpc=vpc,
+            description="Athenaeum API function: no inbound; outbound to S3, Secrets Manager "
+            "and the LLM upstream",
+            allow_all_outbound=True,
+        )
+        return vpc, subnets, security_group
+
+    def _grant_llm_secret(self, llm: LlmUpstream) -> None:
+        arn = llm.api_key_secret_arn
+        # IAM matches the full ARN; a partial one (no "-XXXXXX" suffix) needs the suffix slot.
+        resource = arn if llm.secret_arn_is_complete else f"{arn}-??????"
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[resource])
+        )
+        if not llm.secret_arn_is_complete:
+            acknowledge(
+                self.function,
+                f"AwsSolutions-IAM5[Resource::{resource}]",
+                "the secret's ARN was given without its six-character suffix; '??????' matches "
+                "exactly that suffix, so the grant covers that one secret only",
+            )
+
+    def _grant_index(self, index: IndexInS3) -> None:
+        if index.ready is not None:
+            # A new function version must not start before its index is in the bucket.
+            self.function.node.add_dependency(index.ready)
+        # Read-only and only the index objects: the loader fetches keys the manifest lists.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[index.bucket.arn_for_objects(f"{INDEX_ROOT}/*")],
+            )
+        )
+        bucket_id = Stack.of(self).get_logical_id(index.bucket.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            self.function,
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{INDEX_ROOT}/*]",
+            "s3:GetObject on the index prefix only: the bundle's file names are known only "
+            "at run time, from its manifest",
+        )
+
+
+def _environment(
+    *,
+    oauth: OAuthIssuer,
+    index_in_s3: IndexInS3 | None,
+    preload: bool,
+    public_base_url: str | None,
+    cors_origins: Sequence[str],
+    llm: LlmUpstream | None,
+) -> Mapping[str, str]:
+    """The app's settings (athenaeum.server.settings), as the function reads them."""
+    environment = {
+        **oauth.environment(),
+        # API Gateway's authorizer has already verified the token on every protected route.
+        "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
+    }
+    if index_in_s3 is None:
+        environment["ATHENAEUM_INDEX_DIR"] = PACKAGED_INDEX_DIR
+    else:
+        # Content-addressed: a new bundle is a new prefix, hence a new function
+        # configuration, so no container keeps serving an older copy from its /tmp.
+        environment["ATHENAEUM_INDEX_S3_URI"] = index_in_s3.uri
+        environment["ATHENAEUM_INDEX_CACHE_DIR"] = INDEX_CACHE_DIR
+    if preload:
+        # Load in the init phase: it runs on a full CPU, SnapStart snapshots it, and
+        # provisioned instances do it before traffic. (Not for an index in S3 on demand: a
+        # large download would outlast the 10 s init limit.)
+        environment["ATHENAEUM_PRELOAD_INDEX"] = "true"
+    if public_base_url is not None:
+        # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
+        environment["ATHENAEUM_PUBLIC_BASE_URL"] = public_base_url
+    if cors_origins:
+        environment["ATHENAEUM_CORS_ORIGINS"] = ",".join(cors_origins)
+    if llm is not None:
+        # The secret's ARN only: the function reads the key from Secrets Manager at start.
+        environment["ATHENAEUM_LLM_BASE_URL"] = llm.base_url
+        environment["ATHENAEUM_LLM_MODEL"] = llm.model
+        environment["ATHENAEUM_LLM_API_KEY_SECRET"] = llm.api_key_secret_arn
+    return environment

@@ -1,0 +1,1 @@
+"""The REST API in front of the functions (infrastructure.py)."""

@@ -1,0 +1,333 @@
+"""`Gateway`: the REST API (regional) in front of the API function: its stage and JSON access
+logs, the routes and which of them the authorizer guards, CORS preflights, the gateway's own
+errors in the API's error shape, and optionally a WAF web ACL and a custom domain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from athenaeum.errors import error_body
+from infra.config import CustomDomain
+from infra.nag import acknowledge, managed_policy
+
+WELL_KNOWN = ".well-known"
+METADATA_PATH = f"{WELL_KNOWN}/oauth-protected-resource"
+# What the app's CORSMiddleware allows (athenaeum/server/app.py); the gateway answers
+# preflights alike.
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version")
+CORS_MAX_AGE = Duration.minutes(10)
+
+# One line of JSON per request; the authorizer fields say why a request was refused.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "path": "$context.path",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "principalId": "$context.authorizer.principalId",
+    "authorizerError": "$context.authorizer.error",
+    "errorMessage": "$context.error.message",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayError:
+    """One of the gateway's own answers, in the API's error shape."""
+
+    name: str
+    kind: apigw.ResponseType
+    status: str | None
+    message: str
+    error_type: str
+    code: str
+    # 401 and 403 tell the client where the protected-resource metadata is (RFC 9728).
+    challenge: bool = False
+
+    def body(self) -> str:
+        # The API's own error shape (OpenAI style), so clients parse gateway and app errors alike.
+        return json.dumps(error_body(self.message, self.error_type, code=self.code))
+
+
+GATEWAY_ERRORS = (
+    GatewayError(
+        name="Unauthorized",
+        kind=apigw.ResponseType.UNAUTHORIZED,
+        status="401",
+        message="a valid OAuth access token is required (Authorization: Bearer <token>)",
+        error_type="invalid_request_error",
+        code="invalid_token",
+        challenge=True,
+    ),
+    GatewayError(
+        name="AccessDenied",
+        kind=apigw.ResponseType.ACCESS_DENIED,
+        status="403",
+        message="the access token does not grant access to this resource",
+        error_type="invalid_request_error",
+        code="insufficient_scope",
+        challenge=True,
+    ),
+    GatewayError(
+        name="AuthorizerFailure",
+        kind=apigw.ResponseType.AUTHORIZER_FAILURE,
+        status="503",
+        message="the token could not be verified right now (the identity provider's keys are "
+        "unreachable); retry shortly",
+        error_type="server_error",
+        code="auth_unavailable",
+    ),
+    GatewayError(
+        name="Default4xx",
+        kind=apigw.ResponseType.DEFAULT_4_XX,
+        status=None,
+        message="the request was refused by the API gateway",
+        error_type="invalid_request_error",
+        code="gateway_error",
+    ),
+    GatewayError(
+        name="Default5xx",
+        kind=apigw.ResponseType.DEFAULT_5_XX,
+        status=None,
+        message="the API gateway could not complete the request",
+        error_type="server_error",
+        code="gateway_error",
+    ),
+)
+
+
+class Gateway(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        stage_name: str,
+        target: lambda_.IFunction,
+        authorizer: apigw.IAuthorizer,
+        log_retention: logs.RetentionDays,
+        throttle_rate_limit: float,
+        throttle_burst_limit: int,
+        private_health: bool = False,
+        cors_origins: Sequence[str] = (),
+        custom_domain: CustomDomain | None = None,
+        waf_web_acl_arn: str | None = None,
+    ) -> None:
+        """`target` serves every route; `authorizer` guards all but the public ones."""
+        super().__init__(scope, construct_id)
+        self.stage_name = stage_name
+        self.cors_origins = tuple(cors_origins)
+        self.custom_domain = custom_domain
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = self._rest_api(name, throttle_rate_limit, throttle_burst_limit)
+        self.stage = self.api.deployment_stage
+        self._routes(target, authorizer, private_health=private_health)
+        self._gateway_responses()
+        self._web_acl(waf_web_acl_arn)
+        self.domain: apigw.DomainName | None = None
+        if custom_domain is not None:
+            self.domain = self._custom_domain(custom_domain)
+
+    @property
+    def url(self) -> str:
+        """The API's base URL: the custom domain's when the execute-api endpoint is off."""
+        domain = self.custom_domain
+        if domain is not None and domain.disable_execute_api_endpoint:
+            # The execute-api URL answers 403 then.
+            return f"{domain.url}/"
+        return self.api.url
+
+    def _rest_api(
+        self, name: str, throttle_rate_limit: float, throttle_burst_limit: int
+    ) -> apigw.RestApi:
+        domain = self.custom_domain
+        api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=name,
+            description="Athenaeum: search, chat completions and MCP over a document library",
+            endpoint_configuration=apigw.EndpointConfiguration(types=[apigw.EndpointType.REGIONAL]),
+            # Left out (not false) unless asked for, so the default template does not change.
+            disable_execute_api_endpoint=(
+                domain is not None and domain.disable_execute_api_endpoint
+            )
+            or None,
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            deploy_options=apigw.StageOptions(
+                stage_name=self.stage_name,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                throttling_rate_limit=throttle_rate_limit,
+                throttling_burst_limit=throttle_burst_limit,
+            ),
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-APIG2",
+            "every route is a proxy to one FastAPI app, which validates each request body and "
+            "parameter itself and answers in the API's own error shape (400/422)",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-IAM4" + managed_policy("AmazonAPIGatewayPushToCloudWatchLogs"),
+            "the account-level API Gateway role that writes access logs uses the AWS-managed "
+            "AmazonAPIGatewayPushToCloudWatchLogs policy, which is scoped to exactly that",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            "callers authenticate with OAuth access tokens from the configured issuer (any "
+            "OIDC provider), verified by the TOKEN Lambda authorizer, not by Cognito",
+        )
+        return api
+
+    def _routes(
+        self, target: lambda_.IFunction, authorizer: apigw.IAuthorizer, *, private_health: bool
+    ) -> None:
+        root = self.api.root
+        integration = apigw.LambdaIntegration(target, proxy=True, allow_test_invoke=False)
+        root.add_method("ANY", integration, authorizer=authorizer)
+        proxy = root.add_resource("{proxy+}")
+        proxy.add_method("ANY", integration, authorizer=authorizer)
+        health = root.add_resource("health")
+        if private_health:
+            health.add_method("GET", integration, authorizer=authorizer)
+        else:
+            public = health.add_method("GET", integration)
+            acknowledge(
+                public,
+                "AwsSolutions-APIG4",
+                "/health is public by design (load balancers and uptime checks); it reveals "
+                "only whether the index is loaded. The context flag private_health protects it",
+            )
+        # RFC 9728 metadata must be readable before the client has a token: it tells it where
+        # to get one.
+        well_known = root.add_resource(WELL_KNOWN).add_resource("{proxy+}")
+        discovery = well_known.add_method("GET", integration)
+        acknowledge(
+            discovery,
+            "AwsSolutions-APIG4",
+            "OAuth protected-resource metadata (RFC 9728) must be public: clients read it to "
+            "find the authorization server before they hold a token",
+        )
+        if self.cors_origins:
+            for resource in (root, proxy, health, well_known):
+                self._cors_preflight(resource)
+
+    def _cors_preflight(self, resource: apigw.IResource) -> None:
+        # Browsers send the preflight without Authorization, so it must not meet the
+        # authorizer. The gateway answers it itself (MOCK): no function invocation, so no
+        # unauthenticated way into the function and no cold start before the real request.
+        preflight = resource.add_cors_preflight(
+            allow_origins=list(self.cors_origins),
+            allow_methods=list(CORS_ALLOW_METHODS),
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            max_age=CORS_MAX_AGE,
+        )
+        acknowledge(
+            preflight,
+            "AwsSolutions-APIG4",
+            "CORS preflight (OPTIONS) requests carry no credentials by the Fetch standard; the "
+            "gateway answers them itself (MOCK integration) and they reach no code or data",
+        )
+
+    def _gateway_responses(self) -> None:
+        challenge = Fn.join("", ["'Bearer resource_metadata=\"", self._metadata_url(), "\"'"])
+        common = {"Content-Type": "'application/json'", **self._cors_response_headers()}
+        for error in GATEWAY_ERRORS:
+            headers = dict(common)
+            if error.challenge:
+                headers["WWW-Authenticate"] = challenge
+            self.api.add_gateway_response(
+                error.name,
+                type=error.kind,
+                status_code=error.status,
+                response_headers=headers,
+                templates={"application/json": error.body()},
+            )
+
+    def _metadata_url(self) -> str:
+        if self.custom_domain is not None:
+            return f"{self.custom_domain.url}/{METADATA_PATH}"
+        return Fn.join(
+            "",
+            [
+                "https://",
+                self.api.rest_api_id,
+                ".execute-api.",
+                Aws.REGION,
+                ".",
+                Aws.URL_SUFFIX,
+                f"/{self.stage_name}/{METADATA_PATH}",
+            ],
+        )
+
+    def _cors_response_headers(self) -> dict[str, str]:
+        """Headers that let a browser client read the gateway's own errors (401, 403, 5xx)."""
+        origins = self.cors_origins
+        if not origins:
+            return {}
+        if origins == ("*",):
+            return {
+                "Access-Control-Allow-Origin": "'*'",
+                "Access-Control-Expose-Headers": "'WWW-Authenticate'",
+            }
+        # One origin is a constant. For several, a gateway response cannot choose among them,
+        # so it echoes the caller's Origin: these bodies are fixed error messages, sent without
+        # Access-Control-Allow-Credentials, so no origin can read anything it could not guess.
+        allow = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+        return {
+            "Access-Control-Allow-Origin": allow,
+            "Access-Control-Expose-Headers": "'WWW-Authenticate'",
+            "Vary": "'Origin'",
+        }
+
+    def _web_acl(self, web_acl_arn: str | None) -> None:
+        if web_acl_arn is None:
+            acknowledge(
+                self.stage,
+                "AwsSolutions-APIG3",
+                "no WAF web ACL by default: a web ACL costs money and its rules depend on the "
+                "deployment; set the context key waf_web_acl_arn to associate one with the stage",
+            )
+            return
+        wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=web_acl_arn
+        )
+
+    def _custom_domain(self, domain: CustomDomain) -> apigw.DomainName:
+        certificate = acm.Certificate.from_certificate_arn(
+            self, "Certificate", domain.certificate_arn
+        )
+        return apigw.DomainName(
+            self,
+            "CustomDomain",
+            domain_name=domain.name,
+            certificate=certificate,
+            endpoint_type=apigw.EndpointType.REGIONAL,
+            security_policy=apigw.SecurityPolicy.TLS_1_2,
+            # The stage at the domain's root: https://<domain>/search, no stage in the path.
+            mapping=self.api,
+        )

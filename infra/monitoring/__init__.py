@@ -1,0 +1,1 @@
+"""CloudWatch alarms on the API and its functions (infrastructure.py)."""

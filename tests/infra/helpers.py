@@ -1,0 +1,149 @@
+"""Inputs and template readers shared by the construct and stack tests.
+
+No AWS, no CDK CLI and no real layer build: the layer is a stub folder and the bundles are tiny
+(a large one declares large byte counts in its manifest, or its size comes from context).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Stack, Validations
+from aws_cdk.assertions import Template
+from constructs import IConstruct
+
+from infra.config import OAuthIssuer
+
+CONTEXT = {
+    "oauth_issuer": "https://issuer.test/",
+    "oauth_audience": "https://athenaeum.test",
+    "oauth_jwks_url": "https://issuer.test/.well-known/jwks.json",
+}
+OAUTH = OAuthIssuer(
+    issuer=CONTEXT["oauth_issuer"],
+    audience=CONTEXT["oauth_audience"],
+    jwks_url=CONTEXT["oauth_jwks_url"],
+)
+PUBLIC_PATHS = {"/health", "/.well-known/{proxy+}"}
+API_FUNCTION_NAME = "AtheneumStack-MCPServerFunction"
+CERTIFICATE_ARN = (
+    "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c1f9e-1234-4d2a-9c3e-0123456789ab"
+)
+WEB_ACL_ARN = (
+    "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/athenaeum/"
+    "0b6c1f9e-1234-4d2a-9c3e-0123456789ab"
+)
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:athenaeum/llm-AbC123"
+PARTIAL_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:athenaeum/llm"
+SUBNETS = ("subnet-0123456789abcdef0", "subnet-0fedcba9876543210")
+# A key that might sit in a developer's shell while they synth: it must never reach the template.
+PLAIN_LLM_KEY = "sk-proj-plain-key-that-must-not-leak-0123456789"
+# Every optional key that can go together (SnapStart excludes provisioned concurrency).
+ADVANCED = {
+    "domain_name": "api.athenaeum.test",
+    "certificate_arn": CERTIFICATE_ARN,
+    "vpc_id": "vpc-0123456789abcdef0",
+    # As `--context private_subnet_ids=...` gives it: one string.
+    "private_subnet_ids": ", ".join(SUBNETS),
+    "provisioned_concurrency": 2,
+    "waf_web_acl_arn": WEB_ACL_ARN,
+    "cors_origins": ["https://app.athenaeum.test", "http://localhost:5173"],
+    "llm_base_url": "https://api.openai.com/v1/",
+    "llm_model": "gpt-4o-mini",
+    "llm_api_key_secret_arn": SECRET_ARN,
+    "alarm_email": "ops@example.org",
+}
+SNAPSTART = {
+    "snapstart": "true",
+    "domain_name": "API.Athenaeum.test",
+    "certificate_arn": CERTIFICATE_ARN,
+    "disable_execute_api_endpoint": True,
+    "cors_origins": "*",
+    "llm_base_url": "https://llm.internal.test/v1",
+    "llm_model": "local-model",
+    "llm_api_key_secret_arn": PARTIAL_SECRET_ARN,
+}
+
+
+def make_layer(root: Path) -> Path:
+    layer = root / "layer"
+    (layer / "python").mkdir(parents=True)
+    (layer / "python" / "stub.py").write_text("VALUE = 1\n")
+    return layer
+
+
+def make_bundle(root: Path, *, declared_bytes: int | None = None) -> Path:
+    bundle = root / "bundle"
+    bundle.mkdir(parents=True)
+    (bundle / "chunks.jsonl").write_text('{"id": "c1", "text": "hello"}\n')
+    size = declared_bytes if declared_bytes is not None else 31
+    manifest = {
+        "format": "athenaeum-index",
+        "files": {"chunks.jsonl": {"sha256": "0", "bytes": size}},
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+def make_code(root: Path) -> Path:
+    """A function's code asset: one module (the constructs never look inside)."""
+    code = root / "code"
+    code.mkdir(parents=True)
+    (code / "handler.py").write_text("def handler(event, context):\n    return {}\n")
+    return code
+
+
+def logical_id(construct: IConstruct) -> str:
+    return Stack.of(construct).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
+
+
+def function_named(template: Template, name: str) -> dict[str, Any]:
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"FunctionName": name}}
+    )
+    assert len(functions) == 1
+    return dict(next(iter(functions.values()))["Properties"])
+
+
+def gateway_responses(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in template.find_resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+
+
+def acknowledged(scope: IConstruct) -> set[str]:
+    """Every cdk-nag rule acknowledged anywhere under `scope`."""
+    return {
+        rule
+        for construct in scope.node.find_all()
+        for entry in construct.node.metadata
+        if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+        for rule in entry.data
+    }
+
+
+def method_paths(template: Template) -> dict[str, dict[str, Any]]:
+    """Every API method's properties, keyed by 'VERB /path'."""
+    resources = template.find_resources("AWS::ApiGateway::Resource")
+
+    def path_of(ref: Any) -> str:
+        if "Fn::GetAtt" in ref:  # the API's root resource
+            return ""
+        props = resources[ref["Ref"]]["Properties"]
+        return path_of(props["ParentId"]) + "/" + props["PathPart"]
+
+    return {
+        f"{m['Properties']['HttpMethod']} {path_of(m['Properties']['ResourceId']) or '/'}": m[
+            "Properties"
+        ]
+        for m in template.find_resources("AWS::ApiGateway::Method").values()
+    }
+
+
+def invoked(method: dict[str, Any]) -> list[Any]:
+    """The parts of a proxy method's integration URI (the function or alias ARN among them)."""
+    parts: list[Any] = method["Integration"]["Uri"]["Fn::Join"][1]
+    return parts

@@ -1,0 +1,259 @@
+"""The API function construct (infra/function), alone in a bare stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aws_cdk", reason="needs the deploy extra: uv sync --extra deploy")
+
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+
+from infra.config import LlmUpstream, VpcPlacement
+from infra.function.infrastructure import ApiFunction, IndexInS3
+from tests.infra.helpers import (
+    API_FUNCTION_NAME,
+    CONTEXT,
+    OAUTH,
+    PARTIAL_SECRET_ARN,
+    SECRET_ARN,
+    SUBNETS,
+    acknowledged,
+    function_named,
+    logical_id,
+    make_code,
+    make_layer,
+)
+
+PREFIX = "index/0123456789abcdef"
+LLM = LlmUpstream(
+    base_url="https://api.openai.com/v1", model="gpt-4o-mini", api_key_secret_arn=SECRET_ARN
+)
+
+
+def build(tmp: Path, **options: Any) -> tuple[ApiFunction, Template]:
+    """The function with the stack's defaults; `bucket=True` puts its index in S3."""
+    stack = Stack(App(), "Bare")
+    if options.pop("bucket", False):
+        bucket = s3.Bucket(stack, "Bucket")
+        options["index_in_s3"] = IndexInS3(
+            bucket=bucket, prefix=PREFIX, ready=s3.Bucket(stack, "Ready")
+        )
+    function = ApiFunction(
+        stack,
+        "Function",
+        function_name=API_FUNCTION_NAME,
+        code=make_code(tmp),
+        layer_dir=make_layer(tmp),
+        oauth=OAUTH,
+        architecture=lambda_.Architecture.X86_64,
+        memory_mb=2048,
+        timeout=Duration.seconds(29),
+        ephemeral_storage_mb=options.pop("ephemeral_storage_mb", 512),
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        **options,
+    )
+    return function, Template.from_stack(stack)
+
+
+def variables(template: Template) -> dict[str, Any]:
+    return dict(function_named(template, API_FUNCTION_NAME)["Environment"]["Variables"])
+
+
+def role_policies(template: Template, function: ApiFunction) -> dict[str, Any]:
+    role = logical_id(function.function.role)  # type: ignore[arg-type]
+    return template.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}})
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[ApiFunction, Template]:
+    return build(tmp_path_factory.mktemp("packaged"))
+
+
+def test_layer_logs_limits_and_settings(packaged: tuple[ApiFunction, Template]) -> None:
+    function, template = packaged
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": API_FUNCTION_NAME,
+            "Handler": "athenaeum.server.lambda_handler.handler",
+            "Runtime": "python3.12",
+            "Architectures": ["x86_64"],
+            "Layers": [{"Ref": logical_id(function.layer)}],
+            "MemorySize": 2048,
+            "Timeout": 29,
+            "EphemeralStorage": {"Size": 512},
+            "LoggingConfig": Match.object_like(
+                {"LogGroup": {"Ref": logical_id(function.log_group)}}
+            ),
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "ATHENAEUM_INDEX_DIR": "/var/task/index",
+                        "ATHENAEUM_PRELOAD_INDEX": "true",
+                        "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
+                        "ATHENAEUM_OAUTH_ISSUER": CONTEXT["oauth_issuer"],
+                        "ATHENAEUM_OAUTH_AUDIENCE": CONTEXT["oauth_audience"],
+                        "ATHENAEUM_OAUTH_JWKS_URL": CONTEXT["oauth_jwks_url"],
+                        "ATHENAEUM_OAUTH_REQUIRED_SCOPES": "",
+                    }
+                )
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": f"/aws/lambda/{API_FUNCTION_NAME}", "RetentionInDays": 30},
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::LayerVersion",
+        {"CompatibleRuntimes": ["python3.12"], "CompatibleArchitectures": ["x86_64"]},
+    )
+
+
+def test_nothing_optional_by_default(packaged: tuple[ApiFunction, Template]) -> None:
+    function, template = packaged
+    props = function_named(template, API_FUNCTION_NAME)
+    assert "VpcConfig" not in props and "SnapStart" not in props
+    assert template.find_resources("AWS::EC2::SecurityGroup") == {}
+    # No alias: API Gateway calls the function itself.
+    assert function.live_alias is None and function.target is function.function
+    assert template.find_resources("AWS::Lambda::Alias") == {}
+    assert template.find_resources("AWS::Lambda::Version") == {}
+    names = set(variables(template))
+    assert not {"ATHENAEUM_CORS_ORIGINS", "ATHENAEUM_PUBLIC_BASE_URL"} & names
+    assert not [name for name in names if name.startswith("ATHENAEUM_LLM_")]
+    assert not [name for name in names if name.startswith("ATHENAEUM_INDEX_S3")]
+    # No grant beyond the basic execution role.
+    assert role_policies(template, function) == {}
+
+
+def test_index_in_s3_is_read_only_and_waits_for_its_copy(tmp_path: Path) -> None:
+    function, template = build(tmp_path, bucket=True, ephemeral_storage_mb=557)
+    props = function_named(template, API_FUNCTION_NAME)
+    assert props["EphemeralStorage"] == {"Size": 557}
+    env = props["Environment"]["Variables"]
+    uri = env["ATHENAEUM_INDEX_S3_URI"]["Fn::Join"][1]
+    assert uri[0] == "s3://" and uri[-1] == f"/{PREFIX}"
+    assert env["ATHENAEUM_INDEX_CACHE_DIR"] == "/tmp/athenaeum-index"
+    # On demand with the index in S3, the download waits for the first request (init has 10 s).
+    assert "ATHENAEUM_PRELOAD_INDEX" not in env and "ATHENAEUM_INDEX_DIR" not in env
+    (policy,) = role_policies(template, function).values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "s3:GetObject"
+    assert statement["Resource"]["Fn::Join"][1][-1] == "/index/*"
+    # A new version must not start before its bundle is in the bucket.
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"FunctionName": API_FUNCTION_NAME}}
+    )
+    (resource,) = functions.values()
+    ready = next(c for c in function.node.scope.node.children if c.node.id == "Ready")  # type: ignore[union-attr]
+    assert logical_id(ready) in resource["DependsOn"]
+
+
+def test_provisioned_concurrency_publishes_a_live_alias(tmp_path: Path) -> None:
+    function, template = build(tmp_path, provisioned_concurrency=2, bucket=True)
+    assert function.live_alias is not None and function.target is function.live_alias
+    versions = template.find_resources("AWS::Lambda::Version")
+    (version_id,) = versions
+    template.has_resource_properties(
+        "AWS::Lambda::Alias",
+        {
+            "Name": "live",
+            "FunctionVersion": {"Fn::GetAtt": [version_id, "Version"]},
+            "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2},
+        },
+    )
+    # Replaced versions are deleted, so code copies do not pile up in Lambda's storage.
+    assert versions[version_id]["DeletionPolicy"] == "Delete"
+    # A published version loads the index before traffic, even from S3.
+    assert variables(template)["ATHENAEUM_PRELOAD_INDEX"] == "true"
+
+
+def test_snapstart_on_published_versions_behind_the_alias(tmp_path: Path) -> None:
+    function, template = build(tmp_path, snapstart=True)
+    assert function_named(template, API_FUNCTION_NAME)["SnapStart"] == {
+        "ApplyOn": "PublishedVersions"
+    }
+    template.has_resource_properties(
+        "AWS::Lambda::Alias", {"Name": "live", "ProvisionedConcurrencyConfig": Match.absent()}
+    )
+    assert function.target is function.live_alias
+
+
+def test_vpc_placement(tmp_path: Path) -> None:
+    placement = VpcPlacement(vpc_id="vpc-0123456789abcdef0", subnet_ids=SUBNETS)
+    function, template = build(tmp_path, vpc=placement)
+    assert function.security_group is not None
+    assert function_named(template, API_FUNCTION_NAME)["VpcConfig"] == {
+        "SubnetIds": list(SUBNETS),
+        "SecurityGroupIds": [{"Fn::GetAtt": [logical_id(function.security_group), "GroupId"]}],
+    }
+    template.has_resource_properties(
+        "AWS::EC2::SecurityGroup",
+        {
+            "VpcId": "vpc-0123456789abcdef0",
+            "SecurityGroupEgress": [Match.object_like({"CidrIp": "0.0.0.0/0", "IpProtocol": "-1"})],
+            "SecurityGroupIngress": Match.absent(),
+        },
+    )
+    role = template.find_resources("AWS::IAM::Role")[logical_id(function.function.role)]  # type: ignore[arg-type]
+    managed = json.dumps(role["Properties"]["ManagedPolicyArns"])
+    assert "service-role/AWSLambdaVPCAccessExecutionRole" in managed
+
+
+def test_llm_upstream_names_the_secret_and_may_read_only_it(tmp_path: Path) -> None:
+    function, template = build(tmp_path, llm=LLM)
+    env = variables(template)
+    assert env["ATHENAEUM_LLM_BASE_URL"] == "https://api.openai.com/v1"
+    assert env["ATHENAEUM_LLM_MODEL"] == "gpt-4o-mini"
+    assert env["ATHENAEUM_LLM_API_KEY_SECRET"] == SECRET_ARN
+    (policy,) = role_policies(template, function).values()
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": SECRET_ARN}
+    ]
+
+
+def test_partial_secret_arn_grants_only_the_suffix_slot(tmp_path: Path) -> None:
+    partial = LlmUpstream(
+        base_url="https://llm.internal.test/v1",
+        model="local-model",
+        api_key_secret_arn=PARTIAL_SECRET_ARN,
+    )
+    function, template = build(tmp_path, llm=partial)
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "secretsmanager:GetSecretValue",
+                        "Effect": "Allow",
+                        "Resource": f"{PARTIAL_SECRET_ARN}-??????",
+                    }
+                ]
+            }
+        },
+    )
+    assert variables(template)["ATHENAEUM_LLM_API_KEY_SECRET"] == PARTIAL_SECRET_ARN
+    # cdk-nag's finding for that wildcard is acknowledged, with its reason.
+    finding = f"AwsSolutions-IAM5[Resource::{PARTIAL_SECRET_ARN}-??????]"
+    assert any(rule.endswith(finding) for rule in acknowledged(function))
+
+
+def test_public_url_and_cors_origins_reach_the_app(tmp_path: Path) -> None:
+    origins = ("https://app.athenaeum.test", "http://localhost:5173")
+    _, template = build(
+        tmp_path, public_base_url="https://api.athenaeum.test", cors_origins=origins
+    )
+    env = variables(template)
+    # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
+    assert env["ATHENAEUM_PUBLIC_BASE_URL"] == "https://api.athenaeum.test"
+    assert env["ATHENAEUM_CORS_ORIGINS"] == "https://app.athenaeum.test,http://localhost:5173"
