@@ -34,7 +34,7 @@ def run_fresh(
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
 
-# What the serve side must never import (DESIGN: the two halves): the build side, the CLI and
+# What the serve side must never import (docs/architecture.md): the build side, the CLI and
 # their stack. lint-imports checks the source; a fresh interpreter with FORBID checks what
 # really gets imported at run time, dependencies' own imports included.
 FORBIDDEN = (

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import Hit
+from athenaeum.retrieval.engine import Hit, SearchMode
 
 MAX_TOP_K = 50
 
@@ -24,7 +24,7 @@ class SearchRequest(BaseModel):
         min_length=1, description="What to look for, in natural language or keywords."
     )
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
-    mode: Literal["hybrid", "dense", "bm25"] = Field(
+    mode: SearchMode = Field(
         default="hybrid",
         description="hybrid: embeddings and BM25 fused (best in general); dense: embeddings "
         "only; bm25: keywords only.",

@@ -1,4 +1,4 @@
-"""The serve path must work with the build-side stack made unimportable (DESIGN: serve side)."""
+"""The serve path must work with the build-side stack made unimportable (docs/architecture.md)."""
 
 from __future__ import annotations
 

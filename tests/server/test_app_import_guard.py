@@ -1,5 +1,5 @@
 """The app and the Lambda handler run with the build-side stack made unimportable: search,
-chat and MCP requests through Mangum, in a fresh interpreter (DESIGN: serve side)."""
+chat and MCP requests through Mangum, in a fresh interpreter (docs/architecture.md)."""
 
 from __future__ import annotations
 
