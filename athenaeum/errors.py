@@ -130,6 +130,14 @@ class InsufficientScopeError(BearerError):
         self.required_scopes = required_scopes
 
 
+class GatewayRefusedError(AthenaeumError):
+    """API Gateway refused the request before it reached the function (a 4xx of its own)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "gateway_error"
+
+
 class UpstreamRateLimitError(AthenaeumError):
     """The generating model's upstream is rate limiting this server."""
 
@@ -147,6 +155,14 @@ class UpstreamError(AthenaeumError):
     status_code = 502
     error_type = "api_error"
     code = "upstream_error"
+
+
+class GatewayFailedError(AthenaeumError):
+    """API Gateway could not complete the request (a 5xx of its own)."""
+
+    status_code = 502
+    error_type = "server_error"
+    code = "gateway_error"
 
 
 class ServiceUnavailableError(AthenaeumError):

@@ -47,7 +47,7 @@ def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLIC
 
     from athenaeum.build.embedding import load_embedder
     from athenaeum.build.evaluation import load_beir
-    from athenaeum.bundle import ChunkRecord, DocumentInfo, EmbeddingInfo, write_bundle
+    from athenaeum.bundle import ChunkRecord, DocumentInfo, write_bundle
     from athenaeum.retrieval.lexical import BM25Index
 
     ds = load_beir(SCIFACT_DIR)
@@ -91,15 +91,8 @@ def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLIC
     ]
     write_bundle(
         out,
-        embedding=EmbeddingInfo(
-            model_id="sentence-transformers/all-MiniLM-L6-v2",
-            revision=info.revision,
-            dimension=info.dimension,
-            pooling=info.pooling,
-            normalize=info.normalize,
-            max_seq_length=info.max_seq_length,
-            query_prefix=info.query_prefix,
-            document_prefix=info.document_prefix,
+        embedding=info.embedding_info().model_copy(
+            update={"model_id": "sentence-transformers/all-MiniLM-L6-v2"}
         ),
         chunking={"strategy": "one chunk per document (test fixture)"},
         documents=documents,

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle.format import ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
+from athenaeum.bundle.manifest import EmbeddingInfo
 from athenaeum.errors import InvalidInputError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -82,6 +83,20 @@ class ModelInfo:
     query_prefix: str
     document_prefix: str
     special_tokens: int  # tokens the tokenizer adds to every input ([CLS] and [SEP] for BERT)
+
+    def embedding_info(self, encoder_precision: str = "fp32") -> EmbeddingInfo:
+        """The bundle manifest's record of this model, with the query encoder's precision."""
+        return EmbeddingInfo(
+            model_id=self.model_id,
+            revision=self.revision,
+            dimension=self.dimension,
+            pooling=self.pooling,
+            normalize=self.normalize,
+            max_seq_length=self.max_seq_length,
+            query_prefix=self.query_prefix,
+            document_prefix=self.document_prefix,
+            encoder_precision=encoder_precision,
+        )
 
 
 def _import_st() -> Any:

@@ -326,17 +326,7 @@ def build_index(
     removed = len(set(previous.sha256) - current_ids) if previous else 0
 
     info = embedder.info
-    embedding = EmbeddingInfo(
-        model_id=info.model_id,
-        revision=info.revision,
-        dimension=info.dimension,
-        pooling=info.pooling,
-        normalize=info.normalize,
-        max_seq_length=info.max_seq_length,
-        query_prefix=info.query_prefix,
-        document_prefix=info.document_prefix,
-        encoder_precision=encoder_precision,
-    )
+    embedding = info.embedding_info(encoder_precision)
     nothing_changed = not added and not changed and not removed
     if previous is not None and nothing_changed and previous.embedding == embedding:
         return IndexReport(

@@ -16,7 +16,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from athenaeum.errors import error_body
+from athenaeum.errors import (
+    AthenaeumError,
+    AuthenticationError,
+    AuthUnavailableError,
+    GatewayFailedError,
+    GatewayRefusedError,
+    InsufficientScopeError,
+)
 from infra.config import CustomDomain
 from infra.nag import acknowledge, managed_policy
 
@@ -49,65 +56,59 @@ ACCESS_LOG_FIELDS = {
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayError:
-    """One of the gateway's own answers, in the API's error shape."""
+    """One of the gateway's own answers: the API's error (status, type, code and the one error
+    body of athenaeum.errors), so clients parse gateway and app errors alike."""
 
     name: str
     kind: apigw.ResponseType
-    status: str | None
-    message: str
-    error_type: str
-    code: str
+    error: AthenaeumError
+    # The DEFAULT_4XX/5XX responses keep the status the gateway chose; the others set theirs.
+    keep_status: bool = False
     # 401 and 403 tell the client where the protected-resource metadata is (RFC 9728).
     challenge: bool = False
 
+    @property
+    def status(self) -> str | None:
+        return None if self.keep_status else str(self.error.status_code)
+
     def body(self) -> str:
-        # The API's own error shape (OpenAI style), so clients parse gateway and app errors alike.
-        return json.dumps(error_body(self.message, self.error_type, code=self.code))
+        return json.dumps(self.error.body())
 
 
 GATEWAY_ERRORS = (
     GatewayError(
         name="Unauthorized",
         kind=apigw.ResponseType.UNAUTHORIZED,
-        status="401",
-        message="a valid OAuth access token is required (Authorization: Bearer <token>)",
-        error_type="invalid_request_error",
-        code="invalid_token",
+        error=AuthenticationError(
+            "a valid OAuth access token is required (Authorization: Bearer <token>)"
+        ),
         challenge=True,
     ),
     GatewayError(
         name="AccessDenied",
         kind=apigw.ResponseType.ACCESS_DENIED,
-        status="403",
-        message="the access token does not grant access to this resource",
-        error_type="invalid_request_error",
-        code="insufficient_scope",
+        error=InsufficientScopeError("the access token does not grant access to this resource"),
         challenge=True,
     ),
     GatewayError(
         name="AuthorizerFailure",
         kind=apigw.ResponseType.AUTHORIZER_FAILURE,
-        status="503",
-        message="the token could not be verified right now (the identity provider's keys are "
-        "unreachable); retry shortly",
-        error_type="server_error",
-        code="auth_unavailable",
+        error=AuthUnavailableError(
+            "the token could not be verified right now (the identity provider's keys are "
+            "unreachable); retry shortly"
+        ),
     ),
     GatewayError(
         name="Default4xx",
         kind=apigw.ResponseType.DEFAULT_4_XX,
-        status=None,
-        message="the request was refused by the API gateway",
-        error_type="invalid_request_error",
-        code="gateway_error",
+        error=GatewayRefusedError("the request was refused by the API gateway"),
+        keep_status=True,
     ),
     GatewayError(
         name="Default5xx",
         kind=apigw.ResponseType.DEFAULT_5_XX,
-        status=None,
-        message="the API gateway could not complete the request",
-        error_type="server_error",
-        code="gateway_error",
+        error=GatewayFailedError("the API gateway could not complete the request"),
+        keep_status=True,
     ),
 )
 
