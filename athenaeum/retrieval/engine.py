@@ -8,6 +8,7 @@ not tuned on the evaluation data, so the BEIR numbers in docs/ are honest held-o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -18,6 +19,7 @@ import numpy.typing as npt
 from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
+from athenaeum.retrieval.tokens import TokenCounter
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -86,6 +88,11 @@ class SearchEngine:
                 f"are {embedding.dimension}-d",
             )
         return cls(bundle, encoder)
+
+    @cached_property
+    def tokens(self) -> TokenCounter:
+        """Counts text in the bundle tokenizer's tokens (what chat's `max_tokens` counts)."""
+        return TokenCounter(self.encoder.tokenizer)
 
     @property
     def facts(self) -> EngineFacts:

@@ -89,19 +89,57 @@ def test_retrieval_model_answers_with_numbered_citations(
     assert "Sources:" in content and "/chunks/" in content
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert usage["completion_tokens"] == len(content.split())
+    # Tokens of the bundle's own tokenizer.
+    tokens = scifact_engine.tokens
+    assert usage["completion_tokens"] == tokens.count(content)
+    assert usage["prompt_tokens"] == tokens.count("Be brief.") + tokens.count(QUESTION)
+    assert usage["completion_tokens"] > len(content.split())  # word pieces, not words
+
+
+def _sources_block(content: str) -> list[str]:
+    return content.split("Sources:\n", 1)[1].splitlines()
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
-def test_retrieval_model_honours_the_token_limit(client: TestClient, field: str) -> None:
-    r = client.post(
-        "/chat/completions",
-        json={"model": RETRIEVAL, "messages": [{"role": "user", "content": QUESTION}], field: 7},
-    )
-    body = r.json()
-    assert body["choices"][0]["finish_reason"] == "length"
-    assert len(body["choices"][0]["message"]["content"].split()) == 7
-    assert body["usage"]["completion_tokens"] == 7
+def test_retrieval_model_fits_its_answer_and_keeps_every_source(
+    client: TestClient, scifact_engine: SearchEngine, field: str
+) -> None:
+    def ask(limit: int | None) -> dict[str, Any]:
+        extra = {field: limit} if limit is not None else {}
+        messages = [{"role": "user", "content": QUESTION}]
+        r = client.post(
+            "/chat/completions", json={"model": RETRIEVAL, "messages": messages, **extra}
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    full = ask(None)
+    full_content = full["choices"][0]["message"]["content"]
+    sources = _sources_block(full_content)
+    assert len(sources) == 5 and all("/chunks/" in line for line in sources)
+    needed = full["usage"]["completion_tokens"]
+    tokens = scifact_engine.tokens
+
+    # Room for everything: the same answer, finished.
+    roomy = ask(needed)
+    assert roomy["choices"][0]["finish_reason"] == "stop"
+    assert roomy["choices"][0]["message"]["content"] == full_content
+
+    # Less room: passages shortened (with an ellipsis), every source line whole, within budget.
+    for limit in (needed - 40, needed // 2, 500 if needed > 500 else needed - 1):
+        body = ask(limit)
+        content = body["choices"][0]["message"]["content"]
+        assert body["choices"][0]["finish_reason"] == "length"
+        assert _sources_block(content) == sources
+        assert " …" in content
+        assert body["usage"]["completion_tokens"] == tokens.count(content) <= limit
+
+    # No room even for the sources: they stay whole, the passages' texts go.
+    tiny = ask(7)
+    content = tiny["choices"][0]["message"]["content"]
+    assert tiny["choices"][0]["finish_reason"] == "length"
+    assert _sources_block(content) == sources
+    assert all(f"**[{n}]" in content for n in range(1, 6))
 
 
 def test_retrieval_model_streams_sse_chunks(client: TestClient) -> None:
@@ -258,7 +296,7 @@ def test_openai_sdk_against_a_live_server(
     )
     assert completion.choices[0].finish_reason == "length"
     assert completion.choices[0].message.content
-    assert completion.usage is not None and completion.usage.completion_tokens == 40
+    assert completion.choices[0].message.content.count("/chunks/") == 5  # sources whole
 
     stream = sdk.chat.completions.create(
         model=RAG,

@@ -5,9 +5,10 @@ the last user message, as markdown with numbered citations. `athenaeum-index-rag
 upstream is configured) retrieves the same passages, prompts the upstream with them and returns
 its answer followed by the numbered sources.
 
-Token counts: the retrieval model has no tokenizer of its own, so its `usage` and its
-`max_tokens` count whitespace-separated words; the generating model reports the upstream's
-counts where the upstream gives them.
+Token counts: `usage` and `max_tokens` count tokens of the bundle's own tokenizer
+(athenaeum.retrieval.tokens), the generating model's usage the upstream's counts where it gives
+them. The retrieval model fits its answer into `max_tokens`: the Sources block with its links is
+always whole, and the passages are shortened first (`finish_reason: "length"` says they were).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from athenaeum.errors import InvalidInputError, ModelNotFoundError, UpstreamError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
+from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.server.deps import app_settings, base_url, engine_provider
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
@@ -123,32 +125,56 @@ def _text(message: ChatMessage) -> str:
     return "\n".join(part.text for part in message.content if part.text)
 
 
-def _words(text: str) -> int:
-    return len(_WORD.findall(text))
-
-
-def _truncate(text: str, limit: int | None) -> tuple[str, bool]:
-    if limit is None:
-        return text, False
-    pieces = _WORD.findall(text)
-    if len(pieces) <= limit:
-        return text, False
-    return "".join(pieces[:limit]), True
-
-
 def _sources(hits: list[Hit], base: str) -> str:
     return "\n".join(citations.citation_line(n, h.chunk, base) for n, h in enumerate(hits, 1))
 
 
-def retrieval_answer(query: str, hits: list[Hit], base: str) -> str:
+def retrieval_answer(
+    query: str, hits: list[Hit], base: str, tokens: TokenCounter, limit: int | None = None
+) -> tuple[str, bool]:
+    """The retrieval model's answer: the passages, numbered, then the Sources block with a link
+    for each. Within `limit` tokens the Sources block stays whole and the passages' texts are
+    shortened, the longest first; the flag says whether any had to be."""
     if not hits:
-        return f"The library has no passages matching: {query}"
-    parts = [f"Passages from the library for: {query}\n"]
-    for n, hit in enumerate(hits, 1):
-        c = hit.chunk
-        parts.append(f"**[{n}] {c.label}** ({citations.where(c)})\n\n{c.text.strip()}\n")
-    parts.append("Sources:\n" + _sources(hits, base))
-    return "\n".join(parts)
+        return f"The library has no passages matching: {query}", False
+    header = f"Passages from the library for: {query}\n"
+    heads = [
+        f"**[{n}] {h.chunk.label}** ({citations.where(h.chunk)})" for n, h in enumerate(hits, 1)
+    ]
+    texts = [h.chunk.text.strip() for h in hits]
+    sources = "Sources:\n" + _sources(hits, base)
+
+    def render(bodies: list[str]) -> str:
+        blocks = [
+            f"{head}\n\n{body}\n" if body else f"{head}\n"
+            for head, body in zip(heads, bodies, strict=True)
+        ]
+        return "\n".join([header, *blocks, sources])
+
+    answer = render(texts)
+    if limit is None or tokens.count(answer) <= limit:
+        return answer, False
+    budget = limit - tokens.count(render([""] * len(texts)))
+    shares = _shares([tokens.count(text) for text in texts], max(0, budget))
+    return render(
+        [tokens.cut(text, share) for text, share in zip(texts, shares, strict=True)]
+    ), True
+
+
+def _shares(lengths: list[int], budget: int) -> list[int]:
+    """Split `budget` tokens among texts of these lengths: short texts keep all of theirs, the
+    rest share what is left equally (so the longest are shortened first)."""
+    shares = list(lengths)
+    pending = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    left = budget
+    while pending:
+        each = left // len(pending)
+        if lengths[pending[0]] > each:
+            for i in pending:
+                shares[i] = each
+            break
+        left -= lengths[pending.pop(0)]
+    return shares
 
 
 def _last_user_query(body: ChatCompletionRequest, max_chars: int) -> str:
@@ -234,21 +260,17 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
     base = base_url(request)
     limit = body.max_completion_tokens or body.max_tokens
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    prompt_words = sum(_words(_text(m)) for m in body.messages)
+    tokens = engine.tokens
     if body.model == RETRIEVAL_MODEL:
-        answer, truncated = _truncate(retrieval_answer(query, results, base), limit)
-        usage = Usage(
-            prompt_tokens=prompt_words,
-            completion_tokens=_words(answer),
-            total_tokens=prompt_words + _words(answer),
-        )
+        answer, truncated = retrieval_answer(query, results, base, tokens, limit)
+        usage = _usage(tokens, [_text(m) for m in body.messages], answer)
         finish: Literal["stop", "length"] = "length" if truncated else "stop"
         if body.stream:
             return _event_stream(
                 _stream_text(body.model, answer, finish, usage if include_usage else None)
             )
         return _completion(body.model, answer, finish, usage)
-    return await _generate(body, settings, query, results, base, limit, include_usage)
+    return await _generate(body, settings, results, base, tokens, include_usage)
 
 
 def _completion(
@@ -295,10 +317,9 @@ def _upstream_messages(body: ChatCompletionRequest, hits: Iterable[Hit]) -> list
 async def _generate(
     body: ChatCompletionRequest,
     settings: Settings,
-    query: str,
     results: list[Hit],
     base: str,
-    limit: int | None,
+    tokens: TokenCounter,
     include_usage: bool,
 ) -> Response:
     assert settings.llm_base_url and settings.llm_api_key and settings.llm_model
@@ -324,7 +345,9 @@ async def _generate(
         # Pull the first chunk before answering, so that an unreachable or refusing upstream is
         # an error status rather than a broken 200 stream.
         first = await anext(upstream, None)
-        return _event_stream(_relay(body.model, first, upstream, sources, include_usage, messages))
+        return _event_stream(
+            _relay(body.model, first, upstream, sources, include_usage, messages, tokens)
+        )
     answer = await client.complete(messages, **options)
     choice = answer["choices"][0] if answer["choices"] else {}
     content = str((choice.get("message") or {}).get("content") or "")
@@ -332,23 +355,27 @@ async def _generate(
         "length" if choice.get("finish_reason") == "length" else "stop"
     )
     content += sources
-    usage = _upstream_usage(answer.get("usage"), messages, content)
+    usage = _upstream_usage(answer.get("usage"), messages, content, tokens)
     return _completion(body.model, content, finish, usage)
 
 
-def _upstream_usage(raw: Any, messages: list[dict[str, Any]], content: str) -> Usage:
+def _usage(tokens: TokenCounter, prompts: Iterable[str], completion: str) -> Usage:
+    prompt = sum(tokens.count(text) for text in prompts)
+    done = tokens.count(completion)
+    return Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
+
+
+def _upstream_usage(
+    raw: Any, messages: list[dict[str, Any]], content: str, tokens: TokenCounter
+) -> Usage:
+    """The upstream's own counts where it gives them, else ours."""
     if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int):
         prompt = int(raw["prompt_tokens"])
         completion = int(raw.get("completion_tokens") or 0)
         return Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
-    prompt = sum(_words(str(m["content"])) for m in messages)
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=_words(content),
-        total_tokens=prompt + _words(content),
-    )
+    return _usage(tokens, (str(m["content"]) for m in messages), content)
 
 
 async def _relay(
@@ -358,6 +385,7 @@ async def _relay(
     sources: str,
     include_usage: bool,
     messages: list[dict[str, Any]],
+    tokens: TokenCounter,
 ) -> AsyncIterator[bytes]:
     cid, created = _completion_id(), int(time.time())
     yield _sse(_chunk(cid, created, model, {"role": "assistant", "content": ""}))
@@ -396,7 +424,9 @@ async def _relay(
     yield _sse(_chunk(cid, created, model, {}, finish))
     if include_usage:
         yield _sse(
-            _usage_chunk(cid, created, model, _upstream_usage(usage_raw, messages, "".join(text)))
+            _usage_chunk(
+                cid, created, model, _upstream_usage(usage_raw, messages, "".join(text), tokens)
+            )
         )
     yield _sse("[DONE]")
 
