@@ -24,7 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from athenaeum.build.sources import PAGE_MARKER_RE, parse_markdown
+from athenaeum.build.sources import (
+    PAGE_MARKER_RE,
+    meaningful_title,
+    parse_markdown,
+    readable_stem,
+)
 from athenaeum.bundle import ChunkRecord
 from athenaeum.errors import InvalidInputError
 
@@ -112,21 +117,30 @@ def read_text_document(path: Path, doc_id: str) -> SourceDocument:
     text = raw.decode("utf-8", errors="replace")
     sha = hashlib.sha256(raw).hexdigest()
     if path.suffix.lower() == ".txt":
-        return SourceDocument(doc_id, doc_id, path.stem, text, sha, "text")
+        return SourceDocument(doc_id, doc_id, readable_stem(path.name), text, sha, "text")
     parsed = parse_markdown(text)
     source = str(parsed.metadata.get("source") or doc_id)
-    title = parsed.title or _first_h1(parsed.body) or path.stem
+    title = (
+        meaningful_title(parsed.title, source)
+        or _first_heading(parsed.body, source)
+        or readable_stem(source)
+    )
     return SourceDocument(doc_id, source, title, text, sha, "markdown")
 
 
-def _first_h1(body: str) -> str | None:
+def _first_heading(body: str, source: str) -> str | None:
+    """The first level-1 heading that names the document, else the first heading of any level
+    that does (headings in code fences are code)."""
     in_fence = False
+    found: list[tuple[int, str]] = []
     for line in body.splitlines():
         if _FENCE_RE.match(line):
             in_fence = not in_fence
-        elif not in_fence and (m := _HEADING_RE.match(line)) and len(m.group(1)) == 1:
-            return clean_heading(m.group(2) or "") or None
-    return None
+        elif not in_fence and (m := _HEADING_RE.match(line)):
+            title = meaningful_title(clean_heading(m.group(2) or ""), source)
+            if title:
+                found.append((len(m.group(1)), title))
+    return min(found, key=lambda item: item[0])[1] if found else None
 
 
 def read_beir_corpus(path: Path, source: str | None = None) -> Iterator[SourceDocument]:

@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from athenaeum import __version__
-from athenaeum.build.sources import page_marker, render_markdown
+from athenaeum.build.sources import (
+    meaningful_title,
+    page_marker,
+    readable_stem,
+    render_markdown,
+)
 from athenaeum.errors import InvalidInputError, MissingDependencyError
 
 CONVERTER_NAME = "athenaeum-pymupdf"
@@ -400,15 +405,17 @@ def _render_page(page: _Page, body: float, levels: dict[float, int], drop: set[s
     return "\n\n".join(text for _, text in pieces)
 
 
-def _title(metadata: dict[str, Any], markdown: str, fallback: str) -> str:
-    title = str(metadata.get("title") or "").strip()
-    junk = ("untitled", "microsoft word", "document", ".doc", ".pdf", "slide 1")
-    if title and len(title) > 2 and not any(j in title.lower() for j in junk):
+def _title(metadata: dict[str, Any], markdown: str, source_name: str) -> str:
+    """The PDF's own title when it names the document, else its first heading that does, else
+    its file name made readable."""
+    title = meaningful_title(metadata.get("title"), source_name)
+    if title:
         return title
-    match = re.search(r"^#{1,6} (.+)$", markdown, re.MULTILINE)
-    if match:
-        return match.group(1).strip()
-    return fallback
+    for match in re.finditer(r"^#{1,6} (.+)$", markdown, re.MULTILINE):
+        heading = meaningful_title(match.group(1), source_name)
+        if heading:
+            return heading
+    return readable_stem(source_name)
 
 
 # --- one file -------------------------------------------------------------------------------
@@ -458,7 +465,7 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
             markdown = _convert_document(pymupdf, doc, options, result)
             metadata = {
                 "source": job.display,
-                "title": _title(doc.metadata or {}, markdown, job.source.stem),
+                "title": _title(doc.metadata or {}, markdown, job.source.name),
                 "pages": doc.page_count,
                 "sha256": digest,
                 "converter": CONVERTER_NAME,

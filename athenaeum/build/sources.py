@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import yaml
@@ -48,3 +49,62 @@ def parse_markdown(text: str) -> MarkdownDocument:
 def render_markdown(metadata: dict[str, Any], body: str) -> str:
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n{body.rstrip()}\n"
+
+
+# --- titles ----------------------------------------------------------------------------------
+
+# What PDF producers leave in the title field that names no document: file names, tool names
+# and placeholders.
+_FILE_EXTENSION = re.compile(
+    r"\.(exe|docx?|dotx?|pdf|pptx?|xlsx?|rtf|txt|odt|odp|indd|qxd|pub|tiff?|jpe?g|png|html?)$",
+    re.IGNORECASE,
+)
+_TOOL_PREFIX = re.compile(
+    r"^(microsoft (word|powerpoint|excel)\b|powerpoint presentation\b|untitled\b)", re.IGNORECASE
+)
+_PLACEHOLDER_TITLES = frozenset(
+    {
+        "document",
+        "title",
+        "slide 1",
+        "contents",
+        "table of contents",
+        "no title",
+        "presentation",
+        "(anonymous)",
+        "anonymous",
+        "none",
+        "null",
+        "unknown",
+    }
+)
+_SEPARATORS = re.compile(r"[\s_\-.]+")
+# One Latin "word" of letters, digits, underscores, dots and dashes: a file name or an id.
+_ID = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def meaningful_title(candidate: object, source_name: str) -> str | None:
+    """`candidate` with its whitespace normalised, or None when it names no document: empty or
+    tiny, a file name (its own or any with an extension), a tool's default, a placeholder, or an
+    id (one Latin word with underscores or digits)."""
+    title = " ".join(str(candidate or "").split())
+    if len(title) < 3:
+        return None
+    lowered = title.lower()
+    if lowered in _PLACEHOLDER_TITLES or _TOOL_PREFIX.match(title) or _FILE_EXTENSION.search(title):
+        return None
+    if _ID.fullmatch(title) and ("_" in title or any(c.isdigit() for c in title)):
+        return None
+    stem = PurePath(source_name).stem
+    if _SEPARATORS.sub(" ", lowered).strip() == _SEPARATORS.sub(" ", stem.lower()).strip():
+        return None
+    return title
+
+
+def readable_stem(source_name: str) -> str:
+    """A file name made readable, for a document without a title: "scotus-transcript_p1.pdf"
+    becomes "Scotus transcript p1"."""
+    words = _SEPARATORS.sub(" ", PurePath(source_name).stem).strip()
+    if not words:
+        return source_name
+    return words[0].upper() + words[1:] if words.islower() else words

@@ -6,13 +6,16 @@ pages, and a link to the passage under the server's base URL.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from athenaeum.bundle.chunk import ChunkRecord
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
 
 def pages(chunk: ChunkRecord) -> str | None:
-    """ "p. 3" or "pp. 3-5"; None for a chunk from a document without page numbers."""
+    """The pages as cited, "p. 3" or "pp. 3-5"; None for a document without page numbers."""
     if chunk.page_start is None:
         return None
     if chunk.page_end in (None, chunk.page_start):
@@ -27,9 +30,8 @@ def where(chunk: ChunkRecord) -> str:
 
 
 def title(chunk: ChunkRecord) -> str:
-    """The label with its pages, for lists of results: "User guide (p. 3)"."""
-    found = pages(chunk)
-    return f"{chunk.label} ({found})" if found else chunk.label
+    """The label with its file and pages, for lists of results: "User guide (guide.pdf, p. 3)"."""
+    return f"{chunk.label} ({where(chunk)})"
 
 
 def link(base_url: str, chunk_id: str) -> str:
@@ -38,5 +40,17 @@ def link(base_url: str, chunk_id: str) -> str:
 
 
 def citation_line(number: int, chunk: ChunkRecord, base_url: str) -> str:
-    """One numbered source line: "[1] User guide, guide.pdf, p. 3: https://…/chunks/…"."""
-    return f"[{number}] {chunk.label}, {where(chunk)}: {link(base_url, chunk.id)}"
+    """One numbered source line, as markdown: "[1] User guide, guide.pdf, p. 3: https://…"."""
+    name = escape_markdown(f"{chunk.label}, {where(chunk)}")
+    return f"[{number}] {name}: {link(base_url, chunk.id)}"
+
+
+def heading(number: int, chunk: ChunkRecord) -> str:
+    """A passage's numbered heading, as markdown: "**[1] User guide** (guide.pdf, p. 3)"."""
+    return f"**[{number}] {escape_markdown(chunk.label)}** ({escape_markdown(where(chunk))})"
+
+
+def escape_markdown(text: str) -> str:
+    """`text` with the characters markdown would act on escaped: a title like "WARN Report*"
+    must not open an emphasis that swallows the rest of the answer."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)

@@ -288,7 +288,7 @@ def test_plain_text_files_have_no_markdown_structure(
     file = tmp_path / "readme.txt"
     file.write_text("# not a heading\n\n| not | a table |\n\nLast paragraph.\n", encoding="utf-8")
     doc = read_text_document(file, "readme.txt")
-    assert doc.kind == "text" and doc.title == "readme"
+    assert doc.kind == "text" and doc.title == "Readme"  # the file name made readable
     (chunk,) = chunk_document(doc, minilm_count_tokens, ChunkingParams(CAP))
     assert chunk.heading_path == []
     assert chunk.text == "# not a heading\n\n| not | a table |\n\nLast paragraph."

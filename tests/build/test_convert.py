@@ -10,7 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from athenaeum.build.convert import ConvertOptions, ConvertReport, Status, convert, plan_jobs
-from athenaeum.build.sources import PAGE_MARKER_RE, parse_markdown
+from athenaeum.build.sources import (
+    PAGE_MARKER_RE,
+    meaningful_title,
+    parse_markdown,
+    readable_stem,
+)
 from athenaeum.cli.main import app
 from athenaeum.errors import InvalidInputError
 
@@ -99,6 +104,56 @@ def test_front_matter(converted: tuple[Path, ConvertReport]) -> None:
         "converter_version": meta["converter_version"],
     }
     assert meta["converter_version"].startswith("athenaeum ")
+
+
+def test_titles_name_documents_not_files_or_tools(
+    converted: tuple[Path, ConvertReport],
+) -> None:
+    _, report = converted
+    titles = {
+        r.source.name: parse_markdown(r.output.read_text(encoding="utf-8")).title
+        for r in report.results
+        if r.output is not None and r.output.is_file()
+    }
+    # The PDFs' own titles where they name the document.
+    assert titles["multicolumn.pdf"] == "Two-Column Document with Lorem Ipsum"
+    assert titles["federal-register-2020-17221.pdf"] == "14 CFR Part 39"
+    assert titles["pr-136-example.pdf"].startswith("菲达环保")
+    # Metadata that names a file, a tool or an id is refused: the readable file name instead.
+    assert titles["scotus-transcript-p1.pdf"] == "Scotus transcript p1"  # metadata: 10811.exe
+    assert titles["la-precinct-bulletin-2014-p1.pdf"] == "La precinct bulletin 2014 p1"
+    for title in titles.values():
+        assert title and meaningful_title(title, "x.pdf") == title, title
+        assert not title.lower().endswith((".exe", ".doc", ".docx", ".pdf"))
+        assert not title.startswith(("Microsoft Word", "PowerPoint Presentation"))
+
+
+@pytest.mark.parametrize(
+    ("candidate", "source", "expected"),
+    [
+        ("Annual report 2015", "ar.pdf", "Annual report 2015"),
+        ("  Spaced   out  ", "a.pdf", "Spaced out"),
+        ("10811.exe", "t.pdf", None),
+        ("report.docx", "t.pdf", None),
+        ("Microsoft Word - minutes.doc", "t.pdf", None),
+        ("PowerPoint Presentation", "t.pdf", None),
+        ("Untitled", "t.pdf", None),
+        ("905_Precinct_NoOU", "t.pdf", None),
+        ("20240117", "t.pdf", None),
+        ("habibi", "habibi.pdf", None),
+        ("right to left 01", "right_to_left_01.pdf", None),
+        ("ab", "t.pdf", None),
+        ("WARN Report*", "warn.pdf", "WARN Report*"),
+        ("菲达环保2015年报", "pr.pdf", "菲达环保2015年报"),
+    ],
+)
+def test_meaningful_title(candidate: str, source: str, expected: str | None) -> None:
+    assert meaningful_title(candidate, source) == expected
+
+
+def test_readable_stem() -> None:
+    assert readable_stem("scotus-transcript_p1.pdf") == "Scotus transcript p1"
+    assert readable_stem("WARN-Report-2016.pdf") == "WARN Report 2016"
 
 
 def test_multicolumn_reading_order_headings_and_hyphenation(

@@ -11,6 +11,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
@@ -85,7 +86,7 @@ def test_retrieval_model_answers_with_numbered_citations(
     content = choice["message"]["content"]
     top = scifact_engine.search(QUESTION, top_k=5)
     for n, hit in enumerate(top, 1):
-        assert f"[{n}] {hit.chunk.title}" in content
+        assert citations.heading(n, hit.chunk) in content
     assert "Sources:" in content and "/chunks/" in content
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -209,7 +210,7 @@ def test_generating_model_prompts_the_upstream_with_passages(
     content = body["choices"][0]["message"]["content"]
     assert content.startswith("Vitamin D matters [1].")
     top = scifact_engine.search(QUESTION, top_k=5)
-    assert f"[1] {top[0].chunk.title}" in content.split("Sources:")[1]
+    assert citations.citation_line(1, top[0].chunk, "http://testserver") in content
     assert body["model"] == RAG
     assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 4, "total_tokens": 46}
     sent = fake_llm.requests[before]

@@ -274,9 +274,9 @@ def test_authorizer_rejects_other_audiences_and_tampering(
 def test_expired_token_is_rejected(provider: OIDCProvider) -> None:
     # The authorizer allows 30 s of clock skew, so the validator it uses is checked directly
     # with none, on a token from the client whose tokens live 2 s.
-    clock = FakeClock()
-    validator = JWTValidator(provider.issuer, API, provider.jwks_uri, leeway_seconds=0, clock=clock)
     token = provider.access_token("athenaeum-short")
+    clock = FakeClock()  # read after the token was issued, so its iat is not in the future
+    validator = JWTValidator(provider.issuer, API, provider.jwks_uri, leeway_seconds=0, clock=clock)
     assert validator.validate(token).client_id == "athenaeum-short"
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     clock.advance(expires - clock.now + 1)

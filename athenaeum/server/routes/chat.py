@@ -138,9 +138,7 @@ def retrieval_answer(
     if not hits:
         return f"The library has no passages matching: {query}", False
     header = f"Passages from the library for: {query}\n"
-    heads = [
-        f"**[{n}] {h.chunk.label}** ({citations.where(h.chunk)})" for n, h in enumerate(hits, 1)
-    ]
+    heads = [citations.heading(n, h.chunk) for n, h in enumerate(hits, 1)]
     texts = [h.chunk.text.strip() for h in hits]
     sources = "Sources:\n" + _sources(hits, base)
 
