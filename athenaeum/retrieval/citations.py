@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 from athenaeum.bundle.chunk import ChunkRecord
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+# What can open emphasis, code, a link or HTML mid-line. Underscores are left alone: inside a word
+# (file_names_like_this) they are not emphasis, and escaping them costs tokens in every answer.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>])")
 
 
 def pages(chunk: ChunkRecord) -> str | None:

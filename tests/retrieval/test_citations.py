@@ -52,7 +52,7 @@ def test_citation_line_and_heading_are_markdown() -> None:
     assert citations.heading(1, chunk()) == "**[1] User guide** (guide.pdf, p. 4)"
     # A title with markdown in it cannot open emphasis or a link that swallows the answer.
     odd = chunk(title="WARN Report*", source="warn_report [2016].pdf")
-    assert citations.heading(1, odd) == r"**[1] WARN Report\*** (warn\_report \[2016\].pdf, p. 4)"
+    assert citations.heading(1, odd) == r"**[1] WARN Report\*** (warn_report \[2016\].pdf, p. 4)"
     assert citations.citation_line(1, odd, "https://x").startswith(
-        r"[1] WARN Report\*, warn\_report \[2016\].pdf, p. 4: https://x/chunks/"
+        r"[1] WARN Report\*, warn_report \[2016\].pdf, p. 4: https://x/chunks/"
     )
