@@ -170,7 +170,7 @@ def search_command(
         Path,
         typer.Option("--index", "-i", help="The index bundle folder.", show_default=False),
     ],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results, 1 to 100.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results, 1 to 50.")] = 5,
     mode: Annotated[
         str,
         typer.Option(

@@ -23,7 +23,8 @@ from athenaeum.retrieval.tokens import TokenCounter
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-MAX_TOP_K = 100
+# The one limit on results per search, for the CLI, /search, MCP and chat alike.
+MAX_TOP_K = 50
 CANDIDATES = 100  # per retriever, before fusion
 RRF_K = 60
 MAX_QUERY_CHARS = 10_000

@@ -12,9 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import Hit, SearchMode
-
-MAX_TOP_K = 50
+from athenaeum.retrieval.engine import MAX_TOP_K, Hit, SearchMode
 
 
 class SearchRequest(BaseModel):

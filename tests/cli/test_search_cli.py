@@ -48,3 +48,17 @@ def test_a_bad_index_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "error:" in result.output and "is not a directory" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_one_top_k_limit_for_the_cli_and_the_api(scifact_bundle: Path) -> None:
+    from athenaeum.retrieval.engine import MAX_TOP_K
+    from athenaeum.server.app import create_app
+    from athenaeum.server.settings import Settings
+
+    over = str(MAX_TOP_K + 1)
+    result = CliRunner().invoke(app, ["search", QUERY, "--index", str(scifact_bundle), "-k", over])
+    assert result.exit_code == 2 and f"from 1 to {MAX_TOP_K}" in result.output
+    schema = create_app(Settings(insecure_no_auth=True)).openapi()
+    assert schema["components"]["schemas"]["SearchRequest"]["properties"]["top_k"]["maximum"] == (
+        MAX_TOP_K
+    )

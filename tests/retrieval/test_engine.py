@@ -56,17 +56,17 @@ def test_rrf_by_hand() -> None:
     assert _rrf([np.array([7, 3]), np.array([9])], depth=2).rows.tolist() == [7, 9]
 
 
-@pytest.mark.parametrize("top_k", [0, 101, -1, True, 2.5])
+@pytest.mark.parametrize("top_k", [0, 51, -1, True, 2.5])
 def test_top_k_bounds(engine: SearchEngine, top_k: object) -> None:
-    with pytest.raises(InvalidInputError, match="top_k must be an integer from 1 to 100") as info:
+    with pytest.raises(InvalidInputError, match="top_k must be an integer from 1 to 50") as info:
         engine.search(QUERY, top_k=top_k)  # type: ignore[arg-type]
     assert info.value.param == "top_k" and info.value.status_code == 400
 
 
 def test_top_k_limits(engine: SearchEngine) -> None:
     assert len(engine.search(QUERY, top_k=1)) == 1
-    assert len(engine.search(QUERY, top_k=100, mode="dense")) == 100
-    assert len(engine.search(QUERY, top_k=100, mode="hybrid")) == 100
+    assert len(engine.search(QUERY, top_k=50, mode="dense")) == 50
+    assert len(engine.search(QUERY, top_k=50, mode="hybrid")) == 50
 
 
 @pytest.mark.parametrize("query", ["", "   \n"])
