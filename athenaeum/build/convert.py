@@ -30,8 +30,10 @@ from typing import Any
 
 from athenaeum import __version__
 from athenaeum.build.sources import (
+    SOURCE_PATH_FIELD,
     meaningful_title,
     page_marker,
+    parse_markdown,
     readable_stem,
     render_markdown,
 )
@@ -172,6 +174,21 @@ def _recorded_sha256(output: Path) -> str | None:
         return None
     match = _RECORDED_SHA_RE.search(head.split("\n---", 1)[0])
     return match.group(1) if match else None
+
+
+def _record_location(output: Path, location: str) -> None:
+    """Point an unchanged conversion at where its PDF is now (it moved, or was converted before
+    locations were recorded) without converting it again."""
+    document = parse_markdown(output.read_text("utf-8"))
+    if document.metadata.get(SOURCE_PATH_FIELD) == location:
+        return
+    metadata = {}
+    for key, value in document.metadata.items():
+        metadata[key] = value
+        if key == "source":
+            metadata[SOURCE_PATH_FIELD] = location
+    metadata[SOURCE_PATH_FIELD] = location
+    _write_atomic(output, render_markdown(metadata, document.body.lstrip("\n")))
 
 
 # --- text layout ----------------------------------------------------------------------------
@@ -455,6 +472,7 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
     try:
         digest = sha256_file(job.source)
         if not options.overwrite and _recorded_sha256(job.output) == digest:
+            _record_location(job.output, str(job.source.resolve()))
             result.status = Status.SKIPPED
             result.reason = "unchanged since the last conversion (use --overwrite to redo)"
             return result
@@ -465,6 +483,7 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
             markdown = _convert_document(pymupdf, doc, options, result)
             metadata = {
                 "source": job.display,
+                SOURCE_PATH_FIELD: str(job.source.resolve()),
                 "title": _title(doc.metadata or {}, markdown, job.source.name),
                 "pages": doc.page_count,
                 "sha256": digest,

@@ -385,6 +385,8 @@ def build_index(
                 title=doc.title,
                 sha256=doc.sha256,
                 chunk_count=len(records),
+                metadata=doc.metadata,
+                source_file=doc.source_file,
             )
         )
     matrix = (

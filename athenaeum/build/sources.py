@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import PurePath
 from typing import Any
 
 import yaml
+
+from athenaeum.bundle.manifest import SourceFileInfo
 
 PAGE_MARKER_RE = re.compile(r"^<!-- page: (\d+) -->[ \t]*$", re.MULTILINE)
 _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -44,6 +47,51 @@ def parse_markdown(text: str) -> MarkdownDocument:
     if not isinstance(meta, dict):
         return MarkdownDocument({}, text)
     return MarkdownDocument(meta, text[match.end() :])
+
+
+# Front-matter fields that `convert` writes about the conversion itself; every other field is the
+# document's own metadata, which search filters match.
+SOURCE_PATH_FIELD = "source_path"
+CONVERSION_FIELDS = frozenset(
+    {"source", SOURCE_PATH_FIELD, "title", "pages", "sha256", "converter", "converter_version"}
+)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def document_metadata(front_matter: dict[str, Any]) -> dict[str, Any]:
+    """The front matter's own fields, as JSON values: scalars, and lists of scalars; dates become
+    ISO text, and anything nested is left out (filters match scalars)."""
+    kept: dict[str, Any] = {}
+    for key, value in front_matter.items():
+        if not isinstance(key, str) or key in CONVERSION_FIELDS:
+            continue
+        items = value if isinstance(value, list) else [value]
+        plain = [_json_scalar(v) for v in items]
+        if not plain or any(v is None for v in plain):
+            continue
+        kept[key] = plain if isinstance(value, list) else plain[0]
+    return kept
+
+
+def _json_scalar(value: object) -> str | int | float | bool | None:
+    if isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, date):  # YAML dates (datetime is a date too)
+        return value.isoformat()
+    return None
+
+
+def source_file(front_matter: dict[str, Any]) -> SourceFileInfo | None:
+    """The original file as `convert` recorded it: its sha256 and, when recorded, where it was.
+    None when the front matter names no source with a well-formed sha256."""
+    digest = str(front_matter.get("sha256") or "").lower()
+    if not front_matter.get("source") or not _SHA256.match(digest):
+        return None
+    location = front_matter.get(SOURCE_PATH_FIELD)
+    return SourceFileInfo(
+        location=str(location) if isinstance(location, str) and location else None,
+        sha256=digest,
+    )
 
 
 def render_markdown(metadata: dict[str, Any], body: str) -> str:

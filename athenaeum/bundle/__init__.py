@@ -32,6 +32,7 @@ from athenaeum.bundle.manifest import (
     EmbeddingInfo,
     FileInfo,
     Manifest,
+    SourceFileInfo,
 )
 from athenaeum.bundle.reader import Bundle, corrupted, load_bundle, read_manifest, verify_files
 from athenaeum.bundle.writer import write_bundle
@@ -61,6 +62,7 @@ __all__ = [
     "EmbeddingInfo",
     "FileInfo",
     "Manifest",
+    "SourceFileInfo",
     "choose_dense_kind",
     "corrupted",
     "load_bundle",

@@ -47,12 +47,25 @@ class Counts(_Model):
     chunks: int = Field(ge=0)
 
 
+class SourceFileInfo(_Model):
+    """The original file a document was converted from, as `convert` recorded it: where it was
+    (absolute, on the machine that converted it; None when unknown) and its sha256, which a
+    server checks before it links to a file found there or under `--sources`."""
+
+    location: str | None = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class DocumentInfo(_Model):
     doc_id: str
     source: str
     title: str | None = None
     sha256: str
     chunk_count: int = Field(ge=0)
+    # The document's own front matter (less the fields convert writes for itself): what search
+    # filters' `metadata` matches. Absent in bundles written before it existed.
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source_file: SourceFileInfo | None = None
 
 
 class FileInfo(_Model):

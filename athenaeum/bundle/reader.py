@@ -185,6 +185,13 @@ def load_bundle(path: Path, *, check_hashes: bool = True) -> Bundle:
             hnsw.hnsw.efSearch = int(
                 manifest.dense.params.get("ef_search", HNSW_DEFAULTS["ef_search"])
             )
+    listed = {d.doc_id for d in manifest.documents}
+    stray = next((c.doc_id for c in chunks if c.doc_id not in listed), None)
+    if stray is not None:
+        raise corrupted(
+            path,
+            f"{CHUNKS_FILE} has chunks of document {stray!r}, which {MANIFEST_FILE} does not list",
+        )
     docs_total = sum(d.chunk_count for d in manifest.documents)
     if len(manifest.documents) != manifest.counts.documents or docs_total != n:
         raise corrupted(

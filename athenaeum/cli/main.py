@@ -10,7 +10,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from athenaeum import __version__
-from athenaeum.errors import AthenaeumError
+from athenaeum.errors import AthenaeumError, InvalidInputError
 
 if TYPE_CHECKING:
     from athenaeum.retrieval.engine import Hit
@@ -163,6 +163,34 @@ def openapi_command(
         err_console.print(f"Wrote the GPT action schema to {out}.")
 
 
+def _search_filter(
+    documents: list[str], pages: str | None, metadata: list[str]
+) -> dict[str, object]:
+    """The filter the search options describe, in the form /search takes."""
+    raw: dict[str, object] = {}
+    if documents:
+        raw["documents"] = documents
+    if pages is not None:
+        start, dash, end = pages.strip().partition("-")
+        try:
+            first = int(start) if start.strip() else None
+            last = (int(end) if end.strip() else None) if dash else first
+        except ValueError:
+            raise InvalidInputError(
+                f'--pages must look like "3-5", "3-", "-5" or "4", got {pages!r}', param="pages"
+            ) from None
+        raw["pages"] = {k: v for k, v in (("from", first), ("to", last)) if v is not None}
+    fields: dict[str, list[str]] = {}
+    for item in metadata:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise InvalidInputError(f"--meta takes FIELD=VALUE, got {item!r}", param="meta")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    if fields:
+        raw["metadata"] = fields
+    return raw
+
+
 @app.command("search")
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for.", show_default=False)],
@@ -182,6 +210,33 @@ def search_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON, for scripts.")
     ] = False,
+    documents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--document",
+            "-d",
+            help='Only these documents: a file name, path or glob ("guide.pdf", "reports/*", '
+            'or a folder ending in "/"). Repeat for several.',
+            show_default=False,
+        ),
+    ] = None,
+    pages: Annotated[
+        str | None,
+        typer.Option(
+            "--pages",
+            help='Only passages on these pages: "3-5", "3-" (from 3), "-5" (up to 5) or "4".',
+            show_default=False,
+        ),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta",
+            help="Only documents whose front matter has FIELD=VALUE. Repeat for several fields "
+            "(all must match) or values (FIELD=a --meta FIELD=b: either).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Search an index bundle and print the best passages with their sources and pages.
 
@@ -197,8 +252,9 @@ def search_command(
     from athenaeum.retrieval import citations
     from athenaeum.retrieval.engine import SearchEngine
 
+    search_filter = _search_filter(documents or [], pages, metadata or [])
     engine = SearchEngine.load(index)
-    hits = engine.search(query, top_k=top_k, mode=mode)
+    hits = engine.search(query, top_k=top_k, mode=mode, filter=search_filter)
     if as_json:
         payload = {"query": query, "mode": mode, "results": [_hit_json(h) for h in hits]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))

@@ -7,10 +7,11 @@ not tuned on the evaluation data, so the BEIR numbers in docs/ are honest held-o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import faiss
 import numpy as np
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
+from athenaeum.retrieval.filters import FilterTable, SearchFilter
 from athenaeum.retrieval.tokens import TokenCounter
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
@@ -28,6 +30,9 @@ MAX_TOP_K = 50
 CANDIDATES = 100  # per retriever, before fusion
 RRF_K = 60
 MAX_QUERY_CHARS = 10_000
+# Under an approximate (HNSW) index, filters that pass at most this many chunks are searched
+# exactly over those chunks.
+EXACT_FILTERED_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class SearchEngine:
         self.bundle = bundle
         self.encoder = encoder
         self._by_id = {c.id: i for i, c in enumerate(bundle.chunks)}
+
+    @cached_property
+    def filter_table(self) -> FilterTable:
+        return FilterTable.of(self.bundle.chunks, self.bundle.manifest.documents)
 
     @classmethod
     def load(
@@ -110,35 +119,55 @@ class SearchEngine:
             dense_kind=m.dense.kind,
         )
 
-    def search(self, query: str, top_k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The `top_k` best chunks for `query`; the score's meaning depends on the mode
-        (cosine for dense, BM25 for bm25, the RRF sum for hybrid)."""
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        mode: str = "hybrid",
+        filter: SearchFilter | Mapping[str, object] | None = None,
+    ) -> list[Hit]:
+        """The `top_k` best chunks for `query` among those `filter` lets through; the score's
+        meaning depends on the mode (cosine for dense, BM25 for bm25, the RRF sum for hybrid)."""
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidInputError(
                 f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
             )
-        ranking = self.rank(query, mode=mode, depth=top_k)
+        ranking = self.rank(query, mode=mode, depth=top_k, filter=filter)
         chunks = self.bundle.chunks
         return [
             Hit(chunks[int(row)], float(score))
             for row, score in zip(ranking.rows, ranking.scores, strict=True)
         ]
 
-    def rank(self, query: str, *, mode: str = "hybrid", depth: int = CANDIDATES) -> Ranking:
-        """Chunk rows and scores, best first, at most `depth` of them (no result objects)."""
+    def rank(
+        self,
+        query: str,
+        *,
+        mode: str = "hybrid",
+        depth: int = CANDIDATES,
+        filter: SearchFilter | Mapping[str, object] | None = None,
+    ) -> Ranking:
+        """Chunk rows and scores, best first, at most `depth` of them (no result objects).
+
+        A filter is applied inside each retriever, before fusion: each ranks only the chunks
+        that pass, so `depth` is filled whenever that many chunks pass and match.
+        """
         query = _check_query(query)
         if mode not in SEARCH_MODES:
             raise InvalidInputError(
                 f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}", param="mode"
             )
+        allowed = SearchFilter.parse(filter).mask(self.filter_table)
+        if allowed is not None and not allowed.any():
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
         if mode == "bm25":
-            rows, scores = self.bundle.bm25.search(query, depth)
+            rows, scores = self.bundle.bm25.search(query, depth, allowed=allowed)
             return Ranking(rows, scores)
         if mode == "dense":
-            return self._dense(query, depth)
+            return self._dense(query, depth, allowed)
         candidates = max(depth, CANDIDATES)
-        dense = self._dense(query, candidates)
-        lexical_rows, _ = self.bundle.bm25.search(query, candidates)
+        dense = self._dense(query, candidates, allowed)
+        lexical_rows, _ = self.bundle.bm25.search(query, candidates, allowed=allowed)
         return _rrf([dense.rows, lexical_rows], depth)
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
@@ -147,12 +176,36 @@ class SearchEngine:
             raise NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
         return self.bundle.chunks[row]
 
-    def _dense(self, query: str, depth: int) -> Ranking:
+    def _dense(
+        self, query: str, depth: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> Ranking:
         vector = self.encoder.encode([query])
-        k = min(depth, len(self.bundle.chunks))
+        passing = len(self.bundle.chunks) if allowed is None else int(allowed.sum())
+        k = min(depth, passing)
         if k == 0:
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
-        scores, rows = self.bundle.dense.search(vector, k)
+        index = self.bundle.dense
+        if allowed is None:
+            scores, rows = index.search(vector, k)
+        elif isinstance(index, faiss.IndexFlat):  # exact, so a selector loses nothing
+            selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
+            params: Any = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+            scores, rows = index.search(vector, k, params=params)
+        elif passing <= EXACT_FILTERED_MAX:
+            # An approximate graph walk under a narrow filter finds too few passing chunks:
+            # score the passing chunks exactly instead.
+            ids = np.flatnonzero(allowed)
+            sims = self.bundle.vectors[ids] @ vector[0]
+            top = np.argsort(-sims, kind="stable")[:k]
+            scores, rows = sims[top][None, :], ids[top][None, :]
+        else:
+            bits = np.packbits(allowed, bitorder="little")  # alive until the search returns
+            hnsw: Any = faiss.downcast_index(index)
+            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                sel=faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits)),
+                efSearch=max(k, int(hnsw.hnsw.efSearch)),
+            )
+            scores, rows = index.search(vector, k, params=params)
         keep = rows[0] >= 0  # ANN indexes pad with -1 when they find fewer than k
         return Ranking(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
 

@@ -163,10 +163,16 @@ class BM25Index:
         weights = np.concatenate([self.weights[s] for s in slices])
         return np.bincount(docs, weights=weights, minlength=self.n_docs)
 
-    def search(self, query: str, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The top `k` chunk rows by BM25 score, best first; rows matching no term are left out."""
+    def search(
+        self, query: str, k: int, *, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The top `k` chunk rows by BM25 score, best first; rows matching no term, and rows
+        `allowed` (one boolean per row) leaves out, are left out."""
         scores = self.scores(query)
-        matched = np.flatnonzero(scores > 0)
+        hits = scores > 0
+        if allowed is not None:
+            hits &= allowed
+        matched = np.flatnonzero(hits)
         if len(matched) > k:
             matched = matched[np.argpartition(-scores[matched], k - 1)[:k]]
         # Ties broken by row so results are deterministic.

@@ -13,6 +13,41 @@ from pydantic import BaseModel, ConfigDict, Field
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import MAX_TOP_K, Hit, SearchMode
+from athenaeum.retrieval.filters import MAX_PATTERNS, SearchFilter
+
+
+class PageRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: int | None = Field(default=None, alias="from", ge=1, description="First page.")
+    to: int | None = Field(default=None, ge=1, description="Last page.")
+
+
+MetadataValue = str | int | float | bool
+
+
+class SearchFilterModel(BaseModel):
+    """Narrows a search before ranking; every part given must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] | None = Field(
+        default=None,
+        max_length=MAX_PATTERNS,
+        description='File names, paths or globs: "guide.pdf", "reports/*.pdf", or a folder '
+        'ending in "/" ("reports/"). Case-insensitive.',
+    )
+    pages: PageRange | None = Field(
+        default=None, description="Only passages whose pages overlap this range."
+    )
+    metadata: dict[str, MetadataValue | list[MetadataValue]] | None = Field(
+        default=None,
+        description='Front-matter fields of the documents: {"author": "Jane Doe", "year": '
+        "[2020, 2021]}; a list matches any of its values.",
+    )
+
+    def to_filter(self) -> SearchFilter:
+        return SearchFilter.parse(self.model_dump(by_alias=True, exclude_none=True))
 
 
 class SearchRequest(BaseModel):
@@ -26,6 +61,9 @@ class SearchRequest(BaseModel):
         default="hybrid",
         description="hybrid: embeddings and BM25 fused (best in general); dense: embeddings "
         "only; bm25: keywords only.",
+    )
+    filter: SearchFilterModel | None = Field(
+        default=None, description="Search only some documents, pages or metadata values."
     )
 
 

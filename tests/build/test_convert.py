@@ -97,6 +97,8 @@ def test_front_matter(converted: tuple[Path, ConvertReport]) -> None:
 
     assert meta == {
         "source": "multicolumn.pdf",
+        # where the PDF was, absolute: the server finds it there to link citations to it
+        "source_path": str((PDFS / "multicolumn.pdf").resolve()),
         "title": "Two-Column Document with Lorem Ipsum",
         "pages": 3,
         "sha256": hashlib.sha256((PDFS / "multicolumn.pdf").read_bytes()).hexdigest(),
@@ -307,3 +309,24 @@ def test_cli_summary_and_exit_status(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "input not found" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_an_unchanged_pdf_that_moved_gets_its_new_location_without_converting(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "multicolumn.pdf").write_bytes((PDFS / "multicolumn.pdf").read_bytes())
+    out = tmp_path / "md"
+    assert convert([first], out).results[0].status is Status.CONVERTED
+    before = parse_markdown((out / "multicolumn.md").read_text("utf-8"))
+    again = convert([second], out).results[0]
+    assert again.status is Status.SKIPPED
+    after = parse_markdown((out / "multicolumn.md").read_text("utf-8"))
+    assert before.metadata["source_path"] == str((first / "multicolumn.pdf").resolve())
+    assert after.metadata["source_path"] == str((second / "multicolumn.pdf").resolve())
+    assert after.body.strip() == before.body.strip()
+    assert {k: v for k, v in after.metadata.items() if k != "source_path"} == {
+        k: v for k, v in before.metadata.items() if k != "source_path"
+    }

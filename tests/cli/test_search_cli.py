@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from athenaeum.cli.main import app
 from athenaeum.retrieval.engine import SearchEngine
+from tests.conftest import PdfLibrary
 
 QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
 
@@ -62,3 +64,25 @@ def test_one_top_k_limit_for_the_cli_and_the_api(scifact_bundle: Path) -> None:
     assert schema["components"]["schemas"]["SearchRequest"]["properties"]["top_k"]["maximum"] == (
         MAX_TOP_K
     )
+
+
+def test_search_filters_from_the_command_line(pdf_library: PdfLibrary) -> None:
+    def run(*options: str) -> tuple[int, Any]:
+        index = str(pdf_library.bundle)
+        args = ["search", "report", "--index", index, "-k", "50", "--json", *options]
+        result = CliRunner().invoke(app, args)
+        out = result.output
+        return result.exit_code, json.loads(out) if result.exit_code == 0 else out
+
+    code, payload = run("--document", "reports/", "--pages", "2-")
+    assert code == 0, payload
+    assert payload["results"]
+    for r in payload["results"]:
+        assert r["source"].startswith("reports/") and r["page_end"] >= 2
+    code, payload = run("--meta", "category=court", "--meta", "category=nothing")
+    assert code == 0 and {r["source"] for r in payload["results"]} == {"scotus-transcript-p1.pdf"}
+
+    code, output = run("--pages", "two")
+    assert code == 2 and "--pages" in output and "Traceback" not in output
+    code, output = run("--meta", "author=x")
+    assert code == 2 and "'author'" in output

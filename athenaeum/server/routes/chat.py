@@ -32,7 +32,12 @@ from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.server.deps import app_settings, base_url, engine_provider
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
-from athenaeum.server.schemas import COMMON_ERRORS, ErrorResponse, error_responses
+from athenaeum.server.schemas import (
+    COMMON_ERRORS,
+    ErrorResponse,
+    SearchFilterModel,
+    error_responses,
+)
 from athenaeum.server.settings import Settings
 
 PASSAGES = 5
@@ -84,6 +89,13 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
     stop: str | list[str] | None = None
+    # The one extension field: the same filter /search and MCP `search` take (with the OpenAI
+    # SDK: extra_body={"filter": {...}}).
+    filter: SearchFilterModel | None = Field(
+        default=None,
+        description="Athenaeum extension: retrieve only from some documents, pages or "
+        "metadata values (the /search filter).",
+    )
 
 
 class AssistantMessage(BaseModel):
@@ -254,7 +266,8 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         )
     query = _last_user_query(body, settings.max_query_chars)
     engine = await run_in_threadpool(engine_provider(request).get)
-    results = await run_in_threadpool(engine.search, query, PASSAGES, "hybrid")
+    search_filter = body.filter.to_filter() if body.filter else None
+    results = await run_in_threadpool(engine.search, query, PASSAGES, "hybrid", search_filter)
     base = base_url(request)
     limit = body.max_completion_tokens or body.max_tokens
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

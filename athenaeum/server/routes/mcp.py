@@ -29,6 +29,7 @@ from athenaeum.retrieval import citations
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import status_response
 from athenaeum.server.provider import EngineProvider
+from athenaeum.server.schemas import SearchFilterModel
 from athenaeum.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class SearchArgs(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: str = Field(min_length=1, description="What to look for, in natural language.")
+    filter: SearchFilterModel | None = Field(
+        default=None, description="Search only some documents, pages or metadata values."
+    )
 
 
 class FetchArgs(BaseModel):
@@ -118,8 +122,9 @@ def build_server(provider: EngineProvider, base: str, max_query_chars: int) -> S
     async def search(arguments: dict[str, Any]) -> types.CallToolResult:
         args = SearchArgs.model_validate(arguments)
         engine = await run_in_threadpool(provider.get)
+        search_filter = args.filter.to_filter() if args.filter else None
         hits = await run_in_threadpool(
-            engine.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid"
+            engine.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid", search_filter
         )
         return result(
             SearchOutput(

@@ -43,7 +43,8 @@ def search(
         )
     if not body.query.strip():
         raise InvalidInputError("query must contain more than whitespace", param="query")
-    hits = engine.search(body.query, top_k=body.top_k, mode=body.mode)
+    search_filter = body.filter.to_filter() if body.filter else None
+    hits = engine.search(body.query, top_k=body.top_k, mode=body.mode, filter=search_filter)
     return SearchResponse(
         query=body.query, mode=body.mode, results=[Passage.from_hit(h, base) for h in hits]
     )

@@ -1,0 +1,220 @@
+"""Search filters: which chunks a search may return, decided before the retrievers rank them.
+
+A filter has up to three parts, all of which a chunk must pass:
+
+    documents  file names, paths or globs ("guide.pdf", "reports/*", "reports/"), matched
+               case-insensitively against each document's source path, its file name and its id
+    pages      {"from": N, "to": M}, either end optional: chunks whose pages overlap the range
+               (a chunk without page numbers never does)
+    metadata   {"field": value or [values]}: the document's front matter has the field with one
+               of the values (a list-valued field matches when any of its items does)
+
+`SearchFilter.parse` turns the JSON the API and MCP accept into one, refusing unknown keys and
+malformed values; `SearchFilter.mask` refuses a metadata field that no document in the index has.
+Every refusal is an InvalidInputError (400) whose `param` names the offending part.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.manifest import DocumentInfo
+from athenaeum.errors import InvalidInputError
+
+FILTER_KEYS = ("documents", "pages", "metadata")
+MAX_PATTERNS = 100
+MAX_VALUES = 100
+_Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    documents: tuple[str, ...] = ()
+    page_from: int | None = None
+    page_to: int | None = None
+    metadata: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.documents or self.page_from or self.page_to or self.metadata)
+
+    @classmethod
+    def parse(cls, raw: object, *, param: str = "filter") -> SearchFilter:
+        """A filter from its JSON form; None or {} is the empty filter."""
+        if raw is None:
+            return cls()
+        if isinstance(raw, SearchFilter):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise InvalidInputError(f"{param} must be an object", param=param)
+        unknown = [str(k) for k in raw if k not in FILTER_KEYS]
+        if unknown:
+            raise InvalidInputError(
+                f"{param} has no field {unknown[0]!r}; its fields are {', '.join(FILTER_KEYS)}",
+                param=f"{param}.{unknown[0]}",
+            )
+        page_from, page_to = _pages(raw.get("pages"), f"{param}.pages")
+        return cls(
+            documents=_documents(raw.get("documents"), f"{param}.documents"),
+            page_from=page_from,
+            page_to=page_to,
+            metadata=_metadata(raw.get("metadata"), f"{param}.metadata"),
+        )
+
+    def mask(self, table: FilterTable, *, param: str = "filter") -> npt.NDArray[np.bool_] | None:
+        """One boolean per chunk row, True where the chunk passes; None for the empty filter."""
+        if self.empty:
+            return None
+        allowed = self._documents_allowed(table.documents, param)
+        keep = allowed[table.doc_rows]
+        if self.page_from is not None or self.page_to is not None:
+            keep &= table.page_start > 0  # a chunk without pages is outside every range
+            if self.page_from is not None:
+                keep &= table.page_end >= self.page_from
+            if self.page_to is not None:
+                keep &= table.page_start <= self.page_to
+        return keep
+
+    def _documents_allowed(
+        self, documents: Sequence[DocumentInfo], param: str
+    ) -> npt.NDArray[np.bool_]:
+        known_fields = {key.casefold() for d in documents for key in d.metadata}
+        for key in self.metadata:
+            if key.casefold() not in known_fields:
+                fields = sorted(known_fields)
+                hint = (
+                    f"the index's fields are {', '.join(fields)}"
+                    if fields
+                    else "no document in this index has front-matter metadata"
+                )
+                raise InvalidInputError(
+                    f"{param}.metadata: no document has the field {key!r}; {hint}",
+                    param=f"{param}.metadata.{key}",
+                )
+        return np.fromiter(
+            (
+                (not self.documents or any(_matches(d, p) for p in self.documents))
+                and all(_has_value(d.metadata, k, values) for k, values in self.metadata.items())
+                for d in documents
+            ),
+            dtype=np.bool_,
+            count=len(documents),
+        )
+
+
+@dataclass(frozen=True)
+class FilterTable:
+    """What filters test, per chunk row, as arrays: built once per loaded bundle so that a
+    filter costs a few vector operations, not a pass over every chunk record."""
+
+    documents: Sequence[DocumentInfo]
+    doc_rows: npt.NDArray[np.int32]  # chunk row -> index into `documents`
+    page_start: npt.NDArray[np.int32]  # 0 where the chunk has no page numbers
+    page_end: npt.NDArray[np.int32]
+
+    @classmethod
+    def of(cls, chunks: Sequence[ChunkRecord], documents: Sequence[DocumentInfo]) -> FilterTable:
+        position = {d.doc_id: i for i, d in enumerate(documents)}
+        n = len(chunks)
+        doc_rows = np.fromiter((position[c.doc_id] for c in chunks), dtype=np.int32, count=n)
+        start = np.fromiter((c.page_start or 0 for c in chunks), dtype=np.int32, count=n)
+        end = np.fromiter(
+            (c.page_end or c.page_start or 0 for c in chunks), dtype=np.int32, count=n
+        )
+        return cls(documents, doc_rows, start, end)
+
+
+def _documents(raw: object, param: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise InvalidInputError(
+            f"{param} must be a file name, path or glob, or a list of them", param=param
+        )
+    if len(raw) > MAX_PATTERNS:
+        raise InvalidInputError(f"{param} has more than {MAX_PATTERNS} patterns", param=param)
+    return tuple(p.strip() for p in raw)
+
+
+def _pages(raw: object, param: str) -> tuple[int | None, int | None]:
+    if raw is None:
+        return None, None
+    if not isinstance(raw, Mapping) or not raw or any(k not in ("from", "to") for k in raw):
+        raise InvalidInputError(
+            f'{param} must be an object with "from" and/or "to", e.g. {{"from": 3, "to": 5}}',
+            param=param,
+        )
+    ends: list[int | None] = []
+    for key in ("from", "to"):
+        value = raw.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise InvalidInputError(
+                f"{param}.{key} must be a page number (an integer from 1), got {value!r}",
+                param=f"{param}.{key}",
+            )
+        ends.append(value)
+    if ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
+        raise InvalidInputError(f"{param}: from ({ends[0]}) is after to ({ends[1]})", param=param)
+    return ends[0], ends[1]
+
+
+def _metadata(raw: object, param: str) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(
+            f'{param} must be an object of field: value, e.g. {{"author": "Jane Doe"}}',
+            param=param,
+        )
+    parsed: dict[str, tuple[str, ...]] = {}
+    for key, value in raw.items():
+        values = value if isinstance(value, list) else [value]
+        if (
+            not isinstance(key, str)
+            or not key
+            or not values
+            or len(values) > MAX_VALUES
+            or not all(isinstance(v, _Scalar) for v in values)
+        ):
+            raise InvalidInputError(
+                f"{param}.{key} must be a string, number or boolean, or a list of them",
+                param=f"{param}.{key}",
+            )
+        parsed[key] = tuple(_normal(v) for v in values)
+    return parsed
+
+
+def _normal(value: object) -> str:
+    """Values compare as text, case-insensitively, so YAML's 2020 matches JSON's "2020"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().casefold()
+
+
+def _has_value(metadata: Mapping[str, Any], key: str, wanted: tuple[str, ...]) -> bool:
+    for field_name, value in metadata.items():
+        if field_name.casefold() == key.casefold():
+            have = value if isinstance(value, list) else [value]
+            return any(_normal(v) in wanted for v in have)
+    return False
+
+
+def _matches(document: DocumentInfo, pattern: str) -> bool:
+    pattern = pattern.casefold().replace("\\", "/")
+    source = document.source.casefold().replace("\\", "/")
+    names = (source, PurePosixPath(source).name, document.doc_id.casefold())
+    if pattern.endswith("/"):  # a folder: everything under it
+        return source.startswith(pattern.lstrip("./"))
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names)
