@@ -89,6 +89,15 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class LinkRefusedError(AthenaeumError):
+    """A source-file link whose signature is wrong (tampered with, or another server's) or
+    whose time is up."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "invalid_link"
+
+
 class RequestTooLargeError(AthenaeumError):
     status_code = 413
     error_type = "invalid_request_error"

@@ -93,6 +93,27 @@ def serve_command(
             "reach the port can read the whole index: use only on a private network.",
         ),
     ] = False,
+    sources: Annotated[
+        Path | None,
+        typer.Option(
+            "--sources",
+            help="The folder with the original files the index was built from (the folder "
+            "given to `athenaeum convert`). Default: where convert recorded each file. "
+            "Citations link to a file only while its sha256 matches the index.",
+            show_default=False,
+        ),
+    ] = None,
+    link_ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--link-ttl",
+            min=60,
+            max=604_800,
+            help="Seconds a link to an original file stays valid. Default: "
+            "ATHENAEUM_LINK_TTL_S, else 3600.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the index over HTTP: /search, OpenAI-compatible /chat/completions, and MCP at /mcp.
 
@@ -107,8 +128,16 @@ def serve_command(
     from athenaeum.server.local import serve
     from athenaeum.server.settings import Settings
 
+    if sources is not None and not sources.is_dir():
+        fail(f"--sources {sources} is not a folder")
     try:
-        overrides = {"index_dir": index, "index_s3_uri": None} if index is not None else {}
+        overrides: dict[str, object] = (
+            {"index_dir": index, "index_s3_uri": None} if index is not None else {}
+        )
+        if sources is not None:
+            overrides.update(sources_dir=sources, sources_s3_uri=None)
+        if link_ttl is not None:
+            overrides["link_ttl_s"] = link_ttl
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fail(

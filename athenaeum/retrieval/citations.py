@@ -1,7 +1,8 @@
 """How a retrieved chunk is cited, the same everywhere: the CLI, /search, chat and MCP.
 
 A citation names the chunk by its label (document title, else headings, else source file), its
-pages, and a link to the passage under the server's base URL.
+pages, and a link: to the original file at the page where the server has one
+(athenaeum.server.sources), else to the passage under the server's base URL.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def link(base_url: str, chunk_id: str) -> str:
     return f"{base_url}/chunks/{quote(chunk_id, safe='')}"
 
 
-def citation_line(number: int, chunk: ChunkRecord, base_url: str) -> str:
+def citation_line(number: int, chunk: ChunkRecord, url: str) -> str:
     """One numbered source line, as markdown: "[1] User guide, guide.pdf, p. 3: https://…"."""
     name = escape_markdown(f"{chunk.label}, {where(chunk)}")
-    return f"[{number}] {name}: {link(base_url, chunk.id)}"
+    return f"[{number}] {name}: {url}"
 
 
 def heading(number: int, chunk: ChunkRecord) -> str:

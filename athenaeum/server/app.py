@@ -24,6 +24,7 @@ from athenaeum.server.provider import EngineProvider
 from athenaeum.server.secrets import with_secret_llm_key
 from athenaeum.server.security import WELL_KNOWN, Authenticator, AuthMiddleware
 from athenaeum.server.settings import Settings, get_settings
+from athenaeum.server.sources import SOURCES_ROUTE, SourceLinker, link_secret
 
 logger = logging.getLogger("athenaeum")
 
@@ -49,6 +50,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine_provider = provider
+    secret = settings.link_secret.get_secret_value() if settings.link_secret else None
+    app.state.source_linker = SourceLinker(
+        sources_dir=settings.sources_dir,
+        sources_s3_uri=settings.sources_s3_uri,
+        secret=link_secret(secret),
+        ttl_s=settings.link_ttl_s,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
 
     error_handlers.install(app)
     routes.mount(app, settings, provider)
@@ -98,7 +107,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "description": "An OAuth access token (JWT) or an API key.",
         }
     }
-    public = {"/health", WELL_KNOWN, WELL_KNOWN + "/mcp"}
+    public = {"/health", WELL_KNOWN, WELL_KNOWN + "/mcp", SOURCES_ROUTE}
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)

@@ -10,6 +10,7 @@ from starlette.types import Scope
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.settings import Settings
+from athenaeum.server.sources import SourceLinker, SourceLinks
 
 
 def app_settings(request: Request) -> Settings:
@@ -26,6 +27,12 @@ def engine(request: Request) -> SearchEngine:
     # Sync on purpose: FastAPI runs it in the thread pool, so a cold load (seconds, or an S3
     # download) never blocks the event loop; a failure raises BundleError, a 503.
     return engine_provider(request).get()
+
+
+def source_links(request: Request, engine: SearchEngine) -> SourceLinks:
+    """The links to original files for the engine being served (athenaeum.server.sources)."""
+    linker: SourceLinker = request.app.state.source_linker
+    return linker.of(engine.bundle, engine.bundle.manifest.documents)
 
 
 def public_base_url(settings: Settings, scope: Scope) -> str:
@@ -49,6 +56,12 @@ def base_url(request: Request) -> str:
     return public_base_url(app_settings(request), request.scope)
 
 
+def _source_links(request: Request) -> SourceLinks:
+    # Sync, so FastAPI runs it in the thread pool like the engine it may load.
+    return source_links(request, engine(request))
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 EngineDep = Annotated[SearchEngine, Depends(engine)]
 BaseUrlDep = Annotated[str, Depends(base_url)]
+SourceLinksDep = Annotated[SourceLinks, Depends(_source_links)]

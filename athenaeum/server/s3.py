@@ -49,7 +49,7 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
-def _s3_client(endpoint_url: str | None) -> Any:
+def s3_client(endpoint_url: str | None) -> Any:
     try:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
@@ -61,6 +61,7 @@ def _s3_client(endpoint_url: str | None) -> Any:
         connect_timeout=5,
         read_timeout=30,
         retries={"max_attempts": 2, "mode": "standard"},
+        signature_version="s3v4",  # presigned source links: SigV4, which every region takes
     )
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
@@ -83,7 +84,7 @@ def fetch_s3_bundle(
     except ImportError as exc:  # pragma: no cover
         raise MissingDependencyError("boto3", "s3") from exc
 
-    client = _s3_client(endpoint_url)
+    client = s3_client(endpoint_url)
     target = cache_path(location, cache_dir)
     try:
         manifest_bytes = _get_bytes(client, location.bucket, location.key(MANIFEST_FILE))

@@ -76,10 +76,15 @@ class Passage(BaseModel):
     page_start: int | None
     page_end: int | None
     heading_path: list[str] = Field(description="Headings above the passage, outermost first.")
-    url: str = Field(description="A link to this passage, for citations.")
+    url: str = Field(description="A link to this passage (GET /chunks/{id}, with a token).")
+    source_url: str | None = Field(
+        default=None,
+        description="A link that opens the original file at the passage's page, without a "
+        "token; it expires (one hour by default). Null when the server has no copy of the file.",
+    )
 
     @classmethod
-    def from_hit(cls, hit: Hit, base_url: str) -> Passage:
+    def from_hit(cls, hit: Hit, base_url: str, source_url: str | None = None) -> Passage:
         c = hit.chunk
         return cls(
             id=c.id,
@@ -91,6 +96,7 @@ class Passage(BaseModel):
             page_end=c.page_end,
             heading_path=list(c.heading_path),
             url=citations.link(base_url, c.id),
+            source_url=source_url,
         )
 
 
@@ -112,9 +118,14 @@ class Chunk(BaseModel):
     page_start: int | None
     page_end: int | None
     url: str
+    source_url: str | None = Field(
+        default=None, description="The original file at the chunk's page, as in search results."
+    )
 
     @classmethod
-    def from_record(cls, record: ChunkRecord, base_url: str) -> Chunk:
+    def from_record(
+        cls, record: ChunkRecord, base_url: str, source_url: str | None = None
+    ) -> Chunk:
         return cls(
             id=record.id,
             doc_id=record.doc_id,
@@ -126,6 +137,7 @@ class Chunk(BaseModel):
             page_start=record.page_start,
             page_end=record.page_end,
             url=citations.link(base_url, record.id),
+            source_url=source_url,
         )
 
 

@@ -30,6 +30,7 @@ from athenaeum.server.auth import (
 )
 from athenaeum.server.error_handlers import from_exception
 from athenaeum.server.settings import Settings
+from athenaeum.server.sources import SOURCES_PATH
 
 logger = logging.getLogger("athenaeum.auth")
 
@@ -119,6 +120,7 @@ class AuthMiddleware:
             scope["type"] != "http"
             or scope["path"] in PUBLIC_PATHS
             or scope["path"].startswith(WELL_KNOWN + "/")
+            or scope["path"].startswith(SOURCES_PATH)
         ):
             await self.app(scope, receive, send)
             return

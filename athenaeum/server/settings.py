@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_timeout_s: float = Field(default=60.0, gt=0)
 
+    # --- links to the original files (athenaeum.server.sources) -------------------------------
+    # Where the original files are when not where `convert` recorded them (`serve --sources`).
+    sources_dir: Path | None = None
+    # On AWS: the bucket prefix deploy.sh uploads them to; links are then presigned S3 URLs.
+    sources_s3_uri: str | None = None
+    # Signs local links; unset, a random secret per process (links end when the server does).
+    link_secret: SecretStr | None = None
+    link_ttl_s: int = Field(default=3600, ge=60, le=604_800)  # presigned URLs: 7 days at most
+
     # --- HTTP ----------------------------------------------------------------------------------
     public_base_url: str | None = None
     cors_origins: CommaList = Field(default_factory=list)
@@ -110,7 +119,7 @@ class Settings(BaseSettings):
         "oauth_audience", "oauth_required_scopes", "api_key_hashes", "cors_origins", mode="before"
     )(_split_commas)
 
-    @field_validator("index_s3_uri")
+    @field_validator("index_s3_uri", "sources_s3_uri")
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("s3://") or len(value) <= len("s3://")):
@@ -135,6 +144,17 @@ class Settings(BaseSettings):
     def _llm_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             _refuse_placeholder("ATHENAEUM_LLM_API_KEY", value.get_secret_value())
+        return value
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _refuse_placeholder("ATHENAEUM_LINK_SECRET", value.get_secret_value())
+            if len(value.get_secret_value()) < 32:
+                raise ValueError(
+                    "must be at least 32 characters (for example: openssl rand -hex 32)"
+                )
         return value
 
     @field_validator("llm_api_key_secret")
@@ -180,6 +200,8 @@ class Settings(BaseSettings):
             )
         if self.index_dir is not None and self.index_s3_uri is not None:
             raise ValueError("set ATHENAEUM_INDEX_DIR or ATHENAEUM_INDEX_S3_URI, not both")
+        if self.sources_dir is not None and self.sources_s3_uri is not None:
+            raise ValueError("set ATHENAEUM_SOURCES_DIR or ATHENAEUM_SOURCES_S3_URI, not both")
         return self
 
     @property

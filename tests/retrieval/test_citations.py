@@ -46,13 +46,13 @@ def test_link_escapes_the_chunk_id() -> None:
 
 
 def test_citation_line_and_heading_are_markdown() -> None:
-    assert citations.citation_line(2, chunk(page_end=5), "https://api.example") == (
-        "[2] User guide, guide.pdf, pp. 4-5: https://api.example/chunks/manuals%2Fguide.md%233"
-    )
+    assert citations.citation_line(
+        2, chunk(page_end=5), citations.link("https://api.example", "manuals/guide.md#3")
+    ) == ("[2] User guide, guide.pdf, pp. 4-5: https://api.example/chunks/manuals%2Fguide.md%233")
     assert citations.heading(1, chunk()) == "**[1] User guide** (guide.pdf, p. 4)"
     # A title with markdown in it cannot open emphasis or a link that swallows the answer.
     odd = chunk(title="WARN Report*", source="warn_report [2016].pdf")
     assert citations.heading(1, odd) == r"**[1] WARN Report\*** (warn_report \[2016\].pdf, p. 4)"
-    assert citations.citation_line(1, odd, "https://x").startswith(
+    assert citations.citation_line(1, odd, "https://x/chunks/a").startswith(
         r"[1] WARN Report\*, warn_report \[2016\].pdf, p. 4: https://x/chunks/"
     )

@@ -92,7 +92,10 @@ def test_search_returns_cited_passages(
         "page_end",
         "heading_path",
         "url",
+        "source_url",
     }
+    # The SciFact slice was not converted from files: nothing to link to, never a broken link.
+    assert first["source_url"] is None
     assert first["url"] == f"http://testserver/chunks/{quote(first['id'], safe='')}"
     assert "vitamin d" in first["text"].lower()
 

@@ -89,7 +89,8 @@ def test_app_schema_is_valid_and_truthful() -> None:
         assert "422" not in op["responses"]
         if path in ("/search", "/chat/completions"):
             assert "400" in op["responses"] and "401" in op["responses"]
-        public = path in ("/health",) or path.startswith("/.well-known/")
+        # /sources: a link's signature is its credential, so a browser opens it
+        public = path in ("/health",) or path.startswith(("/.well-known/", "/sources/"))
         assert ("security" in op) is not public
 
 
@@ -107,6 +108,7 @@ def test_operation_ids_are_stable() -> None:
         ("POST", "/chat/completions"): "createChatCompletion",
         ("POST", "/v1/chat/completions"): "createChatCompletionV1",
         ("GET", "/chunks/{chunk_id}"): "getChunk",
+        ("GET", "/sources/{key}/{name}"): "getSourceFile",
         ("GET", "/.well-known/oauth-protected-resource"): "protectedResourceMetadata",
         ("GET", "/.well-known/oauth-protected-resource/mcp"): "protectedResourceMetadataMcp",
     }

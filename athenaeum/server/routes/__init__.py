@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from athenaeum.server.provider import EngineProvider
-from athenaeum.server.routes import chat, meta, search
+from athenaeum.server.routes import chat, meta, search, sources
 from athenaeum.server.routes.mcp import MCPEndpoint
 from athenaeum.server.settings import Settings
 
@@ -30,6 +30,7 @@ openai_router.include_router(chat.router)
 root_router = APIRouter()
 root_router.include_router(meta.router)
 root_router.include_router(search.chunks_router)
+root_router.include_router(sources.router)
 
 
 def _operation_id(suffix: str) -> Callable[[APIRoute], str]:
@@ -44,5 +45,9 @@ def mount(app: FastAPI, settings: Settings, provider: EngineProvider) -> None:
     app.include_router(openai_router, prefix=V1, generate_unique_id_function=_operation_id("V1"))
     app.include_router(root_router, generate_unique_id_function=_operation_id(""))
     app.router.routes.append(
-        Route("/mcp", endpoint=MCPEndpoint(settings, provider), include_in_schema=False)
+        Route(
+            "/mcp",
+            endpoint=MCPEndpoint(settings, provider, app.state.source_linker),
+            include_in_schema=False,
+        )
     )

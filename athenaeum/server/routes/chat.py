@@ -29,7 +29,7 @@ from athenaeum.errors import InvalidInputError, ModelNotFoundError, UpstreamErro
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
 from athenaeum.retrieval.tokens import TokenCounter
-from athenaeum.server.deps import app_settings, base_url, engine_provider
+from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
 from athenaeum.server.schemas import (
@@ -39,6 +39,7 @@ from athenaeum.server.schemas import (
     error_responses,
 )
 from athenaeum.server.settings import Settings
+from athenaeum.server.sources import citation_links
 
 PASSAGES = 5
 _WORD = re.compile(r"\s*\S+")
@@ -137,12 +138,15 @@ def _text(message: ChatMessage) -> str:
     return "\n".join(part.text for part in message.content if part.text)
 
 
-def _sources(hits: list[Hit], base: str) -> str:
-    return "\n".join(citations.citation_line(n, h.chunk, base) for n, h in enumerate(hits, 1))
+def _sources(hits: list[Hit], links: list[str]) -> str:
+    return "\n".join(
+        citations.citation_line(n, h.chunk, url)
+        for n, (h, url) in enumerate(zip(hits, links, strict=True), 1)
+    )
 
 
 def retrieval_answer(
-    query: str, hits: list[Hit], base: str, tokens: TokenCounter, limit: int | None = None
+    query: str, hits: list[Hit], links: list[str], tokens: TokenCounter, limit: int | None = None
 ) -> tuple[str, bool]:
     """The retrieval model's answer: the passages, numbered, then the Sources block with a link
     for each. Within `limit` tokens the Sources block stays whole and the passages' texts are
@@ -152,7 +156,7 @@ def retrieval_answer(
     header = f"Passages from the library for: {query}\n"
     heads = [citations.heading(n, h.chunk) for n, h in enumerate(hits, 1)]
     texts = [h.chunk.text.strip() for h in hits]
-    sources = "Sources:\n" + _sources(hits, base)
+    sources = "Sources:\n" + _sources(hits, links)
 
     def render(bodies: list[str]) -> str:
         blocks = [
@@ -269,11 +273,13 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
     search_filter = body.filter.to_filter() if body.filter else None
     results = await run_in_threadpool(engine.search, query, PASSAGES, "hybrid", search_filter)
     base = base_url(request)
+    # In the thread pool: the first link to a local file hashes it, an S3 one asks the bucket.
+    links = await run_in_threadpool(citation_links, results, source_links(request, engine), base)
     limit = body.max_completion_tokens or body.max_tokens
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     tokens = engine.tokens
     if body.model == RETRIEVAL_MODEL:
-        answer, truncated = retrieval_answer(query, results, base, tokens, limit)
+        answer, truncated = retrieval_answer(query, results, links, tokens, limit)
         usage = _usage(tokens, [_text(m) for m in body.messages], answer)
         finish: Literal["stop", "length"] = "length" if truncated else "stop"
         if body.stream:
@@ -281,7 +287,7 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
                 _stream_text(body.model, answer, finish, usage if include_usage else None)
             )
         return _completion(body.model, answer, finish, usage)
-    return await _generate(body, settings, results, base, tokens, include_usage)
+    return await _generate(body, settings, results, links, tokens, include_usage)
 
 
 def _completion(
@@ -329,7 +335,7 @@ async def _generate(
     body: ChatCompletionRequest,
     settings: Settings,
     results: list[Hit],
-    base: str,
+    links: list[str],
     tokens: TokenCounter,
     include_usage: bool,
 ) -> Response:
@@ -350,7 +356,7 @@ async def _generate(
         "max_completion_tokens": body.max_completion_tokens,
     }
     messages = _upstream_messages(body, results)
-    sources = "\n\nSources:\n" + _sources(results, base) if results else ""
+    sources = "\n\nSources:\n" + _sources(results, links) if results else ""
     if body.stream:
         upstream = client.stream(messages, **options, stream_options={"include_usage": True})
         # Pull the first chunk before answering, so that an unreachable or refusing upstream is

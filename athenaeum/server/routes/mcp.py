@@ -26,11 +26,13 @@ from starlette.types import Receive, Scope, Send
 from athenaeum import __version__
 from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
+from athenaeum.retrieval.engine import Hit
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import status_response
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.schemas import SearchFilterModel
 from athenaeum.server.settings import Settings
+from athenaeum.server.sources import SourceLinker, citation_links
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
@@ -83,7 +85,9 @@ class FetchOutput(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-def build_server(provider: EngineProvider, base: str, max_query_chars: int) -> Server[Any]:
+def build_server(
+    provider: EngineProvider, base: str, max_query_chars: int, linker: SourceLinker
+) -> Server[Any]:
     import mcp_types as types
     from mcp.server.lowlevel import Server
 
@@ -126,15 +130,15 @@ def build_server(provider: EngineProvider, base: str, max_query_chars: int) -> S
         hits = await run_in_threadpool(
             engine.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid", search_filter
         )
+        sources = linker.of(engine.bundle, engine.bundle.manifest.documents)
+        # The original file at the page where there is one (it opens in ChatGPT without a
+        # token), else the passage; in the thread pool, as a first link hashes the file.
+        links = await run_in_threadpool(citation_links, hits, sources, base)
         return result(
             SearchOutput(
                 results=[
-                    SearchHit(
-                        id=h.chunk.id,
-                        title=citations.title(h.chunk),
-                        url=citations.link(base, h.chunk.id),
-                    )
-                    for h in hits
+                    SearchHit(id=h.chunk.id, title=citations.title(h.chunk), url=url)
+                    for h, url in zip(hits, links, strict=True)
                 ]
             )
         )
@@ -143,12 +147,14 @@ def build_server(provider: EngineProvider, base: str, max_query_chars: int) -> S
         args = FetchArgs.model_validate(arguments)
         engine = await run_in_threadpool(provider.get)
         chunk = engine.get_chunk(args.id)
+        sources = linker.of(engine.bundle, engine.bundle.manifest.documents)
+        [url] = await run_in_threadpool(citation_links, [Hit(chunk, 0.0)], sources, base)
         return result(
             FetchOutput(
                 id=chunk.id,
                 title=chunk.label,
                 text=chunk.text,
-                url=citations.link(base, chunk.id),
+                url=url,
                 metadata={
                     "source": chunk.source,
                     "doc_id": chunk.doc_id,
@@ -216,9 +222,10 @@ def transport_security(settings: Settings, scope: Scope) -> TransportSecuritySet
 class MCPEndpoint:
     """A plain ASGI app mounted at /mcp; see the module docstring for why it is per-request."""
 
-    def __init__(self, settings: Settings, provider: EngineProvider) -> None:
+    def __init__(self, settings: Settings, provider: EngineProvider, linker: SourceLinker) -> None:
         self._settings = settings
         self._provider = provider
+        self._linker = linker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("method") != "POST":
@@ -236,7 +243,7 @@ class MCPEndpoint:
 
         settings = self._settings
         base = public_base_url(settings, scope)
-        server = build_server(self._provider, base, settings.max_query_chars)
+        server = build_server(self._provider, base, settings.max_query_chars, self._linker)
         manager = StreamableHTTPSessionManager(
             app=server,
             json_response=True,

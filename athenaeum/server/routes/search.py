@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from athenaeum.errors import InvalidInputError
-from athenaeum.server.deps import BaseUrlDep, EngineDep, SettingsDep
+from athenaeum.server.deps import BaseUrlDep, EngineDep, SettingsDep, SourceLinksDep
 from athenaeum.server.schemas import (
     COMMON_ERRORS,
     Chunk,
@@ -34,7 +34,11 @@ chunks_router = APIRouter(tags=["search"])
     responses=errors(*COMMON_ERRORS),
 )
 def search(
-    body: SearchRequest, engine: EngineDep, settings: SettingsDep, base: BaseUrlDep
+    body: SearchRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    base: BaseUrlDep,
+    sources: SourceLinksDep,
 ) -> SearchResponse:
     if len(body.query) > settings.max_query_chars:
         raise InvalidInputError(
@@ -45,9 +49,11 @@ def search(
         raise InvalidInputError("query must contain more than whitespace", param="query")
     search_filter = body.filter.to_filter() if body.filter else None
     hits = engine.search(body.query, top_k=body.top_k, mode=body.mode, filter=search_filter)
-    return SearchResponse(
-        query=body.query, mode=body.mode, results=[Passage.from_hit(h, base) for h in hits]
-    )
+    results = [
+        Passage.from_hit(h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base))
+        for h in hits
+    ]
+    return SearchResponse(query=body.query, mode=body.mode, results=results)
 
 
 @chunks_router.get(
@@ -57,5 +63,6 @@ def search(
     description="One passage by the id that search returned, with its full text and metadata.",
     responses=errors(*COMMON_ERRORS, 404),
 )
-def get_chunk(chunk_id: str, engine: EngineDep, base: BaseUrlDep) -> Chunk:
-    return Chunk.from_record(engine.get_chunk(chunk_id), base)
+def get_chunk(chunk_id: str, engine: EngineDep, base: BaseUrlDep, sources: SourceLinksDep) -> Chunk:
+    record = engine.get_chunk(chunk_id)
+    return Chunk.from_record(record, base, sources.link(record.doc_id, record.page_start, base))

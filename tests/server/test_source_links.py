@@ -1,0 +1,181 @@
+"""Links to the original files: every result of a real PDF library carries one that opens the
+PDF at its page without a token, and a tampered, expired or foreign link is a 403."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.app import create_app
+from athenaeum.server.auth import hash_api_key
+from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.settings import Settings
+from tests.conftest import LIBRARY_PDFS, PdfLibrary
+from tests.server.test_app import assert_error
+from tests.server.test_mcp import MCP_HEADERS, _rpc
+
+API_KEY = "ath-" + "links-test-key-4Hq9"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SECRET = "s" * 16 + "-a-test-secret-of-32+chars"
+QUERY = "report of the incident and the agency findings"
+
+
+def make_client(engine: SearchEngine, **settings: Any) -> TestClient:
+    app = create_app(
+        Settings(**{"api_key_hashes": [hash_api_key(API_KEY)], "link_secret": SECRET, **settings}),
+        FixedEngineProvider(engine),
+    )
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+@pytest.fixture
+def client(pdf_engine: SearchEngine) -> TestClient:
+    return make_client(pdf_engine)
+
+
+def results(client: TestClient, **body: Any) -> list[dict[str, Any]]:
+    r = client.post("/search", json={"query": QUERY, "top_k": 20, **body}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    found: list[dict[str, Any]] = r.json()["results"]
+    return found
+
+
+def fetch(client: TestClient, link: str) -> httpx.Response:
+    """GET a link as a browser does: no token, and the #fragment stays in the browser."""
+    return client.get(link.split("#", 1)[0])
+
+
+def test_every_result_opens_its_pdf_at_the_page_without_a_token(
+    client: TestClient, pdf_library: PdfLibrary
+) -> None:
+    found = results(client)
+    assert {r["source"] for r in found} == set(LIBRARY_PDFS)
+    for r in found:
+        link = r["source_url"]
+        assert link is not None, r["source"]
+        assert link.startswith("http://127.0.0.1:8000/sources/")
+        assert link.endswith(f"#page={r['page_start']}")
+        # a document is named by an opaque key (its file name follows, for the download),
+        # never by its path
+        _, root, key, name = urlsplit(link).path.split("/")
+        assert (root, len(key), name) == ("sources", 32, Path(r["source"]).name)
+        assert "reports" not in link
+        response = fetch(client, link)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.content == (pdf_library.pdfs / r["source"]).read_bytes()
+        assert response.headers["content-disposition"].startswith("inline;")
+    # the chunk view stays for API clients
+    assert found[0]["url"].startswith("http://127.0.0.1:8000/chunks/")
+    assert client.get(found[0]["url"]).status_code == 401
+
+
+def _with(link: str, **changes: str) -> str:
+    parts = urlsplit(link.split("#", 1)[0])
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return f"{parts.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+def _sign(key: str, expires: int, secret: str = SECRET) -> str:
+    mac = hmac.new(secret.encode(), f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def test_tampered_expired_and_foreign_links_are_403(
+    client: TestClient, pdf_engine: SearchEngine
+) -> None:
+    link = results(client)[0]["source_url"]
+    key = urlsplit(link).path.split("/")[2]
+    expires = int(parse_qs(urlsplit(link.split("#")[0]).query)["expires"][0])
+    signature = parse_qs(urlsplit(link.split("#")[0]).query)["signature"][0]
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    other_key = next(
+        d.source_file.sha256[:32]
+        for d in pdf_engine.bundle.manifest.documents
+        if d.source_file and not d.source_file.sha256.startswith(key)
+    )
+    refused = {
+        "tampered signature": _with(link, signature=flipped),
+        "later expiry, same signature": _with(link, expires=str(expires + 3600)),
+        "no signature": _with(link, signature=""),
+        "malformed expiry": _with(link, expires="soon"),
+        "another file, same signature": _with(link).replace(key, other_key),
+        "expired, correctly signed": _with(
+            link, expires=str(int(time.time()) - 1), signature=_sign(key, int(time.time()) - 1)
+        ),
+        "signed by another server": _with(
+            link, signature=_sign(key, expires, "another-server-secret-0123456789abcdef")
+        ),
+    }
+    for what, url in refused.items():
+        error = assert_error(client.get(url), 403, "invalid_link")
+        assert error["param"] in ("signature", "expires"), what
+    assert (
+        "expired" in assert_error(client.get(refused["expired, correctly signed"]), 403)["message"]
+    )
+    # A link from another server (another secret) fails here too.
+    other = make_client(pdf_engine, link_secret="another-server-secret-0123456789abcdef")
+    assert fetch(other, link).status_code == 403
+    # Traversal has nothing to act on: the path names a key, and the file name must match.
+    for path in ("/sources/../../etc/passwd", f"/sources/{key}/..%2F..%2Fetc%2Fpasswd"):
+        response = client.get(path + "?" + urlsplit(link.split("#")[0]).query)
+        assert response.status_code in (401, 403, 404) and b"root:" not in response.content
+
+
+def test_changed_or_missing_files_get_no_link(
+    pdf_engine: SearchEngine, pdf_library: PdfLibrary, tmp_path: Path
+) -> None:
+    copy = tmp_path / "moved"
+    shutil.copytree(pdf_library.pdfs, copy)
+    changed = copy / "multicolumn.pdf"
+    changed.write_bytes(changed.read_bytes() + b"\n% edited after indexing\n")
+    (copy / "scotus-transcript-p1.pdf").unlink()
+    c = make_client(pdf_engine, sources_dir=copy)
+    found = results(c)
+    by_source = {r["source"]: r["source_url"] for r in found}
+    assert by_source["multicolumn.pdf"] is None
+    assert by_source["scotus-transcript-p1.pdf"] is None
+    moved = "reports/150109DSP-Milw-505-90D.pdf"
+    assert by_source[moved] is not None
+    assert fetch(c, by_source[moved]).content == (copy / moved).read_bytes()
+
+
+def test_chat_and_mcp_cite_the_pdf_pages(client: TestClient, pdf_engine: SearchEngine) -> None:
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "athenaeum-index-retrieval",
+            "messages": [{"role": "user", "content": QUERY}],
+            "max_tokens": 500,
+        },
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    content = r.json()["choices"][0]["message"]["content"]
+    lines = content.split("Sources:\n", 1)[1].strip().splitlines()
+    assert len(lines) == 5
+    for line in lines:
+        link = line.rsplit(": ", 1)[1]
+        assert "/sources/" in link and "#page=" in link
+        response = fetch(client, link)
+        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+    r = client.post(
+        "/mcp",
+        json=_rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}),
+        headers={**MCP_HEADERS, **AUTH, "mcp-protocol-version": "2025-06-18"},
+    )
+    hits = r.json()["result"]["structuredContent"]["results"]
+    assert hits and all("/sources/" in h["url"] for h in hits)
+    assert all(".pdf, p" in h["title"] for h in hits)  # title, file name and page
