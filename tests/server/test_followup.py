@@ -3,6 +3,7 @@ what is made of its answer. tests/server/test_chat.py runs them through /chat/co
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -139,3 +140,21 @@ def test_the_query_header_is_latin1_safe_and_reversible() -> None:
     assert value.isascii() and "\n" not in value
     assert unquote(value) == query
     assert headers[followup.METHOD_HEADER] == "rewrite"
+
+
+def test_the_prompt_and_limits_are_documented_as_they_are() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    assert followup.REWRITE_PROMPT in doc
+    words = " ".join(doc.split())
+    for fact in (
+        f"last {followup.REWRITE_MESSAGES} user and assistant messages",
+        f"each cut to {followup.REWRITE_MESSAGE_CHARS} characters",
+        f"`max_tokens: {followup.REWRITE_MAX_TOKENS}`",
+        f"within {followup.REWRITE_TIMEOUT_S:g} seconds",
+        f"at most {followup.MAX_REWRITE_CHARS} characters",
+        f"cut to {followup.CONTEXT_CHARS} characters",
+        followup.QUERY_HEADER,
+        followup.METHOD_HEADER,
+    ):
+        assert fact in words, fact
+    assert followup.CONTEXT_TURNS == 2 and "last two earlier user messages" in words
