@@ -166,7 +166,9 @@ def clean_rewrite(text: str) -> str | None:
     """The rewriter's answer as a query: its first line, without a "Query:" label or quotes,
     whitespace squashed, at most MAX_REWRITE_CHARS; None when nothing usable is left."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    line = _LABEL.sub("", line.strip()).strip(_QUOTES + " ")
+    line = _LABEL.sub("", line.strip())
+    if line[:1] in _QUOTES:  # a quoted answer, not a query that ends in a quotation
+        line = line.strip(_QUOTES + " ")
     query = _squash(line)
     if len(query) > MAX_REWRITE_CHARS:
         query = query[:MAX_REWRITE_CHARS].rsplit(" ", 1)[0]

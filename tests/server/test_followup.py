@@ -99,6 +99,7 @@ def test_fusion_is_reciprocal_rank_fusion() -> None:
         ("Who argued for the respondent in Knowles v. Mirzayance?", None),
         ('  "Who argued for the respondent?"  ', "Who argued for the respondent?"),
         ("Query: vitamin D in children", "vitamin D in children"),
+        ('Who wrote "Faust"?', None),
         ("Standalone query: “rickets”", "rickets"),
         ("\n\nvitamin D  in\tchildren\nThis query asks about ...", "vitamin D in children"),
         ("", ""),
