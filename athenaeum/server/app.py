@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from athenaeum import __version__
-from athenaeum.server import error_handlers, routes
+from athenaeum.server import error_handlers, followup, routes
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from athenaeum.server.provider import EngineProvider
@@ -80,7 +80,12 @@ def create_app(
                 "Mcp-Session-Id",
                 "Mcp-Protocol-Version",
             ],
-            expose_headers=["WWW-Authenticate", "X-Request-ID"],
+            expose_headers=[
+                "WWW-Authenticate",
+                "X-Request-ID",
+                followup.QUERY_HEADER,
+                followup.METHOD_HEADER,
+            ],
         )
     app.add_middleware(RequestLogMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

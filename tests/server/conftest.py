@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -14,6 +15,8 @@ import pytest
 # Module level: FastAPI resolves the fake upstream's string annotations (`from __future__`) here.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from athenaeum.server.followup import REWRITE_PROMPT
 
 
 class LiveServer:
@@ -66,19 +69,31 @@ FAKE_LLM_KEY = "upstream-test-key-7f3a9c"
 FAKE_LLM_MODEL = "fake-gpt"
 
 
-class FakeLLM:
-    """What the fake upstream saw, for assertions."""
+FAKE_REWRITE = "Is vitamin D deficiency in children linked to rickets?"
 
-    def __init__(self, url: str) -> None:
+
+class FakeLLM:
+    """What the fake upstream saw, for assertions, and how it answers query rewrites."""
+
+    def __init__(self, url: str, state: dict[str, Any]) -> None:
         self.url = url
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = state["requests"]
+        self._state = state
+
+    def rewrites_with(self, answer: str | int, *, delay_s: float = 0.0) -> None:
+        """The answer to the next rewrite requests: a query, or an HTTP status to fail with,
+        after `delay_s` seconds."""
+        self._state["rewrite"] = answer
+        self._state["rewrite_delay_s"] = delay_s
 
 
 def _fake_llm_app(state: dict[str, Any]) -> Any:
     """A small OpenAI-compatible upstream: canned answers, SSE streaming, errors on demand.
 
-    The last user message steers it: containing RATE_LIMIT gives a 429, BOOM a 500,
-    otherwise it answers 'Vitamin D matters [1].' (streamed word by word when asked)."""
+    A request whose system message is chat's query-rewrite prompt gets the rewrite set with
+    `FakeLLM.rewrites_with`. Otherwise the last user message steers it: containing RATE_LIMIT
+    gives a 429, BOOM a 500, otherwise it answers 'Vitamin D matters [1].' (streamed word by
+    word when asked)."""
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -87,6 +102,19 @@ def _fake_llm_app(state: dict[str, Any]) -> Any:
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
         body = await request.json()
         state["requests"].append(body)
+        if body["messages"][0]["content"] == REWRITE_PROMPT:
+            await asyncio.sleep(state["rewrite_delay_s"])
+            answer = state["rewrite"]
+            if isinstance(answer, int):
+                return JSONResponse({"error": {"message": "no", "type": "server"}}, answer)
+            message = {"role": "assistant", "content": answer}
+            return {
+                "id": "up-rw",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
         last = body["messages"][-1]["content"]
         if "RATE_LIMIT" in last:
             return JSONResponse({"error": {"message": "slow down", "type": "rate"}}, 429)
@@ -137,10 +165,9 @@ def _fake_llm_app(state: dict[str, Any]) -> Any:
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLM]:
     """An OpenAI-compatible upstream on 127.0.0.1 (session-wide; `requests` records payloads)."""
-    state: dict[str, Any] = {"requests": []}
+    state: dict[str, Any] = {"requests": [], "rewrite": FAKE_REWRITE, "rewrite_delay_s": 0.0}
     server = LiveServer(_fake_llm_app(state)).__enter__()
-    fake = FakeLLM(server.url + "/v1")
-    fake.requests = state["requests"]
+    fake = FakeLLM(server.url + "/v1", state)
     try:
         yield fake
     finally:

@@ -4,19 +4,22 @@ upstream on 127.0.0.1, streaming, and the official openai SDK against a live ser
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import openai
 import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.retrieval.engine import Hit, SearchEngine
+from athenaeum.server import followup
 from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
-from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FakeLLM
+from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
 from tests.server.test_app import assert_error
 
 QUESTION = "Does vitamin D deficiency affect bone health?"
@@ -320,3 +323,163 @@ def test_openai_sdk_against_a_live_server(
     assert excinfo.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         sdk.chat.completions.create(model=RETRIEVAL, messages=[])
+
+
+# --- follow-up questions ---------------------------------------------------------------------
+
+FOLLOW_UP = "What about in children?"
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": QUESTION},
+    {"role": "assistant", "content": "Vitamin D matters [1]."},
+    {"role": "user", "content": FOLLOW_UP},
+]
+
+
+@pytest.fixture
+def rewrites(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
+    """The fake upstream, its rewrite answer restored after the test."""
+    yield fake_llm
+    fake_llm.rewrites_with(FAKE_REWRITE)
+
+
+def _ids(hits: list[Hit]) -> list[str]:
+    return [h.chunk.id for h in hits]
+
+
+def _fallback_hits(engine: SearchEngine) -> list[Hit]:
+    # The fallback's two searches, spelled out: the follow-up alone, and after the question.
+    def search(query: str, top_k: int) -> list[Hit]:
+        return engine.search(query, top_k, "hybrid")
+
+    return followup.search_fallback(search, [FOLLOW_UP, f"{QUESTION} {FOLLOW_UP}"], 5)
+
+
+def _prompted_with(system: str, hits: list[Hit]) -> bool:
+    """Whether the upstream's system prompt holds exactly these passages, in this order."""
+    numbered = all(
+        f"[{n}] {h.chunk.title}" in system and h.chunk.text.strip()[:200] in system
+        for n, h in enumerate(hits, 1)
+    )
+    return numbered and f"[{len(hits) + 1}] " not in system
+
+
+def _retrieved_for(r: Any) -> tuple[str, str]:
+    return unquote(r.headers["x-athenaeum-query"]), r.headers["x-athenaeum-query-method"]
+
+
+def test_retrieval_model_reads_a_follow_up_with_the_earlier_question(
+    client: TestClient, scifact_engine: SearchEngine
+) -> None:
+    fallback = _fallback_hits(scifact_engine)
+    assert _ids(fallback) != _ids(scifact_engine.search(FOLLOW_UP, 5))  # the context matters
+
+    r = client.post("/v1/chat/completions", json={"model": RETRIEVAL, "messages": CONVERSATION})
+    assert r.status_code == 200, r.text
+    content = r.json()["choices"][0]["message"]["content"]
+    label = f"{FOLLOW_UP} (context: {QUESTION})"
+    assert content.startswith(f"Passages from the library for: {label}\n")
+    for n, hit in enumerate(fallback, 1):
+        assert citations.heading(n, hit.chunk) in content
+    assert _retrieved_for(r) == (label, "fallback")
+
+    # A first turn is searched for as it is.
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": RETRIEVAL, "messages": [{"role": "user", "content": QUESTION}]},
+    )
+    assert _retrieved_for(r) == (QUESTION, "first-turn")
+
+
+def test_generating_model_sends_no_rewrite_for_a_first_turn(
+    rag_client: TestClient, fake_llm: FakeLLM
+) -> None:
+    before = len(fake_llm.requests)
+    r = rag_client.post(
+        "/chat/completions",
+        json={
+            "model": RAG,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": QUESTION},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    sent = fake_llm.requests[before:]
+    assert len(sent) == 1 and sent[0]["messages"][0]["content"] != followup.REWRITE_PROMPT
+    assert _retrieved_for(r) == (QUESTION, "first-turn")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_generating_model_rewrites_a_follow_up_then_retrieves_for_the_rewrite(
+    rag_client: TestClient, rewrites: FakeLLM, scifact_engine: SearchEngine, stream: bool
+) -> None:
+    rewritten = scifact_engine.search(FAKE_REWRITE, 5)
+    assert _ids(rewritten) != _ids(_fallback_hits(scifact_engine))
+    before = len(rewrites.requests)
+    r = rag_client.post(
+        "/chat/completions",
+        json={"model": RAG, "messages": CONVERSATION, "temperature": 0.7, "stream": stream},
+    )
+    assert r.status_code == 200, r.text
+    text = (
+        stream_text(parse_sse(r.text)) if stream else r.json()["choices"][0]["message"]["content"]
+    )
+    assert text.startswith("Vitamin D matters [1].")
+    rewrite, answer = rewrites.requests[before:]  # one rewrite, then the answer
+    assert rewrite["messages"] == [
+        {"role": "system", "content": followup.REWRITE_PROMPT},
+        {
+            "role": "user",
+            "content": f"user: {QUESTION}\nassistant: Vitamin D matters [1].\nuser: {FOLLOW_UP}",
+        },
+    ]
+    assert rewrite["max_tokens"] == 64 and rewrite["temperature"] == 0
+    assert "stream" not in rewrite
+    assert answer["temperature"] == 0.7 and answer["messages"][-1]["content"] == FOLLOW_UP
+    assert _prompted_with(answer["messages"][0]["content"], rewritten)
+    assert _retrieved_for(r) == (FAKE_REWRITE, "rewrite")
+
+
+@pytest.mark.parametrize("failure", [500, 429, 503, "", "  \n  "])
+def test_a_failed_rewrite_falls_back_and_still_answers(
+    rag_client: TestClient,
+    rewrites: FakeLLM,
+    scifact_engine: SearchEngine,
+    caplog: pytest.LogCaptureFixture,
+    failure: str | int,
+) -> None:
+    rewrites.rewrites_with(failure)
+    before = len(rewrites.requests)
+    with caplog.at_level(logging.WARNING, logger="athenaeum.chat"):
+        r = rag_client.post("/chat/completions", json={"model": RAG, "messages": CONVERSATION})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith("Vitamin D matters [1].")
+    rewrite, answer = rewrites.requests[before:]
+    assert rewrite["messages"][0]["content"] == followup.REWRITE_PROMPT
+    assert _prompted_with(answer["messages"][0]["content"], _fallback_hits(scifact_engine))
+    assert _retrieved_for(r) == (f"{FOLLOW_UP} (context: {QUESTION})", "fallback")
+    assert any("query rewrite" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_slow_rewrite_times_out_into_the_fallback(
+    scifact_engine: SearchEngine, rag_settings: Settings, rewrites: FakeLLM
+) -> None:
+    settings = rag_settings.model_copy(update={"llm_timeout_s": 0.5})
+    c = TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
+    rewrites.rewrites_with(FAKE_REWRITE, delay_s=2.0)
+    r = c.post("/chat/completions", json={"model": RAG, "messages": CONVERSATION})
+    assert r.status_code == 200, r.text
+    assert _retrieved_for(r)[1] == "fallback"
+
+
+def test_retrieval_model_never_calls_the_upstream(
+    rag_client: TestClient, fake_llm: FakeLLM, scifact_engine: SearchEngine
+) -> None:
+    # Even with a generating model configured, the retrieval model needs none: its answer is
+    # the same on every server.
+    before = len(fake_llm.requests)
+    r = rag_client.post("/chat/completions", json={"model": RETRIEVAL, "messages": CONVERSATION})
+    assert r.status_code == 200 and len(fake_llm.requests) == before
+    assert _retrieved_for(r)[1] == "fallback"

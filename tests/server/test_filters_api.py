@@ -113,3 +113,22 @@ def test_chat_filter_extension_field(client: TestClient) -> None:
 
     error = assert_error(ask({"metadata": {"author": "x"}}), 400)
     assert error["param"] == "filter.metadata.author"
+
+
+def test_chat_filter_holds_for_both_searches_of_a_follow_up(client: TestClient) -> None:
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "athenaeum-index-retrieval",
+            "messages": [
+                {"role": "user", "content": QUERY},
+                {"role": "assistant", "content": "…"},
+                {"role": "user", "content": "and who was charged?"},
+            ],
+            "filter": {"documents": ["scotus-transcript-p1.pdf"]},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-athenaeum-query-method"] == "fallback"
+    sources = r.json()["choices"][0]["message"]["content"].split("Sources:", 1)[1]
+    assert "scotus-transcript-p1.pdf" in sources and "150109DSP" not in sources

@@ -3,7 +3,8 @@
 `athenaeum-index-retrieval` needs no language model: it answers with the passages retrieved for
 the last user message, as markdown with numbered citations. `athenaeum-index-rag` (only when an
 upstream is configured) retrieves the same passages, prompts the upstream with them and returns
-its answer followed by the numbered sources.
+its answer followed by the numbered sources. A follow-up is retrieved for with the earlier turns
+(athenaeum.server.followup: the generating model's rewrite, else a fallback without a model).
 
 Token counts: `usage` and `max_tokens` count tokens of the bundle's own tokenizer
 (athenaeum.retrieval.tokens), the generating model's usage the upstream's counts where it gives
@@ -25,10 +26,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
-from athenaeum.errors import InvalidInputError, ModelNotFoundError, UpstreamError
+from athenaeum.errors import ModelNotFoundError, UpstreamError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
 from athenaeum.retrieval.tokens import TokenCounter
+from athenaeum.server import followup
 from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
@@ -191,20 +193,6 @@ def _shares(lengths: list[int], budget: int) -> list[int]:
     return shares
 
 
-def _last_user_query(body: ChatCompletionRequest, max_chars: int) -> str:
-    for message in reversed(body.messages):
-        if message.role == "user":
-            text = _text(message).strip()
-            if not text:
-                break
-            # Only the latest question is retrieved for; a long pasted message is cut, not
-            # refused, because chat clients send whatever the user typed.
-            return text[:max_chars]
-    raise InvalidInputError(
-        "messages must contain a user message with text to search for", param="messages"
-    )
-
-
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -268,10 +256,18 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
             f"the model {body.model!r} does not exist; available: {', '.join(model_ids(settings))}",
             param="model",
         )
-    query = _last_user_query(body, settings.max_query_chars)
+    turns = [followup.Turn(m.role, _text(m)) for m in body.messages]
+    followup.latest_question(turns, settings.max_query_chars)  # a 400 before loading the index
     engine = await run_in_threadpool(engine_provider(request).get)
     search_filter = body.filter.to_filter() if body.filter else None
-    results = await run_in_threadpool(engine.search, query, PASSAGES, "hybrid", search_filter)
+    found = await followup.retrieve(
+        turns,
+        lambda query, top_k: engine.search(query, top_k, "hybrid", search_filter),
+        top_k=PASSAGES,
+        max_chars=settings.max_query_chars,
+        client=followup.rewriter(settings) if body.model != RETRIEVAL_MODEL else None,
+    )
+    query, results = found.query, found.hits
     base = base_url(request)
     # In the thread pool: the first link to a local file hashes it, an S3 one asks the bucket.
     links = await run_in_threadpool(citation_links, results, source_links(request, engine), base)
@@ -283,11 +279,15 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         usage = _usage(tokens, [_text(m) for m in body.messages], answer)
         finish: Literal["stop", "length"] = "length" if truncated else "stop"
         if body.stream:
-            return _event_stream(
+            response: Response = _event_stream(
                 _stream_text(body.model, answer, finish, usage if include_usage else None)
             )
-        return _completion(body.model, answer, finish, usage)
-    return await _generate(body, settings, results, links, tokens, include_usage)
+        else:
+            response = _completion(body.model, answer, finish, usage)
+    else:
+        response = await _generate(body, settings, results, links, tokens, include_usage)
+    response.headers.update(followup.headers(found))
+    return response
 
 
 def _completion(
