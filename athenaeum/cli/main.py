@@ -282,6 +282,15 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    keep_identical_ids: Annotated[
+        bool,
+        typer.Option(
+            "--keep-identical-ids",
+            help="Score a retrieved document whose id is the query's own id. By default it is "
+            "left out, as BEIR's and MTEB's `ignore_identical_ids` do, so the numbers compare "
+            "with published tables.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
     ] = False,
@@ -336,12 +345,13 @@ def eval_command(
 
             build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
     engine = SearchEngine.load(index)
-    reports = evaluate(engine, data, modes)
+    reports = evaluate(engine, data, modes, ignore_identical_ids=not keep_identical_ids)
     if as_json:
         payload = {
             "dataset": str(dataset),
             "split": split,
             "index": str(index),
+            "ignore_identical_ids": not keep_identical_ids,
             "modes": [dataclasses.asdict(r) for r in reports],
         }
         typer.echo(json.dumps(payload, indent=2))
