@@ -175,8 +175,8 @@ def search_command(
         str,
         typer.Option(
             "--mode",
-            help="hybrid (dense and BM25 fused by reciprocal rank), dense (embeddings only) "
-            "or bm25 (keywords only).",
+            help="hybrid (dense and BM25 scores fused), dense (embeddings only) or bm25 "
+            "(keywords only).",
         ),
     ] = "hybrid",
     as_json: Annotated[
@@ -185,8 +185,9 @@ def search_command(
 ) -> None:
     """Search an index bundle and print the best passages with their sources and pages.
 
-    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and the
-    reciprocal-rank-fusion score in hybrid mode: compare scores within one mode only.
+    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and in
+    hybrid mode the two scores, each scaled to 0..1 over the candidates, averaged: compare
+    scores within one search only.
 
     Example: athenaeum search "how do I reset the device" --index index/ --top-k 3
     """
