@@ -10,7 +10,10 @@ scores far above the rest keeps that lead, which reciprocal rank fusion flattens
 
 The weight 0.5 is the uninformed choice, not tuned on evaluation data, so the BEIR numbers in
 docs/benchmarks.md (where this gave SciFact nDCG@10 0.7339 against 0.7225 for reciprocal rank
-fusion with k = 60) are honest held-out numbers.
+fusion with k = 60) are honest held-out numbers. Fusing documents instead (each retriever's
+chunks collapsed to their document first) was measured there too and left out: results are
+chunks, and a document's score would rank all of its candidate chunks above the next document's
+best one.
 """
 
 from __future__ import annotations
