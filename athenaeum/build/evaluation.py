@@ -4,6 +4,11 @@ The metrics are written here from their definitions (as pytrec_eval computes the
 rather than imported, so the serve-side install can run them and the tests can check them
 against hand-computed values. Chunks are mapped to documents and de-duplicated (a document
 ranks where its best chunk ranks) before scoring, since BEIR judges documents.
+
+As BEIR's and MTEB's evaluators do with `ignore_identical_ids` (their default), a retrieved
+document whose id is the query's own id is left out before scoring: in datasets whose queries
+are also corpus documents (ArguAna, Quora) the query would otherwise find itself. Turning it
+off gives the raw ranking's numbers.
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ def evaluate(
     *,
     doc_key: Callable[[ChunkRecord], str] = corpus_id,
     depth: int = RECALL_K,
+    ignore_identical_ids: bool = True,
 ) -> list[ModeReport]:
     """Run every judged query through each mode and score the document rankings."""
     for mode in modes:
@@ -150,7 +156,10 @@ def evaluate(
             start = time.perf_counter()
             ranking = engine.rank(dataset.queries[qid], mode=mode, depth=depth)
             latency.append(time.perf_counter() - start)
-            docs = _dedupe(keys[row] for row in ranking.rows.tolist())
+            docs = document_ranking(
+                [keys[row] for row in ranking.rows.tolist()],
+                qid if ignore_identical_ids else None,
+            )
             rels = dataset.qrels[qid]
             ndcg.append(ndcg_at_k(docs, rels))
             recall.append(recall_at_k(docs, rels))
@@ -170,8 +179,15 @@ def evaluate(
     return reports
 
 
-def _dedupe(docs: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(docs))
+def document_ranking(docs: Iterable[str], query_id: str | None = None) -> list[str]:
+    """Each document once, where it first appears, without `query_id` (BEIR's
+    `ignore_identical_ids`; None keeps every document)."""
+    return [doc for doc in dict.fromkeys(docs) if doc != query_id]
+
+
+def identical_id_queries(dataset: BeirDataset) -> list[str]:
+    """The judged queries whose id is also a corpus id: those `ignore_identical_ids` can change."""
+    return [q for q in dataset.judged_queries if q in dataset.corpus]
 
 
 # --- building an index of a BEIR corpus ------------------------------------------------------

@@ -232,8 +232,8 @@ def search_command(
         str,
         typer.Option(
             "--mode",
-            help="hybrid (dense and BM25 fused by reciprocal rank), dense (embeddings only) "
-            "or bm25 (keywords only).",
+            help="hybrid (dense and BM25 scores fused), dense (embeddings only) or bm25 "
+            "(keywords only).",
         ),
     ] = "hybrid",
     as_json: Annotated[
@@ -269,8 +269,9 @@ def search_command(
 ) -> None:
     """Search an index bundle and print the best passages with their sources and pages.
 
-    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and the
-    reciprocal-rank-fusion score in hybrid mode: compare scores within one mode only.
+    The score is the cosine similarity in dense mode, the BM25 score in bm25 mode and in
+    hybrid mode the two scores, each scaled to 0..1 over the candidates, averaged: compare
+    scores within one search only.
 
     Example: athenaeum search "how do I reset the device" --index index/ --top-k 3
     """
@@ -367,6 +368,15 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    keep_identical_ids: Annotated[
+        bool,
+        typer.Option(
+            "--keep-identical-ids",
+            help="Score a retrieved document whose id is the query's own id. By default it is "
+            "left out, as BEIR's and MTEB's `ignore_identical_ids` do, so the numbers compare "
+            "with published tables.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
     ] = False,
@@ -421,12 +431,13 @@ def eval_command(
 
             build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
     engine = SearchEngine.load(index)
-    reports = evaluate(engine, data, modes)
+    reports = evaluate(engine, data, modes, ignore_identical_ids=not keep_identical_ids)
     if as_json:
         payload = {
             "dataset": str(dataset),
             "split": split,
             "index": str(index),
+            "ignore_identical_ids": not keep_identical_ids,
             "modes": [dataclasses.asdict(r) for r in reports],
         }
         typer.echo(json.dumps(payload, indent=2))

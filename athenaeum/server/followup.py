@@ -29,11 +29,16 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 
 from athenaeum.errors import AthenaeumError, InvalidInputError
-from athenaeum.retrieval.engine import MAX_TOP_K, RRF_K, Hit
+from athenaeum.retrieval.engine import MAX_TOP_K, Hit
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.settings import Settings
 
 logger = logging.getLogger("athenaeum.chat")
+
+# Reciprocal rank fusion's constant (Cormack, Clarke and Buettcher, SIGIR 2009): the two
+# fallback searches' scores (fused hybrid scores of different queries) do not compare, their
+# ranks do.
+RRF_K = 60
 
 REWRITE_PROMPT = (
     "You turn the last user message of a conversation into one standalone search query for a "
@@ -124,7 +129,7 @@ def fallback_queries(latest: str, context: str) -> list[str]:
 
 
 def fuse(rankings: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
-    """Reciprocal rank fusion of rankings of hits (k = RRF_K, as the engine's hybrid): a hit's
+    """Reciprocal rank fusion of rankings of hits (k = RRF_K): a hit's
     score is the sum of 1 / (RRF_K + rank) over the rankings it is in; ties keep first-seen
     order."""
     scores: dict[str, float] = {}

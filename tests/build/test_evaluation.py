@@ -1,21 +1,30 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from typer.testing import CliRunner
 
 from athenaeum.build.evaluation import (
     BeirDataset,
+    document_ranking,
     evaluate,
+    identical_id_queries,
     load_beir,
     mrr_at_k,
     ndcg_at_k,
     recall_at_k,
 )
+from athenaeum.cli.main import app
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.engine import SearchEngine
 from tests.conftest import SCIFACT_DIR
+
+if TYPE_CHECKING:
+    from athenaeum.build.embedding import Embedder
 
 QRELS = {"q1": {"d1": 2, "d2": 1}, "q2": {"d3": 1}}
 
@@ -81,3 +90,70 @@ def test_evaluate_on_the_scifact_slice(scifact_bundle: Path) -> None:
         assert r.ndcg_at_10 > 0.6
     with pytest.raises(InvalidInputError, match="unknown search mode"):
         evaluate(engine, ds, modes=["splade"])
+
+
+def test_document_ranking_dedupes_and_leaves_out_the_query_itself() -> None:
+    chunks_docs = ["d2", "q1", "d2", "d1", "q1"]
+    assert document_ranking(chunks_docs) == ["d2", "q1", "d1"]
+    assert document_ranking(chunks_docs, "q1") == ["d2", "d1"]
+    assert document_ranking(chunks_docs, "q9") == ["d2", "q1", "d1"]
+
+
+# A BEIR dataset whose query q1 is also a corpus document (as in ArguAna or Quora): the query
+# finds itself first in every mode, and its one relevant document second.
+QUERY_AS_DOCUMENT = "Vitamin D supplements reduce the risk of hip fractures in older women."
+TINY_CORPUS = [
+    {"_id": "q1", "title": "", "text": QUERY_AS_DOCUMENT},
+    {
+        "_id": "d1",
+        "title": "Vitamin D and fracture risk in older women",
+        "text": "Daily vitamin D supplements lowered the rate of hip fractures among older "
+        "women in a randomised trial.",
+    },
+    {
+        "_id": "d2",
+        "title": "Soil bacteria",
+        "text": "Nitrogen-fixing bacteria in the roots of legumes enrich farmland soil.",
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(tmp_path_factory: pytest.TempPathFactory, minilm_embedder: Embedder) -> Path:
+    from athenaeum.build.indexer import build_index
+
+    root = tmp_path_factory.mktemp("tiny-beir")
+    (root / "qrels").mkdir()
+    lines = "".join(json.dumps(d) + "\n" for d in TINY_CORPUS)
+    (root / "corpus.jsonl").write_text(lines, encoding="utf-8")
+    query = json.dumps({"_id": "q1", "text": QUERY_AS_DOCUMENT})
+    (root / "queries.jsonl").write_text(query + "\n", encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    build_index([root / "corpus.jsonl"], root / "index", embedder=minilm_embedder)
+    return root
+
+
+def test_identical_ids_are_left_out_as_beir_does(tiny_beir: Path) -> None:
+    engine = SearchEngine.load(tiny_beir / "index")
+    ds = load_beir(tiny_beir)
+    assert identical_id_queries(ds) == ["q1"]
+    for mode in ("hybrid", "dense", "bm25"):
+        docs = [h.chunk.doc_id for h in engine.search(QUERY_AS_DOCUMENT, top_k=2, mode=mode)]
+        assert docs == ["q1", "d1"], mode
+    # Default: q1 itself is dropped, so d1 is first. Kept: d1 is second.
+    for r in evaluate(engine, ds):
+        assert (r.ndcg_at_10, r.mrr_at_10, r.recall_at_100) == (1.0, 1.0, 1.0), r.mode
+    for r in evaluate(engine, ds, ignore_identical_ids=False):
+        assert r.ndcg_at_10 == pytest.approx(1 / math.log2(3)) and r.mrr_at_10 == 0.5, r.mode
+
+
+def test_eval_cli_flag_keeps_identical_ids(tiny_beir: Path) -> None:
+    base = ["eval", str(tiny_beir), "--index", str(tiny_beir / "index"), "--mode", "bm25"]
+    default = CliRunner().invoke(app, [*base, "--json"])
+    kept = CliRunner().invoke(app, [*base, "--keep-identical-ids", "--json"])
+    assert default.exit_code == 0 and kept.exit_code == 0, default.output + kept.output
+    default_json, kept_json = json.loads(default.stdout), json.loads(kept.stdout)
+    assert default_json["ignore_identical_ids"] is True
+    assert kept_json["ignore_identical_ids"] is False
+    assert default_json["modes"][0]["mrr_at_10"] == 1.0
+    assert kept_json["modes"][0]["mrr_at_10"] == 0.5

@@ -7,7 +7,7 @@ import pytest
 
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
-from athenaeum.retrieval.engine import RRF_K, SearchEngine, _rrf
+from athenaeum.retrieval.engine import CANDIDATES, DENSE_WEIGHT, SearchEngine, _convex
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +33,49 @@ def test_each_mode_finds_the_relevant_document(engine: SearchEngine, mode: str) 
     assert (top.chunk.page_start, top.chunk.page_end) == (1, 1)
 
 
-def test_hybrid_score_is_the_rrf_score(engine: SearchEngine) -> None:
-    dense = engine.rank(QUERY, mode="dense", depth=100).rows.tolist()
-    bm25 = engine.rank(QUERY, mode="bm25", depth=100).rows.tolist()
-    hybrid = engine.rank(QUERY, mode="hybrid", depth=10)
-    for row, score in zip(hybrid.rows.tolist(), hybrid.scores.tolist(), strict=True):
-        expected = sum(
-            1 / (RRF_K + ranks.index(row) + 1) for ranks in (dense, bm25) if row in ranks
+def test_hybrid_score_is_the_convex_combination(engine: SearchEngine) -> None:
+    # Recomputed from the two retrievers alone: the union of their top CANDIDATES, each chunk
+    # scored by both (its cosine from the bundle's vectors, its BM25 over all chunks).
+    dense = engine.rank(QUERY, mode="dense", depth=CANDIDATES).rows
+    bm25 = engine.rank(QUERY, mode="bm25", depth=CANDIDATES).rows
+    rows = np.union1d(dense, bm25)
+    assert len(rows) > len(dense)  # some candidates come from BM25 alone
+    cosine = engine.bundle.vectors[rows] @ engine.encoder.encode([QUERY])[0]
+    lexical = engine.bundle.bm25.scores(QUERY)[rows]
+
+    def min_max(x: np.ndarray) -> np.ndarray:
+        return (x - x.min()) / (x.max() - x.min())
+
+    expected = dict(
+        zip(
+            rows.tolist(),
+            (DENSE_WEIGHT * min_max(cosine) + (1 - DENSE_WEIGHT) * min_max(lexical)).tolist(),
+            strict=True,
         )
-        assert score == pytest.approx(expected)
-
-
-def test_rrf_by_hand() -> None:
-    # Row 7 is 1st in list A and 3rd in B: 1/61 + 1/63 = 0.0322664; row 3 is 2nd in A only:
-    # 1/62 = 0.0161290; row 9 is 1st in B only: 1/61 = 0.0163934; row 4 is 2nd in B: 1/62.
-    # Rows 3 and 4 tie at 1/62: the lower row comes first.
-    fused = _rrf([np.array([7, 3]), np.array([9, 4, 7])], depth=10)
-    assert fused.rows.tolist() == [7, 9, 3, 4]
-    np.testing.assert_allclose(
-        fused.scores, [0.0322664, 0.0163934, 0.0161290, 0.0161290], atol=1e-7
     )
-    assert _rrf([np.array([7, 3]), np.array([9])], depth=2).rows.tolist() == [7, 9]
+    hybrid = engine.rank(QUERY, mode="hybrid", depth=10)
+    assert hybrid.rows.tolist() == sorted(expected, key=lambda r: (-expected[r], r))[:10]
+    for row, score in zip(hybrid.rows.tolist(), hybrid.scores.tolist(), strict=True):
+        assert score == pytest.approx(expected[row], abs=1e-6)
+    assert hybrid.scores.min() >= 0.0 and hybrid.scores.max() <= 1.0
+
+
+def test_convex_by_hand() -> None:
+    # Dense 0.9, 0.5, 0.7, 0.1 min-max to 1, 0.5, 0.75, 0; BM25 0, 12, 6, 0 to 0, 1, 0.5, 0.
+    # Halves summed: row 3 -> 0.5, row 7 -> 0.75, row 9 -> 0.625, row 4 -> 0.
+    rows = np.array([3, 7, 9, 4])
+    fused = _convex(rows, np.array([0.9, 0.5, 0.7, 0.1]), np.array([0.0, 12.0, 6.0, 0.0]), 10)
+    assert fused.rows.tolist() == [7, 9, 3, 4]
+    np.testing.assert_allclose(fused.scores, [0.75, 0.625, 0.5, 0.0])
+    # depth cuts the ranking, not the candidates the normalisation sees.
+    top = _convex(rows, np.array([0.9, 0.5, 0.7, 0.1]), np.array([0.0, 12.0, 6.0, 0.0]), 2)
+    assert top.rows.tolist() == [7, 9]
+    np.testing.assert_allclose(top.scores, [0.75, 0.625])
+    # A retriever whose scores are all equal tells nothing: the other one decides.
+    flat = _convex(np.array([5, 6]), np.array([0.2, 0.4]), np.zeros(2), 10)
+    assert flat.rows.tolist() == [6, 5] and flat.scores.tolist() == [0.5, 0.0]
+    # Equal fused scores go to the lower row.
+    assert _convex(np.array([8, 2]), np.ones(2), np.ones(2), 10).rows.tolist() == [2, 8]
 
 
 @pytest.mark.parametrize("top_k", [0, 51, -1, True, 2.5])

@@ -10,9 +10,9 @@ import pytest
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.errors import InvalidInputError
-from athenaeum.retrieval.engine import RRF_K, Hit
+from athenaeum.retrieval.engine import Hit
 from athenaeum.server import followup
-from athenaeum.server.followup import Retrieval, Turn
+from athenaeum.server.followup import RRF_K, Retrieval, Turn
 
 
 def test_a_first_turn_has_no_context() -> None:
