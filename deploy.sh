@@ -169,6 +169,17 @@ if [[ "$index_strategy" == s3 ]]; then
   uv run --no-sync python -m infra.index.upload --bucket "$bucket" --prefix "$index_prefix" \
     --index "$index_dir" --prune-only
 fi
+# The original files the bundle names, for the links in citations (presigned by the function).
+# After the deploy: on a first deploy the bucket exists only now; until the upload ends,
+# citations of a file not yet there carry no link. Files no longer named are deleted.
+bucket="$(output IndexBucketName)"
+if [[ -n "$bucket" && "$bucket" != None ]]; then
+  say "uploading the source files the index names to s3://$bucket/sources/"
+  sources_args=(--bucket "$bucket" --index "$index_dir" --sources-only --prune)
+  sources_dir="$(context_value sources_dir)"
+  if [[ -n "$sources_dir" ]]; then sources_args+=(--sources-dir "$sources_dir"); fi
+  uv run --no-sync python -m infra.index.upload "${sources_args[@]}"
+fi
 say "deployed: $endpoint"
 cat <<EOT
 

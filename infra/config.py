@@ -122,6 +122,9 @@ class StackConfig(BaseModel):
     oauth_jwks_url: str
     environment: str = DEFAULT_ENVIRONMENT
     index_dir: str = "index"
+    # Read by deploy.sh, not the stack: where the original files are when not where
+    # `athenaeum convert` recorded them.
+    sources_dir: str | None = None
     layer_dir: str = "build/layer"
     memory_mb: int = 2048
     timeout_seconds: int = MAX_TIMEOUT_SECONDS

@@ -18,7 +18,13 @@ from athenaeum.bundle.format import MANIFEST_FILE
 from infra import sizing, staging
 from infra.authorizer.infrastructure import JwtAuthorizer
 from infra.config import ConfigError, StackConfig
-from infra.function.infrastructure import FUNCTION_ID, RUNTIME, ApiFunction, IndexInS3
+from infra.function.infrastructure import (
+    FUNCTION_ID,
+    RUNTIME,
+    ApiFunction,
+    IndexInS3,
+    SourcesInS3,
+)
 from infra.gateway.infrastructure import Gateway
 from infra.index.infrastructure import IndexStorage, upload_mode
 from infra.logical_ids import flattened_id
@@ -97,19 +103,20 @@ class AthenaeumStack(Stack):
             )
 
         # --- the constructs ------------------------------------------------------------------
-        self.index: IndexStorage | None = None
         index_in_s3: IndexInS3 | None = None
-        if self.plan.strategy is sizing.IndexStrategy.PACKAGED:
+        packaged = self.plan.strategy is sizing.IndexStrategy.PACKAGED
+        if packaged:
             staging.add_index(self.function_dir, index_dir)
-        else:
-            upload = upload_mode(config.index_upload, bundle_bytes)
-            self.index = IndexStorage(
-                self,
-                "Index",
-                bundle_dir=index_dir,
-                upload=upload,
-                bundle_storage_mb=self.plan.ephemeral_storage_mb,
-            )
+        upload = None if packaged else upload_mode(config.index_upload, bundle_bytes)
+        # The bucket exists either way: it keeps the source files that citations link to.
+        self.index = IndexStorage(
+            self,
+            "Index",
+            bundle_dir=index_dir,
+            upload=upload,
+            bundle_storage_mb=self.plan.ephemeral_storage_mb,
+        )
+        if upload is not None:
             if upload == "cli":
                 print(
                     f"[{config.stack_name}] index upload: by deploy.sh (python -m "
@@ -135,6 +142,7 @@ class AthenaeumStack(Stack):
             public_base_url=domain.url if domain is not None else None,
             cors_origins=config.cors_origins,
             llm=config.llm,
+            sources=SourcesInS3(bucket=self.index.bucket, prefix=self.index.sources_prefix),
             vpc=config.vpc,
             provisioned_concurrency=config.provisioned_concurrency,
             snapstart=config.snapstart,
@@ -186,10 +194,11 @@ class AthenaeumStack(Stack):
     def _outputs(self) -> None:
         CfnOutput(self, "APIEndpoint", value=self.gateway.url, description="The API's base URL")
         CfnOutput(self, "IndexStrategy", value=self.plan.strategy.value)
-        if self.index is not None:
-            # deploy.sh reads these to upload the bundle itself (index_upload=cli) and to
-            # delete older bundles after a deploy.
-            CfnOutput(self, "IndexBucketName", value=self.index.bucket.bucket_name)
+        # deploy.sh reads these to upload the source files (always), to upload the bundle
+        # itself (index_upload=cli) and to delete older bundles after a deploy.
+        CfnOutput(self, "IndexBucketName", value=self.index.bucket.bucket_name)
+        CfnOutput(self, "SourcesS3Prefix", value=self.index.sources_prefix)
+        if self.index.upload is not None:
             CfnOutput(self, "IndexS3Prefix", value=self.index.prefix)
             CfnOutput(self, "IndexUpload", value=self.index.upload)
         domain, custom = self.config.custom_domain, self.gateway.domain

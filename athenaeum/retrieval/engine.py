@@ -183,7 +183,7 @@ class SearchEngine:
         vector = self.encoder.encode([query])
         dense = self._nearest(vector, candidates, allowed)
         lexical_rows, _ = self.bundle.bm25.search(query, candidates, allowed=allowed)
-        rows = np.union1d(dense.rows, lexical_rows)
+        rows = _union(dense.rows, lexical_rows)
         cosines = self.bundle.vectors[rows] @ vector[0]
         return _convex(rows, cosines, self.bundle.bm25.scores(query)[rows], depth)
 
@@ -243,6 +243,15 @@ def _check_query(query: str) -> str:
             param="query",
         )
     return query.strip()
+
+
+def _union(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The sorted distinct rows of both (np.union1d reaches for numpy.ma, which the Lambda layer
+    leaves out)."""
+    rows = np.sort(np.concatenate((a, b)))
+    if len(rows) < 2:
+        return rows
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
 
 
 def _convex(

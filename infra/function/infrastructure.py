@@ -46,6 +46,18 @@ class IndexInS3:
         return f"s3://{self.bucket.bucket_name}/{self.prefix}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class SourcesInS3:
+    """The original files citations link to: the function presigns GET URLs for them."""
+
+    bucket: s3.Bucket
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.prefix}"
+
+
 class ApiFunction(Construct):
     def __init__(
         self,
@@ -62,6 +74,7 @@ class ApiFunction(Construct):
         ephemeral_storage_mb: int,
         log_retention: logs.RetentionDays,
         index_in_s3: IndexInS3 | None = None,
+        sources: SourcesInS3 | None = None,
         public_base_url: str | None = None,
         cors_origins: Sequence[str] = (),
         llm: LlmUpstream | None = None,
@@ -106,6 +119,7 @@ class ApiFunction(Construct):
             environment=_environment(
                 oauth=oauth,
                 index_in_s3=index_in_s3,
+                sources=sources,
                 preload=index_in_s3 is None or publishes_versions,
                 public_base_url=public_base_url,
                 cors_origins=cors_origins,
@@ -147,6 +161,8 @@ class ApiFunction(Construct):
             self._grant_llm_secret(llm)
         if index_in_s3 is not None:
             self._grant_index(index_in_s3)
+        if sources is not None:
+            self._grant_sources(sources)
 
     @property
     def target(self) -> lambda_.IFunction:
@@ -213,11 +229,29 @@ class ApiFunction(Construct):
             "at run time, from its manifest",
         )
 
+    def _grant_sources(self, sources: SourcesInS3) -> None:
+        # A presigned URL carries the signer's permissions: the function may read the source
+        # files and nothing else in the bucket, so a link can open nothing else either.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[sources.bucket.arn_for_objects(f"{sources.prefix}/*")],
+            )
+        )
+        bucket_id = Stack.of(self).get_logical_id(sources.bucket.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            self.function,
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{sources.prefix}/*]",
+            "s3:GetObject on the source-file prefix only: the function presigns links to the "
+            "files the index names, whose keys are content-addressed",
+        )
+
 
 def _environment(
     *,
     oauth: OAuthIssuer,
     index_in_s3: IndexInS3 | None,
+    sources: SourcesInS3 | None,
     preload: bool,
     public_base_url: str | None,
     cors_origins: Sequence[str],
@@ -236,6 +270,9 @@ def _environment(
         # configuration, so no container keeps serving an older copy from its /tmp.
         environment["ATHENAEUM_INDEX_S3_URI"] = index_in_s3.uri
         environment["ATHENAEUM_INDEX_CACHE_DIR"] = INDEX_CACHE_DIR
+    if sources is not None:
+        # Citations link to the original files there, by presigned URL.
+        environment["ATHENAEUM_SOURCES_S3_URI"] = sources.uri
     if preload:
         # Load in the init phase: it runs on a full CPU, SnapStart snapshots it, and
         # provisioned instances do it before traffic. (Not for an index in S3 on demand: a

@@ -1,6 +1,8 @@
-"""`IndexStorage`: the bucket that holds an index bundle too large to package with the function,
-under its content address `index/<bundle id>/`, and, unless deploy.sh uploads the bundle itself
-(upload.py beside this module), CloudFormation's copy of it there."""
+"""`IndexStorage`: the stack's private bucket. It always holds the original files the bundle was
+built from, under `sources/<sha256>/<file name>` (deploy.sh uploads them; citations link to
+them); and an index bundle too large to package with the function, under its content address
+`index/<bundle id>/`, with, unless deploy.sh uploads the bundle itself (upload.py beside this
+module), CloudFormation's copy of it there."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
+from athenaeum.server.sources import SOURCES_ROOT
 from infra import sizing
 from infra.index.upload import bundle_prefix
 from infra.nag import acknowledge, managed_policy
@@ -34,10 +37,11 @@ class IndexStorage(Construct):
         construct_id: str,
         *,
         bundle_dir: Path,
-        upload: IndexUpload,
+        upload: IndexUpload | None,
         bundle_storage_mb: int,
     ) -> None:
-        """`bundle_storage_mb` is the room in /tmp the bundle needs (as the function's)."""
+        """`upload` None: the bundle is packaged with the function, and the bucket holds only
+        the source files. `bundle_storage_mb` is the room in /tmp the bundle needs."""
         super().__init__(scope, construct_id)
         self.prefix = bundle_prefix(bundle_dir)
         self.upload = upload
@@ -61,9 +65,11 @@ class IndexStorage(Construct):
         acknowledge(
             self.bucket,
             "AwsSolutions-S1",
-            "the bucket holds a copy of the index built locally and is read only by the API "
-            "function; CloudTrail data events are the place for object-level auditing",
+            "the bucket holds a copy of the index and of its source files, written only by "
+            "deployments and read only by the API function and the presigned links it makes; "
+            "CloudTrail data events are the place for object-level auditing",
         )
+        self.sources_prefix = SOURCES_ROOT
         self.copy: s3_deployment.BucketDeployment | None = None
         if upload == "cdk":
             self.copy = s3_deployment.BucketDeployment(

@@ -1,11 +1,19 @@
-"""Uploads an index bundle to the stack's bucket, for bundles too large for CloudFormation to copy.
+"""Uploads an index bundle to the stack's bucket, for bundles too large for CloudFormation to copy,
+and the original files the bundle was built from, which citations link to.
 
     uv run python -m infra.index.upload --bucket NAME --index DIR [--prefix index/<id>] [--prune]
+    uv run python -m infra.index.upload --bucket NAME --index DIR --sources-only [--sources-dir D]
 
 Each file the manifest lists goes to PREFIX/<path> with its sha256 in the object's metadata; a
 file already there with the same size and sha256 is skipped, so an interrupted upload resumes.
 The manifest goes last: the function reads it first, and a prefix without one is unfinished.
 `--prune` then deletes every other bundle under the bucket's `index/` (older deployments).
+
+`--sources` (or `--sources-only`) uploads each original file the bundle's manifest names to
+`sources/<sha256>/<file name>`, found where `convert` recorded it or under `--sources-dir`, and
+only after checking its sha256 against the manifest's; a file that is missing or changed is
+reported and skipped (its citations then carry no link), never uploaded in its changed form.
+With `--prune`, source files no longer named by this bundle are deleted.
 
 Credentials, region and endpoint come from the usual AWS settings (AWS_PROFILE, AWS_REGION,
 AWS_ENDPOINT_URL_S3 for an S3-compatible server).
@@ -23,7 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from athenaeum.bundle import read_manifest
 from athenaeum.bundle.format import MANIFEST_FILE
+from athenaeum.bundle.hashing import sha256_file
+from athenaeum.errors import AthenaeumError
+from athenaeum.server.sources import MEDIA_TYPES, SOURCES_ROOT, source_key
 
 INDEX_ROOT = "index"
 BUNDLE_ID_CHARS = 16
@@ -130,6 +142,105 @@ def _already_there(client: Any, bucket: str, key: str, item: BundleFile) -> bool
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SourceFileToUpload:
+    path: Path
+    key: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesReport:
+    uploaded: int
+    skipped: int
+    bytes_uploaded: int
+    not_uploaded: tuple[str, ...]  # "<source>: <why>", one per file that gets no link
+    pruned: int = 0
+
+
+def bundle_sources(
+    index_dir: Path, *, prefix: str = SOURCES_ROOT, sources_dir: Path | None = None
+) -> tuple[list[SourceFileToUpload], list[str]]:
+    """The source files the bundle names, found and checked, and why any other is left out."""
+    try:
+        manifest = read_manifest(index_dir)
+    except AthenaeumError as exc:
+        raise UploadError(exc.message) from exc
+    found: dict[str, SourceFileToUpload] = {}
+    problems: list[str] = []
+    for doc in manifest.documents:
+        recorded = doc.source_file
+        if recorded is None or recorded.sha256 in found:
+            continue  # not converted from a file, or the same bytes as one already found
+        if sources_dir is not None:
+            path: Path | None = sources_dir.joinpath(*PurePosixPath(doc.source).parts)
+        else:
+            path = Path(recorded.location) if recorded.location else None
+        if path is None:
+            problems.append(f"{doc.source}: convert recorded no location (give --sources-dir)")
+            continue
+        if not path.is_file():
+            problems.append(f"{doc.source}: not found at {path}")
+            continue
+        if sha256_file(path) != recorded.sha256:
+            problems.append(f"{doc.source}: {path} has changed since it was indexed")
+            continue
+        key = source_key(prefix, recorded.sha256, PurePosixPath(doc.source).name)
+        found[recorded.sha256] = SourceFileToUpload(path, key, recorded.sha256)
+    return list(found.values()), problems
+
+
+def upload_sources(
+    client: Any,
+    index_dir: Path,
+    bucket: str,
+    *,
+    prefix: str = SOURCES_ROOT,
+    sources_dir: Path | None = None,
+    prune_others: bool = False,
+    workers: int = 8,
+) -> SourcesReport:
+    files, problems = bundle_sources(index_dir, prefix=prefix, sources_dir=sources_dir)
+
+    def send(item: SourceFileToUpload) -> int:
+        size = item.path.stat().st_size
+        if _already_there(client, bucket, item.key, BundleFile(item.key, item.sha256, size)):
+            return -1
+        media = MEDIA_TYPES.get(item.path.suffix.lower(), "application/octet-stream")
+        try:
+            client.upload_file(
+                str(item.path),
+                bucket,
+                item.key,
+                ExtraArgs={"Metadata": {SHA256_METADATA: item.sha256}, "ContentType": media},
+            )
+        except Exception as exc:
+            raise UploadError(
+                f"could not upload {item.path} to s3://{bucket}/{item.key}: {exc}"
+            ) from exc
+        return size
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(send, files))
+    pruned = 0
+    if prune_others:
+        keep = {item.key for item in files}
+        stale = [k for k in _keys(client, bucket, prefix.strip("/") + "/") if k not in keep]
+        for batch in _batches(iter(stale), 1000):
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+        pruned = len(stale)
+    sent = [size for size in results if size >= 0]
+    return SourcesReport(
+        uploaded=len(sent),
+        skipped=len(results) - len(sent),
+        bytes_uploaded=sum(sent),
+        not_uploaded=tuple(problems),
+        pruned=pruned,
+    )
+
+
 def other_bundles(client: Any, bucket: str, keep_prefix: str) -> list[str]:
     """The `index/<id>/` prefixes in the bucket other than `keep_prefix`."""
     keep = keep_prefix.strip("/") + "/"
@@ -186,6 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, required=True, help="the bundle folder")
     parser.add_argument("--prune", action="store_true", help="delete other bundles afterwards")
     parser.add_argument("--prune-only", action="store_true", help="only delete other bundles")
+    parser.add_argument(
+        "--sources", action="store_true", help="also upload the original files to sources/"
+    )
+    parser.add_argument(
+        "--sources-only", action="store_true", help="only upload the original files"
+    )
+    parser.add_argument(
+        "--sources-dir",
+        type=Path,
+        help="where the original files are, if not where `athenaeum convert` recorded them",
+    )
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args(argv)
 
@@ -193,6 +315,24 @@ def main(argv: list[str] | None = None) -> int:
 
     client = boto3.client("s3")
     try:
+        if args.sources or args.sources_only:
+            sources = upload_sources(
+                client,
+                args.index,
+                args.bucket,
+                sources_dir=args.sources_dir,
+                prune_others=args.prune,
+                workers=args.workers,
+            )
+            print(
+                f"sources: {sources.uploaded} files ({sources.bytes_uploaded / 1048576:.1f} MiB) "
+                f"uploaded to s3://{args.bucket}/{SOURCES_ROOT}/, {sources.skipped} already "
+                f"there, {sources.pruned} no longer named deleted"
+            )
+            for problem in sources.not_uploaded:
+                print(f"warning: not uploaded, its citations get no link: {problem}")
+            if args.sources_only:
+                return 0
         prefix = args.prefix or bundle_prefix(args.index)
         if not args.prune_only:
             report = upload_bundle(client, args.index, args.bucket, prefix, workers=args.workers)

@@ -16,6 +16,7 @@ import pytest
 
 import athenaeum
 from infra import staging
+from tests.conftest import LIBRARY_PDFS, PdfLibrary
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
@@ -263,3 +264,68 @@ def test_s3_artifact_answers_rest_events(
     )
     check_answers(answers)
     assert (tmp_path / "cache").is_dir()
+
+
+def runtime_modules(tmp_path: Path) -> Path:
+    """Stand-in for the runtime's own boto3: only those packages, linked from the dev venv."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_MODULES:
+        module = importlib.import_module(name)
+        source = Path(module.__file__ or "")
+        origin = source.parent if source.name == "__init__.py" else source
+        (runtime / origin.name).symlink_to(origin)
+    return runtime
+
+
+@pytest.mark.slow
+def test_artifact_links_citations_to_presigned_source_files(
+    pdf_library: PdfLibrary, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """The packaged function under python3.12, its sources in (moto's) S3 as deploy.sh puts
+    them: every search result and MCP result links to a presigned URL that downloads the very
+    file the passage came from."""
+    import boto3
+    import httpx
+
+    from infra.index.upload import upload_sources
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint)
+    client.create_bucket(Bucket="artifact-sources")
+    report = upload_sources(client, pdf_library.bundle, "artifact-sources")
+    assert report.uploaded == len(LIBRARY_PDFS) and report.not_uploaded == ()
+    function = staging.stage_function(tmp_path / "staging")
+    index = staging.add_index(function, pdf_library.bundle)
+    answers = run_artifact(
+        function,
+        {
+            "ATHENAEUM_INDEX_DIR": str(index),
+            "ATHENAEUM_SOURCES_S3_URI": "s3://artifact-sources/sources",
+            "ATHENAEUM_S3_ENDPOINT_URL": moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        extra_path=runtime_modules(tmp_path),
+    )
+    check_answers(answers)
+    search = answers["search"][1]
+    links = [(r["source"], r["page_start"], r["source_url"]) for r in search["results"]]
+    links += [
+        (None, None, hit["url"])
+        for hit in answers["mcp"][1]["result"]["structuredContent"]["results"]
+    ]
+    for source, page, url in links:
+        assert url.startswith(f"{moto_endpoint}/artifact-sources/sources/"), url
+        assert "X-Amz-Signature=" in url and "X-Amz-Expires=3600" in url
+        plain, _, fragment = url.partition("#")
+        response = httpx.get(plain)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/pdf"
+        if source is not None:
+            assert fragment == f"page={page}"
+            assert response.content == (pdf_library.pdfs / source).read_bytes()
+        else:
+            assert response.content.startswith(b"%PDF")
+    # A tampered or expired presigned URL is refused by S3 itself; moto's server does not check
+    # SigV4 signatures, so that part is S3's and is not asserted here.

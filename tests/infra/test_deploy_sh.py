@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import PdfLibrary
+
 pytest.importorskip("aws_cdk", reason="needs the deploy extra: uv sync --extra deploy")
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="the CDK needs Node.js")
 
@@ -91,8 +93,7 @@ if args[0] == "deploy":
         k: v["Value"] for k, v in template["Outputs"].items() if isinstance(v["Value"], str)
     }
     outputs["APIEndpoint"] = state["endpoint"]
-    if outputs.get("IndexStrategy") == "s3":
-        outputs["IndexBucketName"] = state["bucket"]
+    outputs["IndexBucketName"] = state["bucket"]  # the stack always has its bucket
     name = stack["properties"].get("stackName") or stack["displayName"]
     Path(args[args.index("--outputs-file") + 1]).write_text(json.dumps({name: outputs}))
     state["stacks"][name] = outputs
@@ -144,7 +145,10 @@ class Deploy:
             elif tool == "layer":
                 named.append("layer")
             elif tool == "uv" and "infra.index.upload" in args:
-                named.append("prune" if "--prune-only" in args else "upload")
+                if "--sources-only" in args:
+                    named.append("sources")
+                else:
+                    named.append("prune" if "--prune-only" in args else "upload")
         return named
 
     def keys(self) -> set[str]:
@@ -348,6 +352,7 @@ def test_first_deploy_bootstraps_then_uploads_after_the_deploy(
         "cdk deploy",
         "upload",
         "prune",
+        "sources",
     ]
     deploy_call = next(e for e in calls if e["tool"] == "cdk" and e["args"][0] == "deploy")
     assert deploy_call["region"] == REGION
@@ -394,7 +399,7 @@ def test_update_uploads_before_the_deploy_and_prunes_after(
 
     # The toolkit exists: no bootstrap. The stack exists: its bucket gets the bundle first, so
     # the new function version only ever sees a whole bundle; older bundles go afterwards.
-    assert deploy.events() == ["layer", "cdk synth", "upload", "cdk deploy", "prune"]
+    assert deploy.events() == ["layer", "cdk synth", "upload", "cdk deploy", "prune", "sources"]
     calls = deploy.log()
     assert ["configure", "get", "region"] not in [e["args"] for e in calls if e["tool"] == "aws"]
     layer = next(e for e in calls if e["tool"] == "layer")
@@ -418,3 +423,41 @@ def test_update_uploads_before_the_deploy_and_prunes_after(
     assert f"==> deployed: {ENDPOINT}" in result.stdout
     outputs = json.loads((deploy.repo / "cdk.out" / "outputs.json").read_text())
     assert outputs["AtheneumStack"]["IndexUpload"] == "cli"
+
+
+@pytest.mark.slow
+def test_deploy_uploads_the_source_files_the_bundle_names(
+    deploy: Deploy, pdf_library: PdfLibrary, tmp_path: Path
+) -> None:
+    """A packaged bundle still keeps its sources in the bucket: deploy.sh uploads exactly the
+    files the manifest names (found under `sources_dir`, checked by sha256), content-addressed,
+    and deletes source files no longer named."""
+    stale = "sources/" + "0" * 64 + "/removed.pdf"
+    deploy.s3.put_object(Bucket=deploy.bucket, Key=stale, Body=b"an older library's file")
+    # The PDFs moved since they were converted: sources_dir says where they are now.
+    moved = tmp_path / "moved-pdfs"
+    shutil.copytree(pdf_library.pdfs, moved)
+    (moved / "unrelated.pdf").write_bytes(b"%PDF-1.4 not in the index")
+    context = example_context(
+        index_dir=str(pdf_library.bundle), sources_dir=str(moved), **GOOD_OAUTH
+    )
+    result = deploy.run(context, stacks={"CDKToolkit": {}}, extra_env={"AWS_REGION": REGION})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert deploy.events() == ["layer", "cdk synth", "cdk deploy", "sources"]
+    assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "packaged"
+
+    listing = deploy.s3.list_objects_v2(Bucket=deploy.bucket, Prefix="sources/")
+    keys = {item["Key"] for item in listing.get("Contents", [])}
+    manifest = json.loads((pdf_library.bundle / "manifest.json").read_text())
+    expected = {
+        f"sources/{d['source_file']['sha256']}/{Path(d['source']).name}": d["source"]
+        for d in manifest["documents"]
+    }
+    assert keys == set(expected)
+    for key, source in expected.items():
+        body = deploy.s3.get_object(Bucket=deploy.bucket, Key=key)["Body"].read()
+        assert body == (moved / source).read_bytes()
+    assert f"==> uploading the source files the index names to s3://{deploy.bucket}/sources/" in (
+        result.stdout
+    )
+    assert "1 no longer named deleted" in result.stdout

@@ -186,8 +186,11 @@ def test_small_bundle_is_packaged_with_the_function(
     packaged: tuple[AthenaeumStack, Template],
 ) -> None:
     stack, template = packaged
-    assert stack.plan.strategy is IndexStrategy.PACKAGED and stack.index is None
-    assert template.find_resources("AWS::S3::Bucket") == {}
+    assert stack.plan.strategy is IndexStrategy.PACKAGED
+    # The bucket is there for the source files only: no copy of the bundle goes into it.
+    assert stack.index.upload is None and stack.index.copy is None
+    assert len(template.find_resources("AWS::S3::Bucket")) == 1
+    assert template.find_resources("Custom::CDKBucketDeployment") == {}
     # The function's asset folder holds the package and the bundle, and nothing of the tests.
     staged = stack.function_dir
     assert (staged / "athenaeum" / "server" / "lambda_handler.py").is_file()
@@ -233,7 +236,9 @@ def test_outputs_named_as_the_guide_expects(packaged: tuple[AthenaeumStack, Temp
     template.has_output("APIEndpoint", {"Value": {"Fn::Join": Match.any_value()}})
     template.has_output("IndexStrategy", {"Value": "packaged"})
     outputs = template.find_outputs("*")
-    assert not {"IndexBucketName", "IndexS3Prefix", "IndexUpload"} & set(outputs)
+    template.has_output("IndexBucketName", {"Value": Match.object_like({"Ref": Match.any_value()})})
+    template.has_output("SourcesS3Prefix", {"Value": "sources"})
+    assert not {"IndexS3Prefix", "IndexUpload"} & set(outputs)
     assert not {"CustomDomainURL", "CustomDomainTarget", "CustomDomainHostedZoneId"} & set(outputs)
 
 
@@ -253,6 +258,33 @@ def test_environment_suffixes_names(tmp_path: Path) -> None:
         "AWS::CloudWatch::Alarm",
         {"MetricName": "AuthorizerFailures", "Namespace": "Athenaeum/AtheneumStack-dev"},
     )
+
+
+@pytest.mark.parametrize("configuration", ["packaged", "in_s3"])
+def test_the_function_reads_source_files_only_under_their_prefix(
+    configuration: str, request: pytest.FixtureRequest
+) -> None:
+    """Presigned links carry the function's permissions: it may read the source files, and in
+    the bucket nothing else but (for a bundle in S3) the index prefix."""
+    stack, template = request.getfixturevalue(configuration)
+    bucket = logical_id(stack.index.bucket)
+    props = function_named(template, API_FUNCTION_NAME)
+    uri = props["Environment"]["Variables"]["ATHENAEUM_SOURCES_S3_URI"]["Fn::Join"][1]
+    assert {"Ref": bucket} in uri and uri[-1] == "/sources"
+    role = logical_id(stack.function.function.role)
+    statements = [
+        statement
+        for policy in template.find_resources(
+            "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}}
+        ).values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    on_bucket = [st for st in statements if bucket in json.dumps(st.get("Resource"))]
+    granted = {json.dumps(st["Resource"]["Fn::Join"][1][-1]): st["Action"] for st in on_bucket}
+    expected = {json.dumps("/sources/*"): "s3:GetObject"}
+    if configuration == "in_s3":
+        expected[json.dumps("/index/*")] = "s3:GetObject"
+    assert granted == expected
 
 
 # --- the index in S3 -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.s3 import S3Location, fetch_s3_bundle
 from infra.index import upload
+from tests.conftest import LIBRARY_PDFS, PdfLibrary
 
 BUCKET = "athenaeum-index-upload"
 
@@ -108,3 +109,39 @@ def test_command_line(
     assert "deleted the older bundle" in out and "fedcba9876543210" in out
     assert upload.main(["--bucket", BUCKET, "--index", "/nonexistent"]) == 1
     assert "no index bundle" in capsys.readouterr().err
+
+
+def test_sources_upload_checks_each_file_and_resumes(
+    s3: Any, pdf_library: PdfLibrary, tmp_path: Path
+) -> None:
+    moved = tmp_path / "pdfs"
+    shutil.copytree(pdf_library.pdfs, moved)
+    (moved / "multicolumn.pdf").write_bytes(b"%PDF-1.4 replaced after indexing")
+    (moved / "scotus-transcript-p1.pdf").unlink()
+    report = upload.upload_sources(s3, pdf_library.bundle, BUCKET, sources_dir=moved)
+    assert report.uploaded == 2 and report.skipped == 0
+    assert sorted(p.split(":")[0] for p in report.not_uploaded) == [
+        "multicolumn.pdf",
+        "scotus-transcript-p1.pdf",
+    ]
+    assert any("has changed since it was indexed" in p for p in report.not_uploaded)
+    assert any("not found at" in p for p in report.not_uploaded)
+    uploaded = keys(s3, "sources/")
+    assert {key.rsplit("/", 1)[1] for key in uploaded} == {
+        "150109DSP-Milw-505-90D.pdf",
+        "mistitled_outlines_example.pdf",
+    }
+    head = s3.head_object(Bucket=BUCKET, Key=sorted(uploaded)[0])
+    assert head["ContentType"] == "application/pdf" and len(head["Metadata"]["sha256"]) == 64
+    # Where convert recorded them (no --sources-dir): all four, the two already there skipped.
+    again = upload.upload_sources(s3, pdf_library.bundle, BUCKET, prune_others=True)
+    assert (again.uploaded, again.skipped, again.not_uploaded, again.pruned) == (2, 2, (), 0)
+    assert len(keys(s3, "sources/")) == len(LIBRARY_PDFS)
+
+
+def test_sources_upload_of_a_bundle_without_sources_uploads_nothing(
+    s3: Any, scifact_bundle: Path
+) -> None:
+    report = upload.upload_sources(s3, scifact_bundle, BUCKET)
+    assert (report.uploaded, report.not_uploaded) == (0, ())
+    assert keys(s3, "sources/") == set()

@@ -179,3 +179,43 @@ def test_chat_and_mcp_cite_the_pdf_pages(client: TestClient, pdf_engine: SearchE
     hits = r.json()["result"]["structuredContent"]["results"]
     assert hits and all("/sources/" in h["url"] for h in hits)
     assert all(".pdf, p" in h["title"] for h in hits)  # title, file name and page
+
+
+def test_s3_sources_link_by_presigned_url_and_skip_what_is_missing(
+    pdf_engine: SearchEngine, pdf_library: PdfLibrary, moto_endpoint: str
+) -> None:
+    import boto3
+
+    from infra.index.upload import upload_sources
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket="links-sources")
+    upload_sources(s3, pdf_library.bundle, "links-sources")
+    missing = next(
+        k["Key"]
+        for k in s3.list_objects_v2(Bucket="links-sources")["Contents"]
+        if k["Key"].endswith("/multicolumn.pdf")
+    )
+    s3.delete_object(Bucket="links-sources", Key=missing)
+    c = make_client(
+        pdf_engine,
+        sources_s3_uri="s3://links-sources/sources",
+        s3_endpoint_url=moto_endpoint,
+        link_ttl_s=600,
+    )
+    found = results(c)
+    for r in found:
+        if r["source"] == "multicolumn.pdf":
+            assert r["source_url"] is None  # not in the bucket: no link, never a broken one
+            continue
+        url = r["source_url"]
+        assert url.startswith(f"{moto_endpoint}/links-sources/sources/")
+        assert "X-Amz-Expires=600" in url and url.endswith(f"#page={r['page_start']}")
+        body = httpx.get(url.split("#")[0]).content
+        assert body == (pdf_library.pdfs / r["source"]).read_bytes()
+    # /sources is for a server's own files only: with S3 links it names nothing.
+    assert client_get_sources_is_404(c)
+
+
+def client_get_sources_is_404(c: TestClient) -> bool:
+    return c.get("/sources/" + "0" * 32 + "/x.pdf?expires=1&signature=x").status_code == 404
