@@ -10,6 +10,7 @@ docs/api.md for the endpoints and docs/settings.md for the settings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,7 +25,13 @@ from athenaeum.server.provider import EngineProvider
 from athenaeum.server.secrets import with_secret_llm_key
 from athenaeum.server.security import WELL_KNOWN, Authenticator, AuthMiddleware
 from athenaeum.server.settings import Settings, get_settings
-from athenaeum.server.sources import SOURCES_ROUTE, SourceLinker, link_secret
+from athenaeum.server.sources import (
+    SOURCES_ROUTE,
+    SecretsManagerSecret,
+    SourceLinker,
+    fixed_secret,
+    random_secret,
+)
 
 logger = logging.getLogger("athenaeum")
 
@@ -50,11 +57,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine_provider = provider
-    secret = settings.link_secret.get_secret_value() if settings.link_secret else None
     app.state.source_linker = SourceLinker(
         sources_dir=settings.sources_dir,
         sources_s3_uri=settings.sources_s3_uri,
-        secret=link_secret(secret),
+        secret=_link_secret(settings),
         ttl_s=settings.link_ttl_s,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
@@ -90,6 +96,14 @@ def create_app(
     app.add_middleware(RequestLogMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _link_secret(settings: Settings) -> Callable[[], bytes]:
+    if settings.link_secret is not None:
+        return fixed_secret(settings.link_secret.get_secret_value().encode())
+    if settings.link_secret_arn is not None:
+        return SecretsManagerSecret(settings.link_secret_arn)
+    return random_secret()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

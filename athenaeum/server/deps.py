@@ -10,7 +10,7 @@ from starlette.types import Scope
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import SourceLinker, SourceLinks
+from athenaeum.server.sources import SignedLinks, SourceLinker
 
 
 def app_settings(request: Request) -> Settings:
@@ -29,7 +29,7 @@ def engine(request: Request) -> SearchEngine:
     return engine_provider(request).get()
 
 
-def source_links(request: Request, engine: SearchEngine) -> SourceLinks:
+def source_links(request: Request, engine: SearchEngine) -> SignedLinks:
     """The links to original files for the engine being served (athenaeum.server.sources)."""
     linker: SourceLinker = request.app.state.source_linker
     return linker.of(engine.bundle, engine.bundle.manifest.documents)
@@ -56,7 +56,7 @@ def base_url(request: Request) -> str:
     return public_base_url(app_settings(request), request.scope)
 
 
-def _source_links(request: Request) -> SourceLinks:
+def _source_links(request: Request) -> SignedLinks:
     # Sync, so FastAPI runs it in the thread pool like the engine it may load.
     return source_links(request, engine(request))
 
@@ -64,4 +64,4 @@ def _source_links(request: Request) -> SourceLinks:
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 EngineDep = Annotated[SearchEngine, Depends(engine)]
 BaseUrlDep = Annotated[str, Depends(base_url)]
-SourceLinksDep = Annotated[SourceLinks, Depends(_source_links)]
+SourceLinksDep = Annotated[SignedLinks, Depends(_source_links)]

@@ -24,7 +24,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from athenaeum.errors import AthenaeumError, LLMKeyUnavailableError, MissingDependencyError
+from athenaeum.errors import (
+    AthenaeumError,
+    LLMKeyUnavailableError,
+    MissingDependencyError,
+    ServiceUnavailableError,
+)
 from athenaeum.server.settings import Settings, is_placeholder
 
 logger = logging.getLogger("athenaeum")
@@ -104,6 +109,18 @@ def preload_llm_key(settings: Settings) -> None:
 
 def read_llm_key(secret_id: str) -> str:
     """The API key held in the Secrets Manager secret `secret_id` (an ARN or a name)."""
+    return read_secret(secret_id)
+
+
+def read_secret(
+    secret_id: str,
+    *,
+    purpose: str = "the generating model's API key",
+    error: type[ServiceUnavailableError] = LLMKeyUnavailableError,
+) -> str:
+    """The key held in the Secrets Manager secret `secret_id`: its SecretString, or the first
+    of `KEY_FIELDS` in it when it is a JSON object; a failed read raises `error`, naming
+    `purpose`."""
     try:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
@@ -124,31 +141,43 @@ def read_llm_key(secret_id: str) -> str:
     except ClientError as exc:
         # The code only: AWS's message for AccessDenied names the role, which clients see.
         code = exc.response.get("Error", {}).get("Code") or "ClientError"
-        raise _unavailable(secret_id, str(code)) from exc
+        raise _unavailable(secret_id, str(code), purpose, error) from exc
     except BotoCoreError as exc:  # unreachable, no credentials, no region
-        raise _unavailable(secret_id, type(exc).__name__) from exc
-    key = _key_from(secret_id, response.get("SecretString"))
-    logger.info(json.dumps({"event": "llm_key_read", "secret": secret_id}))
+        raise _unavailable(secret_id, type(exc).__name__, purpose, error) from exc
+    key = _key_from(secret_id, response.get("SecretString"), purpose, error)
+    event = "llm_key_read" if error is LLMKeyUnavailableError else "secret_read"
+    logger.info(json.dumps({"event": event, "secret": secret_id}))
     return key
 
 
-def _key_from(secret_id: str, secret_string: object) -> str:
+def _key_from(
+    secret_id: str,
+    secret_string: object,
+    purpose: str,
+    error: type[ServiceUnavailableError],
+) -> str:
     if not isinstance(secret_string, str):
-        raise _unavailable(secret_id, "it has no SecretString; store the key as text")
+        raise _unavailable(
+            secret_id, "it has no SecretString; store the key as text", purpose, error
+        )
     key = secret_string.strip()
     if key.startswith("{"):
         # Not parsed inside an `except`: a JSONDecodeError holds the whole document, and an
         # exception chained to it would carry the key into any traceback.
         fields = _json_object(key)
         if fields is None:
-            raise _unavailable(secret_id, "its SecretString starts with '{' but is not JSON")
+            raise _unavailable(
+                secret_id, "its SecretString starts with '{' but is not JSON", purpose, error
+            )
         found = [str(fields[f]) for f in KEY_FIELDS if isinstance(fields.get(f), str)]
         if not found:
             names = ", ".join(KEY_FIELDS[:-1]) + f" or {KEY_FIELDS[-1]}"
-            raise _unavailable(secret_id, f"its JSON has no string field named {names}")
+            raise _unavailable(
+                secret_id, f"its JSON has no string field named {names}", purpose, error
+            )
         key = found[0].strip()
     if is_placeholder(key):
-        raise _unavailable(secret_id, "it holds an empty or placeholder key")
+        raise _unavailable(secret_id, "it holds an empty or placeholder key", purpose, error)
     return key
 
 
@@ -171,8 +200,10 @@ def _arn_region(secret_id: str) -> str | None:
     return None
 
 
-def _unavailable(secret_id: str, reason: str) -> LLMKeyUnavailableError:
-    return LLMKeyUnavailableError(
-        "the generating model's API key could not be read from the Secrets Manager secret "
+def _unavailable(
+    secret_id: str, reason: str, purpose: str, error: type[ServiceUnavailableError]
+) -> ServiceUnavailableError:
+    return error(
+        f"{purpose} could not be read from the Secrets Manager secret "
         f"{secret_id!r} ({reason}); the next request retries"
     )

@@ -1,19 +1,24 @@
 """Links that open a cited document's original file at the cited page, without a bearer token.
 
-A link names a document by an opaque key (the start of its source file's sha256), never by a
-path, so no request can reach a file the index does not name. It is scoped to that one file and
-expires (`link_ttl_s`, default one hour). Two ways to serve the file:
+A link is `{base}/sources/{key}?expires=…&signature=…#page=N`. The key is the start of the
+file's sha256, so a link names a document, never a path, and no request can reach a file the
+index does not name; the signature is an HMAC-SHA256 over the key and the expiry with a secret
+of the server's (`ATHENAEUM_LINK_SECRET`, or on AWS a generated Secrets Manager secret), so a
+link is scoped to that one file and expires (`link_ttl_s`, one hour by default). `#page=N` opens
+browsers' PDF viewers at the page. Clicked, the link is answered one of two ways:
 
-- `LocalSources` (`athenaeum serve`): the server streams the file itself from where `convert`
-  recorded it, or from `--sources DIR`; the link is `/sources/{key}/{file name}` with an expiry
-  and an HMAC-SHA256 signature over both, made with a server secret. A file is linked only while
-  its sha256 is the one the index recorded, so an edited or replaced file gets no link.
-- `S3Sources` (on AWS): the file is in the index bucket under `sources/{sha256}/{file name}`
-  (deploy.sh uploads it), and the link is an S3 presigned GET URL. The function can read that
-  prefix and nothing else in it.
+- `LocalSources` (`athenaeum serve`): the server streams the file from where `convert` recorded
+  it, or from `--sources DIR`, while its sha256 is still the one the index recorded.
+- `S3Sources` (on AWS): deploy.sh has uploaded the file to the stack's bucket, under
+  `sources/{sha256}/{file name}`; the function answers with a redirect to an S3 presigned GET
+  URL, made at that moment and valid for minutes, with the function's read access to that
+  prefix and nothing else.
+
+Links are short on purpose: a chat answer's Sources block must fit a `max_tokens` budget, and a
+presigned URL made with a Lambda role's session credentials is about 1,500 characters (some
+900 tokens of the index's tokenizer); the redirect keeps it out of the answer.
 
 A document whose file is unknown, missing or changed gets no link (None), never a broken one.
-PDF links end in `#page=N`, which browsers' PDF viewers open at that page.
 """
 
 from __future__ import annotations
@@ -31,17 +36,22 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from starlette.responses import FileResponse, RedirectResponse, Response
+
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import DocumentInfo
-from athenaeum.errors import LinkRefusedError, NotFoundError
+from athenaeum.errors import AthenaeumError, LinkRefusedError, NotFoundError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
 
 logger = logging.getLogger("athenaeum.sources")
 
 SOURCES_PATH = "/sources/"  # public: a link's signature is its credential
-SOURCES_ROUTE = SOURCES_PATH + "{key}/{name}"
-KEY_CHARS = 32  # of the source's sha256: 128 bits, plenty to name a file in one library
+SOURCES_ROUTE = SOURCES_PATH + "{key}"
+SOURCES_ROOT = "sources"  # the bucket prefix deploy.sh uploads the files to
+KEY_CHARS = 16  # hex digits of the file's sha256: 64 bits name a file in one library
+SIGNATURE_BYTES = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5)
+REDIRECT_TTL_S = 300  # a presigned URL behind a link: the browser follows it at once
 MEDIA_TYPES = {".pdf": "application/pdf", ".md": "text/markdown", ".txt": "text/plain"}
 _MISSING_RETRY_S = 60.0  # how long "not in the bucket" is believed before asking again
 
@@ -51,7 +61,7 @@ class SourceFile:
     """A document's original file as the index names it."""
 
     key: str
-    name: str  # the file name, for the link and the download
+    name: str  # the file name, for the download
     doc: DocumentInfo
 
     @property
@@ -64,45 +74,25 @@ class SourceFile:
         return MEDIA_TYPES.get(PurePosixPath(self.name).suffix.lower(), "application/octet-stream")
 
 
-def source_files(documents: Sequence[DocumentInfo]) -> dict[str, SourceFile]:
-    """Every document with a recorded source file, by its key; the first of two identical files
-    wins (they are the same bytes)."""
-    found: dict[str, SourceFile] = {}
-    for doc in documents:
-        if doc.source_file is None:
-            continue
-        key = doc.source_file.sha256[:KEY_CHARS]
-        found.setdefault(key, SourceFile(key, PurePosixPath(doc.source).name, doc))
-    return found
-
-
 def page_fragment(name: str, page: int | None) -> str:
     return f"#page={page}" if page is not None and name.lower().endswith(".pdf") else ""
+
+
+def source_key(prefix: str, sha256: str, name: str) -> str:
+    """Where a source file lives in the bucket: content-addressed, under its own prefix."""
+    return f"{prefix.strip('/')}/{sha256}/{name}"
+
+
+def content_disposition(name: str) -> str:
+    """Content-Disposition that shows the file in the browser under its own name (RFC 6266)."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'")
+    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class SourceLinks(Protocol):
     def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
         """A link that opens the document's original file at `page`, or None."""
         ...
-
-
-class NoSources:
-    """Links to nothing: every document goes without."""
-
-    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
-        return None
-
-
-class _ByDocument:
-    def __init__(self, documents: Sequence[DocumentInfo]) -> None:
-        self.files = source_files(documents)
-        self._by_doc = {f.doc.doc_id: f for f in self.files.values()}
-        for doc in documents:  # a duplicate file's other documents link to the kept copy
-            if doc.source_file is not None and doc.doc_id not in self._by_doc:
-                self._by_doc[doc.doc_id] = self.files[doc.source_file.sha256[:KEY_CHARS]]
-
-    def of(self, doc_id: str) -> SourceFile | None:
-        return self._by_doc.get(doc_id)
 
 
 def citation_links(hits: list[Hit], sources: SourceLinks, base: str) -> list[str]:
@@ -114,33 +104,119 @@ def citation_links(hits: list[Hit], sources: SourceLinks, base: str) -> list[str
     ]
 
 
-# --- local ------------------------------------------------------------------------------------
-
-
-class LocalSources(_ByDocument):
-    """Serves the files itself through signed links (see the module docstring)."""
+class SignedLinks:
+    """Signed, expiring links to the documents' files; subclasses say whether a file is there
+    to link to, and how a click is answered."""
 
     def __init__(
         self,
         documents: Sequence[DocumentInfo],
         *,
-        secret: bytes,
+        secret: Callable[[], bytes],
+        ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.files: dict[str, SourceFile] = {}
+        self._by_doc: dict[str, SourceFile] = {}
+        for doc in documents:
+            if doc.source_file is None:
+                continue
+            key = doc.source_file.sha256[:KEY_CHARS]
+            # Identical files are one file; every document made from it links to it.
+            found = self.files.setdefault(key, SourceFile(key, PurePosixPath(doc.source).name, doc))
+            self._by_doc[doc.doc_id] = found
+        self._secret = secret
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def available(self, source: SourceFile) -> bool:
+        raise NotImplementedError
+
+    def respond(self, source: SourceFile) -> Response:
+        raise NotImplementedError
+
+    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
+        source = self._by_doc.get(doc_id)
+        if source is None or not self.available(source):
+            return None
+        expires = int(self._clock()) + self._ttl_s
+        try:
+            signature = self._sign(source.key, expires)
+        except AthenaeumError as exc:  # the secret could not be read: no links, not a 500
+            logger.warning("no source links: %s", exc.message)
+            return None
+        return (
+            f"{base_url}{SOURCES_PATH}{source.key}?expires={expires}&signature={signature}"
+            f"{page_fragment(source.name, page)}"
+        )
+
+    def open(self, key: str, expires: str, signature: str) -> Response:
+        """The answer to a click: LinkRefusedError (403) for a link that is not valid, or has
+        expired; NotFoundError (404) for a file that is no longer there."""
+        if not expires.isdigit() or len(expires) > 12:
+            raise LinkRefusedError("the link's expiry is malformed", param="expires")
+        expected = self._sign(key, int(expires))
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise LinkRefusedError(
+                "the link's signature is not valid: it was altered, or made by another server "
+                "or with another secret",
+                param="signature",
+            )
+        if int(expires) < self._clock():
+            raise LinkRefusedError(
+                "the link has expired; search again for a fresh one", param="expires"
+            )
+        source = self.files.get(key)
+        if source is None or not self.available(source):
+            raise NotFoundError("the linked file is no longer available on this server")
+        return self.respond(source)
+
+    def _sign(self, key: str, expires: int) -> str:
+        message = f"{key}\n{expires}".encode()
+        mac = hmac.new(self._secret(), message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+# --- local ------------------------------------------------------------------------------------
+
+
+class LocalSources(SignedLinks):
+    """Serves the files itself (see the module docstring)."""
+
+    def __init__(
+        self,
+        documents: Sequence[DocumentInfo],
+        *,
+        secret: Callable[[], bytes],
         ttl_s: int,
         sources_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(documents)
-        if len(secret) < 16:
-            raise ValueError("the link secret must be at least 16 bytes")
-        self._secret = secret
-        self._ttl_s = ttl_s
+        super().__init__(documents, secret=secret, ttl_s=ttl_s, clock=clock)
         self._dir = sources_dir.resolve() if sources_dir is not None else None
-        self._clock = clock
         self._verified: dict[str, tuple[Path, int, int]] = {}  # key -> path, size, mtime_ns
         self._lock = threading.Lock()
 
+    def available(self, source: SourceFile) -> bool:
+        return self.path(source) is not None
+
+    def respond(self, source: SourceFile) -> Response:
+        path = self.path(source)
+        if path is None:
+            raise NotFoundError("the linked file is no longer available on this server")
+        return FileResponse(
+            path,
+            media_type=source.media_type,
+            headers={
+                "Content-Disposition": content_disposition(source.name),
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     def path(self, source: SourceFile) -> Path | None:
-        """Where the file is now, if it is there and still has the recorded sha256."""
+        """Where the file is now, if it is there and still has the recorded sha256 (hashed once,
+        then again only when its size or modification time changes)."""
         candidate = self._candidate(source)
         if candidate is None:
             return None
@@ -148,8 +224,7 @@ class LocalSources(_ByDocument):
             stat = candidate.stat()
         except OSError:
             return None
-        seen = self._verified.get(source.key)
-        if seen == (candidate, stat.st_size, stat.st_mtime_ns):
+        if self._verified.get(source.key) == (candidate, stat.st_size, stat.st_mtime_ns):
             return candidate
         try:
             digest = sha256_file(candidate)
@@ -175,64 +250,12 @@ class LocalSources(_ByDocument):
         path = Path(location)
         return path if path.is_absolute() and path.is_file() else None
 
-    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
-        source = self.of(doc_id)
-        if source is None or self.path(source) is None:
-            return None
-        expires = int(self._clock()) + self._ttl_s
-        signature = self._sign(source.key, expires)
-        return (
-            f"{base_url}/sources/{source.key}/{quote(source.name, safe='')}"
-            f"?expires={expires}&signature={signature}{page_fragment(source.name, page)}"
-        )
-
-    def open(self, key: str, expires: str, signature: str) -> tuple[SourceFile, Path]:
-        """The file a link names, after checking its signature and expiry: LinkRefusedError
-        (403) for a bad or expired link, NotFoundError (404) for a file no longer there."""
-        if not expires.isdigit() or len(expires) > 12:
-            raise LinkRefusedError("the link's expiry is malformed", param="expires")
-        expected = self._sign(key, int(expires))
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
-            raise LinkRefusedError(
-                "the link's signature is not valid: it was altered, or made by another server "
-                "or with another secret",
-                param="signature",
-            )
-        if int(expires) < self._clock():
-            raise LinkRefusedError(
-                "the link has expired; search again for a fresh one", param="expires"
-            )
-        source = self.files.get(key)
-        path = self.path(source) if source is not None else None
-        if source is None or path is None:
-            raise NotFoundError("the linked file is no longer available on this server")
-        return source, path
-
-    def _sign(self, key: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-
-def link_secret(configured: str | None) -> bytes:
-    """The configured secret, else a random one for this process (links then stop working when
-    the server restarts, which for a local server is what one expects)."""
-    if configured:
-        return configured.encode()
-    return secrets.token_bytes(32)
-
 
 # --- S3 ---------------------------------------------------------------------------------------
 
-SOURCES_ROOT = "sources"
 
-
-def source_key(prefix: str, sha256: str, name: str) -> str:
-    """Where a source file lives in the bucket: content-addressed, under its own prefix."""
-    return f"{prefix.strip('/')}/{sha256}/{name}"
-
-
-class S3Sources(_ByDocument):
-    """Presigned GET URLs to the copies deploy.sh uploaded (see the module docstring)."""
+class S3Sources(SignedLinks):
+    """Redirects to presigned URLs of the copies deploy.sh uploaded (see the module docstring)."""
 
     def __init__(
         self,
@@ -241,59 +264,81 @@ class S3Sources(_ByDocument):
         client: Any,
         bucket: str,
         prefix: str = SOURCES_ROOT,
+        secret: Callable[[], bytes],
         ttl_s: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(documents)
+        super().__init__(documents, secret=secret, ttl_s=ttl_s, clock=clock)
         self._client = client
         self._bucket = bucket
         self._prefix = prefix
-        self._ttl_s = ttl_s
-        self._clock = clock
         self._present: set[str] = set()
         self._missing: dict[str, float] = {}  # key -> when it was found missing
 
-    def _there(self, source: SourceFile, key: str) -> bool:
+    def _object_key(self, source: SourceFile) -> str:
+        return source_key(self._prefix, source.sha256, source.name)
+
+    def available(self, source: SourceFile) -> bool:
         if source.key in self._present:
             return True
         missed = self._missing.get(source.key)
-        if missed is not None and self._clock() - missed < _MISSING_RETRY_S:
+        if missed is not None and time.monotonic() - missed < _MISSING_RETRY_S:
             return False
+        key = self._object_key(source)
         try:
             self._client.head_object(Bucket=self._bucket, Key=key)
         except Exception as exc:  # 404, or 403 (no s3:ListBucket turns a 404 into a 403)
             logger.info(
-                "no source file for %s in s3://%s/%s: %s", source.doc.doc_id, self._bucket, key, exc
+                "no source file for %s at s3://%s/%s: %s", source.doc.doc_id, self._bucket, key, exc
             )
-            self._missing[source.key] = self._clock()
+            self._missing[source.key] = time.monotonic()
             return False
         self._present.add(source.key)
         return True
 
-    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
-        source = self.of(doc_id)
-        if source is None:
-            return None
-        key = source_key(self._prefix, source.sha256, source.name)
-        if not self._there(source, key):
-            return None
+    def respond(self, source: SourceFile) -> Response:
         url: str = self._client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self._bucket,
-                "Key": key,
+                "Key": self._object_key(source),
                 "ResponseContentType": source.media_type,
                 "ResponseContentDisposition": content_disposition(source.name),
             },
-            ExpiresIn=self._ttl_s,
+            ExpiresIn=REDIRECT_TTL_S,
         )
-        return url + page_fragment(source.name, page)
+        # 302, not 301/308: the target is made for this click and expires.
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
-def content_disposition(name: str) -> str:
-    """Content-Disposition that shows the file in the browser under its own name (RFC 6266)."""
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'")
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+# --- the secret --------------------------------------------------------------------------------
+
+
+def fixed_secret(value: bytes) -> Callable[[], bytes]:
+    return lambda: value
+
+
+def random_secret() -> Callable[[], bytes]:
+    """A secret for this process only: its links stop working when it ends, which for a local
+    server is what one expects."""
+    return fixed_secret(secrets.token_bytes(32))
+
+
+class SecretsManagerSecret:
+    """The link secret kept in a Secrets Manager secret (on AWS, one the stack generates), read
+    on first use and kept; a failed read raises (503 for a click; no links meanwhile) and the
+    next use reads again."""
+
+    def __init__(self, secret_id: str) -> None:
+        self.secret_id = secret_id
+        self._value: bytes | None = None
+
+    def __call__(self) -> bytes:
+        if self._value is None:
+            from athenaeum.server.secrets import read_secret
+
+            self._value = read_secret(self.secret_id, purpose="the source-link secret").encode()
+        return self._value
 
 
 # --- per engine -------------------------------------------------------------------------------
@@ -307,7 +352,7 @@ class SourceLinker:
         *,
         sources_dir: Path | None,
         sources_s3_uri: str | None,
-        secret: bytes,
+        secret: Callable[[], bytes],
         ttl_s: int,
         s3_endpoint_url: str | None = None,
     ) -> None:
@@ -317,9 +362,9 @@ class SourceLinker:
         self._ttl_s = ttl_s
         self._endpoint = s3_endpoint_url
         self._lock = threading.Lock()
-        self._for: tuple[object, SourceLinks] | None = None
+        self._for: tuple[object, SignedLinks] | None = None
 
-    def of(self, documents_owner: object, documents: Sequence[DocumentInfo]) -> SourceLinks:
+    def of(self, documents_owner: object, documents: Sequence[DocumentInfo]) -> SignedLinks:
         """The links for `documents`, made on the first call for each `documents_owner` (the
         loaded bundle) and reused after."""
         current = self._for
@@ -330,7 +375,7 @@ class SourceLinker:
                 self._for = (documents_owner, self._make(documents))
             return self._for[1]
 
-    def _make(self, documents: Sequence[DocumentInfo]) -> SourceLinks:
+    def _make(self, documents: Sequence[DocumentInfo]) -> SignedLinks:
         if self._s3_uri is not None:
             from athenaeum.server.s3 import S3Location, s3_client
 
@@ -340,6 +385,7 @@ class SourceLinker:
                 client=s3_client(self._endpoint),
                 bucket=location.bucket,
                 prefix=location.prefix,
+                secret=self._secret,
                 ttl_s=self._ttl_s,
             )
         return LocalSources(

@@ -46,6 +46,8 @@ from athenaeum.server.sources import citation_links
 PASSAGES = 5
 _WORD = re.compile(r"\s*\S+")
 _STREAM_WORDS = 12  # words per streamed chunk of the retrieval model
+# A shortened passage gets at least this many tokens of text, or is shown by its source alone.
+_MIN_PASSAGE_TOKENS = 12
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages below, which come from the user's "
@@ -151,30 +153,58 @@ def retrieval_answer(
     query: str, hits: list[Hit], links: list[str], tokens: TokenCounter, limit: int | None = None
 ) -> tuple[str, bool]:
     """The retrieval model's answer: the passages, numbered, then the Sources block with a link
-    for each. Within `limit` tokens the Sources block stays whole and the passages' texts are
-    shortened, the longest first; the flag says whether any had to be."""
+    for each. Within `limit` tokens the Sources block stays whole and the passages are shortened,
+    the longest first; a passage left with too little room is shown by its source line alone;
+    and when even the source lines do not fit, the lowest ranked go (the best one always stays).
+    The flag says whether anything had to be shortened or left out."""
     if not hits:
         return f"The library has no passages matching: {query}", False
     header = f"Passages from the library for: {query}\n"
     heads = [citations.heading(n, h.chunk) for n, h in enumerate(hits, 1)]
     texts = [h.chunk.text.strip() for h in hits]
-    sources = "Sources:\n" + _sources(hits, links)
 
     def render(bodies: list[str]) -> str:
+        n = len(bodies)
         blocks = [
-            f"{head}\n\n{body}\n" if body else f"{head}\n"
-            for head, body in zip(heads, bodies, strict=True)
+            f"{head}\n\n{body}\n" for head, body in zip(heads[:n], bodies, strict=True) if body
         ]
-        return "\n".join([header, *blocks, sources])
+        return "\n".join([header, *blocks, "Sources:\n" + _sources(hits[:n], links[:n])])
 
     answer = render(texts)
     if limit is None or tokens.count(answer) <= limit:
         return answer, False
-    budget = limit - tokens.count(render([""] * len(texts)))
-    shares = _shares([tokens.count(text) for text in texts], max(0, budget))
-    return render(
-        [tokens.cut(text, share) for text, share in zip(texts, shares, strict=True)]
-    ), True
+    kept = len(texts)
+    while kept > 1 and tokens.count(render([""] * kept)) > limit:
+        kept -= 1
+    # What each shown passage costs beyond its source line: its heading and its text.
+    head_costs = [tokens.count(f"{head}\n\n") + 1 for head in heads[:kept]]
+    needs = [c + tokens.count(t) for c, t in zip(head_costs, texts[:kept], strict=True)]
+    room = limit - tokens.count(render([""] * kept))
+    bodies = [""] * kept
+    for _ in range(4):  # the joins between blocks cost a token or two; settle in a few rounds
+        shown = list(range(kept))
+        while True:
+            shares = _shares([needs[i] for i in shown], max(0, room))
+            short = [
+                i
+                for i, share in zip(shown, shares, strict=True)
+                if share - head_costs[i] < _MIN_PASSAGE_TOKENS
+            ]
+            if not short:
+                break
+            shown.remove(short[-1])  # the lowest ranked of those without room enough goes
+        given = dict(zip(shown, shares, strict=True))
+        bodies = [
+            tokens.cut(texts[i], given[i] - head_costs[i]) if i in given else ""
+            for i in range(kept)
+        ]
+        over = tokens.count(render(bodies)) - limit
+        if over <= 0:
+            break
+        room -= over
+    else:
+        bodies = [""] * kept
+    return render(bodies), True
 
 
 def _shares(lengths: list[int], budget: int) -> list[int]:
