@@ -14,8 +14,11 @@ a sensitivity table only: nothing was chosen from it.
 
 The paired bootstrap resamples queries (numpy only) for a 95% interval of the mean per-query
 nDCG@10 difference; the paired randomisation test flips the sign of each query's difference.
+`--baseline-index` compares each search mode of the bundle with the same mode of another bundle
+of the same corpus (built with other chunking options, say), query by query.
 
     uv run python benchmarks/bench_fusion.py [--index DIR] [--dataset DIR] [--resamples N]
+        [--baseline-index DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy.typing as npt
 
 from athenaeum.build.evaluation import (
     RECALL_K,
+    BeirDataset,
     default_index_dir,
     document_ranking,
     identical_id_queries,
@@ -39,7 +43,7 @@ from athenaeum.build.evaluation import (
     ndcg_at_k,
     recall_at_k,
 )
-from athenaeum.retrieval.engine import CANDIDATES, SearchEngine
+from athenaeum.retrieval.engine import CANDIDATES, SEARCH_MODES, SearchEngine
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 RRF_K = 60
@@ -197,6 +201,51 @@ def paired_randomisation(diff: Floats, resamples: int, seed: int) -> float:
     return float((np.sum(means >= abs(diff.mean()) - 1e-12) + 1) / (resamples + 1))
 
 
+def mode_scores(engine: SearchEngine, qids: list[str], data: BeirDataset, mode: str) -> Scores:
+    """Per-query metrics of one search mode, as `athenaeum eval` computes them."""
+    keys = [c.doc_id for c in engine.bundle.chunks]
+    ndcg, recall, mrr = [], [], []
+    for qid in qids:
+        rows = engine.rank(data.queries[qid], mode=mode, depth=RECALL_K).rows.tolist()
+        ranked = document_ranking([keys[r] for r in rows], qid)
+        ndcg.append(ndcg_at_k(ranked, data.qrels[qid]))
+        recall.append(recall_at_k(ranked, data.qrels[qid]))
+        mrr.append(mrr_at_k(ranked, data.qrels[qid]))
+    return Scores(np.asarray(ndcg), np.asarray(recall), np.asarray(mrr))
+
+
+def compare_bundles(
+    engine: SearchEngine, baseline: SearchEngine, data: BeirDataset, args: argparse.Namespace
+) -> None:
+    qids = data.judged_queries
+    print(
+        f"This bundle ({engine.facts.chunks} chunks) against the baseline bundle "
+        f"({baseline.facts.chunks} chunks), same {len(qids)} queries:"
+    )
+    print("| mode | bundle | nDCG@10 | Recall@100 | MRR@10 |")
+    print("|---|---|---|---|---|")
+    lines = []
+    for mode in SEARCH_MODES:
+        new, old = (mode_scores(e, qids, data, mode) for e in (engine, baseline))
+        for label, s in (("baseline", old), ("this", new)):
+            print(
+                f"| {mode} | {label} | {s.ndcg.mean():.4f} | {s.recall.mean():.4f} | "
+                f"{s.mrr.mean():.4f} |"
+            )
+        diff = new.ndcg - old.ndcg
+        low, high = paired_bootstrap(diff, args.resamples, args.seed)
+        p = paired_randomisation(diff, args.resamples, args.seed)
+        better, worse = int(np.sum(diff > 1e-12)), int(np.sum(diff < -1e-12))
+        lines.append(
+            f"{mode}, this - baseline, nDCG@10: {diff.mean():+.4f}, 95% paired bootstrap CI "
+            f"[{low:+.4f}, {high:+.4f}] ({args.resamples} resamples), paired randomisation "
+            f"p = {p:.4f}; {better} queries better, {worse} worse"
+        )
+    print()
+    print("\n".join(lines))
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
@@ -204,6 +253,12 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline-index",
+        type=Path,
+        default=None,
+        help="another bundle of the same corpus to compare every search mode with",
+    )
     args = parser.parse_args()
 
     data = load_beir(args.dataset, split=args.split)
@@ -215,6 +270,10 @@ def main() -> None:
     for row in range(len(chunks) - 1, -1, -1):
         first[doc_of[row]] = row
     corpus = Corpus(doc_of, list(index), first)
+    if args.baseline_index is not None:
+        compare_bundles(
+            engine, SearchEngine.load(args.baseline_index, check_hashes=False), data, args
+        )
 
     qids = data.judged_queries
     affected = identical_id_queries(data)
