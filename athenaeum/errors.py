@@ -223,3 +223,9 @@ class LLMKeyUnavailableError(ServiceUnavailableError):
     """The generating model's API key could not be read from Secrets Manager."""
 
     code = "llm_key_unavailable"
+
+
+class LinkSecretUnavailableError(ServiceUnavailableError):
+    """The key that signs links to source files could not be read from Secrets Manager."""
+
+    code = "link_secret_unavailable"

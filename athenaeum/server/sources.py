@@ -40,7 +40,12 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import DocumentInfo
-from athenaeum.errors import AthenaeumError, LinkRefusedError, NotFoundError
+from athenaeum.errors import (
+    AthenaeumError,
+    LinkRefusedError,
+    LinkSecretUnavailableError,
+    NotFoundError,
+)
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
 
@@ -337,7 +342,11 @@ class SecretsManagerSecret:
         if self._value is None:
             from athenaeum.server.secrets import read_secret
 
-            self._value = read_secret(self.secret_id, purpose="the source-link secret").encode()
+            self._value = read_secret(
+                self.secret_id,
+                purpose="the source-link secret",
+                error=LinkSecretUnavailableError,
+            ).encode()
         return self._value
 
 

@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IDependable
 
 from infra import staging
@@ -104,6 +105,25 @@ class ApiFunction(Construct):
             self._vpc_placement(vpc) if vpc is not None else (None, None, None)
         )
         self.security_group: ec2.SecurityGroup | None = security_group
+        # Signs the short links to source files (athenaeum.server.sources); every instance of
+        # the function must sign and check with the same key, so it lives in Secrets Manager.
+        self.link_secret: secretsmanager.Secret | None = None
+        if sources is not None:
+            self.link_secret = secretsmanager.Secret(
+                self,
+                "LinkSecret",
+                description="Signs Athenaeum's links to source files (HMAC-SHA256)",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    password_length=64, exclude_punctuation=True
+                ),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            acknowledge(
+                self.link_secret,
+                "AwsSolutions-SMG4",
+                "the key only signs links that expire within hours; replacing it (a new "
+                "deployment of the secret) just ends the links already given out",
+            )
         self.function = lambda_.Function(
             self,
             FUNCTION_ID,
@@ -120,6 +140,7 @@ class ApiFunction(Construct):
                 oauth=oauth,
                 index_in_s3=index_in_s3,
                 sources=sources,
+                link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
                 preload=index_in_s3 is None or publishes_versions,
                 public_base_url=public_base_url,
                 cors_origins=cors_origins,
@@ -163,6 +184,8 @@ class ApiFunction(Construct):
             self._grant_index(index_in_s3)
         if sources is not None:
             self._grant_sources(sources)
+        if self.link_secret is not None:
+            self.link_secret.grant_read(self.function)
 
     @property
     def target(self) -> lambda_.IFunction:
@@ -252,6 +275,7 @@ def _environment(
     oauth: OAuthIssuer,
     index_in_s3: IndexInS3 | None,
     sources: SourcesInS3 | None,
+    link_secret_arn: str | None,
     preload: bool,
     public_base_url: str | None,
     cors_origins: Sequence[str],
@@ -273,6 +297,8 @@ def _environment(
     if sources is not None:
         # Citations link to the original files there, by presigned URL.
         environment["ATHENAEUM_SOURCES_S3_URI"] = sources.uri
+    if link_secret_arn is not None:
+        environment["ATHENAEUM_LINK_SECRET_ARN"] = link_secret_arn
     if preload:
         # Load in the init phase: it runs on a full CPU, SnapStart snapshots it, and
         # provisioned instances do it before traffic. (Not for an index in S3 on demand: a

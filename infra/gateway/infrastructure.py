@@ -233,6 +233,16 @@ class Gateway(Construct):
             "OAuth protected-resource metadata (RFC 9728) must be public: clients read it to "
             "find the authorization server before they hold a token",
         )
+        # Links to source files are opened by people in a browser, who hold no token: the
+        # link's own signature and expiry are checked by the function.
+        sources = root.add_resource("sources").add_resource("{key}")
+        opened = sources.add_method("GET", integration)
+        acknowledge(
+            opened,
+            "AwsSolutions-APIG4",
+            "links to source files are signed (HMAC-SHA256 over the file and an expiry) and "
+            "checked by the function; a person opens them in a browser, without a token",
+        )
         if self.cors_origins:
             for resource in (root, proxy, health, well_known):
                 self._cors_preflight(resource)

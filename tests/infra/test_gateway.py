@@ -81,7 +81,13 @@ def with_options() -> Built:
 
 def test_authorizer_on_every_non_public_method(default: Built) -> None:
     methods = method_paths(default.template)
-    assert set(methods) == {"ANY /", "ANY /{proxy+}", "GET /health", "GET /.well-known/{proxy+}"}
+    assert set(methods) == {
+        "ANY /",
+        "ANY /{proxy+}",
+        "GET /health",
+        "GET /.well-known/{proxy+}",
+        "GET /sources/{key}",
+    }
     for name, props in methods.items():
         path = name.split(" ", 1)[1]
         if path in PUBLIC_PATHS:

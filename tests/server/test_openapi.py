@@ -108,7 +108,7 @@ def test_operation_ids_are_stable() -> None:
         ("POST", "/chat/completions"): "createChatCompletion",
         ("POST", "/v1/chat/completions"): "createChatCompletionV1",
         ("GET", "/chunks/{chunk_id}"): "getChunk",
-        ("GET", "/sources/{key}/{name}"): "getSourceFile",
+        ("GET", "/sources/{key}"): "getSourceFile",
         ("GET", "/.well-known/oauth-protected-resource"): "protectedResourceMetadata",
         ("GET", "/.well-known/oauth-protected-resource/mcp"): "protectedResourceMetadataMcp",
     }

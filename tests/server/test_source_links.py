@@ -225,3 +225,32 @@ def test_s3_sources_link_by_presigned_url_and_skip_what_is_missing(
         assert body == (pdf_library.pdfs / r["source"]).read_bytes()
     tampered = _with(found[0]["source_url"] or "", signature="x" * 22)
     assert assert_error(c.get(tampered, follow_redirects=False), 403, "invalid_link")
+
+
+def test_every_instance_signs_with_the_stacks_secret(
+    pdf_engine: SearchEngine, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On AWS the link secret is a Secrets Manager secret (ATHENAEUM_LINK_SECRET_ARN): a link
+    one instance of the function made opens on another; a secret that cannot be read means no
+    links (not a 500), and a click is a 503."""
+    import boto3
+
+    from tests.server.test_llm_secret import unique
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint)
+    arn = client.create_secret(Name=unique("link-secret"), SecretString="k" * 64)["ARN"]
+
+    def instance(secret_arn: str) -> TestClient:
+        settings = Settings(api_key_hashes=[hash_api_key(API_KEY)], link_secret_arn=secret_arn)
+        app = create_app(settings, FixedEngineProvider(pdf_engine))
+        return TestClient(app, base_url="http://127.0.0.1:8000")
+
+    first, second = instance(arn), instance(arn)
+    link = results(first)[0]["source_url"]
+    assert link is not None and fetch(second, link).status_code == 200
+    missing = instance(arn + "-gone")
+    assert all(r["source_url"] is None for r in results(missing))
+    assert assert_error(fetch(missing, link), 503, "link_secret_unavailable")["message"].startswith(
+        "the source-link secret could not be read"
+    )

@@ -48,6 +48,8 @@ _WORD = re.compile(r"\s*\S+")
 _STREAM_WORDS = 12  # words per streamed chunk of the retrieval model
 # A shortened passage gets at least this many tokens of text, or is shown by its source alone.
 _MIN_PASSAGE_TOKENS = 12
+# ... and the best passage gets at least this many, if need be at the cost of the lowest ranked.
+_FIRST_PASSAGE_TOKENS = 64
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages below, which come from the user's "
@@ -173,12 +175,16 @@ def retrieval_answer(
     answer = render(texts)
     if limit is None or tokens.count(answer) <= limit:
         return answer, False
+    # What each shown passage costs beyond its source line: its heading and its text. The best
+    # passage keeps some of its text: sources alone do not answer anything.
+    head_costs = [tokens.count(f"{head}\n\n") + 1 for head in heads]
+    first = head_costs[0] + min(_FIRST_PASSAGE_TOKENS, tokens.count(texts[0]))
     kept = len(texts)
-    while kept > 1 and tokens.count(render([""] * kept)) > limit:
+    while kept > 1 and tokens.count(render([""] * kept)) + first > limit:
         kept -= 1
-    # What each shown passage costs beyond its source line: its heading and its text.
-    head_costs = [tokens.count(f"{head}\n\n") + 1 for head in heads[:kept]]
-    needs = [c + tokens.count(t) for c, t in zip(head_costs, texts[:kept], strict=True)]
+    lengths = [tokens.count(t) for t in texts[:kept]]
+    needs = [c + n for c, n in zip(head_costs[:kept], lengths, strict=True)]
+    floors = [min(_FIRST_PASSAGE_TOKENS, lengths[0])] + [_MIN_PASSAGE_TOKENS] * (kept - 1)
     room = limit - tokens.count(render([""] * kept))
     bodies = [""] * kept
     for _ in range(4):  # the joins between blocks cost a token or two; settle in a few rounds
@@ -188,11 +194,12 @@ def retrieval_answer(
             short = [
                 i
                 for i, share in zip(shown, shares, strict=True)
-                if share - head_costs[i] < _MIN_PASSAGE_TOKENS
+                if share - head_costs[i] < floors[i]
             ]
             if not short:
                 break
-            shown.remove(short[-1])  # the lowest ranked of those without room enough goes
+            # Room is short: the lowest ranked passage goes (the best one last of all).
+            shown.remove(max(shown) if len(shown) > 1 else shown[0])
         given = dict(zip(shown, shares, strict=True))
         bodies = [
             tokens.cut(texts[i], given[i] - head_costs[i]) if i in given else ""
