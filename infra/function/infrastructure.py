@@ -238,16 +238,9 @@ class ApiFunction(Construct):
             # A new function version must not start before its index is in the bucket.
             self.function.node.add_dependency(index.ready)
         # Read-only and only the index objects: the loader fetches keys the manifest lists.
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[index.bucket.arn_for_objects(f"{INDEX_ROOT}/*")],
-            )
-        )
-        bucket_id = Stack.of(self).get_logical_id(index.bucket.node.default_child)  # type: ignore[arg-type]
-        acknowledge(
-            self.function,
-            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{INDEX_ROOT}/*]",
+        self._grant_read(
+            index.bucket,
+            INDEX_ROOT,
             "s3:GetObject on the index prefix only: the bundle's file names are known only "
             "at run time, from its manifest",
         )
@@ -255,18 +248,23 @@ class ApiFunction(Construct):
     def _grant_sources(self, sources: SourcesInS3) -> None:
         # A presigned URL carries the signer's permissions: the function may read the source
         # files and nothing else in the bucket, so a link can open nothing else either.
+        self._grant_read(
+            sources.bucket,
+            sources.prefix,
+            "s3:GetObject on the source-file prefix only: the function presigns URLs for the "
+            "files the index names, whose keys are content-addressed",
+        )
+
+    def _grant_read(self, bucket: s3.Bucket, prefix: str, reason: str) -> None:
+        """s3:GetObject on the objects under `prefix` in `bucket`, and nothing else."""
         self.function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[sources.bucket.arn_for_objects(f"{sources.prefix}/*")],
+                actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}/*")]
             )
         )
-        bucket_id = Stack.of(self).get_logical_id(sources.bucket.node.default_child)  # type: ignore[arg-type]
+        bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
         acknowledge(
-            self.function,
-            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{sources.prefix}/*]",
-            "s3:GetObject on the source-file prefix only: the function presigns links to the "
-            "files the index names, whose keys are content-addressed",
+            self.function, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}/*]", reason
         )
 
 

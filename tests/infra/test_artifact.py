@@ -169,8 +169,8 @@ RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "u
 
 
 def run_artifact(
-    function: Path, env: dict[str, str], extra_path: Path | None = None
-) -> dict[str, Any]:
+    function: Path, env: dict[str, str], extra_path: Path | None = None, script: str = SCRIPT
+) -> Any:
     if not LAYER.is_dir():
         pytest.skip("no built layer; run layer/build.sh")
     paths = [str(LAYER), str(function)]
@@ -180,7 +180,7 @@ def run_artifact(
             "-I",
             "-S",
             "-c",
-            SCRIPT,
+            script,
             os.pathsep.join(paths),
             str(extra_path or ""),
             str(EVENT),
@@ -198,8 +198,7 @@ def run_artifact(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    answers: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return answers
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def check_answers(answers: dict[str, Any]) -> None:
@@ -241,14 +240,7 @@ def test_s3_artifact_answers_rest_events(
         if path.is_file():
             key = "index/" + path.relative_to(scifact_bundle).as_posix()
             client.upload_file(str(path), "artifact-index", key)
-    # Stand-in for the runtime's own boto3: only those packages, linked from the dev venv.
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    for name in RUNTIME_MODULES:
-        module = importlib.import_module(name)
-        source = Path(module.__file__ or "")
-        origin = source.parent if source.name == "__init__.py" else source
-        (runtime / origin.name).symlink_to(origin)
+    runtime = runtime_modules(tmp_path)
     function = staging.stage_function(tmp_path / "staging")
     answers = run_artifact(
         function,
@@ -282,7 +274,8 @@ SOURCES_SCRIPT = """
 import json, sys
 from urllib.parse import urlsplit, parse_qsl
 sys.path[:0] = sys.argv[1].split(":")
-sys.path.append(sys.argv[2])
+if sys.argv[2]:
+    sys.path.append(sys.argv[2])
 import athenaeum.server.lambda_handler as lh
 base = json.load(open(sys.argv[3]))
 def call(method, path, body=None, query=None, headers=None):
@@ -319,31 +312,15 @@ def test_artifact_links_citations_to_presigned_source_files(
 
     from infra.index.upload import upload_sources
 
-    if not LAYER.is_dir():
-        pytest.skip("no built layer; run layer/build.sh")
     client = boto3.client("s3", endpoint_url=moto_endpoint)
     client.create_bucket(Bucket="artifact-sources")
     report = upload_sources(client, pdf_library.bundle, "artifact-sources")
     assert report.uploaded == len(LIBRARY_PDFS) and report.not_uploaded == ()
     function = staging.stage_function(tmp_path / "staging")
     index = staging.add_index(function, pdf_library.bundle)
-    result = subprocess.run(
-        [
-            python312(),
-            "-I",
-            "-S",
-            "-c",
-            SOURCES_SCRIPT,
-            os.pathsep.join([str(LAYER), str(function)]),
-            str(runtime_modules(tmp_path)),
-            str(EVENT),
-        ],
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
-            "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
-            "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
-            "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+    clicks = run_artifact(
+        function,
+        {
             "ATHENAEUM_INDEX_DIR": str(index),
             "ATHENAEUM_SOURCES_S3_URI": "s3://artifact-sources/sources",
             "ATHENAEUM_S3_ENDPOINT_URL": moto_endpoint,
@@ -351,12 +328,9 @@ def test_artifact_links_citations_to_presigned_source_files(
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
+        extra_path=runtime_modules(tmp_path),
+        script=SOURCES_SCRIPT,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    clicks = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(clicks) == 5
     for source, page, link, status, location in clicks:
         assert "/sources/" in link and link.endswith(f"#page={page}") and len(link) < 150
