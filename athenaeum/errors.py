@@ -89,6 +89,15 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class UntrustedHostError(AthenaeumError):
+    """A request whose Host header the server will not put into the links it returns: no public
+    URL is configured and the host is not one of the trusted ones."""
+
+    status_code = 421
+    error_type = "invalid_request_error"
+    code = "untrusted_host"
+
+
 class LinkRefusedError(AthenaeumError):
     """A source-file link whose signature is wrong (tampered with, or another server's) or
     whose time is up."""

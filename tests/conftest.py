@@ -31,6 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # The Hugging Face Hub is never reached: models load from local folders only. Set before any
     # test module imports huggingface_hub, which reads it once; undone when the run ends.
     _ENV.setenv("HF_HUB_OFFLINE", "1")
+    # Starlette's TestClient calls itself "testserver": trusted, like loopback, for the apps the
+    # tests build (tests/server/test_hosts.py checks what an untrusted host gets).
+    _ENV.setenv("ATHENAEUM_TRUSTED_HOSTS", "127.0.0.1,localhost,::1,testserver")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

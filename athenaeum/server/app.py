@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 
 from athenaeum import __version__
 from athenaeum.server import error_handlers, followup, routes
-from athenaeum.server.deps import public_base_url
+from athenaeum.server.deps import metadata_url
 from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.secrets import with_secret_llm_key
@@ -72,7 +72,7 @@ def create_app(
     app.add_middleware(
         AuthMiddleware,
         authenticator=Authenticator(settings),
-        metadata_url=lambda scope: public_base_url(settings, scope) + WELL_KNOWN,
+        metadata_url=lambda scope: metadata_url(settings, scope),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

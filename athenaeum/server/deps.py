@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from athenaeum.errors import UntrustedHostError
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.provider import EngineProvider
+from athenaeum.server.security import WELL_KNOWN
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SignedLinks, SourceLinker
 
@@ -38,7 +40,9 @@ def source_links(request: Request, engine: SearchEngine) -> SignedLinks:
 def public_base_url(settings: Settings, scope: Scope) -> str:
     """Where links in responses point: the configured public URL; else, behind API Gateway's
     default execute-api domain, that domain plus the stage (Mangum strips the stage from the
-    path, so the request's own URL would lack it); else the request's own base URL."""
+    path, so the request's own URL would lack it); else the request's own base URL, when its
+    host is a trusted one (UntrustedHostError otherwise: a Host header is the client's to
+    choose, and links must not point wherever it says)."""
     if settings.public_base_url:
         return settings.public_base_url
     event = scope.get("aws.event")
@@ -49,7 +53,24 @@ def public_base_url(settings: Settings, scope: Scope) -> str:
             if isinstance(stage, str) and stage and stage != "$default":
                 return f"https://{domain}/{stage}"
             return f"https://{domain}"
-    return str(Request(scope).base_url).rstrip("/")
+    request = Request(scope)
+    host = (request.url.hostname or "").strip("[]").lower()
+    if host not in {h.strip("[]").lower() for h in settings.trusted_hosts}:
+        raise UntrustedHostError(
+            f"this server does not make links for the host {host!r}; set "
+            "ATHENAEUM_PUBLIC_BASE_URL to its public URL, or add the host to "
+            "ATHENAEUM_TRUSTED_HOSTS"
+        )
+    return str(request.base_url).rstrip("/")
+
+
+def metadata_url(settings: Settings, scope: Scope) -> str | None:
+    """The RFC 9728 metadata URL for a 401's WWW-Authenticate, or None for an untrusted host
+    (the 401 then names no metadata)."""
+    try:
+        return public_base_url(settings, scope) + WELL_KNOWN
+    except UntrustedHostError:
+        return None
 
 
 def base_url(request: Request) -> str:

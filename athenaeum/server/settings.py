@@ -62,6 +62,9 @@ def _refuse_placeholder(name: str, secret: str) -> None:
         raise ValueError(f"{name} is empty or a placeholder; set a real value or leave it unset")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ATHENAEUM_",
@@ -113,12 +116,20 @@ class Settings(BaseSettings):
 
     # --- HTTP ----------------------------------------------------------------------------------
     public_base_url: str | None = None
+    # Without a public URL, the Host headers whose value may appear in links and in the OAuth
+    # metadata (any port); any other host gets a 421 where a link would be made.
+    trusted_hosts: CommaList = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
     cors_origins: CommaList = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_query_chars: int = Field(default=2_000, ge=1, le=10_000)
 
     _split = field_validator(
-        "oauth_audience", "oauth_required_scopes", "api_key_hashes", "cors_origins", mode="before"
+        "oauth_audience",
+        "oauth_required_scopes",
+        "api_key_hashes",
+        "cors_origins",
+        "trusted_hosts",
+        mode="before",
     )(_split_commas)
 
     @field_validator("index_s3_uri", "sources_s3_uri")

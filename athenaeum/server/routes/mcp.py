@@ -28,7 +28,7 @@ from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit
 from athenaeum.server.deps import public_base_url
-from athenaeum.server.error_handlers import status_response
+from athenaeum.server.error_handlers import from_exception, status_response
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.schemas import SearchFilterModel
 from athenaeum.server.settings import Settings
@@ -202,6 +202,9 @@ def transport_security(settings: Settings, scope: Scope) -> TransportSecuritySet
     from mcp.server.transport_security import TransportSecuritySettings
 
     hosts = list(_LOOPBACK_HOSTS)
+    for host in settings.trusted_hosts:
+        name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        hosts += [name, f"{name}:*"]
     origins = list(_LOOPBACK_ORIGINS) + list(settings.cors_origins)
     if settings.public_base_url:
         parts = urlsplit(settings.public_base_url)
@@ -242,7 +245,11 @@ class MCPEndpoint:
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
         settings = self._settings
-        base = public_base_url(settings, scope)
+        try:
+            base = public_base_url(settings, scope)
+        except AthenaeumError as exc:  # an untrusted Host: the one error shape, not a link
+            await from_exception(exc)(scope, receive, send)
+            return
         server = build_server(self._provider, base, settings.max_query_chars, self._linker)
         manager = StreamableHTTPSessionManager(
             app=server,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,6 +32,19 @@ def model_ids(settings: Settings) -> list[str]:
     return [RETRIEVAL_MODEL, GENERATION_MODEL] if settings.llm_enabled else [RETRIEVAL_MODEL]
 
 
+def public_model_name(model_id: str) -> str:
+    """The embedding model as /health may show it: a hub id ("org/name") as it is, a local
+    folder by its name only; the build machine's paths are nobody's business."""
+    path = PureWindowsPath(model_id) if "\\" in model_id else PurePosixPath(model_id)
+    looks_local = path.is_absolute() or model_id.startswith((".", "~")) or "\\" in model_id
+    if looks_local or len(path.parts) > 2:
+        # The package folder of a model shipped inside a wheel is called "model": name its
+        # parent too.
+        name = path.name
+        return f"{path.parent.name}/{name}" if name == "model" and path.parent.name else name
+    return model_id
+
+
 @router.get(
     "/health",
     name="health",
@@ -46,7 +60,7 @@ def health(engine: EngineDep, settings: SettingsDep) -> Health:
             format_version=f.format_version,
             created_at=f.created_at,
             athenaeum_version=f.athenaeum_version,
-            model=f.model_id,
+            model=public_model_name(f.model_id),
             dimension=f.dimension,
             documents=f.documents,
             chunks=f.chunks,
