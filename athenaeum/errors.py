@@ -107,6 +107,14 @@ class LinkRefusedError(AthenaeumError):
     code = "invalid_link"
 
 
+class RequestTimeoutError(AthenaeumError):
+    """The client stopped sending its request body."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RequestTooLargeError(AthenaeumError):
     status_code = 413
     error_type = "invalid_request_error"

@@ -6,6 +6,7 @@ deployment guide read."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ class AthenaeumStack(Stack):
             bundle_bytes=bundle_bytes,
         )
         # Printed by synth: which strategy was chosen and why.
-        print(f"[{config.stack_name}] {self.plan.report()}")
+        # On stderr: `cdk synth` prints the template on stdout, which must stay valid YAML.
+        print(f"[{config.stack_name}] {self.plan.report()}", file=sys.stderr)
         if config.snapstart and self.plan.strategy is sizing.IndexStrategy.S3:
             raise ConfigError(
                 "context key snapstart needs the index packaged with the function, but this "
@@ -120,7 +122,8 @@ class AthenaeumStack(Stack):
             if upload == "cli":
                 print(
                     f"[{config.stack_name}] index upload: by deploy.sh (python -m "
-                    f"infra.index.upload) to {self.index.prefix}/, not by CloudFormation"
+                    f"infra.index.upload) to {self.index.prefix}/, not by CloudFormation",
+                    file=sys.stderr,
                 )
             index_in_s3 = IndexInS3(
                 bucket=self.index.bucket, prefix=self.index.prefix, ready=self.index.copy

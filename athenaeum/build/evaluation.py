@@ -66,6 +66,13 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, object]]:
 def load_beir(path: Path, split: str = "test") -> BeirDataset:
     """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv (with its header line)."""
     path = Path(path)
+    if not path.is_dir():
+        raise InvalidInputError(
+            f"no BEIR dataset at {path}: the folder does not exist (it holds corpus.jsonl, "
+            "queries.jsonl and qrels/; the SciFact copy this project tests with is in "
+            "../shared/data/beir/scifact)",
+            param="dataset",
+        )
     files = [path / "corpus.jsonl", path / "queries.jsonl", path / "qrels" / f"{split}.tsv"]
     for file in files:
         if not file.is_file():

@@ -171,6 +171,13 @@ def openapi_command(
             show_default=False,
         ),
     ] = None,
+    allow_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-http",
+            help="Accept an http:// server URL (for other OpenAPI clients; ChatGPT refuses it).",
+        ),
+    ] = False,
 ) -> None:
     """Print the OpenAPI schema for a ChatGPT custom GPT action (search and fetch a passage).
 
@@ -184,7 +191,7 @@ def openapi_command(
 
     from athenaeum.server.gpt_action import gpt_action_schema
 
-    text = json.dumps(gpt_action_schema(server_url), indent=2) + "\n"
+    text = json.dumps(gpt_action_schema(server_url, allow_http=allow_http), indent=2) + "\n"
     if out is None:
         typer.echo(text, nl=False)
     else:

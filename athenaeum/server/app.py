@@ -69,12 +69,16 @@ def create_app(
     routes.mount(app, settings, provider)
 
     # Added innermost first: the request log is outermost so that it times and catches all.
+    # The body is read (and its size and pace checked) only after authentication: a client
+    # without credentials gets its 401 before it may send a byte of body.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(
         AuthMiddleware,
         authenticator=Authenticator(settings),
         metadata_url=lambda scope: metadata_url(settings, scope),
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -24,13 +24,19 @@ CHUNK_ID_DESCRIPTION = (
 )
 
 
-def gpt_action_schema(server_url: str) -> dict[str, Any]:
+def gpt_action_schema(server_url: str, *, allow_http: bool = False) -> dict[str, Any]:
     from athenaeum.server.app import create_app
     from athenaeum.server.settings import Settings
 
     if not server_url.startswith("https://") and not server_url.startswith("http://"):
         raise InvalidInputError(
             f"--server-url must be the API's public http(s) URL, got {server_url!r}",
+            param="server_url",
+        )
+    if server_url.startswith("http://") and not allow_http:
+        raise InvalidInputError(
+            f"--server-url {server_url!r} is http: ChatGPT's actions call https URLs only "
+            "(put the API behind TLS, or a tunnel); --allow-http writes the schema anyway",
             param="server_url",
         )
     # The schema does not depend on settings beyond which routes exist; no index is loaded.

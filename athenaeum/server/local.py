@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
+from typing import Any
 
 from athenaeum.errors import InvalidInputError
 from athenaeum.server.app import create_app
@@ -41,10 +43,15 @@ def serve(
             )
         # Listening on loopback only is the protection when nothing else is configured.
         settings = settings.model_copy(update={"insecure_no_auth": True})
+    if not is_loopback(host) and host not in ("0.0.0.0", "::", ""):  # noqa: S104
+        # The name it was told to listen on is one clients use: links may carry it.
+        settings = settings.model_copy(
+            update={"trusted_hosts": [*settings.trusted_hosts, host.strip("[]")]}
+        )
     provider = EngineProvider(settings)
-    provider.get()
+    engine = provider.get()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, provider),
         host=host,
         port=port,
@@ -52,4 +59,23 @@ def serve(
         # The app writes its own JSON access log; uvicorn's would log query strings.
         access_log=False,
         proxy_headers=False,
+        timeout_keep_alive=int(max(1, settings.keep_alive_s)),
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+    ready = f"{engine.facts.chunks:,} chunks"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and self.servers:
+                bound = self.servers[0].sockets[0].getsockname()
+                shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+                # One line, on stderr, when the server accepts requests (it goes to the logs).
+                print(
+                    f"Athenaeum is ready at http://{shown}:{bound[1]} ({ready}); Ctrl+C stops it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    _Server(config).run()

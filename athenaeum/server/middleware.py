@@ -12,10 +12,11 @@ import re
 import time
 import uuid
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from athenaeum.errors import RequestTooLargeError
+from athenaeum.errors import RequestTimeoutError, RequestTooLargeError
 from athenaeum.server.error_handlers import from_exception, internal_error
 
 access_log = logging.getLogger("athenaeum.access")
@@ -92,9 +93,12 @@ class BodyLimitMiddleware:
     The body is read here in full (it is at most `max_bytes`) and replayed to the app: a limit
     enforced while a handler reads would surface as FastAPI's generic 400 parsing error."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Each part of the body must arrive within this many seconds (a slow-body client would
+        # otherwise hold a connection, and a worker's attention, for as long as it likes).
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -108,7 +112,17 @@ class BodyLimitMiddleware:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                await from_exception(
+                    RequestTimeoutError(
+                        f"the request body did not arrive within {self.timeout_s:g} s"
+                    ),
+                    {"Connection": "close"},
+                )(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -71,6 +71,8 @@ def test_load_beir(tmp_path: Path) -> None:
     (tmp_path / "queries.jsonl").unlink()
     with pytest.raises(InvalidInputError, match=r"queries\.jsonl is missing"):
         load_beir(tmp_path)
+    with pytest.raises(InvalidInputError, match="the folder does not exist"):
+        load_beir(tmp_path / "no-such-dataset")
 
 
 def test_evaluate_on_the_scifact_slice(scifact_bundle: Path) -> None:

@@ -468,3 +468,34 @@ def test_app_synth_without_context_fails_clearly(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "oauth_issuer" in result.stderr and "cdk.context.json" in result.stderr
+
+
+def test_the_cdk_app_prints_nothing_on_stdout(tmp_path: Path) -> None:
+    """`cdk synth` prints the template on stdout (and `cdk ls` the stack names): whatever the app
+    itself says goes to stderr, so `cdk synth > template.yaml` stays valid YAML."""
+    import subprocess
+    import sys
+
+    context = {
+        **CONTEXT,
+        "layer_dir": str(make_layer(tmp_path)),
+        "index_dir": str(make_bundle(tmp_path, declared_bytes=300 * MIB)),
+        "index_upload": "cli",
+        "nag": False,
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "CDK_OUTDIR": str(tmp_path / "out"),
+            "CDK_CONTEXT_JSON": json.dumps(context),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+    assert "index upload: by deploy.sh" in result.stderr and "MiB" in result.stderr
+    assert (tmp_path / "out" / "AtheneumStack.template.json").is_file()

@@ -349,3 +349,43 @@ def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
         json.loads(line) for line in out.splitlines() if line.startswith('{"event": "request"')
     ]
     assert {a["route"] for a in access} >= {"/health", "/search"}
+    # One line says where it is ready, once it accepts requests.
+    assert f"Athenaeum is ready at http://127.0.0.1:{port} (300 chunks)" in out
+
+
+def _raw(port: int, request: bytes, wait_s: float) -> tuple[bytes, float]:
+    """What the server sends back for `request` within `wait_s`, and when its first byte came."""
+    started = time.monotonic()
+    first: float | None = None
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                first = first or time.monotonic()
+                received += chunk
+                if b"\r\n\r\n" in received and received.rstrip().endswith(b"}"):
+                    break
+        except TimeoutError:
+            pass
+    return received, (first or time.monotonic()) - started
+
+
+def test_bodies_are_read_only_after_authentication_and_must_keep_coming(
+    scifact_engine: SearchEngine, live_server: Callable[[Any], Any]
+) -> None:
+    from athenaeum.server.auth import hash_api_key
+
+    key = "ath-" + "body-timeout-key-Zx81"
+    settings = Settings(api_key_hashes=[hash_api_key(key)], body_timeout_s=1.0)
+    server = live_server(create_app(settings, FixedEngineProvider(scifact_engine)))
+    port = int(server.url.rsplit(":", 1)[1])
+    head = b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    # No credentials: the 401 comes at once, without waiting for the 100,000 bytes announced.
+    answer, took = _raw(port, head + b"Content-Length: 100000\r\n\r\n{", wait_s=5)
+    assert answer.startswith(b"HTTP/1.1 401") and took < 2.0
+    # With credentials, a body that stops coming is a 408 in the error shape after ~1 s.
+    auth = f"Authorization: Bearer {key}\r\n".encode()
+    answer, took = _raw(port, head + auth + b'Content-Length: 50\r\n\r\n{"q', wait_s=8)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code":"request_timeout"' in answer.replace(b" ", b"") and 0.9 < took < 5

@@ -78,6 +78,14 @@ def test_openapi_command(tmp_path: Path) -> None:
     assert json.loads(printed.output) == gpt_action_schema(SERVER)
     bad = CliRunner().invoke(cli_app, ["openapi", "--server-url", "ftp://x"])
     assert bad.exit_code == 2 and "http(s)" in bad.output
+    # ChatGPT calls https only: http is refused unless asked for.
+    plain = CliRunner().invoke(cli_app, ["openapi", "--server-url", "http://127.0.0.1:8000"])
+    assert plain.exit_code == 2 and "--allow-http" in plain.output
+    allowed = CliRunner().invoke(
+        cli_app, ["openapi", "--server-url", "http://127.0.0.1:8000", "--allow-http"]
+    )
+    assert allowed.exit_code == 0
+    assert json.loads(allowed.output)["servers"] == [{"url": "http://127.0.0.1:8000"}]
 
 
 def test_app_schema_is_valid_and_truthful() -> None:
