@@ -19,14 +19,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -541,6 +544,32 @@ def _export_onnx(
     onnx.save(graph, str(path))
 
 
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _check_hub_reachable(model: str) -> None:
+    """Fail in seconds, saying what to do, when `model` is a hub id and the hub cannot be
+    reached: the Hub client would otherwise retry for a minute and a half and then blame the
+    model's name. A local folder, and HF_HUB_OFFLINE=1 (the local cache only), need no hub."""
+    if Path(model).expanduser().exists() or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true"):
+        return
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    raise InvalidInputError(
+        f"cannot load embedding model {model!r}: the Hugging Face Hub ({host}) cannot be "
+        f"reached ({reason}). The first `athenaeum index` downloads the model from it; without "
+        "a network, give a local sentence-transformers folder (--embed-model PATH), or set "
+        "HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache",
+        param="embed_model",
+    )
+
+
 def load_embedder(
     model: str = DEFAULT_MODEL,
     *,
@@ -559,6 +588,7 @@ def load_embedder(
         raise InvalidInputError(
             f"batch size must be at least 1, got {batch_size}", param="batch_size"
         )
+    _check_hub_reachable(model)
     st = _import_st()
     resolved = resolve_device(device)
     try:

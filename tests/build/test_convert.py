@@ -18,8 +18,9 @@ from athenaeum.build.sources import (
 )
 from athenaeum.cli.main import app
 from athenaeum.errors import InvalidInputError
+from tests.conftest import DATA_DIR
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = DATA_DIR
 PDFS = DATA / "pdfs"
 PASSWORDS = ["test", "password", "openpassword"]  # from shared/data/SOURCES.md
 

@@ -157,3 +157,21 @@ def test_missing_sentence_transformers_names_the_extra(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(MissingDependencyError, match="--extra build"):
         load_embedder("anything")
+
+
+def test_an_unreachable_hub_fails_in_seconds_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from athenaeum.build.embedding import load_embedder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError) as caught:
+        load_embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    assert time.monotonic() - started < 5
+    message = caught.value.message
+    assert "cannot be reached" in message
+    assert "--embed-model PATH" in message and "HF_HUB_OFFLINE=1" in message
