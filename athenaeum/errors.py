@@ -217,6 +217,11 @@ class AuthUnavailableError(ServiceUnavailableError):
         return {"Retry-After": str(max(1, self.retry_after_s))}
 
 
+class SigningKeyPendingError(AuthUnavailableError):
+    """The token names a signing key we do not hold, and the issuer's keys were fetched too
+    recently to fetch them again yet: not an outage, so not alarmed on."""
+
+
 class AuthNotConfiguredError(ServiceUnavailableError):
     """The server runs without any credential check configured and was not told to run open."""
 

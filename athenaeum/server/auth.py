@@ -38,7 +38,12 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+from athenaeum.errors import (
+    AuthenticationError,
+    AuthUnavailableError,
+    InsufficientScopeError,
+    SigningKeyPendingError,
+)
 
 if TYPE_CHECKING:
     from athenaeum.server.settings import Settings
@@ -476,12 +481,15 @@ class JWTValidator:
 
 def _unavailable(failing: bool, *, retry_after: float | None = None) -> AuthUnavailableError:
     # Never a 401 for a kid that could not be checked: the token may be perfectly good.
-    if failing:
-        message = "the authorization server's signing keys cannot be fetched; try again later"
-    else:
-        message = "the access token's signing key is not known yet; try again shortly"
     seconds = 1 if retry_after is None else math.ceil(retry_after)
-    return AuthUnavailableError(message, retry_after_s=seconds)
+    if failing:
+        return AuthUnavailableError(
+            "the authorization server's signing keys cannot be fetched; try again later",
+            retry_after_s=seconds,
+        )
+    return SigningKeyPendingError(
+        "the access token's signing key is not known yet; try again shortly", retry_after_s=seconds
+    )
 
 
 def _read_bounded(response: http.client.HTTPResponse, deadline: float) -> bytes:
