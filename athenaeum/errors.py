@@ -218,9 +218,25 @@ class BundleError(ServiceUnavailableError):
 
 
 class AuthUnavailableError(ServiceUnavailableError):
-    """Tokens cannot be checked right now (the issuer's JWKS is unreachable); fail closed."""
+    """Tokens cannot be checked right now (the issuer's JWKS is unreachable, or a new key id
+    cannot be looked up yet); fail closed, and say when to try again."""
 
     code = "auth_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, self.retry_after_s))}
+
+
+class SigningKeyPendingError(AuthUnavailableError):
+    """The token names a signing key we do not hold, and the issuer's keys were fetched too
+    recently to fetch them again yet: not an outage, so not alarmed on."""
 
 
 class AuthNotConfiguredError(ServiceUnavailableError):

@@ -9,17 +9,20 @@ Tokens are never logged and never echoed in error messages.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import http.client
 import json
 import logging
+import math
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -35,7 +38,12 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+from athenaeum.errors import (
+    AuthenticationError,
+    AuthUnavailableError,
+    InsufficientScopeError,
+    SigningKeyPendingError,
+)
 
 if TYPE_CHECKING:
     from athenaeum.server.settings import Settings
@@ -81,6 +89,13 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _USER_AGENT = "athenaeum-jwks/1"
+# A token naming a key id we do not hold makes us fetch the JWKS again, at most once per this
+# many seconds (a flood of made-up kids must not become a flood of fetches).
+UNKNOWN_KID_REFRESH_S = 10.0
+# After a failed fetch the next waits 1 s, then 2 s, then 4 s: short enough that tokens work
+# again within seconds of the issuer's return, long enough that an outage is not hammered.
+FETCH_BACKOFF_S = 1.0
+FETCH_BACKOFF_MAX_S = 4.0
 
 
 class Clock(Protocol):
@@ -160,7 +175,9 @@ class JWTValidator:
         required_scopes: Iterable[str] = (),
         jwks_timeout_seconds: float = 3.0,
         jwks_cache_seconds: float = 600,
-        min_refresh_interval_seconds: float = 30,
+        min_refresh_interval_seconds: float = UNKNOWN_KID_REFRESH_S,
+        backoff_seconds: float = FETCH_BACKOFF_S,
+        max_backoff_seconds: float = FETCH_BACKOFF_MAX_S,
         clock: Clock = time,
     ) -> None:
         if not issuer:
@@ -185,6 +202,8 @@ class JWTValidator:
             raise ValueError(f"leeway_seconds must be between 0 and {_MAX_LEEWAY_SECONDS}")
         if jwks_timeout_seconds <= 0 or jwks_cache_seconds <= 0 or min_refresh_interval_seconds < 0:
             raise ValueError("JWKS timeout and cache lifetime must be > 0, refresh interval >= 0")
+        if not 0 < backoff_seconds <= max_backoff_seconds:
+            raise ValueError("the JWKS backoff must be > 0 and at most its maximum")
         self.issuer = issuer
         self.audiences = audiences
         self.jwks_url = jwks_url
@@ -194,25 +213,58 @@ class JWTValidator:
         self._timeout = float(jwks_timeout_seconds)
         self._cache_seconds = float(jwks_cache_seconds)
         self._min_refresh = float(min_refresh_interval_seconds)
-        # Token lifetimes and the key cache's age; the JWKS fetch's own deadline is real time.
+        self._first_backoff = float(backoff_seconds)
+        self._max_backoff = float(max_backoff_seconds)
+        # Token lifetimes, the key cache's age and the pauses between fetches; the JWKS fetch's
+        # own deadline and how long a request waits for it are real time.
         self._clock = clock
         self._opener = urllib.request.build_opener(_SameSecurityRedirectHandler())
 
-        # _lock guards the fields below and is held only briefly; _fetch_lock serialises network
-        # fetches so that concurrent requests with an unknown kid cause one fetch, not many.
+        # _lock guards the fields below and is held only briefly, never across a fetch. At most
+        # one fetch runs at a time, in its own thread (`_inflight` is its future): requests that
+        # need its result wait for it, at most the timeout; requests that do not, never do.
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
         self._keys: dict[str, _VerificationKey] = {}
         self._fetched_at: float | None = None
-        self._last_attempt: float | None = None
-        self._last_fetch_ok = False
+        self._inflight: Future[bool] | None = None
+        self._not_before = -math.inf  # no fetch starts before this (monotonic)
+        self._backoff = self._first_backoff
+        self._failing = False  # the last fetch failed
 
     def __repr__(self) -> str:
         return f"JWTValidator(issuer={self.issuer!r}, audience={self.audiences!r})"
 
     def validate(self, token: str, *, required_scopes: Iterable[str] | None = None) -> Principal:
         """The verified principal, or AuthenticationError / InsufficientScopeError /
-        AuthUnavailableError. `required_scopes` overrides the validator's default."""
+        AuthUnavailableError. `required_scopes` overrides the validator's default. Blocks at
+        most the JWKS timeout, and only when the token's key has to be fetched."""
+        alg, kid = self._header(token)
+        found = self._lookup(kid)
+        if isinstance(found, Future):
+            try:
+                ok = found.result(timeout=self._timeout)
+            except TimeoutError:
+                raise _unavailable(failing=True) from None
+            found = self._after_fetch(kid, ok)
+        return self._verify(token, found, alg, kid, required_scopes)
+
+    async def validate_async(
+        self, token: str, *, required_scopes: Iterable[str] | None = None
+    ) -> Principal:
+        """`validate` for an event loop: waiting for a fetch holds no thread, so requests that
+        do not need the keys (API keys, public routes) never queue behind it."""
+        alg, kid = self._header(token)
+        found = self._lookup(kid)
+        if isinstance(found, Future):
+            try:
+                # The fetch's future is running, so a timeout here cannot cancel it for others.
+                ok = await asyncio.wait_for(asyncio.wrap_future(found), self._timeout)
+            except TimeoutError:
+                raise _unavailable(failing=True) from None
+            found = self._after_fetch(kid, ok)
+        return self._verify(token, found, alg, kid, required_scopes)
+
+    def _header(self, token: str) -> tuple[str, str]:
         if not isinstance(token, str) or not token:
             raise _reject("empty token", "the access token is missing")
         if len(token) > _MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
@@ -236,8 +288,16 @@ class JWTValidator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
             raise _reject("missing or bad kid", "the access token has no usable key id (kid)")
+        return alg, kid
 
-        key = self._key_for(kid)
+    def _verify(
+        self,
+        token: str,
+        key: _VerificationKey,
+        alg: str,
+        kid: str,
+        required_scopes: Iterable[str] | None,
+    ) -> Principal:
         if not _key_fits(key, alg):
             raise _reject(
                 f"alg {alg} does not fit key {kid[:64]!r} ({key.kty})",
@@ -317,52 +377,77 @@ class JWTValidator:
 
     # --- keys ------------------------------------------------------------------------------
 
-    def _key_for(self, kid: str) -> _VerificationKey:
+    def _lookup(self, kid: str) -> _VerificationKey | Future[bool]:
+        """The key for `kid`, or the fetch to wait for; AuthUnavailableError when none may start."""
+        with self._lock:
+            now = self._clock.monotonic()
+            key = self._keys.get(kid)
+            if key is not None:
+                # Stale, yet it still verifies: keys rotate on a scale of days, and the issuer
+                # may be down. The refresh runs without this request.
+                stale = self._fetched_at is None or now - self._fetched_at >= self._cache_seconds
+                if stale and self._inflight is None and now >= self._not_before:
+                    self._start_fetch()
+                return key
+            # An unknown kid (perhaps the issuer published a new key): fetch, or wait for the
+            # fetch already running, unless one ran or failed too recently.
+            if self._inflight is not None:
+                return self._inflight
+            if now < self._not_before:
+                raise _unavailable(self._failing, retry_after=self._not_before - now)
+            return self._start_fetch()
+
+    def _after_fetch(self, kid: str, ok: bool) -> _VerificationKey:
         with self._lock:
             key = self._keys.get(kid)
-            fresh = (
-                self._fetched_at is not None
-                and self._clock.monotonic() - self._fetched_at < self._cache_seconds
-            )
-        if key is not None and fresh:
-            return key
-        # Unknown kid (perhaps the issuer rotated keys) or a stale cache: try one refresh.
-        self._refresh()
-        with self._lock:
-            key = self._keys.get(kid)
-            fetch_ok = self._last_fetch_ok
+            retry_after = self._not_before - self._clock.monotonic()
+            failing = self._failing
         if key is not None:
-            # Possibly stale: if the issuer is unreachable a cached key still verifies, because
-            # keys rotate on a scale of days and failing every request would be worse.
             return key
-        if fetch_ok:
+        if ok:
+            # The only definitive refusal: the issuer's keys, fetched while this request waited,
+            # do not include this kid.
             raise _reject(
                 f"unknown kid {kid[:64]!r}", "the access token was signed by an unknown key"
             )
-        raise AuthUnavailableError(
-            "the authorization server's signing keys cannot be fetched; try again later"
-        )
+        raise _unavailable(failing, retry_after=retry_after)
 
-    def _refresh(self) -> None:
-        with self._fetch_lock:
-            now = self._clock.monotonic()
+    def _start_fetch(self) -> Future[bool]:
+        # Called with _lock held. A thread of its own, not a worker of the server's pool, so
+        # that a hanging issuer ties up one thread and nothing that other requests need.
+        future: Future[bool] = Future()
+        future.set_running_or_notify_cancel()
+        self._inflight = future
+        threading.Thread(
+            target=self._fetch_into, args=(future,), name="athenaeum-jwks", daemon=True
+        ).start()
+        return future
+
+    def _fetch_into(self, future: Future[bool]) -> None:
+        keys: dict[str, _VerificationKey] | None = None
+        try:
+            keys = self._fetch_jwks()
+        except _JWKSFetchError as exc:
+            logger.warning("JWKS fetch from %s failed: %s", self.jwks_url, exc)
+        except Exception:
+            # A bug must not leave the waiting requests (and all later ones) hanging.
+            logger.exception("JWKS fetch from %s failed unexpectedly", self.jwks_url)
+        finally:
             with self._lock:
-                # Rate limit: a flood of random kids gets one fetch per interval, and threads
-                # queued behind a fetch that just finished reuse its result.
-                if self._last_attempt is not None and now - self._last_attempt < self._min_refresh:
-                    return
-                self._last_attempt = now
-            try:
-                keys = self._fetch_jwks()
-            except _JWKSFetchError as exc:
-                logger.warning("JWKS fetch from %s failed: %s", self.jwks_url, exc)
-                with self._lock:
-                    self._last_fetch_ok = False
-                return
-            with self._lock:
-                self._keys = keys
-                self._fetched_at = self._clock.monotonic()
-                self._last_fetch_ok = True
+                now = self._clock.monotonic()
+                if keys is not None:
+                    self._keys = keys
+                    self._fetched_at = now
+                    self._not_before = now + self._min_refresh
+                    self._backoff = self._first_backoff
+                    self._failing = False
+                else:
+                    self._not_before = now + self._backoff
+                    self._backoff = min(2 * self._backoff, self._max_backoff)
+                    self._failing = True
+                self._inflight = None
+            future.set_result(keys is not None)
+        if keys is not None:
             logger.info("fetched %d signing key(s) from %s", len(keys), self.jwks_url)
 
     def _fetch_jwks(self) -> dict[str, _VerificationKey]:
@@ -392,6 +477,19 @@ class JWTValidator:
             # Treated as a failure so that a broken response does not wipe good cached keys.
             raise _JWKSFetchError("no usable signing keys in the JWKS")
         return keys
+
+
+def _unavailable(failing: bool, *, retry_after: float | None = None) -> AuthUnavailableError:
+    # Never a 401 for a kid that could not be checked: the token may be perfectly good.
+    seconds = 1 if retry_after is None else math.ceil(retry_after)
+    if failing:
+        return AuthUnavailableError(
+            "the authorization server's signing keys cannot be fetched; try again later",
+            retry_after_s=seconds,
+        )
+    return SigningKeyPendingError(
+        "the access token's signing key is not known yet; try again shortly", retry_after_s=seconds
+    )
 
 
 def _read_bounded(response: http.client.HTTPResponse, deadline: float) -> bytes:

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -79,8 +78,9 @@ class Authenticator:
         if self.keys is not None and self.keys.verify(token):
             return self.keys.authenticate(token)
         if self.jwt is not None:
-            # JWKS fetches block (urllib); keep them off the event loop.
-            return await anyio.to_thread.run_sync(self.jwt.validate, token)
+            # Not in a worker thread: while the issuer hangs, requests waiting for its keys
+            # would fill the pool that sync routes (/health, /search) need.
+            return await self.jwt.validate_async(token)
         raise AuthenticationError("the API key is not valid")
 
 

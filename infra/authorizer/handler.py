@@ -9,7 +9,8 @@ long as the container.
   route holds for every other; context carries sub, scopes, client_id and iss.
 - bad token: `Unauthorized` (API Gateway answers 401 with the WWW-Authenticate challenge).
 - valid token without the required scopes: Deny (403).
-- keys unavailable (JWKS down, no cached key): an error, which API Gateway answers with its
+- keys unavailable (JWKS down, no cached key), or a key id it does not hold when the JWKS was
+  fetched too recently to fetch again: an error, which API Gateway answers with its
   AUTHORIZER_FAILURE response (503) and does not cache: fail closed, never Allow.
 """
 
@@ -18,7 +19,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+from athenaeum.errors import (
+    AuthenticationError,
+    AuthUnavailableError,
+    InsufficientScopeError,
+    SigningKeyPendingError,
+)
 from athenaeum.server.auth import JWTValidator, Principal, jwt_validator, parse_bearer
 from athenaeum.server.settings import Settings
 
@@ -125,6 +131,11 @@ def _authorize(event: dict[str, Any]) -> dict[str, Any]:
     except AuthenticationError as exc:
         logger.info("unauthorized: %s", exc.message)
         raise Exception(UNAUTHORIZED) from None
+    except SigningKeyPendingError as exc:
+        # A key id we do not hold, asked about again before the JWKS may be fetched again: a
+        # 503 (the token may be good), but no outage.
+        logger.info("keys pending: %s", exc.message)
+        raise AuthorizerUnavailable(exc.message) from None
     except AuthUnavailableError as exc:
         logger.error("%s: cannot verify tokens: %s", KEYS_UNAVAILABLE, exc.message)
         raise AuthorizerUnavailable(exc.message) from None

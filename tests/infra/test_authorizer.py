@@ -206,6 +206,18 @@ def test_only_real_failures_carry_the_alarms_log_markers(
     assert authorizer.KEYS_UNAVAILABLE in caplog.text
 
 
+def test_a_key_it_cannot_look_up_yet_fails_closed_without_the_alarm(
+    server: JWKSServer, key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    invoke("Bearer " + key.sign(claims()))
+    new = make_rsa("authz-published-later")
+    server.keys = [key.jwk, new.jwk]
+    with caplog.at_level(logging.INFO), pytest.raises(authorizer.AuthorizerUnavailable):
+        invoke("Bearer " + new.sign(claims()))
+    assert authorizer.KEYS_UNAVAILABLE not in caplog.text
+    assert server.requests == 1
+
+
 def test_an_unexpected_error_fails_closed_and_is_marked(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
@@ -20,6 +22,7 @@ from athenaeum.server.app import create_app
 from athenaeum.server.auth import hash_api_key
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
+from tests.server.conftest import LiveServer
 from tests.server.test_app import assert_error
 from tests.server.test_auth import (
     AUDIENCE,
@@ -31,6 +34,7 @@ from tests.server.test_auth import (
     hand_made,
     make_ec,
     make_rsa,
+    wait_until,
 )
 
 METADATA = 'resource_metadata="http://testserver/.well-known/oauth-protected-resource"'
@@ -200,6 +204,7 @@ def test_jwks_down_fails_closed_with_503(
     c = oauth_client(scifact_engine, jwks_server.url)
     r = c.post("/search", json={"query": "x"}, headers=bearer(keys[0].sign(claims())))
     assert_error(r, 503, "auth_unavailable")
+    assert int(r.headers["retry-after"]) >= 1
     jwks_server.stop()
     c = oauth_client(scifact_engine, jwks_server.url)
     r = c.post("/search", json={"query": "x"}, headers=bearer(keys[0].sign(claims())))
@@ -215,6 +220,95 @@ def test_key_rotation_is_picked_up(
     new = make_rsa("rotated-2")
     jwks_server.keys = [new.jwk]
     assert search(c, bearer(new.sign(claims()))).status_code == 200
+
+
+def test_a_new_key_that_cannot_be_looked_up_yet_is_a_503(
+    scifact_engine: SearchEngine, jwks_server: JWKSServer, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # Just fetched, so the next refresh waits (UNKNOWN_KID_REFRESH_S): a token signed by a key
+    # published since then may be good, and is told when to come back instead of refused.
+    c = oauth_client(scifact_engine, jwks_server.url)
+    assert search(c, bearer(keys[0].sign(claims()))).status_code == 200
+    new = make_rsa("published-later")
+    jwks_server.keys = [keys[0].jwk, new.jwk]
+    r = search(c, bearer(new.sign(claims())))
+    assert_error(r, 503, "auth_unavailable")
+    assert 1 <= int(r.headers["retry-after"]) <= 10
+    assert jwks_server.requests == 1
+
+
+def test_tokens_work_again_soon_after_the_issuer_returns(
+    scifact_engine: SearchEngine, jwks_server: JWKSServer, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    jwks_server.mode = "error"
+    c = oauth_client(scifact_engine, jwks_server.url)
+    token = keys[0].sign(claims())
+    outage_ends = time.monotonic() + 1.5  # fetches fail at 0 s and 1 s; the next may run at 3 s
+    while time.monotonic() < outage_ends:
+        r = search(c, bearer(token))
+        assert_error(r, 503, "auth_unavailable")
+        assert 1 <= int(r.headers["retry-after"]) <= 4
+        time.sleep(0.1)
+    jwks_server.mode = "ok"
+    back = time.monotonic()
+    while search(c, bearer(token)).status_code != 200:
+        assert time.monotonic() - back < 5
+        time.sleep(0.1)
+
+
+def test_a_hanging_issuer_delays_only_the_requests_that_need_its_keys(
+    scifact_engine: SearchEngine,
+    jwks_server: JWKSServer,
+    keys: tuple[SigningKey, SigningKey],
+    live_server: Callable[[Any], LiveServer],
+) -> None:
+    """60 token requests wait on a JWKS that answers after 10 s; meanwhile an API-key search and
+    /health answer at their usual speed, and each token request gets a 503 after the timeout."""
+    timeout = 2.0
+    settings = Settings(
+        oauth_issuer=ISSUER,
+        oauth_audience=AUDIENCE,
+        oauth_jwks_url=jwks_server.url,
+        jwks_timeout_s=timeout,
+        api_key_hashes=[hash_api_key(API_KEY)],
+    )
+    server = live_server(create_app(settings, FixedEngineProvider(scifact_engine)))
+    query = {"query": "vitamin D"}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/search", json=query, headers=bearer(API_KEY)).status_code == 200
+    jwks_server.mode = "slow"
+
+    tokens = [keys[0].sign(claims(sub=f"user-{i}")) for i in range(60)]
+    limits = httpx.Limits(max_connections=len(tokens))
+    with (
+        httpx.Client(base_url=server.url, timeout=30, limits=limits) as jwt_client,
+        ThreadPoolExecutor(max_workers=len(tokens)) as pool,
+    ):
+
+        def with_token(token: str) -> tuple[httpx.Response, float]:
+            start = time.monotonic()
+            r = jwt_client.post("/search", json=query, headers=bearer(token))
+            return r, time.monotonic() - start
+
+        pending = [pool.submit(with_token, token) for token in tokens]
+        wait_until(lambda: jwks_server.requests == 1)
+        time.sleep(0.5)  # the others queue up behind the fetch
+        took: dict[str, float] = {}
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for name, call in (
+                ("/health", lambda: c.get("/health")),
+                ("API-key /search", lambda: c.post("/search", json=query, headers=bearer(API_KEY))),
+            ):
+                start = time.monotonic()
+                assert call().status_code == 200
+                took[name] = time.monotonic() - start
+        results = [future.result() for future in pending]
+    assert all(seconds < 0.5 for seconds in took.values()), took
+    for r, seconds in results:
+        assert_error(r, 503, "auth_unavailable")
+        assert int(r.headers["retry-after"]) >= 1
+        assert seconds < timeout + 1
+    assert jwks_server.requests == 1  # one fetch for all of them
 
 
 def test_api_keys(scifact_engine: SearchEngine) -> None:

@@ -25,6 +25,9 @@ from jwt.utils import der_to_raw_signature
 
 from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
 from athenaeum.server.auth import (
+    FETCH_BACKOFF_MAX_S,
+    FETCH_BACKOFF_S,
+    UNKNOWN_KID_REFRESH_S,
     APIKeyStore,
     JWTValidator,
     hash_api_key,
@@ -180,6 +183,24 @@ class FakeClock:
 
 def validator(server: JWKSServer, **kwargs: Any) -> JWTValidator:
     return JWTValidator(ISSUER, AUDIENCE, server.url, **kwargs)
+
+
+def wait_until(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def assert_unavailable(v: JWTValidator, token: str) -> int:
+    """The token could not be checked: a 503 with a Retry-After; returns its seconds."""
+    with pytest.raises(AuthUnavailableError) as info:
+        v.validate(token)
+    err = info.value
+    assert err.status_code == 503 and err.code == "auth_unavailable"
+    retry_after = int(err.headers["Retry-After"])
+    assert retry_after >= 1
+    return retry_after
 
 
 def assert_rejected(v: JWTValidator, token: str) -> AuthenticationError:
@@ -435,9 +456,8 @@ def test_jwks_slow_with_empty_cache_times_out(jwks: JWKSServer, rsa_key: Signing
     v = validator(jwks, jwks_timeout_seconds=timeout)
     jwks.mode = "slow"
     start = time.monotonic()
-    with pytest.raises(AuthUnavailableError):
-        v.validate(rsa_key.sign(claims()))
-    assert time.monotonic() - start < timeout + 1
+    assert_unavailable(v, rsa_key.sign(claims()))
+    assert time.monotonic() - start < timeout + 0.5
 
 
 def test_jwks_error_with_empty_cache(jwks: JWKSServer, rsa_key: SigningKey) -> None:
@@ -463,9 +483,18 @@ def test_stale_cache_survives_a_failing_refresh(jwks: JWKSServer, rsa_key: Signi
     v = validator(jwks, jwks_cache_seconds=60, min_refresh_interval_seconds=0, clock=clock)
     v.validate(rsa_key.sign(claims()))
     jwks.mode = "error"
+    jwks.release.clear()
     clock.advance(61)
+    # The stale key answers at once; the refresh it starts runs in the background.
+    jwks.mode = "slow"
+    start = time.monotonic()
     assert v.validate(rsa_key.sign(claims())).subject == "user-123"
-    assert jwks.requests == 2  # the expired cache was refreshed (and the failure tolerated)
+    assert time.monotonic() - start < 0.5
+    wait_until(lambda: jwks.requests == 2)
+    jwks.mode = "error"
+    jwks.release.set()
+    assert v.validate(rsa_key.sign(claims())).subject == "user-123"
+    assert jwks.requests == 2  # one refresh in flight at a time
 
 
 def test_cache_is_reused(jwks: JWKSServer, rsa_key: SigningKey, ec_key: SigningKey) -> None:
@@ -485,20 +514,38 @@ def test_concurrent_first_requests_share_one_fetch(jwks: JWKSServer, rsa_key: Si
     assert jwks.requests == 1
 
 
+def test_new_key_is_fetched_on_first_sight(jwks: JWKSServer, rsa_key: SigningKey) -> None:
+    clock = FakeClock()
+    v = validator(jwks, clock=clock)
+    v.validate(rsa_key.sign(claims()))
+    clock.advance(UNKNOWN_KID_REFRESH_S)
+    new = make_rsa("rsa-new")
+    jwks.keys = [rsa_key.jwk, new.jwk]
+    assert v.validate(new.sign(claims(sub="new"))).subject == "new"
+    assert jwks.requests == 2
+
+
 def test_key_rotation(jwks: JWKSServer, rsa_key: SigningKey) -> None:
     clock = FakeClock()
     v = validator(jwks, min_refresh_interval_seconds=30, clock=clock)
     v.validate(rsa_key.sign(claims()))
     new = make_rsa("rsa-2")
     jwks.keys = [new.jwk]
-    # Within the refresh interval the new key is not fetched yet; after it, it is.
-    assert_rejected(v, new.sign(claims(sub="rotated")))
+    # Within the refresh interval the new key is not fetched yet: not a definitive 401 for a
+    # token that may be good, but a 503 that says when the refresh may run.
+    assert assert_unavailable(v, new.sign(claims(sub="rotated"))) == 30
+    clock.advance(20)
+    assert assert_unavailable(v, new.sign(claims(sub="rotated"))) == 10
     assert jwks.requests == 1
-    clock.advance(31)
+    clock.advance(11)
     assert v.validate(new.sign(claims(sub="rotated"))).subject == "rotated"
     assert jwks.requests == 2
-    # The retired key disappeared with the refresh.
-    assert_rejected(v, rsa_key.sign(claims()))
+    # The retired key disappeared with the refresh; once a fetch made after the token arrived
+    # lacks it too, the refusal is definitive.
+    assert_unavailable(v, rsa_key.sign(claims()))
+    clock.advance(31)
+    assert "unknown key" in assert_rejected(v, rsa_key.sign(claims())).message
+    assert jwks.requests == 3
 
 
 def test_refresh_rate_limit(jwks: JWKSServer, rsa_key: SigningKey) -> None:
@@ -518,19 +565,93 @@ def test_refresh_rate_limit(jwks: JWKSServer, rsa_key: SigningKey) -> None:
     def attempt(token: str) -> str:
         try:
             v.validate(token)
-        except AuthenticationError as exc:
+        except (AuthenticationError, AuthUnavailableError) as exc:
             return type(exc).__name__
         return "accepted"
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(attempt, flood))
-    assert set(outcomes) == {"AuthenticationError"}
+    # Those that waited for the refresh are refused for good (it did not have their kid); those
+    # that came after it are told to come back later, never sent to the issuer.
+    assert "AuthenticationError" in outcomes
+    assert set(outcomes) <= {"AuthenticationError", "SigningKeyPendingError"}
     # The first fetch, then exactly one refresh for the whole flood (the clock stood still).
     assert jwks.requests == 2
     clock.advance(interval + 1)
     assert attempt(flood[0]) == "AuthenticationError"
     assert jwks.requests == 3
     assert v.validate(rsa_key.sign(claims())).subject == "user-123"
+
+
+def test_failing_jwks_backs_off_from_one_second(jwks: JWKSServer, rsa_key: SigningKey) -> None:
+    clock = FakeClock()
+    v = validator(jwks, clock=clock)
+    token = rsa_key.sign(claims())
+    jwks.mode = "error"
+    assert_unavailable(v, token)
+    waits = []
+    for _ in range(5):
+        # Asked again at once: no fetch, and a Retry-After that ends when the next may run.
+        retry_after = assert_unavailable(v, token)
+        assert jwks.requests == len(waits) + 1
+        waits.append(retry_after)
+        clock.advance(retry_after)
+        assert_unavailable(v, token)
+    assert waits == [FETCH_BACKOFF_S, 2, FETCH_BACKOFF_MAX_S, FETCH_BACKOFF_MAX_S, 4]
+    assert jwks.requests == 6
+
+
+def test_tokens_work_within_seconds_of_the_issuers_return(
+    jwks: JWKSServer, rsa_key: SigningKey
+) -> None:
+    """A long outage, then requests every half second: the first success comes at most one
+    (capped) backoff after the JWKS answers again, and that success resets the backoff."""
+    clock = FakeClock()
+    v = validator(jwks, clock=clock)
+    token = rsa_key.sign(claims())
+    jwks.mode = "error"
+    for _ in range(600):  # five minutes of requests against a failing issuer
+        with pytest.raises(AuthUnavailableError):
+            v.validate(token)
+        clock.advance(0.5)
+    assert jwks.requests < 600 * 0.5 / FETCH_BACKOFF_MAX_S + 5
+    jwks.mode = "ok"
+    back = clock.mono
+    while True:
+        try:
+            v.validate(token)
+            break
+        except AuthUnavailableError:
+            clock.advance(0.5)
+    assert clock.mono - back <= FETCH_BACKOFF_MAX_S < 5
+    # Back to normal: another outage starts again from the shortest backoff.
+    jwks.keys = []
+    jwks.mode = "error"
+    clock.advance(UNKNOWN_KID_REFRESH_S)
+    assert_unavailable(v, make_rsa("rsa-3").sign(claims()))
+    assert assert_unavailable(v, make_rsa("rsa-3").sign(claims())) == FETCH_BACKOFF_S
+
+
+def test_waiters_give_up_after_the_timeout_and_the_fetch_lives_on(
+    jwks: JWKSServer, rsa_key: SigningKey
+) -> None:
+    """A hanging issuer: every request that needs the keys waits at most the timeout for the one
+    fetch; a later request finds the keys once the fetch completes."""
+    timeout = 0.3
+    jwks.mode = "slow"
+    v = validator(jwks, jwks_timeout_seconds=timeout)
+    tokens = [rsa_key.sign(claims(sub=f"user-{i}")) for i in range(20)]
+
+    def attempt(token: str) -> float:
+        start = time.monotonic()
+        with pytest.raises(AuthUnavailableError):
+            v.validate(token)
+        return time.monotonic() - start
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        waited = list(pool.map(attempt, tokens))
+    assert max(waited) < timeout + 0.3
+    assert jwks.requests == 1
 
 
 @pytest.mark.parametrize(
