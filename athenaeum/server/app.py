@@ -54,6 +54,8 @@ def create_app(
         description=DESCRIPTION,
         # Swagger UI at /docs is handy locally; ReDoc would be a second copy of the same thing.
         redoc_url=None,
+        # /chunks/ and /mcp/ are 404s in the error shape, not empty-bodied 307s to elsewhere.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.engine_provider = provider

@@ -36,6 +36,10 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+# nginx's name for it: the client closed the connection before an answer was sent.
+CLIENT_CLOSED_REQUEST = 499
+
+
 class RequestLogMiddleware:
     """One JSON log line per request (id, method, route, status, latency); never headers,
     query strings or bodies, so tokens and keys cannot end up in logs. Also the last line of
@@ -53,6 +57,18 @@ class RequestLogMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
+        disconnected = False
+        # HEAD is answered wherever GET is: the app runs the GET, the body is not sent.
+        head = scope.get("method") == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -60,15 +76,22 @@ class RequestLogMiddleware:
                 response_started = True
                 status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
-            error_log.exception("unhandled error in request %s", request_id)
-            if not response_started:
-                await internal_error()(scope, receive, send_wrapper)
+            if disconnected:
+                pass  # the client left mid-request: nothing to answer, nothing went wrong here
+            else:
+                error_log.exception("unhandled error in request %s", request_id)
+                if not response_started:
+                    await internal_error()(scope, receive, send_wrapper)
         finally:
+            if disconnected and not response_started:
+                status = CLIENT_CLOSED_REQUEST
             route = scope.get("route")
             principal = scope.get("state", {}).get("principal")
             access_log.info(
@@ -76,7 +99,7 @@ class RequestLogMiddleware:
                     {
                         "event": "request",
                         "request_id": request_id,
-                        "method": scope.get("method"),
+                        "method": "HEAD" if head else scope.get("method"),
                         # The route template, not the path: it groups well and holds no ids.
                         "route": getattr(route, "path", None) or scope.get("path"),
                         "status": status,

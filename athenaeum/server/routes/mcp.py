@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.types import Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
 
 from athenaeum import __version__
 from athenaeum.errors import AthenaeumError
@@ -259,4 +260,30 @@ class MCPEndpoint:
             max_request_body_size=settings.max_body_bytes,
         )
         async with manager.run():
-            await manager.handle_request(scope, receive, send)
+            await manager.handle_request(scope, receive, _json_refusals(scope, receive, send))
+
+
+def _json_refusals(scope: Scope, receive: Receive, send: Send) -> Send:
+    """`send` with the transport's own plain-text refusals (a wrong Accept or Content-Type, a
+    foreign Host or Origin) turned into the API's error shape; JSON-RPC errors, which are JSON
+    already, pass through as they are."""
+    held: dict[str, Any] = {}
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+            if message["status"] >= 400 and not content_type.startswith("application/json"):
+                held["start"], held["body"] = message, b""
+                return
+        elif message["type"] == "http.response.body" and "start" in held:
+            held["body"] += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            text = " ".join(held["body"].decode("utf-8", "replace").split())[:300]
+            status = int(held["start"]["status"])
+            response = status_response(status, f"the MCP transport refused the request: {text}")
+            await response(scope, receive, send)
+            return
+        await send(message)
+
+    return wrapped
