@@ -32,6 +32,7 @@ from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
+from athenaeum.retrieval.text import check_text
 from athenaeum.retrieval.tokens import TokenCounter
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
@@ -237,6 +238,7 @@ class SearchEngine:
 def _check_query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError("query must be a non-empty string", param="query")
+    check_text(query, "query")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInputError(
             f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}",

@@ -97,6 +97,26 @@ def test_empty_query(engine: SearchEngine, query: str) -> None:
         engine.search(query)
 
 
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        # What `athenaeum search` gets from argv bytes that are not UTF-8 (surrogateescape).
+        ("caf\udce9", r"lone surrogate \(U\+DCE9\) at character 3"),
+        ("nul\x00", r"NUL character \(U\+0000\) at character 3"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_text_the_tokenizer_cannot_take_is_refused(
+    engine: SearchEngine, query: str, problem: str, mode: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=f"^query contains a {problem}") as info:
+        engine.search(query, mode=mode)
+    assert info.value.param == "query" and info.value.status_code == 400
+    with pytest.raises(InvalidInputError, match=problem) as info:
+        engine.search("vitamin D", mode=mode, filter={"documents": [query]})
+    assert info.value.param == "filter.documents.0"
+
+
 def test_bad_mode(engine: SearchEngine) -> None:
     with pytest.raises(InvalidInputError, match="mode must be one of hybrid, dense, bm25"):
         engine.search(QUERY, mode="sparse")
