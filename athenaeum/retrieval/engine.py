@@ -232,6 +232,13 @@ class SearchEngine:
             )
             scores, rows = index.search(vector, k, params=params)
         keep = rows[0] >= 0  # ANN indexes pad with -1 when they find fewer than k
+        found = int(keep.sum())
+        if found == 0 or (isinstance(index, faiss.IndexFlat) and found < k):
+            # Exact search always fills k, and a graph walk finds something: a shortfall means
+            # vectors that score NaN (the loader and the encoder refuse those), never "no match".
+            raise corrupted(
+                self.bundle.path, f"dense search found {found} of {k} chunks for a valid query"
+            )
         return Ranking(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
 
 
