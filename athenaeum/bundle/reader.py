@@ -1,8 +1,8 @@
 """Reading a bundle: nothing is served that the loader cannot vouch for.
 
 It refuses a missing manifest, an unknown format version, a missing, resized or (by default)
-re-hashed file, and counts that disagree; every refusal is a BundleError naming the bundle and
-the problem.
+re-hashed file, counts that disagree and vectors that are not finite; every refusal is a
+BundleError naming the bundle and the problem.
 """
 
 from __future__ import annotations
@@ -151,6 +151,13 @@ def load_bundle(path: Path, *, check_hashes: bool = True) -> Bundle:
             f"dimension is {dim}",
         )
     vectors = np.ascontiguousarray(loaded, dtype=np.float32)
+    # A NaN row scores NaN against every query, which FAISS never ranks: dense search would
+    # quietly return nothing. About 0.4 ms for 10,000 x 384 floats, against ~13 ms to hash them.
+    if not np.isfinite(vectors).all():
+        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise corrupted(
+            path, f"{VECTORS_FILE} row {row} (chunk {chunks[row].id}) has NaN or infinite values"
+        )
 
     if manifest.bm25.tokenizer_version != TOKENIZER_VERSION:
         raise BundleError(

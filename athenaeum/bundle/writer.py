@@ -155,7 +155,8 @@ def _check_writer_inputs(
             f"vectors have shape {matrix.shape}, expected ({len(chunks)}, {embedding.dimension})"
         )
     if not np.isfinite(matrix).all():
-        raise ValueError("vectors contain NaN or infinite values")
+        row = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise ValueError(f"vectors row {row} (chunk {chunks[row].id}) has NaN or infinite values")
     if bm25_index.n_docs != len(chunks):
         raise ValueError(f"BM25 index covers {bm25_index.n_docs} chunks, not {len(chunks)}")
     ids = [c.id for c in chunks]

@@ -69,6 +69,7 @@ class OnnxQueryEncoder:
             length=None,  # pad to the longest input in the batch, not to a fixed length
         )
 
+        self._model_file = model_dir / ENCODER_MODEL_FILE
         options = ort.SessionOptions()
         n_threads = threads or default_threads()
         options.intra_op_num_threads = n_threads
@@ -117,6 +118,12 @@ class OnnxQueryEncoder:
         feed = {name: np.asarray(columns[name], dtype=dtype) for name, dtype in self._inputs}
         (vectors,) = self.session.run([self._output], feed)
         out = np.asarray(vectors, dtype=np.float32)
+        if not np.isfinite(out).all():
+            # A NaN query vector matches nothing: dense search would answer with no passages.
+            raise BundleError(
+                f"query encoder {self._model_file} returned NaN or infinite values for a query; "
+                "the encoder is damaged: rebuild the index with `athenaeum index`"
+            )
         # The graph normalises already; doing it again is idempotent and keeps cosine = inner
         # product even for an exporter that forgot to.
         norms = np.linalg.norm(out, axis=1, keepdims=True)

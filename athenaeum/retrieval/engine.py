@@ -32,6 +32,7 @@ from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
+from athenaeum.retrieval.text import check_text
 from athenaeum.retrieval.tokens import TokenCounter
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
@@ -231,12 +232,20 @@ class SearchEngine:
             )
             scores, rows = index.search(vector, k, params=params)
         keep = rows[0] >= 0  # ANN indexes pad with -1 when they find fewer than k
+        found = int(keep.sum())
+        if found == 0 or (isinstance(index, faiss.IndexFlat) and found < k):
+            # Exact search always fills k, and a graph walk finds something: a shortfall means
+            # vectors that score NaN (the loader and the encoder refuse those), never "no match".
+            raise corrupted(
+                self.bundle.path, f"dense search found {found} of {k} chunks for a valid query"
+            )
         return Ranking(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
 
 
 def _check_query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError("query must be a non-empty string", param="query")
+    check_text(query, "query")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInputError(
             f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}",

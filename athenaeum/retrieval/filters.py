@@ -28,6 +28,7 @@ import numpy.typing as npt
 from athenaeum.bundle.chunk import ChunkRecord
 from athenaeum.bundle.manifest import DocumentInfo
 from athenaeum.errors import InvalidInputError
+from athenaeum.retrieval.text import check_texts
 
 FILTER_KEYS = ("documents", "pages", "metadata")
 MAX_PATTERNS = 100
@@ -55,6 +56,7 @@ class SearchFilter:
             return raw
         if not isinstance(raw, Mapping):
             raise InvalidInputError(f"{param} must be an object", param=param)
+        check_texts(raw, param)
         unknown = [str(k) for k in raw if k not in FILTER_KEYS]
         if unknown:
             raise InvalidInputError(

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import MAX_TOP_K, Hit, SearchMode
 from athenaeum.retrieval.filters import MAX_PATTERNS, SearchFilter
+from athenaeum.retrieval.text import check_texts
+
+
+class RequestBody(BaseModel):
+    """A request body (REST or MCP tool arguments): every string in it, object keys and
+    fields the model ignores included, is text the tokenizer can take, else a 400 whose
+    `param` is the string's path (athenaeum.retrieval.text)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_text(cls, data: Any) -> Any:
+        # An InvalidInputError is not a ValueError: pydantic lets it through to the one
+        # error handler, with its param, instead of folding it into a validation error.
+        check_texts(data)
+        return data
 
 
 class PageRange(BaseModel):
@@ -50,7 +65,7 @@ class SearchFilterModel(BaseModel):
         return SearchFilter.parse(self.model_dump(by_alias=True, exclude_none=True))
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(

@@ -139,6 +139,19 @@ def test_writer_rejects_inconsistent_inputs(tmp_path: Path, fake_encoder_dir: Pa
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_writer_refuses_non_finite_vectors(
+    tmp_path: Path, fake_encoder_dir: Path, bad: float
+) -> None:
+    inputs = _tiny_inputs(fake_encoder_dir)
+    vectors = inputs["vectors"]
+    assert isinstance(vectors, np.ndarray)
+    vectors[1, 2] = bad
+    with pytest.raises(ValueError, match=r"vectors row 1 \(chunk d#1\) has NaN or infinite"):
+        write_bundle(tmp_path / "x", **inputs)  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists()
+
+
 # --- corrupted bundles are refused with a message naming the bundle and the problem ----------
 
 
@@ -229,6 +242,31 @@ def test_truncated_chunks_with_consistent_manifest_is_refused(bundle_copy: Path)
         BundleError, match=r"chunks\.jsonl has 299 chunks but the manifest counts 300"
     ):
         load_bundle(bundle_copy)
+
+
+def test_non_finite_vectors_with_a_rewritten_hash_are_refused(bundle_copy: Path) -> None:
+    # NaN vectors scored NaN against every query and dense search answered []: the size and
+    # hash checks cannot tell when whoever wrote the NaNs rewrote the manifest too.
+    import hashlib
+
+    vectors_file = bundle_copy / "vectors.npy"
+    vectors = np.load(vectors_file)
+    vectors[17:] = np.nan
+    np.save(vectors_file, vectors, allow_pickle=False)
+    raw = json.loads((bundle_copy / "manifest.json").read_text())
+    raw["files"]["vectors.npy"] = {
+        "sha256": hashlib.sha256(vectors_file.read_bytes()).hexdigest(),
+        "bytes": vectors_file.stat().st_size,
+    }
+    (bundle_copy / "manifest.json").write_text(json.dumps(raw))
+    chunk_17 = json.loads((bundle_copy / "chunks.jsonl").read_text("utf-8").splitlines()[17])
+    for check_hashes in (True, False):
+        with pytest.raises(BundleError) as info:
+            load_bundle(bundle_copy, check_hashes=check_hashes)
+        assert info.value.message == (
+            f"index bundle {bundle_copy} is corrupted: vectors.npy row 17 (chunk "
+            f"{chunk_17['id']}) has NaN or infinite values; rebuild it with `athenaeum index`"
+        )
 
 
 def test_hash_check_can_be_skipped_but_sizes_cannot(bundle_copy: Path) -> None:

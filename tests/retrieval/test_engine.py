@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athenaeum.errors import InvalidInputError, NotFoundError
+from athenaeum.errors import BundleError, InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.engine import CANDIDATES, DENSE_WEIGHT, SearchEngine, _convex
 
@@ -95,6 +95,55 @@ def test_top_k_limits(engine: SearchEngine) -> None:
 def test_empty_query(engine: SearchEngine, query: str) -> None:
     with pytest.raises(InvalidInputError, match="non-empty"):
         engine.search(query)
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        # What `athenaeum search` gets from argv bytes that are not UTF-8 (surrogateescape).
+        ("caf\udce9", r"lone surrogate \(U\+DCE9\) at character 3"),
+        ("nul\x00", r"NUL character \(U\+0000\) at character 3"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_text_the_tokenizer_cannot_take_is_refused(
+    engine: SearchEngine, query: str, problem: str, mode: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=f"^query contains a {problem}") as info:
+        engine.search(query, mode=mode)
+    assert info.value.param == "query" and info.value.status_code == 400
+    with pytest.raises(InvalidInputError, match=problem) as info:
+        engine.search("vitamin D", mode=mode, filter={"documents": [query]})
+    assert info.value.param == "filter.documents.0"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense"])
+def test_a_nan_query_vector_is_an_error_not_an_empty_answer(
+    engine: SearchEngine, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A damaged encoder (NaN weights) gives NaN vectors, which match nothing: an empty result
+    # would read as "the library has nothing on this".
+    real = engine.encoder.session
+
+    class NaNSession:
+        def run(self, outputs: list[str], feed: dict[str, object]) -> list[object]:
+            (vectors,) = real.run(outputs, feed)
+            return [np.full_like(vectors, np.nan)]
+
+    monkeypatch.setattr(engine.encoder, "session", NaNSession())
+    with pytest.raises(BundleError, match=r"query encoder .*model\.onnx returned NaN") as info:
+        engine.search(QUERY, mode=mode)
+    assert info.value.status_code == 503
+
+
+def test_dense_search_that_finds_nothing_is_an_error(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the encoder's own check: FAISS finding fewer than k is never "no match".
+    nan = np.full((1, engine.facts.dimension), np.nan, dtype=np.float32)
+    monkeypatch.setattr(engine.encoder, "encode", lambda queries: nan)
+    with pytest.raises(BundleError, match=r"dense search found 0 of 5 chunks for a valid query"):
+        engine.search(QUERY, mode="dense")
 
 
 def test_bad_mode(engine: SearchEngine) -> None:

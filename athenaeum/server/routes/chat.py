@@ -37,6 +37,7 @@ from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, mode
 from athenaeum.server.schemas import (
     COMMON_ERRORS,
     ErrorResponse,
+    RequestBody,
     SearchFilterModel,
     error_responses,
 )
@@ -82,7 +83,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestBody):
     # The OpenAI SDK sends many optional parameters; the ones that do not apply are ignored.
     model_config = ConfigDict(extra="allow")
 

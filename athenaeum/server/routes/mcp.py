@@ -31,7 +31,7 @@ from athenaeum.retrieval.engine import Hit
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import from_exception, status_response
 from athenaeum.server.provider import EngineProvider
-from athenaeum.server.schemas import SearchFilterModel
+from athenaeum.server.schemas import RequestBody, SearchFilterModel
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SourceLinker, citation_links
 
@@ -53,7 +53,7 @@ FETCH_DESCRIPTION = (
 )
 
 
-class SearchArgs(BaseModel):
+class SearchArgs(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     query: str = Field(min_length=1, description="What to look for, in natural language.")
@@ -62,7 +62,7 @@ class SearchArgs(BaseModel):
     )
 
 
-class FetchArgs(BaseModel):
+class FetchArgs(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, description="A result id from the search tool.")
