@@ -2,7 +2,8 @@
 # Deploys Athenaeum to AWS: API Gateway + JWT authorizer + Lambda (see docs/deployment.md).
 #
 #   ./deploy.sh                 check prerequisites, build the layer, bootstrap if needed, deploy
-#   ./deploy.sh --dry-run       everything that needs no AWS: layer, synth, cdk-nag, size report
+#   ./deploy.sh --dry-run       everything that needs no AWS: layer, synth, cdk-nag, cfn-lint,
+#                               size report
 #   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK, and
 #                                            overrides cdk.context.json here too)
 #
@@ -38,7 +39,7 @@ read -r -a cdk <<<"${ATHENAEUM_CDK:-uv run --no-sync cdk}"
 # --- prerequisites ---------------------------------------------------------------------------
 command -v uv >/dev/null || fail "uv is required: https://docs.astral.sh/uv/getting-started/installation/"
 command -v node >/dev/null || fail "Node.js (20 or newer) is required by the CDK: https://nodejs.org/"
-say "installing the deploy tools (aws-cdk-lib, cdk-nag, the CDK CLI) into the project venv"
+say "installing the deploy tools (aws-cdk-lib, cdk-nag, the CDK CLI, cfn-lint) into the project venv"
 uv sync --extra deploy --inexact --quiet
 
 context_file="cdk.context.json"
@@ -104,7 +105,7 @@ if (( ! dry_run )); then
   export CDK_DEFAULT_ACCOUNT="$identity" CDK_DEFAULT_REGION="$region"
 fi
 
-# --- build, synth, nag -----------------------------------------------------------------------
+# --- build, synth, nag, lint -------------------------------------------------------------------
 arch="$(context_value architecture)"
 arch="${arch:-x86_64}"
 layer_args=(--arch "$arch")
@@ -115,6 +116,11 @@ layer/build.sh "${layer_args[@]}"
 
 say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
 "${cdk[@]}" synth --quiet "${context_args[@]}"
+
+# Every error fails, and every warning but those infra/lint.py keeps, each with its reason.
+say "linting the synthesized template (cfn-lint)"
+uv run --no-sync python -m infra.lint cdk.out \
+  || fail "cfn-lint found problems in the synthesized template (listed above)"
 
 # The synthesized stack: its name and how its index is deployed (outputs IndexStrategy,
 # IndexUpload and IndexS3Prefix of the template).

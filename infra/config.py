@@ -112,6 +112,33 @@ class LlmUpstream:
         return bool(_SECRET_SUFFIX.search(self.api_key_secret_arn.rsplit(":", 1)[1]))
 
 
+# How the function's timeout is split when it calls the generating model. What API Gateway waits
+# for is one function run (at most 29 s): it holds the follow-up's rewrite call, the searches
+# (two when the rewrite fails), the generation and the response. The searches and the response
+# keep LLM_MARGIN_S; the rewrite gets a fifth of the rest, 1 to 5 s; the generation the others.
+LLM_MARGIN_S = 4
+MAX_REWRITE_S = 5
+MIN_GENERATION_S = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmTimeouts:
+    """Seconds each model call may wait (the two ATHENAEUM_LLM_*TIMEOUT_S settings)."""
+
+    generation_s: int
+    rewrite_s: int
+
+    @classmethod
+    def within(cls, timeout_seconds: int) -> LlmTimeouts:
+        budget = timeout_seconds - LLM_MARGIN_S
+        rewrite = max(1, min(MAX_REWRITE_S, budget // 5))
+        return cls(generation_s=budget - rewrite, rewrite_s=rewrite)
+
+
+# The shortest function timeout that leaves the generation MIN_GENERATION_S.
+MIN_TIMEOUT_WITH_LLM = LLM_MARGIN_S + 1 + MIN_GENERATION_S
+
+
 class StackConfig(BaseModel):
     """Every context key the stack reads. `from_context` is the way in from the CDK."""
 
@@ -492,6 +519,13 @@ class StackConfig(BaseModel):
             raise ConfigError(
                 f"context keys {', '.join(_LLM_KEYS)} go together: set all three or none "
                 f"({', '.join(absent)} missing)"
+            )
+        if not absent and self.timeout_seconds < MIN_TIMEOUT_WITH_LLM:
+            raise ConfigError(
+                f"context key timeout_seconds={self.timeout_seconds} is too short for a "
+                f"generating model: at least {MIN_TIMEOUT_WITH_LLM} s leaves it "
+                f"{MIN_GENERATION_S} s after the query rewrite and {LLM_MARGIN_S} s for the "
+                "search and the response"
             )
         return self
 

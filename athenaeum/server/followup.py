@@ -48,7 +48,6 @@ REWRITE_PROMPT = (
     "query only, on one line."
 )
 REWRITE_MAX_TOKENS = 64
-REWRITE_TIMEOUT_S = 10.0  # or the upstream's own timeout, when that is shorter
 REWRITE_MESSAGES = 6  # the last user and assistant messages the rewriter sees
 REWRITE_MESSAGE_CHARS = 500  # each cut to this (assistant answers carry whole passages)
 MAX_REWRITE_CHARS = 300  # a longer answer is cut at a word: a query, not a paragraph
@@ -186,7 +185,7 @@ def rewriter(settings: Settings) -> LLMClient:
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value(),
         settings.llm_model,
-        timeout_s=min(REWRITE_TIMEOUT_S, settings.llm_timeout_s),
+        timeout_s=min(settings.llm_rewrite_timeout_s, settings.llm_timeout_s),
     )
 
 

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     llm_api_key_secret: str | None = None
     llm_model: str | None = None
     llm_timeout_s: float = Field(default=60.0, gt=0)
+    # A follow-up's query rewrite waits at most this (or llm_timeout_s, when shorter).
+    llm_rewrite_timeout_s: float = Field(default=10.0, gt=0)
 
     # --- links to the original files (athenaeum.server.sources) -------------------------------
     # Where the original files are when not where `convert` recorded them (`serve --sources`).

@@ -7,7 +7,8 @@ long as the container.
 
 - valid token: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for one
   route holds for every other; context carries sub, scopes, client_id and iss.
-- bad token: `Unauthorized` (API Gateway answers 401 with the WWW-Authenticate challenge).
+- bad token, or a malformed event: `Unauthorized` (API Gateway answers 401 with the
+  WWW-Authenticate challenge).
 - valid token without the required scopes: Deny (403).
 - keys unavailable (JWKS down, no cached key), or a key id it does not hold when the JWKS was
   fetched too recently to fetch again: an error, which API Gateway answers with its
@@ -99,7 +100,7 @@ def principal_context(principal: Principal) -> dict[str, str]:
     return context
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         return _authorize(event)
     except AuthorizerUnavailable:
@@ -112,17 +113,26 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
 
 
-def _authorize(event: dict[str, Any]) -> dict[str, Any]:
-    if event.get("type") != "TOKEN":
+def _authorize(event: Any) -> dict[str, Any]:
+    # Whatever the event holds, a malformed one is a refusal (401), never an error (503): the
+    # checks below look at types before they look at values.
+    if not isinstance(event, dict) or event.get("type") != "TOKEN":
         logger.error("not a TOKEN authorizer event")
         raise Exception(UNAUTHORIZED)
+    method_arn = event.get("methodArn")
     try:
-        resource = stage_arn(str(event.get("methodArn", "")))
+        if not isinstance(method_arn, str):
+            raise ValueError("methodArn is not a string")
+        resource = stage_arn(method_arn)
     except ValueError:
         logger.error("authorizer event without a usable methodArn")
         raise Exception(UNAUTHORIZED) from None
+    header = event.get("authorizationToken")
+    if header is not None and not isinstance(header, str):
+        logger.info("unauthorized: the authorization token is not a string")
+        raise Exception(UNAUTHORIZED)
     try:
-        token = parse_bearer(event.get("authorizationToken"))
+        token = parse_bearer(header)
         principal = get_validator().validate(token)
     except InsufficientScopeError as exc:
         # The token is genuine: a Deny (403), with the subject for the access log.

@@ -19,7 +19,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IDependable
 
 from infra import staging
-from infra.config import LlmUpstream, OAuthIssuer, VpcPlacement
+from infra.config import LlmTimeouts, LlmUpstream, OAuthIssuer, VpcPlacement
 from infra.index.upload import INDEX_ROOT
 from infra.nag import acknowledge, acknowledge_lambda_defaults, managed_policy
 
@@ -145,6 +145,7 @@ class ApiFunction(Construct):
                 public_base_url=public_base_url,
                 cors_origins=cors_origins,
                 llm=llm,
+                timeout_s=int(timeout.to_seconds()),
             ),
             log_group=self.log_group,
             description="Athenaeum API (FastAPI behind Mangum)",
@@ -278,6 +279,7 @@ def _environment(
     public_base_url: str | None,
     cors_origins: Sequence[str],
     llm: LlmUpstream | None,
+    timeout_s: int,
 ) -> Mapping[str, str]:
     """The app's settings (athenaeum.server.settings), as the function reads them."""
     environment = {
@@ -312,4 +314,10 @@ def _environment(
         environment["ATHENAEUM_LLM_BASE_URL"] = llm.base_url
         environment["ATHENAEUM_LLM_MODEL"] = llm.model
         environment["ATHENAEUM_LLM_API_KEY_SECRET"] = llm.api_key_secret_arn
+        # The model calls and the rest of the request must end before the function does
+        # (infra.config.LlmTimeouts says how the time is split), or API Gateway answers 504
+        # instead of the app's own 503.
+        timeouts = LlmTimeouts.within(timeout_s)
+        environment["ATHENAEUM_LLM_TIMEOUT_S"] = str(timeouts.generation_s)
+        environment["ATHENAEUM_LLM_REWRITE_TIMEOUT_S"] = str(timeouts.rewrite_s)
     return environment

@@ -166,6 +166,64 @@ def test_non_token_event_is_unauthorized(server: JWKSServer, key: SigningKey) ->
         authorizer.handler(payload, None)
 
 
+def _with(**fields: Any) -> dict[str, Any]:
+    """The sample TOKEN event with `fields` replaced (a value of `...` deletes the field)."""
+    payload = event("Bearer a.b.c")
+    for name, value in fields.items():
+        if value is ...:
+            del payload[name]
+        else:
+            payload[name] = value
+    return payload
+
+
+_HUGE = "x" * 1_000_000
+_MALFORMED_EVENTS: dict[str, Any] = {
+    "None": None,
+    "a list": [event("Bearer a.b.c")],
+    "a string": "Bearer a.b.c",
+    "bytes": b'{"type": "TOKEN"}',
+    "a number": 42,
+    "empty": {},
+    "type absent": _with(type=...),
+    "type not a string": _with(type=["TOKEN"]),
+    "token a number": _with(authorizationToken=12345),
+    "token a float": _with(authorizationToken=1.5),
+    "token a boolean": _with(authorizationToken=True),
+    "token bytes": _with(authorizationToken=b"Bearer a.b.c"),
+    "token a list": _with(authorizationToken=["Bearer", "a.b.c"]),
+    "token an object": _with(authorizationToken={"Bearer": {"token": "a.b.c"}}),
+    "token huge": _with(authorizationToken="Bearer " + _HUGE),
+    "token huge whitespace": _with(authorizationToken=" " * 1_000_000),
+    "token a lone surrogate": _with(authorizationToken="Bearer \ud800"),
+    "token a surrogate scheme": _with(authorizationToken="\udc80earer a.b.c"),
+    "token with NUL": _with(authorizationToken="Bearer a.b\x00.c"),
+    "token with newline": _with(authorizationToken="Bearer a.b.c\nX-Injected: 1"),
+    "methodArn absent": _with(methodArn=...),
+    "methodArn None": _with(methodArn=None),
+    "methodArn a number": _with(methodArn=7),
+    "methodArn bytes": _with(methodArn=b"arn:aws:execute-api:us-east-2:1:api/prod/GET/x"),
+    "methodArn a list": _with(methodArn=["arn:aws:execute-api:us-east-2:1:api/prod/GET/x"]),
+    "methodArn an object": _with(methodArn={"arn": "arn:aws:execute-api:us-east-2:1:api/p/G"}),
+    "methodArn huge": _with(methodArn=_HUGE),
+    "methodArn a lone surrogate": _with(methodArn="arn:\ud800"),
+    "methodArn without a stage": _with(methodArn="arn:aws:execute-api:us-east-2:1:api"),
+}
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED_EVENTS))
+def test_a_malformed_event_is_unauthorized_never_a_failure(
+    server: JWKSServer, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    with caplog.at_level(logging.INFO), pytest.raises(Exception) as info:
+        authorizer.handler(_MALFORMED_EVENTS[case], None)
+    # API Gateway answers 401 only for this exact message; anything else is a 500.
+    assert type(info.value) is Exception
+    assert str(info.value) == "Unauthorized"
+    assert authorizer.FAILURE not in caplog.text
+    assert authorizer.KEYS_UNAVAILABLE not in caplog.text
+
+
 def test_missing_scope_is_a_deny(
     server: JWKSServer, key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, StackConfig
+from infra.config import (
+    LLM_MARGIN_S,
+    MAX_REWRITE_S,
+    MAX_TIMEOUT_SECONDS,
+    MIN_GENERATION_S,
+    MIN_TIMEOUT_WITH_LLM,
+    ConfigError,
+    LlmTimeouts,
+    StackConfig,
+)
 from infra.deploy_context import context_lines
 from tests.infra.helpers import (
     ADVANCED,
@@ -179,11 +188,30 @@ def test_invalid_context_refused(key: str, value: Any) -> None:
             "llm_api_key_secret_arn",
         ),
         ({"llm_api_key": "sk-123"}, "llm_api_key"),
+        (
+            {
+                **{k: v for k, v in ADVANCED.items() if k.startswith("llm_")},
+                "timeout_seconds": MIN_TIMEOUT_WITH_LLM - 1,
+            },
+            "timeout_seconds=9 is too short for a generating model",
+        ),
     ],
 )
 def test_invalid_advanced_context_refused(context: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config(**context)
+
+
+def test_a_short_timeout_without_a_generating_model_is_accepted() -> None:
+    assert config(timeout_seconds=1).timeout_seconds == 1
+
+
+@pytest.mark.parametrize("timeout", range(MIN_TIMEOUT_WITH_LLM, MAX_TIMEOUT_SECONDS + 1))
+def test_the_model_calls_and_the_margin_fit_in_every_accepted_timeout(timeout: int) -> None:
+    split = LlmTimeouts.within(timeout)
+    assert split.rewrite_s + split.generation_s + LLM_MARGIN_S == timeout
+    assert 1 <= split.rewrite_s <= MAX_REWRITE_S
+    assert split.generation_s >= MIN_GENERATION_S
 
 
 def test_a_plain_llm_key_is_refused_and_points_to_the_secret() -> None:

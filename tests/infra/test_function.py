@@ -55,7 +55,7 @@ def build(tmp: Path, **options: Any) -> tuple[ApiFunction, Template]:
         oauth=OAUTH,
         architecture=lambda_.Architecture.X86_64,
         memory_mb=2048,
-        timeout=Duration.seconds(29),
+        timeout=Duration.seconds(options.pop("timeout_s", 29)),
         ephemeral_storage_mb=options.pop("ephemeral_storage_mb", 512),
         log_retention=logs.RetentionDays.ONE_MONTH,
         **options,
@@ -219,6 +219,18 @@ def test_llm_upstream_names_the_secret_and_may_read_only_it(tmp_path: Path) -> N
     assert policy["Properties"]["PolicyDocument"]["Statement"] == [
         {"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": SECRET_ARN}
     ]
+
+
+@pytest.mark.parametrize(
+    ("timeout_s", "generation_s", "rewrite_s"), [(29, "20", "5"), (20, "13", "3"), (10, "5", "1")]
+)
+def test_the_model_calls_fit_in_the_function_timeout(
+    tmp_path: Path, timeout_s: int, generation_s: str, rewrite_s: str
+) -> None:
+    _, template = build(tmp_path, llm=LLM, timeout_s=timeout_s)
+    env = variables(template)
+    assert env["ATHENAEUM_LLM_TIMEOUT_S"] == generation_s
+    assert env["ATHENAEUM_LLM_REWRITE_TIMEOUT_S"] == rewrite_s
 
 
 def test_partial_secret_arn_grants_only_the_suffix_slot(tmp_path: Path) -> None:

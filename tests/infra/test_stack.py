@@ -20,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from infra import lint
 from infra import stack as stack_module
 from infra.config import LOG_RETENTION_DAYS, ConfigError, StackConfig
 from infra.sizing import MIB, IndexStrategy, SizingError
@@ -137,6 +138,31 @@ def test_cdk_nag_clean(configuration: str, request: pytest.FixtureRequest) -> No
         for entry in construct.node.metadata:
             if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
                 assert all(len(str(reason)) >= 20 for reason in entry.data.values())
+
+
+@pytest.mark.parametrize("configuration", ["packaged", "in_s3", "advanced", "snapstart"])
+def test_cfn_lint_clean(configuration: str, request: pytest.FixtureRequest) -> None:
+    # Warnings kept on purpose are listed, with their reasons, in infra/lint.py.
+    _, template = request.getfixturevalue(configuration)
+    assert lint.problems(json.dumps(template.to_json(), indent=1), configuration) == []
+
+
+def test_cfn_lint_is_live_and_keeps_only_the_listed_warnings() -> None:
+    broken = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"Nope": 1}}}}
+    assert any(" E3002 " in line for line in lint.problems(json.dumps(broken)))
+    # W3005 is kept for a function's role only; any other redundant DependsOn fails.
+    redundant = {
+        "Resources": {
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {}}},
+            "Topic": {
+                "Type": "AWS::SNS::Topic",
+                "DependsOn": ["Key"],
+                "Properties": {"KmsMasterKeyId": {"Fn::GetAtt": ["Key", "Arn"]}},
+            },
+        }
+    }
+    assert any(" W3005 " in line for line in lint.problems(json.dumps(redundant)))
+    assert all(len(kept.reason) >= 20 for kept in lint.KEPT_WARNINGS.values())
 
 
 def test_nag_is_live_and_catches_an_unjustified_resource(tmp_path: Path) -> None:

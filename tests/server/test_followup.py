@@ -13,6 +13,7 @@ from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.engine import Hit
 from athenaeum.server import followup
 from athenaeum.server.followup import RRF_K, Retrieval, Turn
+from athenaeum.server.settings import Settings
 
 
 def test_a_first_turn_has_no_context() -> None:
@@ -151,7 +152,7 @@ def test_the_prompt_and_limits_are_documented_as_they_are() -> None:
         f"last {followup.REWRITE_MESSAGES} user and assistant messages",
         f"each cut to {followup.REWRITE_MESSAGE_CHARS} characters",
         f"`max_tokens: {followup.REWRITE_MAX_TOKENS}`",
-        f"within {followup.REWRITE_TIMEOUT_S:g} seconds",
+        f"within {Settings.model_fields['llm_rewrite_timeout_s'].default:g} seconds",
         f"at most {followup.MAX_REWRITE_CHARS} characters",
         f"cut to {followup.CONTEXT_CHARS} characters",
         followup.QUERY_HEADER,
