@@ -571,22 +571,27 @@ def convert_command(
 
         report = convert(inputs, out, options, jobs=workers, on_result=advance)
 
+    # Names relative to the input they came from, so that a row fits in 80 columns; reasons and
+    # warnings go below the table, one line each, once.
+    names = {r.source: _relative_name(r.source, inputs) for r in report.results}
     table = Table(title=f"athenaeum convert: {len(report.results)} PDF(s)")
-    for column in ("file", "status", "pages", "seconds", "notes"):
-        table.add_column(column, overflow="fold")
+    table.add_column("file", overflow="fold")
+    for column in ("status", "pages", "seconds"):
+        table.add_column(column, justify="right" if column != "status" else "left")
     styles = {Status.CONVERTED: "green", Status.SKIPPED: "dim", Status.FAILED: "bold red"}
     for r in report.results:
-        notes = "; ".join([r.reason, *r.warnings] if r.reason else r.warnings)
         table.add_row(
-            str(r.source),
+            names[r.source],
             f"[{styles[r.status]}]{r.status.value}[/]",
             str(r.pages or ""),
             f"{r.seconds:.2f}",
-            notes,
         )
     console.print(table)
-    for r in report.by_status(Status.FAILED):  # unwrapped, so logs can be grepped
-        console.print(f"[bold red]failed[/] {r.source}: {r.reason}", soft_wrap=True)
+    for r in report.results:  # unwrapped, so logs can be grepped
+        if r.status is Status.FAILED:
+            console.print(f"[bold red]failed[/] {names[r.source]}: {r.reason}", soft_wrap=True)
+        for warning in r.warnings:
+            console.print(f"[yellow]warning[/] {names[r.source]}: {warning}", soft_wrap=True)
     counts = {s: len(report.by_status(s)) for s in Status}
     console.print(
         f"{counts[Status.CONVERTED]} converted ({report.pages_converted} pages), "
@@ -594,6 +599,18 @@ def convert_command(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _relative_name(source: Path, inputs: list[Path]) -> str:
+    """A converted file's name as the user gave it: relative to the input folder it was found
+    in, or the file's own name."""
+    for root in inputs:
+        try:
+            relative = source.resolve().relative_to(root.resolve())
+        except ValueError:
+            continue
+        return relative.as_posix() if relative.parts else source.name
+    return source.name
 
 
 @app.command("index")

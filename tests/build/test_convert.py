@@ -305,7 +305,21 @@ def test_cli_summary_and_exit_status(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 1
     assert "1 converted (1 pages), 0 skipped, 2 failed" in bad.output
-    assert "encrypted: needs a password" in bad.output
+    # Each failure once, with its reason, by its name as given (no absolute paths).
+    assert bad.output.count("password-example.pdf: encrypted: needs a password") == 1
+    summary = "\n".join(x for x in bad.output.splitlines() if not x.startswith("converting"))
+    assert summary.count("unreadablemetadata.pdf") == 2  # its table row and its failure line
+    assert str(PDFS) not in bad.output
+    # A folder's files are named relative to it, and every line fits 80 columns.
+    folder = runner.invoke(
+        app,
+        ["convert", str(PDFS), "--out", str(tmp_path / "c"), "--password", "test"],
+        env={"COLUMNS": "80"},
+    )
+    rows = [line for line in folder.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(rows) > 29 and all(len(line) <= 80 for line in rows), rows
+    assert "│ federal-register-2020-17221.pdf" in folder.output
+    assert str(PDFS) not in "\n".join(rows)
     missing = runner.invoke(app, ["convert", str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert missing.exit_code == 2
     assert "input not found" in missing.output
