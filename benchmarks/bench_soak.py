@@ -20,6 +20,7 @@ import asyncio
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def rss_mb(pid: int) -> float:
 async def phase(url: str, queries: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     transport = httpx.AsyncHTTPTransport(
         limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -66,10 +68,14 @@ async def phase(url: str, queries: list[str], concurrency: int, seconds: float) 
                 try:
                     r = await client.post("/search", json={"query": q, "top_k": TOP_K})
                     ok = r.status_code == 200
-                except httpx.HTTPError:
+                    kind = f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
                     ok = False
+                    kind = type(exc).__name__
                 latencies.append(time.perf_counter() - t)
-                errors += not ok
+                if not ok:
+                    errors += 1
+                    kinds[kind] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
@@ -81,6 +87,7 @@ async def phase(url: str, queries: list[str], concurrency: int, seconds: float) 
         "rps": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
+        "error_kinds": dict(kinds),
     }
 
 
@@ -134,9 +141,12 @@ def main() -> None:
     first_end, soak_end = rows[0][3], rows[-1][3]
     growth = (soak_end - first_end) / first_end * 100
     total_errors = sum(r["errors"] for _, r, _, _ in rows)
+    kinds = Counter[str]()
+    for _, r, _, _ in rows:
+        kinds.update(r["error_kinds"])
     print(
-        f"\nErrors in all phases: {total_errors}. Server RSS after the first phase "
-        f"{first_end:.0f} MB, after the soak {soak_end:.0f} MB: {growth:+.1f}%."
+        f"\nErrors in all phases: {total_errors} {dict(kinds) or ''}. Server RSS after the "
+        f"first phase {first_end:.0f} MB, after the soak {soak_end:.0f} MB: {growth:+.1f}%."
     )
 
 

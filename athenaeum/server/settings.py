@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # Seconds within which each part of a request body must arrive, else 408.
     body_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # `athenaeum serve` (uvicorn): idle keep-alive, open connections, the request head's size.
-    keep_alive_s: float = Field(default=5.0, gt=0, le=300)
+    keep_alive_s: float = Field(default=30.0, gt=0, le=300)
     max_connections: int = Field(default=200, ge=1)
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     max_query_chars: int = Field(default=2_000, ge=1, le=10_000)

@@ -389,3 +389,45 @@ def test_bodies_are_read_only_after_authentication_and_must_keep_coming(
     answer, took = _raw(port, head + auth + b'Content-Length: 50\r\n\r\n{"q', wait_s=8)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b'"code":"request_timeout"' in answer.replace(b" ", b"") and 0.9 < took < 5
+
+
+def test_slow_clients_do_not_slow_the_others(
+    scifact_engine: SearchEngine, live_server: Callable[[Any], Any]
+) -> None:
+    """Forty clients that start a body and stall hold a connection each for at most the body
+    timeout; meanwhile other clients are answered as usual, and the stalled ones get 408s."""
+    from athenaeum.server.auth import hash_api_key
+
+    key = "ath-" + "slow-clients-key-Qm42"
+    settings = Settings(api_key_hashes=[hash_api_key(key)], body_timeout_s=2.0)
+    server = live_server(create_app(settings, FixedEngineProvider(scifact_engine)))
+    port = int(server.url.rsplit(":", 1)[1])
+    stalled = []
+    head = (
+        "POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f'Authorization: Bearer {key}\r\nContent-Length: 50\r\n\r\n{{"q'
+    ).encode()
+    try:
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(head)
+            stalled.append(sock)
+        latencies = []
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(20):
+                started = time.monotonic()
+                assert client.get("/health").status_code == 200
+                latencies.append(time.monotonic() - started)
+            r = client.post(
+                "/search", json={"query": QUERY}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == 200
+        assert sorted(latencies)[len(latencies) // 2] < 0.2, latencies
+        answers = []
+        for sock in stalled:
+            sock.settimeout(6)
+            answers.append(sock.recv(64))
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[:3]
+    finally:
+        for sock in stalled:
+            sock.close()
