@@ -27,6 +27,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> Any:
+    """uvicorn's configuration for the app: the connection limits that settings name, and the
+    HTTP/1.1 protocol whose own errors are in the API's shape (see `protocol`)."""
+    import uvicorn
+
+    from athenaeum.server.protocol import protocol_class
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        # The app writes its own JSON access log; uvicorn's would log query strings.
+        access_log=False,
+        proxy_headers=False,
+        http=protocol_class(
+            header_timeout_s=settings.header_timeout_s, max_header_bytes=settings.max_header_bytes
+        ),
+        timeout_keep_alive=int(max(1, settings.keep_alive_s)),
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+    )
+
+
 def serve(
     settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False
 ) -> None:
@@ -51,18 +75,7 @@ def serve(
     provider = EngineProvider(settings)
     engine = provider.get()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = uvicorn.Config(
-        create_app(settings, provider),
-        host=host,
-        port=port,
-        log_level="warning",
-        # The app writes its own JSON access log; uvicorn's would log query strings.
-        access_log=False,
-        proxy_headers=False,
-        timeout_keep_alive=int(max(1, settings.keep_alive_s)),
-        limit_concurrency=settings.max_connections,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-    )
+    config = uvicorn_config(create_app(settings, provider), settings, host=host, port=port)
     ready = f"{engine.facts.chunks:,} chunks"
 
     class _Server(uvicorn.Server):

@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Seconds within which each part of a request body must arrive, else 408.
     body_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    # `athenaeum serve` (uvicorn): idle keep-alive, open connections, the request head's size.
+    # `athenaeum serve` (uvicorn): the time for a request head to arrive (else 408), idle
+    # keep-alive, open connections, the request head's size (else 431).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     keep_alive_s: float = Field(default=30.0, gt=0, le=300)
     max_connections: int = Field(default=200, ge=1)
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)

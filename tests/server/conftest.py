@@ -20,16 +20,26 @@ from athenaeum.server.followup import REWRITE_PROMPT
 
 
 class LiveServer:
-    """An ASGI app under a real uvicorn on 127.0.0.1 and a free port, in a background thread."""
+    """An ASGI app under a real uvicorn on 127.0.0.1 and a free port, in a background thread.
 
-    def __init__(self, app: Any) -> None:
+    With `settings`, uvicorn is configured as `athenaeum serve` configures it (its protocol,
+    timeouts and limits); without, with uvicorn's defaults.
+    """
+
+    def __init__(self, app: Any, settings: Any = None) -> None:
         import uvicorn
+
+        from athenaeum.server.local import uvicorn_config
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        if settings is None:
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        else:
+            config = uvicorn_config(app, settings, host="127.0.0.1", port=self.port)
+            config.lifespan = "off"
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
@@ -51,12 +61,13 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server() -> Iterator[Callable[[Any], LiveServer]]:
-    """Start apps under uvicorn on 127.0.0.1: `server = live_server(app)`; stopped at teardown."""
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start apps under uvicorn on 127.0.0.1: `server = live_server(app)`, or
+    `live_server(app, settings)` configured as `athenaeum serve` does; stopped at teardown."""
     started: list[LiveServer] = []
 
-    def start(app: Any) -> LiveServer:
-        server = LiveServer(app).__enter__()
+    def start(app: Any, settings: Any = None) -> LiveServer:
+        server = LiveServer(app, settings).__enter__()
         started.append(server)
         return server
 
