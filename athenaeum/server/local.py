@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 from typing import Any
 
@@ -51,11 +52,43 @@ def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> Any
     )
 
 
+def worker_threads(settings: Settings) -> int:
+    """Threads that run requests' blocking work (searches, file reads) at once: the setting, else
+    twice the CPUs. Searches are CPU-bound; more threads than this only queue inside the process,
+    each with its own allocator arena and stack, which is memory that stays after a burst."""
+    return settings.worker_threads or 2 * max(1, len(os.sched_getaffinity(0)))
+
+
+def uvicorn_server(config: Any, settings: Settings, *, ready: str | None = None) -> Any:
+    """uvicorn's server as `athenaeum serve` runs it: the worker-thread limit set in the event
+    loop before the first request and, given `ready`, one line on stderr once it accepts
+    requests."""
+    import anyio.to_thread
+    import uvicorn
+
+    threads = worker_threads(settings)
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+            await super().startup(sockets=sockets)
+            if ready is not None and self.started and self.servers:
+                bound = self.servers[0].sockets[0].getsockname()
+                shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+                # One line, on stderr, when the server accepts requests (it goes to the logs).
+                print(
+                    f"Athenaeum is ready at http://{shown}:{bound[1]} ({ready}); Ctrl+C stops it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    return _Server(config)
+
+
 def serve(
     settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False
 ) -> None:
     """Run the app under uvicorn after loading the index (so a bad bundle fails here)."""
-    import uvicorn
 
     if not settings.auth_configured:
         if not is_loopback(host) and not insecure_no_auth:
@@ -76,19 +109,4 @@ def serve(
     engine = provider.get()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = uvicorn_config(create_app(settings, provider), settings, host=host, port=port)
-    ready = f"{engine.facts.chunks:,} chunks"
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started and self.servers:
-                bound = self.servers[0].sockets[0].getsockname()
-                shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
-                # One line, on stderr, when the server accepts requests (it goes to the logs).
-                print(
-                    f"Athenaeum is ready at http://{shown}:{bound[1]} ({ready}); Ctrl+C stops it",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-    _Server(config).run()
+    uvicorn_server(config, settings, ready=f"{engine.facts.chunks:,} chunks").run()

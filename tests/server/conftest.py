@@ -29,7 +29,7 @@ class LiveServer:
     def __init__(self, app: Any, settings: Any = None) -> None:
         import uvicorn
 
-        from athenaeum.server.local import uvicorn_config
+        from athenaeum.server.local import uvicorn_config, uvicorn_server
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -40,7 +40,9 @@ class LiveServer:
         else:
             config = uvicorn_config(app, settings, host="127.0.0.1", port=self.port)
             config.lifespan = "off"
-        self.server = uvicorn.Server(config)
+        self.server = (
+            uvicorn.Server(config) if settings is None else uvicorn_server(config, settings)
+        )
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )

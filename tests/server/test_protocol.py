@@ -174,3 +174,35 @@ def test_connections_over_the_limit_get_a_503_with_retry_after_in_the_error_shap
     with socket.create_connection(address) as sock:
         sock.sendall(GET_HEALTH)
         assert _response(sock, 5)[0].startswith(b"HTTP/1.1 200")
+
+
+def _worker_threads() -> int:
+    import threading
+
+    return sum(t.name == "AnyIO worker thread" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("threads", [2])
+def test_concurrent_requests_share_the_configured_worker_threads(
+    scifact_engine: SearchEngine, live_server: Callable[..., Any], threads: int
+) -> None:
+    """Thirty-two searches at once run on at most `worker_threads` threads (anyio's default
+    would start one per request, up to 40); every one is answered."""
+    import concurrent.futures
+
+    import httpx
+
+    settings = Settings(insecure_no_auth=True, worker_threads=threads)
+    server = live_server(create_app(settings, FixedEngineProvider(scifact_engine)), settings)
+    before = _worker_threads()
+
+    def search(i: int) -> int:
+        r = httpx.post(
+            f"{server.url}/search", json={"query": f"vitamin D deficiency {i}"}, timeout=30
+        )
+        return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(search, range(64)))
+    assert statuses == [200] * 64
+    assert 1 <= _worker_threads() - before <= threads
