@@ -16,7 +16,7 @@ import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from athenaeum.errors import RequestTimeoutError, RequestTooLargeError
+from athenaeum.errors import InvalidInputError, RequestTimeoutError, RequestTooLargeError
 from athenaeum.server.error_handlers import from_exception, internal_error
 
 access_log = logging.getLogger("athenaeum.access")
@@ -110,6 +110,53 @@ class RequestLogMiddleware:
             )
 
 
+def _is_json(scope: Scope) -> bool:
+    media = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def utf8_problem(body: bytes) -> InvalidInputError | None:
+    """None for a body that is UTF-8, else a 400 that names the field holding the first bad
+    byte (found by decoding each bad byte to a lone surrogate and parsing), or the offset."""
+    try:
+        body.decode("utf-8")
+        return None
+    except UnicodeDecodeError as exc:
+        byte, offset = body[exc.start], exc.start
+    where = f"byte 0x{byte:02x} at offset {offset} of the body"
+    try:
+        parsed = json.loads(body.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        parsed = None
+    path = _bad_string_path(parsed, []) if parsed is not None else None
+    if path is None:
+        return InvalidInputError(
+            f"the request body is not valid UTF-8 ({where})", code="invalid_text"
+        )
+    field = ".".join(path) or "body"
+    return InvalidInputError(
+        f"{field} is not valid UTF-8 ({where})", param=field, code="invalid_text"
+    )
+
+
+def _bad_string_path(value: object, path: list[str]) -> list[str] | None:
+    if isinstance(value, str):
+        return path if any("\udc80" <= ch <= "\udcff" for ch in value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _bad_string_path(key, []) is not None:
+                return [*path, key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")]
+            found = _bad_string_path(item, [*path, key])
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _bad_string_path(item, [*path, str(index)])
+            if found is not None:
+                return found
+    return None
+
+
 class BodyLimitMiddleware:
     """Refuses bodies over `max_bytes` with a 413 before any handler parses them.
 
@@ -156,6 +203,12 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if not scope.get("path", "").startswith("/mcp") and _is_json(scope):
+            # The MCP transport answers a body it cannot decode with JSON-RPC's parse error.
+            problem = utf8_problem(body)
+            if problem is not None:
+                await from_exception(problem)(scope, receive, send)
+                return
         replayed = False
 
         async def replay() -> Message:

@@ -139,13 +139,25 @@ def test_any_bytes_in_a_body_are_never_a_5xx(client: TestClient, route: str, raw
         assert_error(r, r.status_code)
 
 
-@pytest.mark.parametrize("route", list(BODIES))
-def test_invalid_utf8_is_a_400(client: TestClient, route: str) -> None:
+@pytest.mark.parametrize(("route", "param"), [("search", "query"), ("chat", "messages.0.content")])
+def test_invalid_utf8_is_a_400_naming_the_field(client: TestClient, route: str, param: str) -> None:
     path, body = BODIES[route]
-    r = client.post(
-        path, content=body(b"caf\xe9 \xff"), headers={"Content-Type": "application/json"}
+    content = body(b"caf\xe9 \xff")
+    r = client.post(path, content=content, headers={"Content-Type": "application/json"})
+    error = assert_error(r, 400, "invalid_text")
+    assert error["param"] == param
+    offset = content.index(b"\xe9")
+    assert (
+        error["message"] == f"{param} is not valid UTF-8 (byte 0xe9 at offset {offset} of the body)"
     )
-    assert_error(r, 400)
+    # Not JSON either: the byte and its offset, without a field.
+    r = client.post(path, content=b'{"query": \xff', headers={"Content-Type": "application/json"})
+    error = assert_error(r, 400, "invalid_text")
+    assert error["param"] is None
+    assert (
+        error["message"]
+        == "the request body is not valid UTF-8 (byte 0xff at offset 10 of the body)"
+    )
 
 
 def test_chat_names_the_field_a_lone_surrogate_is_in(client: TestClient) -> None:
