@@ -16,6 +16,7 @@ torch and sentence-transformers are imported inside functions: importing this mo
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 32
+# On a GPU a batch is one kernel launch per layer: bigger batches keep it busy (measured on an
+# H100: docs/benchmarks.md, "Embedding on a GPU").
+DEFAULT_GPU_BATCH_SIZE = 256
 ONNX_OUTPUT = "embeddings"
 ONNX_OPSET = 17
 # An export whose vectors differ more than this from sentence-transformers' is refused.
@@ -213,6 +217,16 @@ def _fast_tokenizer(model: SentenceTransformer, max_seq_length: int) -> Tokenize
     return tokenizer
 
 
+def _tokenize_threads() -> int:
+    """Threads that tokenize batches for a torch device: the tokenizer releases the GIL, so
+    they run in parallel; 8 outpace one GPU running a small model (docs/benchmarks.md)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(2, min(8, cpus))
+
+
 class Embedder:
     """A loaded model: counts tokens, embeds documents and queries, exports the query encoder.
 
@@ -241,6 +255,8 @@ class Embedder:
             if name in model.tokenizer.model_input_names
         ]
         self._session: onnxruntime.InferenceSession | None = None
+        self._torch_embedder: Any = None
+        self._unpadded: tuple[Tokenizer, int, bool] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._encoder_dirs: dict[str, Path] = {}
 
@@ -277,8 +293,9 @@ class Embedder:
         # Longest first, so each batch pads little and a too-large batch fails at once.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         done = 0
-        # Torch gets bigger slices (it sorts and batches inside `encode`); ONNX one batch each.
-        step = self.batch_size * (8 if self.backend == "torch" else 1)
+        # Torch gets slices of many batches (tokenizing ahead overlaps computing within a
+        # slice); ONNX one batch each.
+        step = self.batch_size * (32 if self.backend == "torch" else 1)
         for start in range(0, len(order), step):
             rows = order[start : start + step]
             batch = [texts[i] for i in rows]
@@ -289,13 +306,94 @@ class Embedder:
         return out
 
     def _embed_torch(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        """Embed with the model's own modules (transformer, pooling, normalisation) on its
+        device: fp16 on CUDA, fp32 elsewhere.
+
+        Not `SentenceTransformer.encode`: that tokenizes each batch in Python and waits for each
+        batch's vectors to reach the CPU, so the GPU idles while the next batch is prepared.
+        Here threads (up to 8) tokenize batches ahead (the Rust tokenizer of the ONNX path, which
+        releases the GIL) into pinned memory, copies to the GPU do not block, and vectors stay
+        on the device until the whole slice is done: preparing batch i+1 overlaps computing
+        batch i.
+        """
+        import torch
+
+        model = self._torch_model()
+        device = torch.device(self.device)
+        cuda = device.type == "cuda"
+        starts = range(0, len(texts), self.batch_size)
+        outputs = []
+        with (
+            concurrent.futures.ThreadPoolExecutor(
+                _tokenize_threads(), thread_name_prefix="tokenize"
+            ) as pool,
+            torch.inference_mode(),
+        ):
+            prepared = pool.map(lambda start: self._features(texts, start, cuda), starts)
+            for features in prepared:
+                on_device = {k: v.to(device, non_blocking=cuda) for k, v in features.items()}
+                outputs.append(model(on_device)["sentence_embedding"].float())
+            vectors = torch.cat(outputs).cpu().numpy()
         return np.asarray(vectors, dtype=np.float32)
+
+    def _features(self, texts: list[str], start: int, pin: bool) -> dict[str, Any]:
+        """One batch's model inputs as CPU tensors (in pinned memory for a CUDA copy).
+
+        Only the token ids go through Python lists; the attention mask comes from each text's
+        length and the token types are zeros (what the model's template gives one text; checked
+        when the tokenizer is built), so a batch costs a third of the list conversions.
+        """
+        import torch
+
+        tokenizer, pad_id, types_are_zero = self._unpadded_tokenizer()
+        ids = [e.ids for e in tokenizer.encode_batch_fast(texts[start : start + self.batch_size])]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        width = int(lengths.max())
+        matrix = np.full((len(ids), width), pad_id, dtype=np.int64)
+        for row, (seq, length) in enumerate(zip(ids, lengths, strict=True)):
+            matrix[row, :length] = seq
+        mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
+        columns = {"input_ids": matrix, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            if types_are_zero:
+                columns["token_type_ids"] = np.zeros_like(matrix)
+            else:  # a template that marks a single text's tokens: take them as they are
+                types = np.zeros_like(matrix)
+                for row, encoding in enumerate(
+                    tokenizer.encode_batch_fast(texts[start:][: len(ids)])
+                ):
+                    types[row, : lengths[row]] = encoding.type_ids
+                columns["token_type_ids"] = types
+        features = {}
+        for name in self._input_names:
+            tensor = torch.from_numpy(columns[name])
+            features[name] = tensor.pin_memory() if pin else tensor
+        return features
+
+    def _unpadded_tokenizer(self) -> tuple[Tokenizer, int, bool]:
+        """The embedding tokenizer without padding (batches are padded in numpy), its pad id,
+        and whether it gives a single text all-zero token types."""
+        if self._unpadded is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+            pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
+            tokenizer.no_padding()
+            sample = tokenizer.encode("A sample, to see the template's token types.")
+            self._unpadded = (tokenizer, pad_id, not any(sample.type_ids))
+        return self._unpadded
+
+    def _torch_model(self) -> Any:
+        """The model that embeds documents on torch: a half-precision copy on CUDA (the fp32
+        model stays for exporting the query encoder), the model itself elsewhere."""
+        if self._torch_embedder is None:
+            if self.device == "cuda":
+                import copy
+
+                self._torch_embedder = copy.deepcopy(self.model).half().eval()
+            else:
+                self._torch_embedder = self.model
+        return self._torch_embedder
 
     def _run(
         self, texts: list[str], session: onnxruntime.InferenceSession | None = None
@@ -574,7 +672,7 @@ def load_embedder(
     model: str = DEFAULT_MODEL,
     *,
     device: Device | str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     query_prefix: str | None = None,
     document_prefix: str | None = None,
     backend: Backend = "auto",
@@ -582,9 +680,11 @@ def load_embedder(
     """Load a sentence-transformers model by Hugging Face id or local folder.
 
     Prefixes default to the model's own `query`/`document` prompts (empty when it has none).
-    `backend="auto"` embeds documents with onnxruntime on CPU and sentence-transformers on a GPU.
+    `backend="auto"` embeds documents with onnxruntime on CPU and with the model's torch modules
+    on a GPU (in half precision on CUDA). `batch_size` defaults to DEFAULT_BATCH_SIZE on CPU and
+    DEFAULT_GPU_BATCH_SIZE on a GPU.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InvalidInputError(
             f"batch size must be at least 1, got {batch_size}", param="batch_size"
         )
@@ -627,4 +727,6 @@ def load_embedder(
     chosen: Literal["onnx", "torch"] = (
         backend if backend != "auto" else ("onnx" if resolved == "cpu" else "torch")
     )
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE if resolved == "cpu" else DEFAULT_GPU_BATCH_SIZE
     return Embedder(loaded, info, device=resolved, batch_size=batch_size, backend=chosen)

@@ -36,7 +36,6 @@ from athenaeum.build.chunking import (
     read_text_document,
 )
 from athenaeum.build.embedding import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL,
     ENCODER_PRECISIONS,
     Embedder,
@@ -234,7 +233,7 @@ def build_index(
     exclude: Sequence[str] = (),
     embed_model: str = DEFAULT_MODEL,
     device: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     max_tokens: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     context: bool = True,

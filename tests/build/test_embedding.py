@@ -120,7 +120,7 @@ def test_embedding_reports_progress_and_keeps_input_order(minilm_embedder: Embed
     )
     calls.clear()
     torch_vectors = small_batches.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
-    assert [d for d, _ in calls] == [15]  # torch takes 8 batches per call
+    assert [d for d, _ in calls] == [15]  # torch takes 32 batches per call
     assert (torch_vectors * vectors).sum(axis=1).min() >= 0.999
     assert minilm_embedder.embed_documents([]).shape == (0, 384)
 
@@ -175,3 +175,28 @@ def test_an_unreachable_hub_fails_in_seconds_saying_what_to_do(
     message = caught.value.message
     assert "cannot be reached" in message
     assert "--embed-model PATH" in message and "HF_HUB_OFFLINE=1" in message
+
+
+def test_torch_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) -> None:
+    """The torch path pads in numpy and derives the mask from lengths: the same ids, mask and
+    token types as the padded tokenizer gives the ONNX path, whatever the text holds."""
+    texts = [
+        "a much longer text about mitochondria and their DNA " * 40,  # truncated
+        "short",
+        "a literal [PAD] and [CLS] in the text",
+        "",
+        "mid size text, with punctuation; and ünïcode",
+    ]
+    embedder = Embedder(
+        minilm_embedder.model, minilm_embedder.info, device="cpu", batch_size=8, backend="torch"
+    )
+    features = embedder._features(texts, 0, pin=False)
+    encodings = embedder.tokenizer.encode_batch(texts)
+    for name, attr in [
+        ("input_ids", "ids"),
+        ("attention_mask", "attention_mask"),
+        ("token_type_ids", "type_ids"),
+    ]:
+        want = np.array([getattr(e, attr) for e in encodings], dtype=np.int64)
+        assert np.array_equal(features[name].numpy(), want), name
+    assert features["input_ids"].shape == (5, 256)
