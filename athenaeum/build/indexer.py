@@ -46,6 +46,7 @@ from athenaeum.build.embedding import (
 from athenaeum.bundle import (
     ENCODER_MODEL,
     MANIFEST_FILE,
+    Bundle,
     ChunkRecord,
     DocumentInfo,
     EmbeddingInfo,
@@ -182,34 +183,49 @@ class _Previous:
     embedding: EmbeddingInfo
     dense_kind: str
     encoder_bytes: int
+    # False when the bundle records the model by its older weights fingerprint: the vectors are
+    # reusable, and the manifest is written again with the recipe as it is now.
+    recipe_current: bool = True
 
 
-def _recipe(embedder: Embedder, params: ChunkingParams) -> dict[str, object]:
+def _recipe(
+    params: ChunkingParams, *, model_fingerprint: str, document_prefix: str, max_seq_length: int
+) -> dict[str, object]:
     """Everything that decides a chunk's text and vector; stored as the manifest's `chunking`.
 
     Two bundles with equal recipes give identical chunks and vectors for the same document.
     """
-    info = embedder.info
     return {
         **params.to_dict(),
-        "model_fingerprint": info.fingerprint,
-        "document_prefix": info.document_prefix,
-        "max_seq_length": info.max_seq_length,
+        "model_fingerprint": model_fingerprint,
+        "document_prefix": document_prefix,
+        "max_seq_length": max_seq_length,
     }
 
 
-def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous | None, str | None]:
-    """The reusable part of the bundle at `output`, or None and the reason it cannot be used."""
+def _read_existing(output: Path) -> tuple[Bundle | None, str | None]:
+    """The bundle at `output`, or None and the reason it cannot be used (None: there is none)."""
     if not (output / MANIFEST_FILE).is_file():
         return None, None
     try:
-        bundle = load_bundle(output)
+        return load_bundle(output), None
     except AthenaeumError as exc:
         return None, f"the existing bundle cannot be read ({exc.message})"
+
+
+def _reusable(
+    bundle: Bundle, recipe: dict[str, object], embedder: Embedder
+) -> tuple[_Previous | None, str | None]:
+    """What `bundle` offers for reuse under `recipe`, or None and the reason it cannot be used."""
     old = dict(bundle.manifest.chunking)
+    current = True
     for key, value in recipe.items():
-        if old.get(key) != value:
-            return None, f"{key} changed"
+        if old.get(key) == value:
+            continue
+        if key == "model_fingerprint" and _same_weights(old.get(key), embedder):
+            current = False
+            continue
+        return None, f"{key} changed"
     rows: dict[str, list[int]] = {}
     for row, chunk in enumerate(bundle.chunks):
         rows.setdefault(chunk.doc_id, []).append(row)
@@ -221,8 +237,20 @@ def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous |
             embedding=bundle.manifest.embedding,
             dense_kind=bundle.manifest.dense.kind,
             encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
+            recipe_current=current,
         ),
         None,
+    )
+
+
+def _same_weights(recorded: object, embedder: Embedder) -> bool:
+    """Whether a bundle that recorded its model by the weights (`sha256:`, as bundles did for
+    local folders and hub models before the files fingerprint and the model card's commit) was
+    built from the weights loaded now: then its vectors are still good."""
+    return (
+        isinstance(recorded, str)
+        and recorded.startswith("sha256:")
+        and recorded == embedder.weights_fingerprint()
     )
 
 
@@ -279,6 +307,10 @@ def build_index(
             param="inputs",
         )
 
+    existing: Bundle | None = None
+    reason: str | None = "--rebuild" if rebuild else None
+    if not rebuild:
+        existing, reason = _read_existing(output)
     if embedder is None:
         embedder = load_embedder(
             embed_model,
@@ -295,12 +327,16 @@ def build_index(
             param="max_tokens",
         )
     params = ChunkingParams(max_tokens=max_tokens or cap, overlap=overlap, context=context)
-    recipe = _recipe(embedder, params)
+    recipe = _recipe(
+        params,
+        model_fingerprint=embedder.info.fingerprint,
+        document_prefix=embedder.info.document_prefix,
+        max_seq_length=embedder.info.max_seq_length,
+    )
 
     previous: _Previous | None = None
-    reason: str | None = "--rebuild" if rebuild else None
-    if not rebuild:
-        previous, reason = _load_previous(output, recipe)
+    if existing is not None:
+        previous, reason = _reusable(existing, recipe, embedder)
 
     # Sort documents into reused and to-embed, and chunk the latter.
     count = embedder.count_tokens
@@ -328,7 +364,12 @@ def build_index(
     info = embedder.info
     embedding = info.embedding_info(encoder_precision)
     nothing_changed = not added and not changed and not removed
-    if previous is not None and nothing_changed and previous.embedding == embedding:
+    if (
+        previous is not None
+        and nothing_changed
+        and previous.embedding == embedding
+        and previous.recipe_current
+    ):
         return IndexReport(
             output=output,
             documents_added=0,
