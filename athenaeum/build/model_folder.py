@@ -1,18 +1,22 @@
-"""A sentence-transformers model's identity, read from its files without torch.
+"""What the files of a sentence-transformers model say about it, read without torch.
 
-`load_embedder` records the fingerprint computed here in the bundle's manifest, so the same
-fingerprint can be computed again without loading the model.
+`athenaeum index` run on inputs it has already indexed must answer in a moment, so it decides
+"nothing changed" before loading the model: it compares the model's fingerprint here with the
+one the bundle's manifest recorded. `load_embedder` records the fingerprint computed by this
+module, so a full build followed by a run with nothing to do agrees on it.
 
 A model named by a hub commit (a Hugging Face id, or a folder inside the Hugging Face cache,
 `.../snapshots/<commit>/`) is that commit: `<model>@<commit>`. Any other local folder is its
 files: a sha256 over every file's path, size and content (a folder path can be re-filled with
 another model, and a file's time says nothing about its content). A hub id is looked up in the
-local Hugging Face cache only, as `HF_HUB_OFFLINE=1` would: it never asks the Hub.
+local Hugging Face cache only, as `HF_HUB_OFFLINE=1` would: a run with nothing to do never asks
+the Hub whether a newer commit exists.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,9 +25,10 @@ from pathlib import Path
 from athenaeum.bundle.hashing import sha256_file
 
 FILES_FINGERPRINT_PREFIX = "files-sha256:"
+ST_CONFIG_FILE = "config_sentence_transformers.json"
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 # Files sentence-transformers may look for in a hub snapshot; the first one cached locates it.
-_SNAPSHOT_PROBES = ("modules.json", "config.json", "config_sentence_transformers.json")
+_SNAPSHOT_PROBES = ("modules.json", "config.json", ST_CONFIG_FILE)
 
 
 @dataclass(frozen=True)
@@ -96,3 +101,24 @@ def locate(model: str) -> ModelFolder | None:
     return ModelFolder(
         path=snapshot, revision=snapshot.name, fingerprint=f"{model}@{snapshot.name}"
     )
+
+
+def default_prefixes(folder: Path) -> tuple[str, str] | None:
+    """The query and document prefixes `load_embedder` takes from the model's saved prompts
+    when none are given, or None when they cannot be told from the files alone."""
+    config = folder / ST_CONFIG_FILE
+    if not config.is_file():
+        return "", ""
+    try:
+        prompts = json.loads(config.read_text("utf-8")).get("prompts") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(prompts, dict) or not all(
+        isinstance(v, str | None) for v in prompts.values()
+    ):
+        return None
+    if "document" not in prompts and "passage" in prompts:
+        # Which of the two becomes the document prefix depends on the sentence-transformers
+        # version (6.x always has a "document" prompt, "" when unset); loading the model says.
+        return None
+    return prompts.get("query") or "", prompts.get("document") or ""

@@ -10,6 +10,7 @@ import pytest
 from athenaeum.build.embedding import Embedder, load_embedder
 from athenaeum.build.model_folder import (
     FILES_FINGERPRINT_PREFIX,
+    default_prefixes,
     files_fingerprint,
     locate,
 )
@@ -71,3 +72,25 @@ def test_a_hub_id_is_its_cached_commit_as_a_full_build_records_it(
 
     assert locate("athenaeum-test/not-cached") is None
     assert locate("not a repository id!") is None
+
+
+def test_default_prefixes_are_the_saved_prompts(minilm_path: Path, tmp_path: Path) -> None:
+    assert default_prefixes(minilm_path) == ("", "")
+
+    def saved(prompts: object) -> Path:
+        folder = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "config_sentence_transformers.json").write_text(
+            json.dumps({"prompts": prompts}), encoding="utf-8"
+        )
+        return folder
+
+    assert default_prefixes(saved({"query": "query: ", "document": "passage: "})) == (
+        "query: ",
+        "passage: ",
+    )
+    assert default_prefixes(saved({"query": "q: "})) == ("q: ", "")
+    assert default_prefixes(saved({"query": None, "document": ""})) == ("", "")
+    # Which prompt a "passage" becomes depends on the sentence-transformers version: not told.
+    assert default_prefixes(saved({"query": "q: ", "passage": "p: "})) is None
+    assert default_prefixes(saved(["not", "a", "mapping"])) is None
