@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
+from athenaeum.build.model_folder import commit_in_path, files_fingerprint
 from athenaeum.bundle.format import ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
 from athenaeum.bundle.manifest import EmbeddingInfo
 from athenaeum.errors import InvalidInputError, MissingDependencyError
@@ -82,7 +83,7 @@ class ModelInfo:
 
     model_id: str
     revision: str | None
-    fingerprint: str  # changes whenever the weights may have: the revision, or a weights hash
+    fingerprint: str  # changes whenever the weights may have: the hub commit, or a files hash
     dimension: int
     max_seq_length: int
     pooling: str
@@ -138,8 +139,10 @@ def resolve_device(device: Device | str = "auto") -> str:
 
 
 def _weights_fingerprint(model: SentenceTransformer) -> str:
-    # Without a hub revision the only honest identity of a local folder is its weights: a folder
-    # path can be re-filled with another model.
+    """sha256 of the loaded weights. Bundles written before the files fingerprint
+    (athenaeum.build.model_folder) recorded it for local folders, and for hub models whenever
+    transformers did not report the commit; it remains the fingerprint of a hub model whose
+    commit is unknown."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -148,17 +151,18 @@ def _weights_fingerprint(model: SentenceTransformer) -> str:
 
 
 def _revision(model: SentenceTransformer, model_id: str) -> str | None:
-    """The hub commit the weights came from: transformers records it on the config, and a
-    local path inside the Hugging Face cache (`.../snapshots/<commit>/`) names it."""
+    """The hub commit the weights came from: transformers 4 records it on the config,
+    sentence-transformers on its model card (the snapshot folder it loaded from), and a local
+    path inside the Hugging Face cache (`.../snapshots/<commit>/`) names it."""
     transformer: Any = model[0]
-    commit = getattr(transformer.auto_model.config, "_commit_hash", None)
-    if isinstance(commit, str) and _COMMIT_RE.match(commit):
-        return commit
-    path = Path(model_id)
-    for part in (path.name, path.resolve().name):
-        if _COMMIT_RE.match(part):
-            return part
-    return None
+    card: Any = getattr(model, "model_card_data", None)
+    for commit in (
+        getattr(transformer.auto_model.config, "_commit_hash", None),
+        getattr(card, "base_model_revision", None),
+    ):
+        if isinstance(commit, str) and _COMMIT_RE.match(commit):
+            return commit
+    return commit_in_path(Path(model_id))
 
 
 def _pooling_of(model: SentenceTransformer) -> tuple[str, bool]:
@@ -478,6 +482,11 @@ class Embedder:
             )
         return target
 
+    def weights_fingerprint(self) -> str:
+        """The fingerprint bundles recorded for a local folder before the files fingerprint
+        (`sha256:` of the loaded weights), to recognise the same model in such a bundle."""
+        return _weights_fingerprint(self.model)
+
     def close(self) -> None:
         self._session = None
         self._encoder_dirs.clear()
@@ -711,11 +720,19 @@ def load_embedder(
     if not dimension or not max_seq_length:
         raise InvalidInputError(f"embedding model {model!r} reports no dimension or max length")
     revision = _revision(loaded, model)
+    # The same fingerprint that athenaeum.build.model_folder.locate gives without loading the
+    # model, so that a run with nothing to do can tell so without torch.
+    if revision:
+        fingerprint = f"{model}@{revision}"
+    elif Path(model).is_dir():
+        fingerprint = files_fingerprint(Path(model))
+    else:
+        fingerprint = _weights_fingerprint(loaded)
     special = len(_fast_tokenizer(loaded, max_seq_length).encode("", add_special_tokens=True).ids)
     info = ModelInfo(
         model_id=model,
         revision=revision,
-        fingerprint=f"{model}@{revision}" if revision else _weights_fingerprint(loaded),
+        fingerprint=fingerprint,
         dimension=int(dimension),
         max_seq_length=int(max_seq_length),
         pooling=pooling,

@@ -12,6 +12,10 @@ the inputs are dropped. A different model (weights), document prefix or chunking
 make every old vector unusable, so they force a full rebuild, as does `rebuild=True`. The query
 encoder's precision (fp32 or int8) decides only the encoder file: changing it re-exports the
 encoder and rewrites the manifest, and embeds nothing.
+
+A run with nothing to do (the same documents, model files and options as the bundle records)
+says so without loading the model: torch and sentence-transformers are imported only when
+something is to be embedded or exported.
 """
 
 from __future__ import annotations
@@ -42,9 +46,12 @@ from athenaeum.build.embedding import (
     EncoderPrecision,
     load_embedder,
 )
+from athenaeum.build.model_folder import default_prefixes, locate
 from athenaeum.bundle import (
     ENCODER_MODEL,
+    ENCODER_TOKENIZER_FILE,
     MANIFEST_FILE,
+    Bundle,
     ChunkRecord,
     DocumentInfo,
     EmbeddingInfo,
@@ -60,9 +67,11 @@ BEIR_CORPUS_NAME = "corpus.jsonl"
 
 
 DenseChoice = Literal["auto", "flat", "hnsw"]
-Stage = Literal["chunking", "embedding"]
+Stage = Literal["model", "chunking", "embedding"]
 ProgressCallback = Callable[[Stage, int, int], None]
-"""Called as `progress(stage, done, total)`; totals are documents (chunking) or chunks."""
+"""Called as `progress(stage, done, total)`; totals are documents (chunking) or chunks
+(embedding). "model" is 0 of 1 as the embedding model starts loading and 1 of 1 once it has
+(never, when nothing is to be done)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +88,8 @@ class IndexReport:
     written: bool  # False when nothing changed and the existing bundle was left as it is
     dense_kind: str
     model_id: str
-    device: str
-    backend: str
+    device: str | None  # None when the model was not loaded: nothing was to be done
+    backend: str | None
     encoder_precision: str
     encoder_bytes: int  # size of the bundle's encoder/model.onnx
     seconds: float
@@ -181,34 +190,118 @@ class _Previous:
     embedding: EmbeddingInfo
     dense_kind: str
     encoder_bytes: int
+    # False when the bundle records the model by its older weights fingerprint: the vectors are
+    # reusable, and the manifest is written again with the recipe as it is now.
+    recipe_current: bool = True
 
 
-def _recipe(embedder: Embedder, params: ChunkingParams) -> dict[str, object]:
+def _recipe(
+    params: ChunkingParams, *, model_fingerprint: str, document_prefix: str, max_seq_length: int
+) -> dict[str, object]:
     """Everything that decides a chunk's text and vector; stored as the manifest's `chunking`.
 
     Two bundles with equal recipes give identical chunks and vectors for the same document.
     """
-    info = embedder.info
     return {
         **params.to_dict(),
-        "model_fingerprint": info.fingerprint,
-        "document_prefix": info.document_prefix,
-        "max_seq_length": info.max_seq_length,
+        "model_fingerprint": model_fingerprint,
+        "document_prefix": document_prefix,
+        "max_seq_length": max_seq_length,
     }
 
 
-def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous | None, str | None]:
-    """The reusable part of the bundle at `output`, or None and the reason it cannot be used."""
+def _read_existing(output: Path) -> tuple[Bundle | None, str | None]:
+    """The bundle at `output`, or None and the reason it cannot be used (None: there is none)."""
     if not (output / MANIFEST_FILE).is_file():
         return None, None
     try:
-        bundle = load_bundle(output)
+        return load_bundle(output), None
     except AthenaeumError as exc:
         return None, f"the existing bundle cannot be read ({exc.message})"
+
+
+def _unchanged(
+    bundle: Bundle,
+    documents: Sequence[SourceDocument],
+    *,
+    embed_model: str,
+    max_tokens: int | None,
+    overlap: int,
+    context: bool,
+    query_prefix: str | None,
+    document_prefix: str | None,
+    encoder_precision: str,
+) -> bool:
+    """Whether `bundle` already is what indexing `documents` would write, told without loading
+    the model: the same documents (content hashes), the same model files (the fingerprint
+    `load_embedder` records), the same prefixes, chunking and encoder precision.
+
+    True only when sure. False leaves the decision to the full path, which loads the model.
+    """
+    manifest = bundle.manifest
+    if {d.doc_id: d.sha256 for d in documents} != {d.doc_id: d.sha256 for d in manifest.documents}:
+        return False
+    model = locate(embed_model)
+    if model is None or manifest.chunking.get("model_fingerprint") != model.fingerprint:
+        return False
+    # The model's files are those the bundle was built from, so what the model would report
+    # (dimension, pooling, max_seq_length, tokenizer) is what the bundle records.
+    defaults = default_prefixes(model.path)
+    if defaults is None:
+        if query_prefix is None or document_prefix is None:
+            return False
+        defaults = ("", "")  # unused: both prefixes are given
+    query = defaults[0] if query_prefix is None else query_prefix
+    document = defaults[1] if document_prefix is None else document_prefix
+    embedding = manifest.embedding
+    asked = (embed_model, model.revision, query, document, encoder_precision)
+    recorded = (
+        embedding.model_id,
+        embedding.revision,
+        embedding.query_prefix,
+        embedding.document_prefix,
+        embedding.encoder_precision,
+    )
+    if asked != recorded:
+        return False
+    if max_tokens is None:
+        max_tokens = _token_cap(bundle, document)
+    params = ChunkingParams(max_tokens=max_tokens, overlap=overlap, context=context)
+    recipe = _recipe(
+        params,
+        model_fingerprint=model.fingerprint,
+        document_prefix=document,
+        max_seq_length=embedding.max_seq_length,
+    )
+    return all(manifest.chunking.get(key) == value for key, value in recipe.items())
+
+
+def _token_cap(bundle: Bundle, document_prefix: str) -> int:
+    """`Embedder.token_cap` of the model `bundle` was built with, from the bundle's copy of the
+    model's tokenizer (the same tokenizer, with truncation and padding set)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(bundle.encoder_dir / ENCODER_TOKENIZER_FILE))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    special = len(tokenizer.encode("", add_special_tokens=True).ids)
+    prefix = len(tokenizer.encode(document_prefix, add_special_tokens=False).ids)
+    return bundle.manifest.embedding.max_seq_length - special - (prefix if document_prefix else 0)
+
+
+def _reusable(
+    bundle: Bundle, recipe: dict[str, object], embedder: Embedder
+) -> tuple[_Previous | None, str | None]:
+    """What `bundle` offers for reuse under `recipe`, or None and the reason it cannot be used."""
     old = dict(bundle.manifest.chunking)
+    current = True
     for key, value in recipe.items():
-        if old.get(key) != value:
-            return None, f"{key} changed"
+        if old.get(key) == value:
+            continue
+        if key == "model_fingerprint" and _same_weights(old.get(key), embedder):
+            current = False
+            continue
+        return None, f"{key} changed"
     rows: dict[str, list[int]] = {}
     for row, chunk in enumerate(bundle.chunks):
         rows.setdefault(chunk.doc_id, []).append(row)
@@ -220,8 +313,20 @@ def _load_previous(output: Path, recipe: dict[str, object]) -> tuple[_Previous |
             embedding=bundle.manifest.embedding,
             dense_kind=bundle.manifest.dense.kind,
             encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
+            recipe_current=current,
         ),
         None,
+    )
+
+
+def _same_weights(recorded: object, embedder: Embedder) -> bool:
+    """Whether a bundle that recorded its model by the weights (`sha256:`, as bundles did for
+    local folders and hub models before the files fingerprint and the model card's commit) was
+    built from the weights loaded now: then its vectors are still good."""
+    return (
+        isinstance(recorded, str)
+        and recorded.startswith("sha256:")
+        and recorded == embedder.weights_fingerprint()
     )
 
 
@@ -278,7 +383,48 @@ def build_index(
             param="inputs",
         )
 
+    existing: Bundle | None = None
+    reason: str | None = "--rebuild" if rebuild else None
+    if not rebuild:
+        existing, reason = _read_existing(output)
+    if (
+        embedder is None
+        and existing is not None
+        and _unchanged(
+            existing,
+            documents,
+            embed_model=embed_model,
+            max_tokens=max_tokens,
+            overlap=overlap,
+            context=context,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+            encoder_precision=encoder_precision,
+        )
+    ):
+        return IndexReport(
+            output=output,
+            documents_added=0,
+            documents_changed=0,
+            documents_unchanged=len(documents),
+            documents_removed=0,
+            chunks_total=existing.manifest.counts.chunks,
+            chunks_embedded=0,
+            full_rebuild=False,
+            rebuild_reason=None,
+            written=False,
+            dense_kind=existing.manifest.dense.kind,
+            model_id=embed_model,
+            device=None,
+            backend=None,
+            encoder_precision=encoder_precision,
+            encoder_bytes=existing.manifest.files[ENCODER_MODEL].bytes,
+            seconds=time.perf_counter() - started,
+        )
+
     if embedder is None:
+        if progress is not None:
+            progress("model", 0, 1)
         embedder = load_embedder(
             embed_model,
             device=device,
@@ -286,6 +432,8 @@ def build_index(
             query_prefix=query_prefix,
             document_prefix=document_prefix,
         )
+        if progress is not None:
+            progress("model", 1, 1)
     cap = embedder.token_cap()
     if max_tokens is not None and max_tokens > cap:
         raise InvalidInputError(
@@ -294,12 +442,16 @@ def build_index(
             param="max_tokens",
         )
     params = ChunkingParams(max_tokens=max_tokens or cap, overlap=overlap, context=context)
-    recipe = _recipe(embedder, params)
+    recipe = _recipe(
+        params,
+        model_fingerprint=embedder.info.fingerprint,
+        document_prefix=embedder.info.document_prefix,
+        max_seq_length=embedder.info.max_seq_length,
+    )
 
     previous: _Previous | None = None
-    reason: str | None = "--rebuild" if rebuild else None
-    if not rebuild:
-        previous, reason = _load_previous(output, recipe)
+    if existing is not None:
+        previous, reason = _reusable(existing, recipe, embedder)
 
     # Sort documents into reused and to-embed, and chunk the latter.
     count = embedder.count_tokens
@@ -327,7 +479,12 @@ def build_index(
     info = embedder.info
     embedding = info.embedding_info(encoder_precision)
     nothing_changed = not added and not changed and not removed
-    if previous is not None and nothing_changed and previous.embedding == embedding:
+    if (
+        previous is not None
+        and nothing_changed
+        and previous.embedding == embedding
+        and previous.recipe_current
+    ):
         return IndexReport(
             output=output,
             documents_added=0,

@@ -722,7 +722,8 @@ def index_command(
     Each document is split at its markdown headings into chunks the embedding model reads
     whole; every chunk keeps its heading path and page numbers. The bundle holds the chunks,
     their vectors, a BM25 index and the ONNX query encoder: `athenaeum serve` needs nothing
-    else. Re-running on the same inputs re-embeds only what changed.
+    else. Re-running on the same inputs re-embeds only what changed, and when nothing did it
+    says so in a moment, without loading the model.
 
     Example: athenaeum index converted/ --output index/
     """
@@ -744,13 +745,6 @@ def index_command(
     if encoder_precision not in ("fp32", "int8"):
         fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
     precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
-    try:
-        # transformers' own "Loading weights" bar would interleave with ours.
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    except ImportError:
-        pass  # build_index then reports the missing build extra
 
     progress = Progress(
         TextColumn("{task.description:<10}"),
@@ -763,31 +757,39 @@ def index_command(
     tasks: dict[str, TaskID] = {}
 
     def on_progress(stage: Stage, done: int, total: int) -> None:
+        if stage == "model":
+            # Only when something is to be embedded: a run with nothing to do never loads it.
+            if not done:
+                _quiet_transformers()
+                err_console.print(f"Loading embedding model [bold]{embed_model}[/]…")
+            return
         if stage not in tasks:
+            if not tasks:
+                progress.start()  # not before: a run with nothing to do shows no bars
             label = "chunking" if stage == "chunking" else "embedding"
             tasks[stage] = progress.add_task(label, total=total)
         progress.update(tasks[stage], completed=done, total=total)
 
-    err_console.print(f"Loading embedding model [bold]{embed_model}[/]…")
     started = time.perf_counter()
     try:
-        with progress:
-            report = build_index(
-                inputs,
-                output,
-                include=include or [],
-                exclude=exclude or [],
-                embed_model=embed_model,
-                device=device,
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                overlap=overlap,
-                rebuild=rebuild,
-                encoder_precision=precision,
-                progress=on_progress,
-            )
+        report = build_index(
+            inputs,
+            output,
+            include=include or [],
+            exclude=exclude or [],
+            embed_model=embed_model,
+            device=device,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            overlap=overlap,
+            rebuild=rebuild,
+            encoder_precision=precision,
+            progress=on_progress,
+        )
     except KeyboardInterrupt:
         fail(f"interrupted; {output} was left as it was", code=130)
+    finally:
+        progress.stop()
     seconds = time.perf_counter() - started
     if report.rebuild_reason:
         console.print(f"Rebuilt every document: {report.rebuild_reason}.")
@@ -796,11 +798,17 @@ def index_command(
         f"{report.documents_changed} changed, {report.documents_unchanged} unchanged, "
         f"{report.documents_removed} removed."
     )
-    console.print(
+    embedded = (
         f"{report.chunks_embedded} chunks embedded ({report.chunks_total} in the index, "
-        f"{report.dense_kind} dense index) with {report.model_id} on {report.device} "
-        f"({report.backend}) in {seconds:.1f} s."
+        f"{report.dense_kind} dense index)"
     )
+    if report.device is not None:
+        console.print(
+            f"{embedded} with {report.model_id} on {report.device} ({report.backend}) "
+            f"in {seconds:.1f} s."
+        )
+    else:
+        console.print(f"{embedded} in {seconds:.1f} s; the embedding model was not loaded.")
     console.print(
         f"Query encoder: {report.encoder_precision}, {report.encoder_bytes / 1_000_000:.1f} MB."
     )
@@ -808,6 +816,15 @@ def index_command(
         console.print(f"Index bundle written to [bold]{output}[/].")
     else:
         console.print(f"Nothing changed; {output} is up to date.")
+
+
+def _quiet_transformers() -> None:
+    """Turn off transformers' own "Loading weights" bar, which would interleave with ours."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return  # build_index then reports the missing build extra
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def main() -> None:

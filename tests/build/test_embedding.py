@@ -29,7 +29,7 @@ def test_model_facts_come_from_the_model(minilm_embedder: Embedder) -> None:
     assert info.special_tokens == 2  # [CLS] and [SEP]
     assert (info.query_prefix, info.document_prefix) == ("", "")
     assert info.revision is None  # a local folder outside the Hugging Face cache
-    assert info.fingerprint.startswith("sha256:") and len(info.fingerprint) == 71
+    assert info.fingerprint.startswith("files-sha256:") and len(info.fingerprint) == 77
     assert minilm_embedder.token_cap() == 254
     assert minilm_embedder.device == "cpu" and minilm_embedder.backend == "onnx"
     # The counter neither truncates at the shipped tokenizer.json's 128 nor adds specials.
