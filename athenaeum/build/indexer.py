@@ -346,7 +346,7 @@ def build_index(
     document_prefix: str | None = None,
     rebuild: bool = False,
     dense: DenseChoice = "auto",
-    encoder_precision: EncoderPrecision = "fp32",
+    encoder_precision: EncoderPrecision = "int8",
     progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
 ) -> IndexReport:

@@ -176,9 +176,14 @@ def test_a_bundle_from_before_the_field_reads_as_fp32_and_is_not_rewritten(
     old = (out / "manifest.json").read_bytes()
 
     assert read_manifest(out).embedding.encoder_precision == "fp32"
-    report = build_index([corpus], out, embedder=minilm_embedder)
+    report = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
     assert not report.written and report.encoder_precision == "fp32"
     assert (out / "manifest.json").read_bytes() == old
+    # The default is int8: a run without the option switches the encoder, embedding nothing.
+    report = build_index([corpus], out, embedder=minilm_embedder)
+    assert report.written and report.encoder_precision == "int8"
+    assert report.chunks_embedded == 0
+    assert read_manifest(out).embedding.encoder_precision == "int8"
 
 
 def test_quantizing_is_quiet_and_leaves_logging_as_it_was(

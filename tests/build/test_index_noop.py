@@ -175,7 +175,7 @@ def _remove_a_document(docs: Path) -> None:
         (None, {"context": False}),
         (None, {"document_prefix": "passage: "}),
         (None, {"query_prefix": "query: "}),
-        (None, {"encoder_precision": "int8"}),
+        (None, {"encoder_precision": "fp32"}),
         (None, {"rebuild": True}),
         (None, {"embed_model": "athenaeum-test/not-in-the-cache"}),
     ],

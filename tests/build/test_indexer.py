@@ -301,16 +301,16 @@ def test_cli_index_command(tmp_path: Path, minilm_path: Path) -> None:
     result = runner.invoke(app, [*args, "--exclude", "*.txt", "--device", "cpu"], env=env)
     assert result.exit_code == 0, result.output
     assert "2 added" in result.output and "chunks embedded" in result.output
-    assert re.search(r"Query encoder: fp32, \d+\.\d MB\.", result.output)
+    assert re.search(r"Query encoder: int8, \d+\.\d MB\.", result.output)
     assert {d.doc_id for d in read_manifest(out).documents} == {"paper.md", "notes/guide.md"}
 
-    # The int8 encoder: re-exported into the same bundle, no document embedded again.
+    # The fp32 encoder: re-exported into the same bundle, no document embedded again.
     precision = ["--exclude", "*.txt", "--device", "cpu", "--encoder-precision"]
-    result = runner.invoke(app, [*args, *precision, "int8"], env=env)
+    result = runner.invoke(app, [*args, *precision, "fp32"], env=env)
     assert result.exit_code == 0, result.output
     assert "0 chunks embedded" in result.output
-    assert re.search(r"Query encoder: int8, \d+\.\d MB\.", result.output)
-    assert read_manifest(out).embedding.encoder_precision == "int8"
+    assert re.search(r"Query encoder: fp32, \d+\.\d MB\.", result.output)
+    assert read_manifest(out).embedding.encoder_precision == "fp32"
     result = runner.invoke(app, [*args, *precision, "fp16"], env=env)
     assert result.exit_code == 2
     assert "--encoder-precision must be fp32 or int8" in result.output
