@@ -53,6 +53,11 @@ class EngineProvider:
                             "event": "index_loaded",
                             "bundle": str(self._engine.bundle.path),
                             "chunks": self._engine.facts.chunks,
+                            # "record": a verification record vouched for the files; "sha256":
+                            # every file was hashed (no current record, or INDEX_VERIFY=full).
+                            "verified_by": (
+                                "record" if self._engine.bundle.verification.by_record else "sha256"
+                            ),
                             "seconds": round(time.perf_counter() - started, 3),
                         }
                     )
