@@ -337,11 +337,11 @@ def verify_command(
     Every file is hashed against the sha256 its manifest lists, every chunk parsed, and the
     vectors, BM25 postings and query encoder checked; then verification.json is written beside
     them. `athenaeum serve`, `athenaeum search` and the Lambda function load a copy with a
-    current record without hashing it again (0.2 to 0.5 s less per start for a 100 MB
-    bundle); a file rewritten, resized, replaced or copied since no longer matches the record
-    and is hashed again. `athenaeum index` and an S3 download record their bundles
-    themselves: run this after copying a bundle by hand, or to check one. A damaged bundle is
-    refused with the problem named, and nothing is recorded.
+    current record without hashing it again, the largest part of loading a bundle
+    (docs/benchmarks.md); a file rewritten, resized, replaced or copied since no longer
+    matches the record and is hashed again. `athenaeum index` and an S3 download record
+    their bundles themselves: run this after copying a bundle by hand, or to check one. A
+    damaged bundle is refused with the problem named, and nothing is recorded.
 
     Example: athenaeum verify index/
     """
