@@ -20,7 +20,10 @@ packaged as synth would, and prints:
   read-only bind mount, as Lambda does; otherwise the record is not honoured and every row
   hashes (the table says which).
 
-    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build]
+    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build] [--before SRC]
+
+--before SRC adds a row for the serve half of an earlier checkout's athenaeum package (for
+example `git archive <commit> athenaeum | tar -x -C SRC`) with the same layer and bundle.
 
 The default bundle is the SciFact one `athenaeum eval` keeps, else the sample library's.
 """
@@ -153,11 +156,35 @@ def cold_run(
     return out
 
 
+def function_of(source: Path, function: Path, where: Path) -> Path:
+    """A copy of the staged function (its packaged index included) whose code is the serve half
+    of the athenaeum package under `source`."""
+    target = where / "function"
+    shutil.copytree(function, target, symlinks=True)
+    package = target / "athenaeum"
+    for name in staging.SERVE_MODULES:
+        shutil.copy2(source / "athenaeum" / name, package / name)
+    for name in staging.SERVE_PACKAGES:
+        shutil.rmtree(package / name)
+        shutil.copytree(
+            source / "athenaeum" / name,
+            package / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-build", action="store_true", help="use build/layer as it is")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a folder holding an earlier checkout's athenaeum package: one more row, the same "
+        "layer and bundle with that package's serve half as the function's code",
+    )
     args = parser.parse_args()
     index = args.index or next(
         (p for p in (SCIFACT, SAMPLE) if (p / "manifest.json").is_file()), None
@@ -199,12 +226,16 @@ def main() -> None:
         )
         read_only = read_only_mount_works(function)
         record = "record honoured" if read_only else "writable here: record NOT honoured"
+        functions = {"current": function}
         variants = [
-            (f"as built, packaged index ({record})", LAYER / "python", "auto"),
-            ("baseline: every file hashed (VERIFY=full)", LAYER / "python", "full"),
-            ("baseline: bytecode for every module", every, "auto"),
-            ("baseline: no bytecode", bare, "auto"),
+            (f"as built, packaged index ({record})", LAYER / "python", "auto", "current"),
+            ("baseline: every file hashed (VERIFY=full)", LAYER / "python", "full", "current"),
+            ("baseline: bytecode for every module", every, "auto", "current"),
+            ("baseline: no bytecode", bare, "auto", "current"),
         ]
+        if args.before is not None:
+            functions["before"] = function_of(args.before, function, tmp / "before")
+            variants.append(("before (--before), as built", LAYER / "python", "auto", "before"))
         load_before = os.getloadavg()
         print(
             f"\nCold start of the packaged function, python3.12 -I -S, bundle {index} "
@@ -216,14 +247,22 @@ def main() -> None:
             f"{'1st /search':>11} | {'to 1st answer':>13} | {'warm /search':>12} | {'RSS':>7} |"
         )
         print("|" + "|".join("-" * w for w in (54, 11, 9, 9, 13, 15, 14, 9)) + "|")
-        samples: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in variants}
+        samples: dict[str, list[dict[str, float]]] = {label: [] for label, *_ in variants}
         for _ in range(args.repeat):
-            for label, layer, verify in variants:
+            for label, layer, verify, code in variants:
+                where = functions[code]
                 samples[label].append(
-                    cold_run(python, layer, function, packaged, read_only=read_only, verify=verify)
+                    cold_run(
+                        python,
+                        layer,
+                        where,
+                        where / packaged.relative_to(function),
+                        read_only=read_only,
+                        verify=verify,
+                    )
                 )
         medians: dict[str, float] = {}
-        for label, layer, _ in variants:
+        for label, layer, *_ in variants:
             runs = samples[label]
 
             def med(key: str, runs: list[dict[str, float]] = runs) -> float:
@@ -236,11 +275,16 @@ def main() -> None:
                 f"{med('total'):>12.2f}s | {med('warm_search') * 1000:>9.1f} ms | "
                 f"{med('rss_mb'):>4.0f} MB |"
             )
-        built, full, every_total, bare_total = (medians[label] for label, _, _ in variants)
+        built, full, every_total, bare_total = (medians[label] for label, *_ in variants[:4])
         print(
             f"\nto the first answer: as built {built:.2f} s (goal <= 0.8 s); every file hashed "
             f"{full / built:.2f}x, every-module bytecode {every_total / built:.2f}x, "
             f"no bytecode {bare_total / built:.2f}x of that"
+            + (
+                f"; before (--before) {medians[variants[4][0]] / built:.2f}x"
+                if len(variants) > 4
+                else ""
+            )
         )
         print(
             "load average before / after: "
