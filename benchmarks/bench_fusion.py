@@ -262,7 +262,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_beir(args.dataset, split=args.split)
-    engine = SearchEngine.load(args.index or default_index_dir(args.dataset), check_hashes=False)
+    engine = SearchEngine.load(args.index or default_index_dir(args.dataset))
     chunks = engine.bundle.chunks
     index = {d: i for i, d in enumerate(dict.fromkeys(c.doc_id for c in chunks))}
     doc_of = np.asarray([index[c.doc_id] for c in chunks], dtype=np.int64)
@@ -271,9 +271,7 @@ def main() -> None:
         first[doc_of[row]] = row
     corpus = Corpus(doc_of, list(index), first)
     if args.baseline_index is not None:
-        compare_bundles(
-            engine, SearchEngine.load(args.baseline_index, check_hashes=False), data, args
-        )
+        compare_bundles(engine, SearchEngine.load(args.baseline_index), data, args)
 
     qids = data.judged_queries
     affected = identical_id_queries(data)

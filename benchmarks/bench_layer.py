@@ -7,13 +7,23 @@ packaged as synth would, and prints:
   250 MiB limit (whether this bundle could be packaged);
 - cold start: fresh `python3.12 -I -S` processes with nothing on sys.path but the layer and the
   function, each importing the handler and answering real API Gateway REST events
-  (`/health`, then `/search`, which loads and verifies the bundle, then a second `/search`).
-  Medians over --repeat runs, for the layer as built (3.12 bytecode for the modules the
-  functions import), and, as baselines in the same run, the same layer with bytecode for every
-  module and with no bytecode at all (what a layer built without a 3.12 interpreter costs:
-  Lambda's /opt is read-only, so nothing is cached between cold starts).
+  (`/health`, which loads and verifies the bundle, then `/search`, then a second `/search`).
+  Medians over --repeat runs, interleaved, for the layer as built (3.12 bytecode for the
+  modules the functions import) with the packaged bundle's verification record honoured, and,
+  as baselines in the same run: every file hashed at load (ATHENAEUM_INDEX_VERIFY=full, the
+  load before verification records), and the same layer with bytecode for every module and
+  with no bytecode at all (what a layer built without a 3.12 interpreter costs: Lambda's /opt
+  is read-only, so nothing is cached between cold starts).
 
-    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build]
+  On Lambda the function's folder is read-only, which is what lets the load trust the record
+  staging wrote. Run as root with `unshare`, each process sees the staged function through a
+  read-only bind mount, as Lambda does; otherwise the record is not honoured and every row
+  hashes (the table says which).
+
+    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build] [--before SRC]
+
+--before SRC adds a row for the serve half of an earlier checkout's athenaeum package (for
+example `git archive <commit> athenaeum | tar -x -C SRC`) with the same layer and bundle.
 
 The default bundle is the SciFact one `athenaeum eval` keeps, else the sample library's.
 """
@@ -106,7 +116,24 @@ def size_table(layer: Path, function: Path, bundle_bytes: int) -> None:
     )
 
 
-def cold_runs(python: str, layer: Path, function: Path, index: Path, repeat: int) -> list[dict]:
+def read_only_mount_works(path: Path) -> bool:
+    """Whether this process may show `path` read-only to a child (root, with unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"{READ_ONLY.format(path=path)} && touch {path}/probe"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode != 0 and b"Read-only" in probe.stderr
+
+
+READ_ONLY = "mount --bind {path} {path} && mount -o remount,bind,ro {path} {path}"
+
+
+def cold_run(
+    python: str, layer: Path, function: Path, index: Path, *, read_only: bool, verify: str
+) -> dict[str, float]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
@@ -114,21 +141,37 @@ def cold_runs(python: str, layer: Path, function: Path, index: Path, repeat: int
         "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
         "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
         "ATHENAEUM_INDEX_DIR": str(index),
+        "ATHENAEUM_INDEX_VERIFY": verify,
     }
-    runs = []
-    for _ in range(repeat):
-        result = subprocess.run(
-            [python, "-I", "-S", "-B", "-c", COLD, f"{layer}:{function}", str(EVENT), QUERY],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+    command = [python, "-I", "-S", "-B", "-c", COLD, f"{layer}:{function}", str(EVENT), QUERY]
+    if read_only:
+        mount = READ_ONLY.format(path=function)
+        command = ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh", *command]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(result.stderr[-3000:])
+    out: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def function_of(source: Path, function: Path, where: Path) -> Path:
+    """A copy of the staged function (its packaged index included) whose code is the serve half
+    of the athenaeum package under `source`."""
+    target = where / "function"
+    shutil.copytree(function, target, symlinks=True)
+    package = target / "athenaeum"
+    for name in staging.SERVE_MODULES:
+        shutil.copy2(source / "athenaeum" / name, package / name)
+    for name in staging.SERVE_PACKAGES:
+        shutil.rmtree(package / name)
+        shutil.copytree(
+            source / "athenaeum" / name,
+            package / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
-        if result.returncode != 0:
-            sys.exit(result.stderr[-3000:])
-        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    return runs
+    return target
 
 
 def main() -> None:
@@ -136,6 +179,12 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-build", action="store_true", help="use build/layer as it is")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a folder holding an earlier checkout's athenaeum package: one more row, the same "
+        "layer and bundle with that package's serve half as the function's code",
+    )
     args = parser.parse_args()
     index = args.index or next(
         (p for p in (SCIFACT, SAMPLE) if (p / "manifest.json").is_file()), None
@@ -175,40 +224,73 @@ def main() -> None:
         shutil.copytree(
             LAYER / "python", bare, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
         )
+        read_only = read_only_mount_works(function)
+        record = "record honoured" if read_only else "writable here: record NOT honoured"
+        functions = {"current": function}
         variants = [
-            ("as built (bytecode for imported modules)", LAYER / "python"),
-            ("baseline: bytecode for every module", every),
-            ("baseline: no bytecode", bare),
+            (f"as built, packaged index ({record})", LAYER / "python", "auto", "current"),
+            ("baseline: every file hashed (VERIFY=full)", LAYER / "python", "full", "current"),
+            ("baseline: bytecode for every module", every, "auto", "current"),
+            ("baseline: no bytecode", bare, "auto", "current"),
         ]
+        if args.before is not None:
+            functions["before"] = function_of(args.before, function, tmp / "before")
+            variants.append(("before (--before), as built", LAYER / "python", "auto", "before"))
+        load_before = os.getloadavg()
         print(
             f"\nCold start of the packaged function, python3.12 -I -S, bundle {index} "
-            f"({mib(sizing.bundle_bytes(index))}), median of {args.repeat} fresh processes"
+            f"({mib(sizing.bundle_bytes(index))}), median of {args.repeat} fresh processes, "
+            f"interleaved; function folder {'read-only' if read_only else 'writable'}"
         )
         print(
-            f"| {'layer':<42} | {'size':>9} | {'import':>7} | {'/health':>7} | "
+            f"| {'layer':<52} | {'size':>9} | {'import':>7} | {'/health':>7} | "
             f"{'1st /search':>11} | {'to 1st answer':>13} | {'warm /search':>12} | {'RSS':>7} |"
         )
-        print("|" + "|".join("-" * w for w in (44, 11, 9, 9, 13, 15, 14, 9)) + "|")
+        print("|" + "|".join("-" * w for w in (54, 11, 9, 9, 13, 15, 14, 9)) + "|")
+        samples: dict[str, list[dict[str, float]]] = {label: [] for label, *_ in variants}
+        for _ in range(args.repeat):
+            for label, layer, verify, code in variants:
+                where = functions[code]
+                samples[label].append(
+                    cold_run(
+                        python,
+                        layer,
+                        where,
+                        where / packaged.relative_to(function),
+                        read_only=read_only,
+                        verify=verify,
+                    )
+                )
         medians: dict[str, float] = {}
-        for label, layer in variants:
-            runs = cold_runs(python, layer, function, packaged, args.repeat)
+        for label, layer, *_ in variants:
+            runs = samples[label]
 
-            def med(key: str, runs: list[dict] = runs) -> float:
+            def med(key: str, runs: list[dict[str, float]] = runs) -> float:
                 return statistics.median(r[key] for r in runs)
 
             medians[label] = med("total")
             print(
-                f"| {label:<42} | {mib(tree_bytes(layer.parent)):>9} | {med('import'):>6.2f}s | "
+                f"| {label:<52} | {mib(tree_bytes(layer.parent)):>9} | {med('import'):>6.2f}s | "
                 f"{med('health'):>6.2f}s | {med('first_search'):>10.2f}s | "
                 f"{med('total'):>12.2f}s | {med('warm_search') * 1000:>9.1f} ms | "
                 f"{med('rss_mb'):>4.0f} MB |"
             )
-        built, every_total, bare_total = (medians[label] for label, _ in variants)
+        built, full, every_total, bare_total = (medians[label] for label, *_ in variants[:4])
         print(
-            f"\nto the first answer: as built {built:.2f} s; every-module bytecode "
-            f"{every_total / built:.2f}x, no bytecode {bare_total / built:.2f}x of that"
+            f"\nto the first answer: as built {built:.2f} s (goal <= 0.8 s); every file hashed "
+            f"{full / built:.2f}x, every-module bytecode {every_total / built:.2f}x, "
+            f"no bytecode {bare_total / built:.2f}x of that"
+            + (
+                f"; before (--before) {medians[variants[4][0]] / built:.2f}x"
+                if len(variants) > 4
+                else ""
+            )
         )
-        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            "load average before / after: "
+            f"{' '.join(f'{x:.2f}' for x in load_before)} / "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def copy_with_bm25(engine: SearchEngine, bm25: BM25Index, output: Path) -> Searc
         dense_kind=m.dense.kind,  # type: ignore[arg-type]
         dense_params=m.dense.params,
     )
-    return SearchEngine.load(output, check_hashes=False)
+    return SearchEngine.load(output)
 
 
 class RM3:
@@ -221,7 +221,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_beir(args.dataset, split=args.split)
-    base = SearchEngine.load(args.index or default_index_dir(args.dataset), check_hashes=False)
+    base = SearchEngine.load(args.index or default_index_dir(args.dataset))
     k1, b = base.bundle.bm25.params.k1, base.bundle.bm25.params.b
     started = time.perf_counter()
     texts = chunk_texts(base)

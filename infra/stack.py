@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from athenaeum.bundle.format import MANIFEST_FILE
+from athenaeum.errors import BundleError
 from infra import sizing, staging
 from infra.authorizer.infrastructure import JwtAuthorizer
 from infra.config import ConfigError, StackConfig
@@ -108,7 +109,10 @@ class AthenaeumStack(Stack):
         index_in_s3: IndexInS3 | None = None
         packaged = self.plan.strategy is sizing.IndexStrategy.PACKAGED
         if packaged:
-            staging.add_index(self.function_dir, index_dir)
+            try:
+                staging.add_index(self.function_dir, index_dir)
+            except BundleError as exc:
+                raise ConfigError(f"the index cannot be packaged: {exc.message}") from exc
         upload = None if packaged else upload_mode(config.index_upload, bundle_bytes)
         # The bucket exists either way: it keeps the source files that citations link to.
         self.index = IndexStorage(

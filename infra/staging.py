@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from athenaeum.bundle import VERIFICATION_FILE, verify_bundle
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
@@ -46,8 +48,19 @@ def stage_function(staging_dir: Path) -> Path:
 
 
 def add_index(function_dir: Path, index_dir: Path) -> Path:
+    """Copy the bundle into the function's folder and verify the copy in full (every sha256,
+    every chunk); raises BundleError for a bundle that fails, so it is refused here rather
+    than by the function's first request.
+
+    The copy gets a "read-only package" verification record: Lambda unpacks the function into
+    a read-only folder, where the record lets the cold start skip hashing the bundle again
+    (athenaeum.bundle.verification). It holds no times, so staging the same bundle twice gives
+    the same asset."""
     target = function_dir / PACKAGED_INDEX_DIR
-    shutil.copytree(index_dir, target, ignore=_IGNORE)
+    shutil.copytree(
+        index_dir, target, ignore=shutil.ignore_patterns(VERIFICATION_FILE, "__pycache__", "*.pyc")
+    )
+    verify_bundle(target, by="athenaeum staging", scope="read-only package")
     return target
 
 

@@ -1,11 +1,12 @@
 """The index bundle: the contract between the build side, which writes it, and the serve side,
-which loads it. Its format (`format`), manifest (`manifest`), chunk model (`chunk`), reader
-and writer live here and nowhere else.
+which loads it. Its format (`format`), manifest (`manifest`), chunk model (`chunk`), reader,
+writer and verification record (`verification`) live here and nowhere else.
 
-Lean stack only (numpy, faiss, pydantic): the serve side imports this package.
+Lean stack only (numpy, pydantic; faiss only for an HNSW bundle): the serve side imports this
+package.
 """
 
-from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.chunk import ChunkRecord, ChunkStore
 from athenaeum.bundle.format import (
     BM25_FILE,
     CHUNKS_FILE,
@@ -21,6 +22,7 @@ from athenaeum.bundle.format import (
     MANIFEST_FILE,
     SUPPORTED_FORMAT_VERSIONS,
     VECTORS_FILE,
+    VERIFICATION_FILE,
     DenseKind,
     choose_dense_kind,
 )
@@ -34,7 +36,17 @@ from athenaeum.bundle.manifest import (
     Manifest,
     SourceFileInfo,
 )
-from athenaeum.bundle.reader import Bundle, corrupted, load_bundle, read_manifest, verify_files
+from athenaeum.bundle.reader import (
+    Bundle,
+    Verification,
+    VerifyMode,
+    corrupted,
+    load_bundle,
+    read_manifest,
+    record_verification,
+    verify_bundle,
+    verify_files,
+)
 from athenaeum.bundle.writer import write_bundle
 
 __all__ = [
@@ -52,9 +64,11 @@ __all__ = [
     "MANIFEST_FILE",
     "SUPPORTED_FORMAT_VERSIONS",
     "VECTORS_FILE",
+    "VERIFICATION_FILE",
     "BM25Info",
     "Bundle",
     "ChunkRecord",
+    "ChunkStore",
     "Counts",
     "DenseInfo",
     "DenseKind",
@@ -63,10 +77,14 @@ __all__ = [
     "FileInfo",
     "Manifest",
     "SourceFileInfo",
+    "Verification",
+    "VerifyMode",
     "choose_dense_kind",
     "corrupted",
     "load_bundle",
     "read_manifest",
+    "record_verification",
+    "verify_bundle",
     "verify_files",
     "write_bundle",
 ]

@@ -9,6 +9,10 @@ A bundle is one directory (docs/index-format.md):
     bm25.npz               BM25 postings (athenaeum.retrieval.lexical)
     encoder/model.onnx     the query encoder, pooling and normalisation included
     encoder/tokenizer.json its tokenizer
+
+and, beside them, verification.json: not part of the bundle (the manifest does not list it), a
+record that this copy's files were hashed against the manifest where they landed
+(athenaeum.bundle.verification).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ ENCODER_MODEL_FILE = "model.onnx"
 ENCODER_TOKENIZER_FILE = "tokenizer.json"
 ENCODER_MODEL = f"{ENCODER_DIR}/{ENCODER_MODEL_FILE}"
 ENCODER_TOKENIZER = f"{ENCODER_DIR}/{ENCODER_TOKENIZER_FILE}"
+VERIFICATION_FILE = "verification.json"
 # Files every bundle has; DENSE_FILE is added for an approximate dense index.
 REQUIRED_FILES = (CHUNKS_FILE, VECTORS_FILE, BM25_FILE, ENCODER_MODEL, ENCODER_TOKENIZER)
 

@@ -1,23 +1,31 @@
 """Reading a bundle: nothing is served that the loader cannot vouch for.
 
-It refuses a missing manifest, an unknown format version, a missing, resized or (by default)
-re-hashed file, counts that disagree and vectors that are not finite; every refusal is a
+It refuses a missing manifest, an unknown format version, a missing or resized file, a file
+whose sha256 differs from the manifest's (unless a verification record vouches that the files
+were hashed where they landed and have not changed since: athenaeum.bundle.verification),
+counts and shapes that disagree and vectors that are not finite; every refusal is a
 BundleError naming the bundle and the problem.
+
+The vectors are memory-mapped, and chunks are parsed when first read unless the bundle is
+verified in full: a cold start reads only what its first answer needs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
 from athenaeum import __version__
-from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.chunk import ChunkStore
 from athenaeum.bundle.format import (
     BM25_FILE,
     CHUNKS_FILE,
@@ -32,10 +40,40 @@ from athenaeum.bundle.format import (
 )
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import Manifest
+from athenaeum.bundle.verification import (
+    Scope,
+    check_record,
+    manifest_sha256,
+    stamps,
+    write_record,
+)
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.lexical import TOKENIZER_VERSION, BM25Index
 
+if TYPE_CHECKING:
+    import faiss
+
+logger = logging.getLogger("athenaeum.index")
+
 _REBUILD = "rebuild it with `athenaeum index`"
+
+# "auto": skip the sha256 pass when a verification record vouches for the files as they are;
+# "full": hash every file and check every chunk whatever the record says.
+VerifyMode = Literal["auto", "full"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How a loaded bundle's files were vouched for."""
+
+    manifest_sha256: str
+    # None when a verification record vouched for the files; otherwise each file's stamp taken
+    # just before it was hashed, which is what `record_verification` writes.
+    hashed: Mapping[str, Mapping[str, int]] | None
+
+    @property
+    def by_record(self) -> bool:
+        return self.hashed is None
 
 
 @dataclass
@@ -45,14 +83,36 @@ class Bundle:
 
     path: Path
     manifest: Manifest
-    chunks: list[ChunkRecord]
-    vectors: npt.NDArray[np.float32]
+    chunks: ChunkStore
+    vectors: npt.NDArray[np.float32]  # memory-mapped, read-only
     bm25: BM25Index
-    dense: faiss.Index
+    verification: Verification
+    # The stored approximate index (dense.faiss, HNSW); None for "flat" bundles, which the
+    # engine searches exactly over `vectors` with numpy.
+    ann: faiss.Index | None = None
+    _flat: faiss.Index | None = field(default=None, repr=False)
 
     @property
     def encoder_dir(self) -> Path:
         return self.path / ENCODER_DIR
+
+    @property
+    def dense(self) -> faiss.Index:
+        """The dense index as FAISS: the stored graph, or for a flat bundle an exact
+        IndexFlatIP over the vectors, built on first use (the engine itself does not need it)."""
+        if self.ann is not None:
+            return self.ann
+        if self._flat is None:
+            import faiss
+
+            flat = faiss.IndexFlatIP(self.vectors.shape[1])
+            flat.add(np.ascontiguousarray(self.vectors))
+            self._flat = flat
+        return self._flat
+
+    @dense.setter
+    def dense(self, index: faiss.Index) -> None:
+        self.ann = index
 
 
 def corrupted(path: Path, what: str) -> BundleError:
@@ -63,6 +123,10 @@ def corrupted(path: Path, what: str) -> BundleError:
 def read_manifest(path: Path) -> Manifest:
     """Read and check manifest.json: present, valid, of a format and version this code reads."""
     path = Path(path)
+    return _parse_manifest(path, _manifest_bytes(path))
+
+
+def _manifest_bytes(path: Path) -> bytes:
     if not path.is_dir():
         raise BundleError(
             f"index bundle {path} does not exist or is not a directory; "
@@ -75,8 +139,15 @@ def read_manifest(path: Path) -> Manifest:
             f"written or copied only in part; {_REBUILD} or copy it again"
         )
     try:
-        raw = json.loads(manifest_path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return manifest_path.read_bytes()
+    except OSError as exc:
+        raise corrupted(path, f"{MANIFEST_FILE} cannot be read ({exc})") from exc
+
+
+def _parse_manifest(path: Path, data: bytes) -> Manifest:
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:  # bad JSON or bad UTF-8
         raise corrupted(path, f"{MANIFEST_FILE} is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         found = raw.get("format") if isinstance(raw, dict) else None
@@ -125,39 +196,78 @@ def verify_files(path: Path, manifest: Manifest, *, check_hashes: bool = True) -
             raise corrupted(path, f"{MANIFEST_FILE} does not list the required file {rel}")
 
 
-def load_bundle(path: Path, *, check_hashes: bool = True) -> Bundle:
+def _open(path: Path, verify: VerifyMode) -> tuple[Manifest, Verification]:
+    """Read the manifest and check every file it lists: present, of its size, and either
+    vouched for by a current verification record (`verify="auto"`) or hashed now."""
+    data = _manifest_bytes(path)
+    manifest = _parse_manifest(path, data)
+    digest = manifest_sha256(data)
+    reason = check_record(path, digest, manifest.files) if verify == "auto" else None
+    if verify == "auto" and reason is None:
+        verify_files(path, manifest, check_hashes=False)
+        return manifest, Verification(manifest_sha256=digest, hashed=None)
+    started = time.perf_counter()
+    try:
+        # Stamped before hashing: a file written meanwhile no longer matches its stamp.
+        before = stamps(path, manifest.files)
+    except OSError:
+        before = {}  # a missing file: verify_files names it
+    verify_files(path, manifest, check_hashes=True)
+    logger.info(
+        json.dumps(
+            {
+                "event": "index_hashed",
+                "bundle": str(path),
+                "why": reason or "full verification asked for",
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+    )
+    return manifest, Verification(manifest_sha256=digest, hashed=before)
+
+
+def load_bundle(path: Path, *, verify: VerifyMode = "auto") -> Bundle:
     """Load a bundle after verifying it; every failure is a BundleError naming the problem.
 
-    `check_hashes=False` skips the sha256 pass (sizes and counts are always checked), for a
-    copy whose files were verified where it landed; docs/index-format.md says what it costs.
+    With a current verification record (`verify="auto"`) the sha256 pass is skipped and chunks
+    are parsed when first read; otherwise every file is hashed and every chunk parsed and
+    checked. Sizes, counts, shapes and finite vectors are checked either way.
+    docs/index-format.md says what each costs.
     """
     path = Path(path)
-    manifest = read_manifest(path)
-    verify_files(path, manifest, check_hashes=check_hashes)
+    manifest, verification = _open(path, verify)
+    return _read(path, manifest, verification)
+
+
+def record_verification(bundle: Bundle, *, by: str, scope: Scope = "local") -> Path:
+    """Write the verification record of a bundle whose files were just hashed (loaded with
+    `verify="full"`), so that later loads of this copy skip the sha256 pass."""
+    hashed = bundle.verification.hashed
+    if hashed is None:
+        raise ValueError("only a bundle whose files were hashed at load can be recorded")
+    return write_record(
+        bundle.path, bundle.verification.manifest_sha256, hashed, by=by, scope=scope
+    )
+
+
+def verify_bundle(path: Path, *, by: str, scope: Scope = "local") -> Bundle:
+    """Verify the bundle at `path` in full (every hash, every chunk) and, when it passes, write
+    its verification record."""
+    bundle = load_bundle(path, verify="full")
+    record_verification(bundle, by=by, scope=scope)
+    return bundle
+
+
+def _read(path: Path, manifest: Manifest, verification: Verification) -> Bundle:
+    """The contents of a bundle whose files `_open` checked."""
     n = manifest.counts.chunks
     dim = manifest.embedding.dimension
 
     chunks = _load_chunks(path, n)
-    try:
-        loaded = np.load(path / VECTORS_FILE, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise corrupted(path, f"{VECTORS_FILE} cannot be read ({exc})") from exc
-    if loaded.ndim != 2 or loaded.shape[0] != n:
-        raise corrupted(path, f"{VECTORS_FILE} has shape {loaded.shape}, expected ({n}, {dim})")
-    if loaded.shape[1] != dim:
-        raise corrupted(
-            path,
-            f"{VECTORS_FILE} has dimension {loaded.shape[1]} but the manifest's embedding "
-            f"dimension is {dim}",
-        )
-    vectors = np.ascontiguousarray(loaded, dtype=np.float32)
-    # A NaN row scores NaN against every query, which FAISS never ranks: dense search would
-    # quietly return nothing. About 0.4 ms for 10,000 x 384 floats, against ~13 ms to hash them.
-    if not np.isfinite(vectors).all():
-        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
-        raise corrupted(
-            path, f"{VECTORS_FILE} row {row} (chunk {chunks[row].id}) has NaN or infinite values"
-        )
+    if not verification.by_record:
+        chunks.parse_all()
+        _check_chunks(path, manifest, chunks)
+    vectors = _load_vectors(path, n, dim, chunks)
 
     if manifest.bm25.tokenizer_version != TOKENIZER_VERSION:
         raise BundleError(
@@ -172,33 +282,7 @@ def load_bundle(path: Path, *, check_hashes: bool = True) -> Bundle:
     if bm25.n_docs != n:
         raise corrupted(path, f"{BM25_FILE} covers {bm25.n_docs} chunks, expected {n}")
 
-    dense: faiss.Index
-    if manifest.dense.kind == "flat":
-        dense = faiss.IndexFlatIP(dim)
-        dense.add(vectors)
-    else:
-        try:
-            dense = faiss.read_index(str(path / DENSE_FILE))
-        except RuntimeError as exc:
-            raise corrupted(path, f"{DENSE_FILE} cannot be read ({exc})") from exc
-        if dense.ntotal != n or dense.d != dim:
-            raise corrupted(
-                path,
-                f"{DENSE_FILE} holds {dense.ntotal} vectors of dimension {dense.d}, "
-                f"expected {n} of dimension {dim}",
-            )
-        hnsw = faiss.downcast_index(dense)
-        if isinstance(hnsw, faiss.IndexHNSW):
-            hnsw.hnsw.efSearch = int(
-                manifest.dense.params.get("ef_search", HNSW_DEFAULTS["ef_search"])
-            )
-    listed = {d.doc_id for d in manifest.documents}
-    stray = next((c.doc_id for c in chunks if c.doc_id not in listed), None)
-    if stray is not None:
-        raise corrupted(
-            path,
-            f"{CHUNKS_FILE} has chunks of document {stray!r}, which {MANIFEST_FILE} does not list",
-        )
+    ann = None if manifest.dense.kind == "flat" else _load_ann(path, manifest, n, dim)
     docs_total = sum(d.chunk_count for d in manifest.documents)
     if len(manifest.documents) != manifest.counts.documents or docs_total != n:
         raise corrupted(
@@ -207,27 +291,92 @@ def load_bundle(path: Path, *, check_hashes: bool = True) -> Bundle:
             f"but its counts say {manifest.counts.documents} documents and {n} chunks",
         )
     return Bundle(
-        path=path, manifest=manifest, chunks=chunks, vectors=vectors, bm25=bm25, dense=dense
+        path=path,
+        manifest=manifest,
+        chunks=chunks,
+        vectors=vectors,
+        bm25=bm25,
+        verification=verification,
+        ann=ann,
     )
 
 
-def _load_chunks(path: Path, expected: int) -> list[ChunkRecord]:
-    chunks: list[ChunkRecord] = []
+def _load_vectors(path: Path, n: int, dim: int, chunks: ChunkStore) -> npt.NDArray[np.float32]:
     try:
-        with (path / CHUNKS_FILE).open("r", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                try:
-                    chunks.append(ChunkRecord.from_dict(json.loads(line)))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    raise corrupted(
-                        path, f"{CHUNKS_FILE} line {lineno} is not a valid chunk ({exc})"
-                    ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        # Memory-mapped: the pages are read when first searched, and shared by every process
+        # that serves the same file. The writer replaces a bundle by renaming, never in place.
+        loaded = np.load(path / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise corrupted(path, f"{VECTORS_FILE} cannot be read ({exc})") from exc
+    if loaded.ndim != 2 or loaded.shape[0] != n:
+        raise corrupted(path, f"{VECTORS_FILE} has shape {loaded.shape}, expected ({n}, {dim})")
+    if loaded.shape[1] != dim:
+        raise corrupted(
+            path,
+            f"{VECTORS_FILE} has dimension {loaded.shape[1]} but the manifest's embedding "
+            f"dimension is {dim}",
+        )
+    # A plain ndarray view of the map (a copy only if the file is not C-ordered float32).
+    vectors = np.ascontiguousarray(np.asarray(loaded), dtype=np.float32)
+    # A NaN row scores NaN against every query and is never ranked: dense search would quietly
+    # answer with nothing. Checked at every load, record or not: a few ms for 10,000 x 384
+    # floats (it reads the mapped pages that the first search reads anyway).
+    if not np.isfinite(vectors).all():
+        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise corrupted(
+            path, f"{VECTORS_FILE} row {row} (chunk {chunks[row].id}) has NaN or infinite values"
+        )
+    return vectors
+
+
+def _load_ann(path: Path, manifest: Manifest, n: int, dim: int) -> faiss.Index:
+    import faiss  # only bundles with an approximate index need FAISS at all
+
+    # One query searches one vector: FAISS's OpenMP team only adds hand-off cost and fights
+    # onnxruntime's threads for the cores (docs/benchmarks.md has the latencies). Concurrency
+    # comes from concurrent requests.
+    faiss.omp_set_num_threads(1)
+    try:
+        dense = faiss.read_index(str(path / DENSE_FILE))
+    except RuntimeError as exc:
+        raise corrupted(path, f"{DENSE_FILE} cannot be read ({exc})") from exc
+    if dense.ntotal != n or dense.d != dim:
+        raise corrupted(
+            path,
+            f"{DENSE_FILE} holds {dense.ntotal} vectors of dimension {dense.d}, "
+            f"expected {n} of dimension {dim}",
+        )
+    hnsw = faiss.downcast_index(dense)
+    if isinstance(hnsw, faiss.IndexHNSW):
+        hnsw.hnsw.efSearch = int(manifest.dense.params.get("ef_search", HNSW_DEFAULTS["ef_search"]))
+    return dense
+
+
+def _load_chunks(path: Path, expected: int) -> ChunkStore:
+    try:
+        data = (path / CHUNKS_FILE).read_bytes()
+    except OSError as exc:
         raise corrupted(path, f"{CHUNKS_FILE} cannot be read ({exc})") from exc
+
+    def invalid(lineno: int, exc: Exception) -> BundleError:
+        return corrupted(path, f"{CHUNKS_FILE} line {lineno} is not a valid chunk ({exc})")
+
+    chunks = ChunkStore(data, invalid=invalid)
     if len(chunks) != expected:
         raise corrupted(
             path, f"{CHUNKS_FILE} has {len(chunks)} chunks but the manifest counts {expected}"
         )
+    return chunks
+
+
+def _check_chunks(path: Path, manifest: Manifest, chunks: ChunkStore) -> None:
+    """What needs every chunk parsed: unique ids, and every chunk's document listed."""
     if len({c.id for c in chunks}) != len(chunks):
         raise corrupted(path, f"{CHUNKS_FILE} has duplicate chunk ids")
-    return chunks
+    listed = {d.doc_id for d in manifest.documents}
+    stray = next((c.doc_id for c in chunks if c.doc_id not in listed), None)
+    if stray is not None:
+        raise corrupted(
+            path,
+            f"{CHUNKS_FILE} has chunks of document {stray!r}, which {MANIFEST_FILE} does not list",
+        )

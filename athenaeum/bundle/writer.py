@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -43,8 +42,12 @@ from athenaeum.bundle.manifest import (
     FileInfo,
     Manifest,
 )
+from athenaeum.bundle.verification import manifest_sha256, stamps, write_record
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.lexical import BM25Index
+
+if TYPE_CHECKING:
+    import faiss
 
 
 def write_bundle(
@@ -94,13 +97,16 @@ def write_bundle(
                 f.write("\n")
         np.save(tmp / VECTORS_FILE, matrix, allow_pickle=False)
         if kind == "hnsw":
+            import faiss
+
             faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
         bm25_index.save(tmp / BM25_FILE)
         shutil.copytree(encoder_dir, tmp / ENCODER_DIR)
 
+        rels = _bundle_files(tmp)
+        before = stamps(tmp, rels)  # before hashing, as the verification record wants them
         files = {
-            rel: FileInfo(sha256=sha256_file(tmp / rel), bytes=(tmp / rel).stat().st_size)
-            for rel in _bundle_files(tmp)
+            rel: FileInfo(sha256=sha256_file(tmp / rel), bytes=before[rel]["bytes"]) for rel in rels
         }
         manifest = Manifest(
             format=FORMAT_NAME,
@@ -123,8 +129,12 @@ def write_bundle(
         for rel in files:
             _fsync_file(tmp / rel)
         # The manifest is written last: a directory without one is, by definition, unfinished.
-        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", "utf-8")
+        manifest_bytes = (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
+        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         _fsync_file(tmp / MANIFEST_FILE)
+        # Every file was hashed just above, from what is on disk: record it, so that loading
+        # this copy need not hash it again (a rename keeps each file's inode and times).
+        write_record(tmp, manifest_sha256(manifest_bytes), before, by="write_bundle")
         _fsync_dir(tmp)
 
         if output.exists():
@@ -179,6 +189,8 @@ def _check_writer_inputs(
 
 
 def _build_hnsw(matrix: npt.NDArray[np.float32], params: Mapping[str, Any]) -> faiss.Index:
+    import faiss
+
     index = faiss.IndexHNSWFlat(matrix.shape[1], int(params["M"]), faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = int(params["ef_construction"])
     index.add(matrix)

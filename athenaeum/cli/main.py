@@ -328,6 +328,44 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
+@app.command("verify")
+def verify_command(
+    index: Annotated[Path, typer.Argument(help="The index bundle folder.", show_default=False)],
+) -> None:
+    """Verify an index bundle in full, and record that it was so that loading it is fast.
+
+    Every file is hashed against the sha256 its manifest lists, every chunk parsed, and the
+    vectors, BM25 postings and query encoder checked; then verification.json is written beside
+    them. `athenaeum serve`, `athenaeum search` and the Lambda function load a copy with a
+    current record without hashing it again, the largest part of loading a bundle
+    (docs/benchmarks.md); a file rewritten, resized, replaced or copied since no longer
+    matches the record and is hashed again. `athenaeum index` and an S3 download record
+    their bundles themselves: run this after copying a bundle by hand, or to check one. A
+    damaged bundle is refused with the problem named, and nothing is recorded.
+
+    Example: athenaeum verify index/
+    """
+    import time
+
+    from athenaeum.bundle import VERIFICATION_FILE
+    from athenaeum.retrieval.engine import verify_index
+
+    started = time.perf_counter()
+    try:
+        engine = verify_index(index)
+    except OSError as exc:  # the checks passed; the folder is read-only
+        fail(f"{index} is intact, but its {VERIFICATION_FILE} cannot be written ({exc})")
+    files = engine.bundle.manifest.files
+    megabytes = sum(f.bytes for f in files.values()) / 1_000_000
+    facts = engine.facts
+    console.print(
+        f"{index}: intact. {len(files)} files ({megabytes:.1f} MB) match their sha256, "
+        f"{facts.chunks} chunks of {facts.documents} documents, query encoder loads "
+        f"({time.perf_counter() - started:.1f} s). Recorded in {index / VERIFICATION_FILE}.",
+        soft_wrap=True,  # the paths stay whole
+    )
+
+
 @app.command("eval")
 def eval_command(
     dataset: Annotated[

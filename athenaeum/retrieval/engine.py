@@ -24,11 +24,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
-from athenaeum.bundle import Bundle, ChunkRecord, corrupted, load_bundle
+from athenaeum.bundle import (
+    Bundle,
+    ChunkRecord,
+    VerifyMode,
+    corrupted,
+    load_bundle,
+    record_verification,
+)
 from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
@@ -82,7 +88,11 @@ class SearchEngine:
     def __init__(self, bundle: Bundle, encoder: OnnxQueryEncoder) -> None:
         self.bundle = bundle
         self.encoder = encoder
-        self._by_id = {c.id: i for i, c in enumerate(bundle.chunks)}
+
+    @cached_property
+    def _by_id(self) -> dict[str, int]:
+        # Built on the first fetch by id: it parses every chunk, which a search does not need.
+        return {c.id: i for i, c in enumerate(self.bundle.chunks)}
 
     @cached_property
     def filter_table(self) -> FilterTable:
@@ -90,14 +100,14 @@ class SearchEngine:
 
     @classmethod
     def load(
-        cls, bundle_dir: Path, *, check_hashes: bool = True, threads: int | None = None
+        cls, bundle_dir: Path, *, verify: VerifyMode = "auto", threads: int | None = None
     ) -> SearchEngine:
-        """Load and verify a bundle once per process; raises BundleError when it is unusable."""
-        # One query searches one vector: FAISS's OpenMP team only adds hand-off cost and fights
-        # onnxruntime's threads for the cores (docs/benchmarks.md has the latencies). Concurrency
-        # comes from concurrent requests.
-        faiss.omp_set_num_threads(1)
-        bundle = load_bundle(Path(bundle_dir), check_hashes=check_hashes)
+        """Load and verify a bundle once per process; raises BundleError when it is unusable.
+
+        `verify` as in athenaeum.bundle.load_bundle: "auto" trusts a current verification
+        record instead of hashing every file, "full" hashes them whatever the record says.
+        """
+        bundle = load_bundle(Path(bundle_dir), verify=verify)
         embedding = bundle.manifest.embedding
         encoder = OnnxQueryEncoder(
             bundle.encoder_dir,
@@ -172,7 +182,9 @@ class SearchEngine:
             raise InvalidInputError(
                 f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}", param="mode"
             )
-        allowed = SearchFilter.parse(filter).mask(self.filter_table)
+        parsed = SearchFilter.parse(filter)
+        # The table is built on the first filtered search: it reads every chunk.
+        allowed = None if parsed.empty else parsed.mask(self.filter_table)
         if allowed is not None and not allowed.any():
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
         if mode == "bm25":
@@ -209,20 +221,17 @@ class SearchEngine:
         k = min(depth, passing)
         if k == 0:
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
-        index = self.bundle.dense
+        index = self.bundle.ann
+        if index is None:
+            return self._exact(vector[0], k, allowed)
+        import faiss  # loaded already: the bundle's approximate index is a FAISS one
+
         if allowed is None:
             scores, rows = index.search(vector, k)
-        elif isinstance(index, faiss.IndexFlat):  # exact, so a selector loses nothing
-            selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
-            params: Any = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
-            scores, rows = index.search(vector, k, params=params)
         elif passing <= EXACT_FILTERED_MAX:
             # An approximate graph walk under a narrow filter finds too few passing chunks:
             # score the passing chunks exactly instead.
-            ids = np.flatnonzero(allowed)
-            sims = self.bundle.vectors[ids] @ vector[0]
-            top = np.argsort(-sims, kind="stable")[:k]
-            scores, rows = sims[top][None, :], ids[top][None, :]
+            return self._exact(vector[0], k, allowed)
         else:
             bits = np.packbits(allowed, bitorder="little")  # alive until the search returns
             hnsw: Any = faiss.downcast_index(index)
@@ -233,13 +242,50 @@ class SearchEngine:
             scores, rows = index.search(vector, k, params=params)
         keep = rows[0] >= 0  # ANN indexes pad with -1 when they find fewer than k
         found = int(keep.sum())
-        if found == 0 or (isinstance(index, faiss.IndexFlat) and found < k):
-            # Exact search always fills k, and a graph walk finds something: a shortfall means
-            # vectors that score NaN (the loader and the encoder refuse those), never "no match".
+        if found == 0:
+            # A graph walk always finds something: nothing means vectors that score NaN (the
+            # loader and the encoder refuse those), never "no match".
             raise corrupted(
                 self.bundle.path, f"dense search found {found} of {k} chunks for a valid query"
             )
         return Ranking(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
+
+    def _exact(
+        self, vector: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> Ranking:
+        """Exact inner-product search over the (memory-mapped) vectors: one matrix-vector
+        product, as fast as FAISS's flat index for one query (docs/benchmarks.md), without
+        importing FAISS or copying the vectors into it."""
+        vectors = self.bundle.vectors
+        if allowed is None:
+            ids = None
+            sims = vectors @ vector
+        else:
+            ids = np.flatnonzero(allowed)
+            sims = vectors[ids] @ vector
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        # Best first; ties to the lower row, so results are deterministic.
+        top = top[np.lexsort((top, -sims[top]))]
+        scores = sims[top]
+        found = int(np.isfinite(scores).sum())
+        if found < k:
+            # Exact search always fills k: a shortfall means vectors or a query vector that
+            # score NaN (the loader and the encoder refuse those), never "no match".
+            raise corrupted(
+                self.bundle.path, f"dense search found {found} of {k} chunks for a valid query"
+            )
+        rows = top if ids is None else ids[top]
+        return Ranking(rows.astype(np.int64), scores.astype(np.float64))
+
+
+def verify_index(bundle_dir: Path) -> SearchEngine:
+    """Verify a bundle in full (every file's sha256, every chunk, the vectors, the BM25
+    postings, the query encoder) and write its verification record, so that later loads of
+    this copy skip the sha256 pass: what `athenaeum verify` runs. Raises BundleError, and
+    records nothing, when any check fails."""
+    engine = SearchEngine.load(bundle_dir, verify="full")
+    record_verification(engine.bundle, by="athenaeum verify")
+    return engine
 
 
 def _check_query(query: str) -> str:

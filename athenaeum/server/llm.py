@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from athenaeum.errors import (
     InvalidInputError,
@@ -22,6 +20,9 @@ from athenaeum.errors import (
     UpstreamRateLimitError,
     UpstreamUnavailableError,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 _MAX_ERROR_CHARS = 500
 
@@ -31,7 +32,7 @@ class LLMClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key = api_key
-        self._timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self._timeout_s = timeout_s
 
     def __repr__(self) -> str:  # never the key
         return f"LLMClient(base_url={self.base_url!r}, model={self.model!r})"
@@ -47,11 +48,15 @@ class LLMClient:
     async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
         # A client per call: on Lambda every invocation may run on a fresh event loop, and a
         # pooled client bound to an old loop fails; LLM latency dwarfs the connection setup.
-        # Transport failures of every call become 503s here.
+        # Transport failures of every call become 503s here. httpx is imported on the first
+        # call, not with the app: a cold start that answers /search never needs it.
+        import httpx
+
+        timeout = httpx.Timeout(self._timeout_s, connect=min(10.0, self._timeout_s))
         try:
             async with httpx.AsyncClient(
                 base_url=self.base_url,
-                timeout=self._timeout,
+                timeout=timeout,
                 headers={"Authorization": f"Bearer {self._api_key}"},
             ) as client:
                 yield client

@@ -3,8 +3,9 @@ local disk.
 
 The engine is loaded once per process, lazily, on the first request that needs it: on Lambda
 that keeps a failed cold start from killing the container, so the next request simply retries.
-An S3 copy reused from an earlier process is hashed again at load; a fresh download was
-verified file by file on the way in.
+A download from S3 is hashed file by file on the way in and records that it was
+(athenaeum.bundle.verification), so neither it nor a copy reused by a later process in the same
+container is hashed again at load unless ATHENAEUM_INDEX_VERIFY=full.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class EngineProvider:
                             "event": "index_loaded",
                             "bundle": str(self._engine.bundle.path),
                             "chunks": self._engine.facts.chunks,
+                            # "record": a verification record vouched for the files; "sha256":
+                            # every file was hashed (no current record, or INDEX_VERIFY=full).
+                            "verified_by": (
+                                "record" if self._engine.bundle.verification.by_record else "sha256"
+                            ),
                             "seconds": round(time.perf_counter() - started, 3),
                         }
                     )
@@ -61,14 +67,12 @@ class EngineProvider:
     def _load(self) -> SearchEngine:
         s = self._settings
         if s.index_s3_uri is not None:
-            local, verified = fetch_s3_bundle(
+            local, _ = fetch_s3_bundle(
                 S3Location.parse(s.index_s3_uri), s.index_cache_dir, endpoint_url=s.s3_endpoint_url
             )
-            # A fresh download was hashed file by file on the way in; hashing again costs the
-            # cold start a second read of every byte.
-            return SearchEngine.load(local, check_hashes=not verified)
+            return SearchEngine.load(local, verify=s.index_verify)
         if s.index_dir is not None:
-            return SearchEngine.load(s.index_dir)
+            return SearchEngine.load(s.index_dir, verify=s.index_verify)
         raise BundleError(
             "no index configured: set ATHENAEUM_INDEX_DIR (a bundle folder) or "
             "ATHENAEUM_INDEX_S3_URI (s3://bucket/prefix)"

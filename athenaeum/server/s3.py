@@ -1,10 +1,12 @@
 """A bundle kept in S3, copied to local disk and verified on the way in.
 
 The bundle is downloaded into a private temporary directory beside its cache path, every file
-checked against the sha256 and size the manifest records, and only then renamed into place; a
-truncated or corrupted object is refused and nothing half-written is ever loaded. A complete
-copy left by an earlier process in the same container (Lambda keeps /tmp while warm) is reused
-when its manifest is byte-identical to the remote one.
+checked against the sha256 and size the manifest records, a verification record written
+(athenaeum.bundle.verification: the loader then need not hash the files a second time), and
+only then renamed into place; a truncated or corrupted object is refused and nothing
+half-written is ever loaded. A complete copy left by an earlier process in the same container
+(Lambda keeps /tmp while warm) is reused when its manifest is byte-identical to the remote one
+and its record still vouches for its files; otherwise it is downloaded again.
 
 boto3 is imported on first use (the Lambda runtime has it; locally it is the `s3` extra).
 """
@@ -21,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from athenaeum.bundle.format import MANIFEST_FILE
+from athenaeum.bundle.verification import check_record, manifest_sha256, stamps, write_record
 from athenaeum.errors import BundleError, MissingDependencyError
 
 logger = logging.getLogger("athenaeum.index")
@@ -76,8 +79,8 @@ def fetch_s3_bundle(
 ) -> tuple[Path, bool]:
     """Make a complete, verified copy of the bundle at `location` under `cache_dir`.
 
-    Returns the local path and whether this call downloaded and verified every file (False when
-    an earlier copy with the same manifest was reused; the loader then re-hashes it).
+    Returns the local path and whether this call downloaded it (False when an earlier copy with
+    the same manifest was reused; its verification record says whether it is still intact).
     """
     try:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -97,8 +100,13 @@ def fetch_s3_bundle(
 
     existing = target / MANIFEST_FILE
     if existing.is_file() and existing.read_bytes() == manifest_bytes:
-        logger.info(json.dumps({"event": "index_reused", "path": str(target)}))
-        return target, False
+        # Reused only while its record vouches for every file: a copy damaged since it was
+        # downloaded is downloaded again rather than refused at every request.
+        stale = check_record(target, manifest_sha256(manifest_bytes), files)
+        if stale is None:
+            logger.info(json.dumps({"event": "index_reused", "path": str(target)}))
+            return target, False
+        logger.info(json.dumps({"event": "index_redownload", "path": str(target), "why": stale}))
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
@@ -117,6 +125,8 @@ def fetch_s3_bundle(
                 ) from exc
         # The manifest goes in last, as the writer does: a folder without one is unfinished.
         (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
+        # Every file was hashed on its way in: recorded, so that the load skips a second pass.
+        write_record(tmp, manifest_sha256(manifest_bytes), stamps(tmp, files), by="s3 download")
         if target.exists():
             old = cache_dir / f".{target.name}.old-{token}"
             target.rename(old)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     index_s3_uri: str | None = None
     index_cache_dir: Path = Path(tempfile.gettempdir()) / "athenaeum-index"
     s3_endpoint_url: str | None = None
+    # "auto": a bundle whose verification record vouches for its files is loaded without
+    # hashing them; "full": every file is hashed at every load (athenaeum.bundle.verification).
+    index_verify: Literal["auto", "full"] = "auto"
     # Lambda: build the app and load the index while the container initialises, not on its
     # first request (read by athenaeum.server.lambda_handler at import).
     preload_index: bool = False

@@ -18,6 +18,7 @@ from athenaeum.bundle import (
     read_manifest,
     write_bundle,
 )
+from athenaeum.bundle.verification import manifest_sha256, stamps, write_record
 from athenaeum.errors import BundleError, InvalidInputError
 from athenaeum.retrieval.lexical import BM25Index
 
@@ -41,8 +42,10 @@ def test_round_trip(scifact_bundle: Path) -> None:
     listed = set(manifest.files)
     on_disk = {
         p.relative_to(scifact_bundle).as_posix() for p in scifact_bundle.rglob("*") if p.is_file()
-    } - {"manifest.json"}
+    } - {"manifest.json", "verification.json"}
     assert listed == on_disk
+    # The writer hashed every file and recorded it: this load hashed nothing.
+    assert bundle.verification.by_record
     assert {
         "chunks.jsonl",
         "vectors.npy",
@@ -260,23 +263,41 @@ def test_non_finite_vectors_with_a_rewritten_hash_are_refused(bundle_copy: Path)
     }
     (bundle_copy / "manifest.json").write_text(json.dumps(raw))
     chunk_17 = json.loads((bundle_copy / "chunks.jsonl").read_text("utf-8").splitlines()[17])
-    for check_hashes in (True, False):
-        with pytest.raises(BundleError) as info:
-            load_bundle(bundle_copy, check_hashes=check_hashes)
-        assert info.value.message == (
-            f"index bundle {bundle_copy} is corrupted: vectors.npy row 17 (chunk "
-            f"{chunk_17['id']}) has NaN or infinite values; rebuild it with `athenaeum index`"
-        )
+    expected = (
+        f"index bundle {bundle_copy} is corrupted: vectors.npy row 17 (chunk "
+        f"{chunk_17['id']}) has NaN or infinite values; rebuild it with `athenaeum index`"
+    )
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle_copy, verify="full")
+    assert info.value.message == expected
+    # A verification record vouches for the bytes, not for what they hold: still refused.
+    vouch_for_files_as_they_are(bundle_copy)
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle_copy)
+    assert info.value.message == expected
 
 
-def test_hash_check_can_be_skipped_but_sizes_cannot(bundle_copy: Path) -> None:
+def test_a_record_replaces_the_hash_check_but_not_the_size_check(bundle_copy: Path) -> None:
     _flip_byte(bundle_copy / "encoder" / "tokenizer.json")
     with pytest.raises(BundleError, match="sha256 mismatch"):
         load_bundle(bundle_copy)
-    load_bundle(bundle_copy, check_hashes=False)  # same size: only the hash would tell
+    # A record written for the damaged file (what no landing point would write): only the hash
+    # would tell, and verify="full" computes it whatever the record says.
+    vouch_for_files_as_they_are(bundle_copy)
+    assert load_bundle(bundle_copy).verification.by_record
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        load_bundle(bundle_copy, verify="full")
     (bundle_copy / "encoder" / "tokenizer.json").write_text("{}")
+    vouch_for_files_as_they_are(bundle_copy)
     with pytest.raises(BundleError, match="has 2 bytes"):
-        load_bundle(bundle_copy, check_hashes=False)
+        load_bundle(bundle_copy)
+
+
+def vouch_for_files_as_they_are(bundle: Path) -> None:
+    """A verification record for the files as they are now, hashed or not."""
+    manifest_bytes = (bundle / "manifest.json").read_bytes()
+    files = json.loads(manifest_bytes)["files"]
+    write_record(bundle, manifest_sha256(manifest_bytes), stamps(bundle, files), by="test")
 
 
 def test_missing_directory(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """Inputs and template readers shared by the construct and stack tests.
 
 No AWS, no CDK CLI and no real layer build: the layer is a stub folder and the bundles are tiny
-(a large one declares large byte counts in its manifest, or its size comes from context).
+(a large one declares large byte counts in its manifest, or its size comes from context). A
+small bundle is a real one with a stand-in encoder: staging verifies a packaged bundle's files
+and chunks, not its model.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def make_layer(root: Path) -> Path:
 
 
 def make_bundle(root: Path, *, declared_bytes: int | None = None) -> Path:
+    if declared_bytes is None:
+        return _small_bundle(root)
     bundle = root / "bundle"
     bundle.mkdir(parents=True)
     (bundle / "chunks.jsonl").write_text('{"id": "c1", "text": "hello"}\n')
@@ -85,6 +89,33 @@ def make_bundle(root: Path, *, declared_bytes: int | None = None) -> Path:
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     return bundle
+
+
+def _small_bundle(root: Path) -> Path:
+    import numpy as np
+
+    from athenaeum.bundle import ChunkRecord, DocumentInfo, EmbeddingInfo, write_bundle
+    from athenaeum.retrieval.lexical import BM25Index
+
+    encoder = root / "encoder"
+    encoder.mkdir(parents=True)
+    (encoder / "model.onnx").write_bytes(b"stand-in")
+    (encoder / "tokenizer.json").write_text("{}")
+    texts = ["hello world", "goodbye world"]
+    write_bundle(
+        root / "bundle",
+        embedding=EmbeddingInfo(model_id="m", dimension=2, max_seq_length=16),
+        chunking={},
+        documents=[DocumentInfo(doc_id="d", source="d.md", sha256="0" * 64, chunk_count=2)],
+        chunks=[
+            ChunkRecord(id=f"d#{i}", doc_id="d", ordinal=i, text=t, title=None, source="d.md")
+            for i, t in enumerate(texts)
+        ],
+        vectors=np.eye(2, dtype=np.float32),
+        bm25_index=BM25Index.build(texts),
+        encoder_dir=encoder,
+    )
+    return root / "bundle"
 
 
 def make_code(root: Path) -> Path:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 import athenaeum
+from athenaeum.bundle import VERIFICATION_FILE
+from athenaeum.errors import BundleError
 from infra import staging
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
 
@@ -109,6 +111,24 @@ def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
     assert "athenaeum/server/lambda_handler.py" in files
     assert not [f for f in files if f.startswith(("athenaeum/build/", "athenaeum/cli/"))]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def test_a_packaged_index_is_verified_at_staging(scifact_bundle: Path, tmp_path: Path) -> None:
+    """Staging hashes the copy it packages and records it for Lambda's read-only code folder,
+    with the same bytes every time (so the function's asset hash does not change), and refuses
+    a bundle that fails verification instead of deploying it."""
+    first = staging.add_index(staging.stage_function(tmp_path / "a"), scifact_bundle)
+    second = staging.add_index(staging.stage_function(tmp_path / "b"), scifact_bundle)
+    record = json.loads((first / VERIFICATION_FILE).read_text())
+    assert record["scope"] == "read-only package" and record["verified_by"] == "athenaeum staging"
+    assert (first / VERIFICATION_FILE).read_bytes() == (second / VERIFICATION_FILE).read_bytes()
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(scifact_bundle, damaged)
+    chunks = damaged / "chunks.jsonl"
+    chunks.write_bytes(chunks.read_bytes().replace(b"cell", b"CELL", 1))
+    with pytest.raises(BundleError, match=r"chunks\.jsonl sha256 mismatch"):
+        staging.add_index(staging.stage_function(tmp_path / "c"), damaged)
 
 
 def test_authorizer_artifact_is_the_handler_and_the_modules_it_names(tmp_path: Path) -> None:

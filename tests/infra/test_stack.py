@@ -371,6 +371,14 @@ def test_index_upload_can_be_forced(tmp_path: Path) -> None:
         synth(tmp_path / "bad", nag=False, index_upload="ftp")
 
 
+def test_a_damaged_bundle_is_not_packaged(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "index")
+    vectors = bundle / "vectors.npy"
+    vectors.write_bytes(vectors.read_bytes()[:-4] + b"\x00\x00\xc0\x7f")  # a NaN, same size
+    with pytest.raises(ConfigError, match=r"cannot be packaged: .*vectors\.npy sha256 mismatch"):
+        synth(tmp_path, nag=False, index_dir=str(bundle))
+
+
 def test_size_from_context_override(tmp_path: Path) -> None:
     stack = synth(tmp_path, nag=False, index_size_bytes=2 * 1024 * MIB)
     assert stack.plan.strategy is IndexStrategy.S3

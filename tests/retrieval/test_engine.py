@@ -33,6 +33,24 @@ def test_each_mode_finds_the_relevant_document(engine: SearchEngine, mode: str) 
     assert (top.chunk.page_start, top.chunk.page_end) == (1, 1)
 
 
+def test_exact_dense_search_ranks_as_faiss_flat_does(engine: SearchEngine) -> None:
+    # A flat bundle is searched with numpy over the memory-mapped vectors, not FAISS: the same
+    # rows in the same order, the same cosines to float32 precision, with or without a filter.
+    queries = [QUERY, "vitamin D deficiency", "the of and", "cancer cells in mice"]
+    vectors = engine.encoder.encode(queries)
+    scores, rows = engine.bundle.dense.search(vectors, 20)  # IndexFlatIP, built for the test
+    allowed = np.zeros(len(engine.bundle.chunks), dtype=bool)
+    allowed[::3] = True
+    for i, query in enumerate(queries):
+        ranking = engine.rank(query, mode="dense", depth=20)
+        assert ranking.rows.tolist() == rows[i].tolist()
+        np.testing.assert_allclose(ranking.scores, scores[i], atol=1e-6)
+        filtered = engine._nearest(vectors[i : i + 1], 20, allowed)
+        passing = np.flatnonzero(allowed)
+        expected = passing[np.argsort(-(engine.bundle.vectors[passing] @ vectors[i]))[:20]]
+        assert filtered.rows.tolist() == expected.tolist()
+
+
 def test_hybrid_score_is_the_convex_combination(engine: SearchEngine) -> None:
     # Recomputed from the two retrievers alone: the union of their top CANDIDATES, each chunk
     # scored by both (its cosine from the bundle's vectors, its BM25 over all chunks).

@@ -56,3 +56,21 @@ def test_app_and_lambda_handler_import_without_the_build_stack(scifact_bundle: P
     )
     assert out["forbidden_loaded"] == []
     assert out["statuses"] == [200, 200, 200]
+
+
+LAZY = """
+import json, sys
+from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.server.app import create_app
+from athenaeum.server.settings import Settings
+create_app(Settings(insecure_no_auth=True, index_dir=sys.argv[1]))
+SearchEngine.load(sys.argv[1]).search("vitamin D", top_k=3)
+print(json.dumps(sorted(m for m in ("faiss", "httpx") if m in sys.modules)))
+"""
+
+
+def test_a_cold_start_imports_only_what_its_first_answer_needs(scifact_bundle: Path) -> None:
+    # FAISS only for an HNSW bundle (a flat one is searched with numpy), httpx only for a call
+    # to the generating model: a tenth of a second of imports a cold start does without.
+    out, _ = run_fresh(LAZY, str(scifact_bundle))
+    assert out == []

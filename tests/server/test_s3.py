@@ -11,7 +11,9 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 from fastapi.testclient import TestClient
 
+from athenaeum.bundle import VERIFICATION_FILE, load_bundle
 from athenaeum.server.app import create_app
+from athenaeum.server.provider import EngineProvider
 from athenaeum.server.s3 import S3Location, cache_path, fetch_s3_bundle
 from athenaeum.server.settings import Settings
 from tests.server.test_app import assert_error
@@ -148,3 +150,29 @@ def test_hostile_manifest_paths_are_refused(moto_endpoint: str, tmp_path: Path) 
     client.put_object(Bucket="hostile", Key="idx/manifest.json", Body=json.dumps(manifest).encode())
     app = TestClient(create_app(settings("s3://hostile/idx", tmp_path / "c", moto_endpoint)))
     assert "unsafe path" in assert_error(app.get("/health"), 503)["message"]
+
+
+def test_a_download_is_recorded_so_its_load_hashes_nothing(
+    moto_endpoint: str, uploaded: list[str], tmp_path: Path
+) -> None:
+    clone(s3(moto_endpoint), uploaded, "recorded-bucket", "idx")
+    location = S3Location.parse("s3://recorded-bucket/idx")
+    cache = tmp_path / "cache"
+    local, fresh = fetch_s3_bundle(location, cache, endpoint_url=moto_endpoint)
+    record = json.loads((local / VERIFICATION_FILE).read_text())
+    assert fresh and record["verified_by"] == "s3 download" and record["scope"] == "local"
+    # Every file was hashed on its way in: the load trusts the record, as does a later process
+    # reusing the copy, unless full verification is asked for.
+    provider = EngineProvider(settings(location.uri, cache, moto_endpoint))
+    assert provider.get().bundle.verification.by_record
+    full = settings(location.uri, cache, moto_endpoint).model_copy(update={"index_verify": "full"})
+    assert not EngineProvider(full).get().bundle.verification.by_record
+
+    # A cached copy damaged since it was downloaded is downloaded again, not refused forever.
+    vectors = local / "vectors.npy"
+    damaged = bytearray(vectors.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    vectors.write_bytes(bytes(damaged))
+    again, fresh = fetch_s3_bundle(location, cache, endpoint_url=moto_endpoint)
+    assert again == local and fresh is True
+    assert load_bundle(local).verification.by_record
