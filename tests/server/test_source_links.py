@@ -60,9 +60,7 @@ def test_every_result_opens_its_pdf_at_the_page_without_a_token(
     client: TestClient, pdf_library: PdfLibrary
 ) -> None:
     # Every PDF of the library, each found through a filter on it.
-    found = [
-        results(client, top_k=3, filter={"documents": [name]})[0] for name in LIBRARY_PDFS
-    ]
+    found = [results(client, top_k=3, filter={"documents": [name]})[0] for name in LIBRARY_PDFS]
     assert [r["source"] for r in found] == list(LIBRARY_PDFS)
     for r in found:
         link = r["source_url"]
