@@ -20,7 +20,8 @@ Needs the `bench` dependency group:
 
     uv sync --group bench --inexact
     python -m compileall -q .venv/lib/python3.12/site-packages   # as a Lambda layer ships
-    uv run python benchmarks/bench_cold_start.py [--index DIR] [--repeat 5] [--before SRC]
+    uv run python benchmarks/bench_cold_start.py [--index DIR] [--repeat 5] [--before SRC] \
+        [--json PATH]
 
 The default bundle is the one `athenaeum eval data/beir/scifact` builds and keeps.
 """
@@ -37,6 +38,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import results_json
 
 from athenaeum.build.evaluation import default_index_dir
 
@@ -44,6 +48,16 @@ DEFAULT_INDEX = default_index_dir(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 )
 QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
+OURS_ROW = "athenaeum (verified copy)"
+# What each row is to a reader of the plot: ours, a baseline of the same code, older code, or the
+# reference stack.
+ROLES = {
+    OURS_ROW: "athenaeum",
+    "baseline: every file hashed": "baseline",
+    "before (--before)": "before",
+    "LlamaIndex reference": "reference",
+}
+COLUMNS = ("first_answer", "imports", "load", "query", "total", "rss_mb")
 
 OURS = """
 import json, sys, time
@@ -158,7 +172,7 @@ def verified_copy(index: Path, where: Path) -> Path:
     return copy
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     parser.add_argument("--repeat", type=int, default=5)
@@ -168,13 +182,14 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="leave out the LlamaIndex reference"
     )
-    args = parser.parse_args()
+    results_json.add_option(parser)
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = os.getloadavg()
+    run_info = results_json.start("cold_start", __file__, argv)
     with tempfile.TemporaryDirectory(prefix="athenaeum-cold-") as tmp:
         bundle = str(verified_copy(args.index, Path(tmp)))
         rows: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-            "athenaeum (verified copy)": (OURS, (bundle, QUERY, "auto"), None),
+            OURS_ROW: (OURS, (bundle, QUERY, "auto"), None),
             "baseline: every file hashed": (OURS, (bundle, QUERY, "full"), None),
         }
         if args.before is not None:
@@ -186,7 +201,8 @@ def main() -> None:
             reference_dir = str(persist_reference(args.index, model_path))
             rows["LlamaIndex reference"] = (REFERENCE, (reference_dir, QUERY, model_path), None)
         samples = measure(rows, args.repeat)
-    report(args, samples, load_before)
+    report(args, samples, run_info.load_start)
+    results_json.write(args.json, run_info, results(args, samples))
 
 
 def measure(
@@ -204,30 +220,58 @@ def measure(
     return samples
 
 
+def medians(samples: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {
+        name: {c: statistics.median(r[c] for r in runs) for c in COLUMNS}
+        for name, runs in samples.items()
+    }
+
+
+def chunk_count(index: Path) -> int:
+    count: int = json.loads((index / "manifest.json").read_text())["counts"]["chunks"]
+    return count
+
+
+def results(args: argparse.Namespace, samples: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """What --json writes: every row's medians and each of its runs, in the table's order."""
+    return {
+        "index": str(args.index),
+        "chunks": chunk_count(args.index),
+        "query": QUERY,
+        "repeat": args.repeat,
+        "goal_s": 0.5,
+        "rows": [
+            {
+                "name": name,
+                "role": ROLES[name],
+                "median": median,
+                "runs": [{c: r[c] for c in COLUMNS} for r in samples[name]],
+            }
+            for name, median in medians(samples).items()
+        ],
+    }
+
+
 def report(
     args: argparse.Namespace,
     samples: dict[str, list[dict[str, float]]],
     load_before: tuple[float, float, float],
 ) -> None:
-    columns = ("first_answer", "imports", "load", "query", "total", "rss_mb")
-    medians = {
-        name: {c: statistics.median(r[c] for r in runs) for c in columns}
-        for name, runs in samples.items()
-    }
-    chunks = json.loads((args.index / "manifest.json").read_text())["counts"]["chunks"]
+    table = medians(samples)
+    chunks = chunk_count(args.index)
     print(
         f"cold start, {chunks} chunks, median of {args.repeat} fresh processes, "
         f"{os.cpu_count()} CPUs; first answer counts from the spawn"
     )
-    header = f"{'stack':<28}" + "".join(f"{c:>14}" for c in columns)
+    header = f"{'stack':<28}" + "".join(f"{c:>14}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
-    for name, m in medians.items():
-        cells = "".join(f"{m[c]:>13.0f} " if c == "rss_mb" else f"{m[c]:>13.3f}s" for c in columns)
+    for name, m in table.items():
+        cells = "".join(f"{m[c]:>13.0f} " if c == "rss_mb" else f"{m[c]:>13.3f}s" for c in COLUMNS)
         print(f"{name:<28}{cells}")
-    ours = medians["athenaeum (verified copy)"]["first_answer"]
+    ours = table[OURS_ROW]["first_answer"]
     print(f"\nfirst answer: athenaeum {ours:.3f} s (goal <= 0.5 s)")
-    for name, m in medians.items():
+    for name, m in table.items():
         if not name.startswith("athenaeum"):
             print(f"  {name}: {m['first_answer']:.3f} s, {m['first_answer'] / ours:.2f}x")
     print(

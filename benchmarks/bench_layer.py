@@ -20,7 +20,8 @@ packaged as synth would, and prints:
   read-only bind mount, as Lambda does; otherwise the record is not honoured and every row
   hashes (the table says which).
 
-    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build] [--before SRC]
+    uv run python benchmarks/bench_layer.py [--index DIR] [--repeat 5] [--no-build] [--before SRC] \
+        [--json PATH]
 
 --before SRC adds a row for the serve half of an earlier checkout's athenaeum package (for
 example `git archive <commit> athenaeum | tar -x -C SRC`) with the same layer and bundle.
@@ -39,6 +40,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import results_json
 
 from athenaeum.build.evaluation import default_index_dir
 from infra import sizing, staging
@@ -50,6 +54,8 @@ PY312 = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"
 SCIFACT = default_index_dir(ROOT.parent / "shared" / "data" / "beir" / "scifact")
 SAMPLE = ROOT / ".athenaeum" / "sample" / "index"
 QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
+# What COLD prints, in seconds but the last.
+COLD_COLUMNS = ("import", "health", "first_search", "warm_search", "total", "rss_mb")
 
 COLD = """
 import json, sys, time
@@ -90,22 +96,39 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def size_table(layer: Path, function: Path, bundle_bytes: int) -> None:
+def layer_sizes(layer: Path, function: Path, bundle_bytes: int) -> dict[str, Any]:
+    """Bytes, unzipped: every top-level entry of the layer's python/ folder, largest first (a
+    package with its dist-info together, its .libs apart), the layer, its bytecode, the
+    function's code and the bundle, with Lambda's limit and the layer goal."""
     packages: dict[str, int] = {}
     for child in (layer / "python").iterdir():
         name = child.name.split("-")[0].split(".cpython")[0]
         size = tree_bytes(child) if child.is_dir() else child.stat().st_size
         packages[name] = packages.get(name, 0) + size
-    layer_bytes = tree_bytes(layer)
-    pyc = sum(p.stat().st_size for p in layer.rglob("*.pyc"))
+    return {
+        "packages": dict(sorted(packages.items(), key=lambda kv: -kv[1])),
+        "layer_bytes": tree_bytes(layer),
+        "bytecode_bytes": sum(p.stat().st_size for p in layer.rglob("*.pyc")),
+        "code_bytes": tree_bytes(function) - bundle_bytes,
+        "bundle_bytes": bundle_bytes,
+        "limit_bytes": sizing.UNZIPPED_LIMIT_BYTES,
+        "layer_goal_bytes": sizing.LAYER_GOAL_BYTES,
+    }
+
+
+def size_table(sizes: dict[str, Any]) -> None:
+    layer_bytes, code, bundle_bytes = (
+        sizes["layer_bytes"],
+        sizes["code_bytes"],
+        sizes["bundle_bytes"],
+    )
     print("\nLayer, unzipped (file bytes, as Lambda counts them)")
     print(f"| {'package':<24} | {'size':>10} |")
     print(f"|{'-' * 26}|{'-' * 12}|")
-    for name, size in sorted(packages.items(), key=lambda kv: -kv[1])[:12]:
+    for name, size in list(sizes["packages"].items())[:12]:
         print(f"| {name:<24} | {mib(size):>10} |")
-    print(f"| {'(3.12 bytecode, in the above)':<24} | {mib(pyc):>10} |")
+    print(f"| {'(3.12 bytecode, in the above)':<24} | {mib(sizes['bytecode_bytes']):>10} |")
     print(f"| {'layer total':<24} | {mib(layer_bytes):>10} |")
-    code = tree_bytes(function) - bundle_bytes
     total = layer_bytes + code + bundle_bytes
     verdict = "fits: packaged" if total <= sizing.UNZIPPED_LIMIT_BYTES else "too big: S3"
     print(
@@ -114,6 +137,35 @@ def size_table(layer: Path, function: Path, bundle_bytes: int) -> None:
         f"{mib(sizing.LAYER_GOAL_BYTES)}, room left for a packaged bundle: "
         f"{mib(sizing.UNZIPPED_LIMIT_BYTES - layer_bytes - code)}"
     )
+
+
+def cold_row(
+    name: str, role: str, layer_bytes: int, runs: list[dict[str, float]]
+) -> dict[str, Any]:
+    """A row of the cold-start table: its medians, and each run as COLD printed it."""
+    return {
+        "name": name,
+        "role": role,
+        "layer_bytes": layer_bytes,
+        "median": {key: statistics.median(r[key] for r in runs) for key in COLD_COLUMNS},
+        "runs": runs,
+    }
+
+
+def results(
+    sizes: dict[str, Any], index: Path, *, repeat: int, read_only: bool, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What --json writes: the sizes (every package, not only the table's 12) and the cold start."""
+    return {
+        "sizes": sizes,
+        "cold_start": {
+            "index": str(index),
+            "repeat": repeat,
+            "read_only": read_only,
+            "goal_s": 0.8,
+            "rows": rows,
+        },
+    }
 
 
 def read_only_mount_works(path: Path) -> bool:
@@ -174,7 +226,7 @@ def function_of(source: Path, function: Path, where: Path) -> Path:
     return target
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=5)
@@ -185,7 +237,9 @@ def main() -> None:
         help="a folder holding an earlier checkout's athenaeum package: one more row, the same "
         "layer and bundle with that package's serve half as the function's code",
     )
-    args = parser.parse_args()
+    results_json.add_option(parser)
+    args = parser.parse_args(argv)
+    run_info = results_json.start("layer", __file__, argv)
     index = args.index or next(
         (p for p in (SCIFACT, SAMPLE) if (p / "manifest.json").is_file()), None
     )
@@ -201,7 +255,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         function = staging.stage_function(tmp / "staging")
         packaged = staging.add_index(function, index)
-        size_table(LAYER, function, sizing.bundle_bytes(index))
+        sizes = layer_sizes(LAYER, function, sizing.bundle_bytes(index))
+        size_table(sizes)
 
         every = tmp / "every" / "python"
         shutil.copytree(LAYER / "python", every, symlinks=True)
@@ -225,10 +280,10 @@ def main() -> None:
             LAYER / "python", bare, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
         )
         read_only = read_only_mount_works(function)
-        record = "record honoured" if read_only else "writable here: record NOT honoured"
+        honoured = "record honoured" if read_only else "writable here: record NOT honoured"
         functions = {"current": function}
         variants = [
-            (f"as built, packaged index ({record})", LAYER / "python", "auto", "current"),
+            (f"as built, packaged index ({honoured})", LAYER / "python", "auto", "current"),
             ("baseline: every file hashed (VERIFY=full)", LAYER / "python", "full", "current"),
             ("baseline: bytecode for every module", every, "auto", "current"),
             ("baseline: no bytecode", bare, "auto", "current"),
@@ -262,18 +317,18 @@ def main() -> None:
                     )
                 )
         medians: dict[str, float] = {}
-        for label, layer, *_ in variants:
-            runs = samples[label]
-
-            def med(key: str, runs: list[dict[str, float]] = runs) -> float:
-                return statistics.median(r[key] for r in runs)
-
-            medians[label] = med("total")
+        rows: list[dict[str, Any]] = []
+        for n, (label, layer, _, code) in enumerate(variants):
+            role = "athenaeum" if n == 0 else "before" if code == "before" else "baseline"
+            row = cold_row(label, role, tree_bytes(layer.parent), samples[label])
+            rows.append(row)
+            med = row["median"]
+            medians[label] = med["total"]
             print(
-                f"| {label:<52} | {mib(tree_bytes(layer.parent)):>9} | {med('import'):>6.2f}s | "
-                f"{med('health'):>6.2f}s | {med('first_search'):>10.2f}s | "
-                f"{med('total'):>12.2f}s | {med('warm_search') * 1000:>9.1f} ms | "
-                f"{med('rss_mb'):>4.0f} MB |"
+                f"| {label:<52} | {mib(row['layer_bytes']):>9} | {med['import']:>6.2f}s | "
+                f"{med['health']:>6.2f}s | {med['first_search']:>10.2f}s | "
+                f"{med['total']:>12.2f}s | {med['warm_search'] * 1000:>9.1f} ms | "
+                f"{med['rss_mb']:>4.0f} MB |"
             )
         built, full, every_total, bare_total = (medians[label] for label, *_ in variants[:4])
         print(
@@ -291,6 +346,11 @@ def main() -> None:
             f"{' '.join(f'{x:.2f}' for x in load_before)} / "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
+    results_json.write(
+        args.json,
+        run_info,
+        results(sizes, index, repeat=args.repeat, read_only=read_only, rows=rows),
+    )
 
 
 if __name__ == "__main__":
