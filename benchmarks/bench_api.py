@@ -7,7 +7,8 @@ queries, cycled):
 - the Mangum handler called in-process with API Gateway HTTP API (v2) events, as Lambda would;
 - the engine called directly (the baseline: what the HTTP layers add is the difference).
 
-    uv run python benchmarks/bench_api.py --index DIR [--requests 300] [--dataset DIR]
+    uv run python benchmarks/bench_api.py --index DIR [--requests 300] [--dataset DIR] \
+        [--json PATH]
 
 Prints a markdown table: requests/s, p50 and p99 latency in milliseconds. On a 2-core machine
 the client and the server share the cores, so uvicorn's numbers are a floor, not a ceiling.
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import results_json
 
 from athenaeum.build.evaluation import load_beir
 from athenaeum.retrieval.engine import SearchEngine
@@ -51,9 +53,19 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def row(name: str, n: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
+def row(
+    name: str, n: int, seconds: float, latencies: list[float], role: str = "athenaeum"
+) -> dict[str, Any]:
     p50, p99 = percentiles(latencies)
-    return {"path": name, "requests": n, "rps": n / seconds, "p50_ms": p50, "p99_ms": p99}
+    return {
+        "path": name,
+        "role": role,
+        "requests": n,
+        "rps": n / seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "latencies_ms": [round(t * 1000, 4) for t in latencies],
+    }
 
 
 def bench_direct(engine: SearchEngine, queries: list[str]) -> dict[str, Any]:
@@ -63,7 +75,8 @@ def bench_direct(engine: SearchEngine, queries: list[str]) -> dict[str, Any]:
         t = time.perf_counter()
         engine.search(q, top_k=TOP_K)
         latencies.append(time.perf_counter() - t)
-    return row("engine.search (no HTTP)", len(queries), time.perf_counter() - started, latencies)
+    seconds = time.perf_counter() - started
+    return row("engine.search (no HTTP)", len(queries), seconds, latencies, role="baseline")
 
 
 class Server:
@@ -182,15 +195,16 @@ def bench_mangum(
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--index", type=Path, required=True, help="a SciFact index bundle")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args()
+    results_json.add_option(parser)
+    args = parser.parse_args(argv)
+    run_info = results_json.start("api", __file__, argv)
 
     engine = SearchEngine.load(args.index)
     ds = load_beir(args.dataset)
@@ -211,9 +225,6 @@ def main() -> None:
     results.append(bench_mangum(build_handler(settings, FixedEngineProvider(engine)), queries))
 
     facts = engine.facts
-    if args.json:
-        print(json.dumps({"facts": facts.__dict__, "results": results}, indent=2))
-        return
     print(
         f"/search top_k={TOP_K}, hybrid, {facts.chunks} chunks ({facts.model_id}), "
         f"{args.requests} requests each; {platform.python_version()}, "
@@ -227,6 +238,11 @@ def main() -> None:
     direct = results[0]["p50_ms"]
     overhead = statistics.median([r["p50_ms"] - direct for r in results[1:]])
     print(f"\nmedian p50 added by the HTTP layers over engine.search: {overhead:.2f} ms")
+    results_json.write(
+        args.json,
+        run_info,
+        {"index": str(args.index), "top_k": TOP_K, "facts": facts.__dict__, "paths": results},
+    )
 
 
 if __name__ == "__main__":

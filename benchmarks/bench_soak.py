@@ -8,7 +8,8 @@ the server's memory after the soak with its memory after the first phase (growth
 under 5%). The baseline, measured in the same run: `engine.search` called directly in this
 process, the floor that HTTP adds to.
 
-    uv run python benchmarks/bench_soak.py --index DIR [--seconds 60] [--soak-seconds 600]
+    uv run python benchmarks/bench_soak.py --index DIR [--seconds 60] [--soak-seconds 600] \
+        [--json PATH]
 
 Client and server share this machine's cores, so the figures are a floor; run it alone.
 """
@@ -29,12 +30,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import results_json
 from bench_api import DEFAULT_DATASET, TOP_K, Server
 
 from athenaeum.build.evaluation import load_beir
 from athenaeum.retrieval.engine import SearchEngine
 
 KEY = "ath-" + "soak-benchmark-key-7Hq2"
+CONCURRENCY = (1, 8, 32, 64)
+SOAK_CONCURRENCY = 8
+# A phase's latency distribution in --json: these percentiles, not each of its ~10^5 requests.
+QUANTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 
 
 def rss_mb(pid: int) -> float:
@@ -44,7 +50,10 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-async def phase(url: str, queries: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+async def phase(
+    url: str, queries: list[str], concurrency: int, seconds: float
+) -> tuple[dict[str, Any], list[float]]:
+    """The phase's summary as printed, and each request's latency in seconds."""
     latencies: list[float] = []
     errors = 0
     kinds: Counter[str] = Counter()
@@ -81,7 +90,7 @@ async def phase(url: str, queries: list[str], concurrency: int, seconds: float) 
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000
-    return {
+    summary = {
         "requests": len(latencies),
         "errors": errors,
         "rps": len(latencies) / elapsed,
@@ -89,9 +98,52 @@ async def phase(url: str, queries: list[str], concurrency: int, seconds: float) 
         "p99_ms": float(np.percentile(ms, 99)),
         "error_kinds": dict(kinds),
     }
+    return summary, latencies
 
 
-def main() -> None:
+def results(
+    args: argparse.Namespace,
+    direct: list[float],
+    rows: list[tuple[str, dict[str, Any], float, float]],
+    plan: list[tuple[str, int, float]],
+    quantiles: list[list[float]],
+) -> dict[str, Any]:
+    """What --json writes: the table's rows, each phase's latency percentiles, and the
+    baseline's every query."""
+    ms = np.asarray(direct) * 1000
+    phases = [
+        {
+            "name": name,
+            "concurrency": concurrency,
+            "seconds": seconds,
+            "soak": n == len(plan) - 1,
+            **r,
+            "rss_start_mb": before,
+            "rss_end_mb": after,
+            "latency_ms_quantiles": {"q": list(QUANTILES), "ms": q},
+        }
+        for n, ((name, r, before, after), (_, concurrency, seconds), q) in enumerate(
+            zip(rows, plan, quantiles, strict=True)
+        )
+    ]
+    return {
+        "index": str(args.index),
+        "top_k": TOP_K,
+        "baseline": {
+            "name": f"baseline: engine.search in-process, {len(direct)} queries",
+            "role": "baseline",
+            "requests": len(direct),
+            "rps": len(direct) / (ms.sum() / 1000),
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "latencies_ms": [round(float(x), 4) for x in ms],
+        },
+        "phases": phases,
+        "rss_growth_pct": (rows[-1][3] - rows[0][3]) / rows[0][3] * 100,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -99,7 +151,9 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--seconds", type=float, default=60, help="each load phase")
     parser.add_argument("--soak-seconds", type=float, default=600, help="the soak phase")
-    args = parser.parse_args()
+    results_json.add_option(parser)
+    args = parser.parse_args(argv)
+    run_info = results_json.start("soak", __file__, argv)
 
     ds = load_beir(args.dataset)
     queries = [ds.queries[q] for q in ds.judged_queries]
@@ -114,15 +168,25 @@ def main() -> None:
     del engine
 
     rows: list[tuple[str, dict[str, Any], float, float]] = []
+    quantiles: list[list[float]] = []
+    plan = [(f"concurrency {c}, {args.seconds:g} s", c, args.seconds) for c in CONCURRENCY]
+    plan.append(
+        (
+            f"soak: concurrency {SOAK_CONCURRENCY}, {args.soak_seconds:g} s",
+            SOAK_CONCURRENCY,
+            args.soak_seconds,
+        )
+    )
     with Server(args.index, KEY) as server:
         pid = server.proc.pid
         asyncio.run(phase(server.url, queries, 8, 5))  # warm-up
-        plan = [(f"concurrency {c}, {args.seconds:g} s", c, args.seconds) for c in (1, 8, 32, 64)]
-        plan.append((f"soak: concurrency 8, {args.soak_seconds:g} s", 8, args.soak_seconds))
         for name, concurrency, seconds in plan:
             before = rss_mb(pid)
-            result = asyncio.run(phase(server.url, queries, concurrency, seconds))
+            result, latencies = asyncio.run(phase(server.url, queries, concurrency, seconds))
             rows.append((name, result, before, rss_mb(pid)))
+            quantiles.append(
+                [round(float(x), 4) for x in np.percentile(np.asarray(latencies) * 1000, QUANTILES)]
+            )
             print(f"{name}: {result}", file=sys.stderr, flush=True)
 
     ms = np.asarray(direct) * 1000
@@ -148,6 +212,7 @@ def main() -> None:
         f"\nErrors in all phases: {total_errors} {dict(kinds) or ''}. Server RSS after the "
         f"first phase {first_end:.0f} MB, after the soak {soak_end:.0f} MB: {growth:+.1f}%."
     )
+    results_json.write(args.json, run_info, results(args, direct, rows, plan, quantiles))
 
 
 if __name__ == "__main__":
