@@ -651,7 +651,7 @@ def _export_onnx(
     axes = {0: "batch", 1: "sequence"}
     # The tracer warns about Python branches on shapes in transformers' masking code; they are
     # constant for an encoder, and the parity check in export_query_encoder proves the graph.
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _eager_attention(transformer):
         warnings.simplefilter("ignore", torch.jit._trace.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
@@ -673,6 +673,33 @@ def _export_onnx(
     graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = info.dimension
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
+
+
+@contextlib.contextmanager
+def _eager_attention(transformer: Any) -> Iterator[None]:
+    """Trace the model with transformers' plain ("eager") attention, then put back its own.
+
+    Traced, SDPA attention guards every layer's softmax against fully masked rows with IsNaN
+    and Where nodes: a sixth of the CPU time of a batch and two more [batch, heads, seq, seq]
+    tensors, and a graph in which onnxruntime's transformer optimizer finds no attention to
+    fuse. Eager attention computes the same vectors (the parity check proves it) as MatMul,
+    Softmax, MatMul.
+    """
+    config = getattr(transformer, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(transformer, "set_attn_implementation", None)
+    if setter is None or not isinstance(before, str) or before == "eager":
+        yield
+        return
+    try:
+        setter("eager")
+    except (ValueError, ImportError):  # a model that cannot switch: export it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        setter(before)
 
 
 _HUB_PROBE_TIMEOUT_S = 3.0

@@ -47,6 +47,11 @@ def test_exported_encoder_graph_and_tokenizer(minilm_embedder: Embedder, tmp_pat
     assert dims[0].dim_param == "batch" and dims[1].dim_value == 384
     assert graph.input[0].type.tensor_type.shape.dim[1].dim_param == "sequence"
 
+    # Plain attention, without SDPA's per-layer NaN guard; the model keeps its own.
+    assert "IsNaN" not in {node.op_type for node in graph.node}
+    transformer = minilm_embedder.model[0].auto_model
+    assert transformer.config._attn_implementation == "sdpa"
+
     tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
     assert tokenizer["truncation"]["max_length"] == 256
     assert tokenizer["padding"]["strategy"] == "BatchLongest"
