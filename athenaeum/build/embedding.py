@@ -45,7 +45,10 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_BATCH_SIZE = 32
+# On CPU onnxruntime already multiplies a [texts x tokens, 384] matrix per layer that is large
+# enough for 8 texts of similar length; more texts only hold more activations (batch 32: 5 to 15%
+# more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an index").
+DEFAULT_BATCH_SIZE = 8
 # On a GPU a batch is one kernel launch per layer: bigger batches keep it busy (measured on an
 # H100: docs/benchmarks.md, "Embedding on a GPU").
 DEFAULT_GPU_BATCH_SIZE = 256
