@@ -598,7 +598,9 @@ def _token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
     counter.no_padding()
 
     def count(text: str) -> int:
-        return len(counter.encode(text, add_special_tokens=False).ids)
+        # The batch call without offsets: the same ids for a seventh less time, and the chunker
+        # counts about eleven strings per chunk it makes.
+        return len(counter.encode_batch_fast([text], add_special_tokens=False)[0].ids)
 
     return count
 

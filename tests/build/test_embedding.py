@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def test_model_facts_come_from_the_model(minilm_embedder: Embedder) -> None:
     # The counter neither truncates at the shipped tokenizer.json's 128 nor adds specials.
     assert minilm_embedder.count_tokens("word " * 500) == 500
     assert minilm_embedder.count_tokens("") == 0
+
+
+def test_token_counts_are_the_tokenizers_own(
+    minilm_embedder: Embedder, minilm_count_tokens: Callable[[str], int]
+) -> None:
+    texts = [
+        *_long_scifact_documents(3),
+        "细胞线粒体",
+        "  leading and trailing  ",
+        "a literal [PAD] and [CLS]",
+        "ünïcode, punctuation; and\nnew lines",
+    ]
+    for text in texts:
+        assert minilm_embedder.count_tokens(text) == minilm_count_tokens(text), text
 
 
 def test_exported_encoder_graph_and_tokenizer(minilm_embedder: Embedder, tmp_path: Path) -> None:
