@@ -46,10 +46,15 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_BATCH_SIZE = 32
+# On CPU onnxruntime already multiplies a [texts x tokens, 384] matrix per layer that is large
+# enough for 8 texts of similar length; more texts only hold more activations (batch 32: 5 to 15%
+# more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an index").
+DEFAULT_BATCH_SIZE = 8
 # On a GPU a batch is one kernel launch per layer: bigger batches keep it busy (measured on an
 # H100: docs/benchmarks.md, "Embedding on a GPU").
 DEFAULT_GPU_BATCH_SIZE = 256
+# Texts tokenized at a time before only their ids are kept.
+_TOKENIZE_SLICE = 1024
 ONNX_OUTPUT = "embeddings"
 ONNX_OPSET = 17
 # An export whose vectors differ more than this from sentence-transformers' is refused.
@@ -294,19 +299,43 @@ class Embedder:
         out = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
         if not texts:
             return out
+        if self.backend == "onnx":
+            return self._embed_onnx(texts, out, progress)
         # Longest first, so each batch pads little and a too-large batch fails at once.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         done = 0
-        # Torch gets slices of many batches (tokenizing ahead overlaps computing within a
-        # slice); ONNX one batch each.
-        step = self.batch_size * (32 if self.backend == "torch" else 1)
+        # Slices of many batches: tokenizing ahead overlaps computing within a slice.
+        step = self.batch_size * 32
         for start in range(0, len(order), step):
             rows = order[start : start + step]
-            batch = [texts[i] for i in rows]
-            out[rows] = self._embed_torch(batch) if self.backend == "torch" else self._run(batch)
+            out[rows] = self._embed_torch([texts[i] for i in rows])
             done += len(rows)
             if progress is not None:
                 progress(done, len(texts))
+        return out
+
+    def _embed_onnx(
+        self,
+        texts: list[str],
+        out: npt.NDArray[np.float32],
+        progress: ProgressCallback | None,
+    ) -> npt.NDArray[np.float32]:
+        """Tokenize every text once, then run batches of texts of about the same token count.
+
+        Ordered by tokens, not characters: a batch is padded to its longest text, and ordering
+        SciFact's chunks by characters left a quarter of the tokens in a batch of 32 as padding
+        (0.2% by tokens; docs/benchmarks.md). Longest first, so a too-large batch fails at once.
+        """
+        session = self._onnx_session()
+        ids = self._token_ids(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            feed = self._padded([ids[i] for i in rows], [texts[i] for i in rows])
+            (vectors,) = session.run([ONNX_OUTPUT], feed)
+            out[rows] = vectors
+            if progress is not None:
+                progress(start + len(rows), len(texts))
         return out
 
     def _embed_torch(self, texts: list[str]) -> npt.NDArray[np.float32]:
@@ -341,16 +370,38 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def _features(self, texts: list[str], start: int, pin: bool) -> dict[str, Any]:
-        """One batch's model inputs as CPU tensors (in pinned memory for a CUDA copy).
-
-        Only the token ids go through Python lists; the attention mask comes from each text's
-        length and the token types are zeros (what the model's template gives one text; checked
-        when the tokenizer is built), so a batch costs a third of the list conversions.
-        """
+        """One batch's model inputs as CPU tensors (in pinned memory for a CUDA copy)."""
         import torch
 
+        batch = texts[start : start + self.batch_size]
+        features = {}
+        for name, column in self._padded(self._token_ids(batch), batch).items():
+            tensor = torch.from_numpy(column)
+            features[name] = tensor.pin_memory() if pin else tensor
+        return features
+
+    def _token_ids(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
+        """Each text's input ids as the model reads them (special tokens added, truncated at
+        max_seq_length), unpadded. Tokenized a slice at a time: the tokenizer's encodings carry
+        every token's string and offsets, twenty times the size of the ids kept."""
+        tokenizer, _, _ = self._unpadded_tokenizer()
+        ids: list[npt.NDArray[np.int32]] = []
+        for start in range(0, len(texts), _TOKENIZE_SLICE):
+            encodings = tokenizer.encode_batch_fast(list(texts[start : start + _TOKENIZE_SLICE]))
+            ids.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
+        return ids
+
+    def _padded(
+        self, ids: Sequence[npt.NDArray[np.int32]], texts: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.int64]]:
+        """The model inputs of one batch, padded to its longest text: exactly what the padded
+        tokenizer (self.tokenizer) gives for `texts`.
+
+        The attention mask comes from each text's length and the token types are zeros (what
+        the model's template gives one text; checked when the tokenizer is built), so only the
+        ids come from the tokenizer.
+        """
         tokenizer, pad_id, types_are_zero = self._unpadded_tokenizer()
-        ids = [e.ids for e in tokenizer.encode_batch_fast(texts[start : start + self.batch_size])]
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         width = int(lengths.max())
         matrix = np.full((len(ids), width), pad_id, dtype=np.int64)
@@ -359,20 +410,12 @@ class Embedder:
         mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
         columns = {"input_ids": matrix, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
-            if types_are_zero:
-                columns["token_type_ids"] = np.zeros_like(matrix)
-            else:  # a template that marks a single text's tokens: take them as they are
-                types = np.zeros_like(matrix)
-                for row, encoding in enumerate(
-                    tokenizer.encode_batch_fast(texts[start:][: len(ids)])
-                ):
+            types = np.zeros_like(matrix)
+            if not types_are_zero:  # a template that marks a single text's tokens: take them
+                for row, encoding in enumerate(tokenizer.encode_batch_fast(list(texts))):
                     types[row, : lengths[row]] = encoding.type_ids
-                columns["token_type_ids"] = types
-        features = {}
-        for name in self._input_names:
-            tensor = torch.from_numpy(columns[name])
-            features[name] = tensor.pin_memory() if pin else tensor
-        return features
+            columns["token_type_ids"] = types
+        return {name: columns[name] for name in self._input_names}
 
     def _unpadded_tokenizer(self) -> tuple[Tokenizer, int, bool]:
         """The embedding tokenizer without padding (batches are padded in numpy), its pad id,
@@ -405,14 +448,7 @@ class Embedder:
         """Embed with an exported graph: the fp32 encoder unless another session is given."""
         if session is None:
             session = self._onnx_session()
-        encodings = self.tokenizer.encode_batch(texts)
-        columns = {
-            "input_ids": [e.ids for e in encodings],
-            "attention_mask": [e.attention_mask for e in encodings],
-            "token_type_ids": [e.type_ids for e in encodings],
-        }
-        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self._input_names}
-        (vectors,) = session.run([ONNX_OUTPUT], feed)
+        (vectors,) = session.run([ONNX_OUTPUT], self._padded(self._token_ids(texts), texts))
         return np.asarray(vectors, dtype=np.float32)
 
     def _onnx_session(self) -> onnxruntime.InferenceSession:
@@ -571,7 +607,9 @@ def _token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
     counter.no_padding()
 
     def count(text: str) -> int:
-        return len(counter.encode(text, add_special_tokens=False).ids)
+        # The batch call without offsets: the same ids for a seventh less time, and the chunker
+        # counts about eleven strings per chunk it makes.
+        return len(counter.encode_batch_fast([text], add_special_tokens=False)[0].ids)
 
     return count
 
@@ -627,7 +665,7 @@ def _export_onnx(
     axes = {0: "batch", 1: "sequence"}
     # The tracer warns about Python branches on shapes in transformers' masking code; they are
     # constant for an encoder, and the parity check in export_query_encoder proves the graph.
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _eager_attention(transformer):
         warnings.simplefilter("ignore", torch.jit._trace.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
@@ -649,6 +687,33 @@ def _export_onnx(
     graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = info.dimension
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
+
+
+@contextlib.contextmanager
+def _eager_attention(transformer: Any) -> Iterator[None]:
+    """Trace the model with transformers' plain ("eager") attention, then put back its own.
+
+    Traced, SDPA attention guards every layer's softmax against fully masked rows with IsNaN
+    and Where nodes: a sixth of the CPU time of a batch and two more [batch, heads, seq, seq]
+    tensors, and a graph in which onnxruntime's transformer optimizer finds no attention to
+    fuse. Eager attention computes the same vectors (the parity check proves it) as MatMul,
+    Softmax, MatMul.
+    """
+    config = getattr(transformer, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(transformer, "set_attn_implementation", None)
+    if setter is None or not isinstance(before, str) or before == "eager":
+        yield
+        return
+    try:
+        setter("eager")
+    except (ValueError, ImportError):  # a model that cannot switch: export it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        setter(before)
 
 
 _HUB_PROBE_TIMEOUT_S = 3.0

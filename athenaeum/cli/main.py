@@ -711,7 +711,7 @@ def index_command(
         typer.Option(
             "--batch-size",
             min=1,
-            help="Chunks per embedding batch. [default: 32 on CPU, 256 on a GPU]",
+            help="Chunks per embedding batch. [default: 8 on CPU, 256 on a GPU]",
             show_default=False,
         ),
     ] = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +38,20 @@ def test_model_facts_come_from_the_model(minilm_embedder: Embedder) -> None:
     assert minilm_embedder.count_tokens("") == 0
 
 
+def test_token_counts_are_the_tokenizers_own(
+    minilm_embedder: Embedder, minilm_count_tokens: Callable[[str], int]
+) -> None:
+    texts = [
+        *_long_scifact_documents(3),
+        "细胞线粒体",
+        "  leading and trailing  ",
+        "a literal [PAD] and [CLS]",
+        "ünïcode, punctuation; and\nnew lines",
+    ]
+    for text in texts:
+        assert minilm_embedder.count_tokens(text) == minilm_count_tokens(text), text
+
+
 def test_exported_encoder_graph_and_tokenizer(minilm_embedder: Embedder, tmp_path: Path) -> None:
     out = minilm_embedder.export_query_encoder(tmp_path / "encoder")
     graph = onnx.load(str(out / "model.onnx")).graph
@@ -46,6 +61,11 @@ def test_exported_encoder_graph_and_tokenizer(minilm_embedder: Embedder, tmp_pat
     dims = output.type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and dims[1].dim_value == 384
     assert graph.input[0].type.tensor_type.shape.dim[1].dim_param == "sequence"
+
+    # Plain attention, without SDPA's per-layer NaN guard; the model keeps its own.
+    assert "IsNaN" not in {node.op_type for node in graph.node}
+    transformer = minilm_embedder.model[0].auto_model
+    assert transformer.config._attn_implementation == "sdpa"
 
     tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
     assert tokenizer["truncation"]["max_length"] == 256
@@ -110,7 +130,7 @@ def test_embedding_reports_progress_and_keeps_input_order(minilm_embedder: Embed
     texts = texts * 5
     calls: list[tuple[int, int]] = []
     vectors = minilm_embedder.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (15, 15) and len(calls) == 1  # one batch of 32
+    assert calls == [(8, 15), (15, 15)]  # batches of 8
     single = np.stack([minilm_embedder.embed_documents([t])[0] for t in texts[:3]])
     assert np.allclose(vectors[:3], single, atol=1e-5)  # padding to the batch changes nothing
     assert np.allclose(vectors[:3], vectors[3:6])
@@ -177,9 +197,9 @@ def test_an_unreachable_hub_fails_in_seconds_saying_what_to_do(
     assert "--embed-model PATH" in message and "HF_HUB_OFFLINE=1" in message
 
 
-def test_torch_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) -> None:
-    """The torch path pads in numpy and derives the mask from lengths: the same ids, mask and
-    token types as the padded tokenizer gives the ONNX path, whatever the text holds."""
+def test_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) -> None:
+    """Both paths tokenize without padding and pad in numpy, deriving the mask from lengths:
+    the same ids, mask and token types as the padded tokenizer gives, whatever the text holds."""
     texts = [
         "a much longer text about mitochondria and their DNA " * 40,  # truncated
         "short",
@@ -190,8 +210,10 @@ def test_torch_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) 
     embedder = Embedder(
         minilm_embedder.model, minilm_embedder.info, device="cpu", batch_size=8, backend="torch"
     )
-    features = embedder._features(texts, 0, pin=False)
     encodings = embedder.tokenizer.encode_batch(texts)
+    features = embedder._features(texts, 0, pin=False)
+    onnx_inputs = minilm_embedder._padded(minilm_embedder._token_ids(texts), texts)
+    assert list(onnx_inputs) == ["input_ids", "attention_mask", "token_type_ids"]
     for name, attr in [
         ("input_ids", "ids"),
         ("attention_mask", "attention_mask"),
@@ -199,4 +221,43 @@ def test_torch_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) 
     ]:
         want = np.array([getattr(e, attr) for e in encodings], dtype=np.int64)
         assert np.array_equal(features[name].numpy(), want), name
+        assert np.array_equal(onnx_inputs[name], want), name
     assert features["input_ids"].shape == (5, 256)
+
+
+def test_onnx_batches_group_texts_by_token_count(
+    minilm_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts are batched by their number of tokens, longest first, not by characters: each
+    batch is padded only to its own longest text."""
+    texts = [
+        "information " * 12,  # 144 characters, 12 tokens
+        "细胞" * 30,  # 60 characters, one token each
+        "the " * 30,  # 120 characters, 30 tokens
+        "线粒体" * 15,  # 45 characters, 45 tokens
+        "short",
+    ]
+    tokens = [len(ids) for ids in minilm_embedder._token_ids(texts)]
+    assert tokens == [14, 62, 32, 47, 3]  # with [CLS] and [SEP]
+    session = minilm_embedder._onnx_session()
+    widths: list[list[int]] = []
+
+    class Recording:
+        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            lengths = feed["attention_mask"].sum(axis=1)
+            assert feed["input_ids"].shape[1] == lengths.max()  # padded to its longest only
+            widths.append(sorted(lengths.tolist(), reverse=True))
+            result: list[np.ndarray] = session.run(names, feed)
+            return result
+
+    batched = Embedder(
+        minilm_embedder.model, minilm_embedder.info, device="cpu", batch_size=2, backend="onnx"
+    )
+    monkeypatch.setattr(batched, "_onnx_session", Recording)
+    calls: list[tuple[int, int]] = []
+    vectors = batched.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
+    assert widths == [[62, 47], [32, 14], [3]]
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    # Row i is still text i's vector, as embedding each text alone gives it.
+    alone = np.concatenate([minilm_embedder.embed_documents([t]) for t in texts])
+    assert np.allclose(vectors, alone, atol=1e-5)
