@@ -19,9 +19,11 @@ shared machine only the ratio is comparable between runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,8 +83,10 @@ index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
 t4 = time.perf_counter()
 index.storage_context.persist(persist_dir=sys.argv[2])
 t5 = time.perf_counter()
+# Its markdown reader makes a Document of each section: count the files, as athenaeum does.
+files = {d.metadata.get("file_path", d.doc_id) for d in docs}
 print(json.dumps({"imports": t1 - t0, "build": t5 - t1, "chunking": t3 - t2,
-                  "embedding": t4 - t3, "docs": len(docs), "chunks": len(nodes)}))
+                  "embedding": t4 - t3, "docs": len(files), "chunks": len(nodes)}))
 """
 
 STACKS = {"athenaeum": OURS, "reference": REFERENCE}
@@ -96,9 +100,25 @@ def first_documents(corpus: Path, n: int, directory: Path) -> Path:
     return target
 
 
-def run(script: str, source: Path, output: Path, model: str) -> dict[str, float]:
+def nltk_data_copy(directory: Path) -> Path:
+    """A private copy of the NLTK data LlamaIndex ships (punkt, stopwords, for its sentence
+    splitter). NLTK refuses to open a file with several hard links, which is how uv installs
+    packages from its cache, so the installed copy fails on any text long enough to split."""
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the reference needs the bench group: uv sync --group bench --inexact")
+    bundled = Path(next(iter(spec.submodule_search_locations))) / "_static" / "nltk_cache"
+    target = directory / "nltk_data"
+    shutil.copytree(bundled, target, copy_function=shutil.copyfile)
+    return target
+
+
+def run(
+    script: str, source: Path, output: Path, model: str, env: dict[str, str] | None = None
+) -> dict[str, float]:
     """One build in a fresh process: its own timings, wall time and peak RSS."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    load = os.getloadavg()[0]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -118,6 +138,7 @@ def run(script: str, source: Path, output: Path, model: str) -> dict[str, float]
             raise SystemExit(err.read())
         result: dict[str, float] = json.loads(out.read().strip().splitlines()[-1])
     result["end_to_end"] = wall
+    result["load"] = load
     result["rss_mb"] = usage.ru_maxrss / 1024
     return result
 
@@ -140,10 +161,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="athenaeum-bench-build-") as tmp:
         root = Path(tmp)
         source = args.markdown or first_documents(args.corpus, args.docs, root)
+        env = {"NLTK_DATA": str(nltk_data_copy(root))} if "reference" in stacks else {}
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in stacks}
         for repeat in range(args.repeats):
             for name, script in stacks.items():
-                samples[name].append(run(script, source, root / f"{name}-{repeat}", args.model))
+                output = root / f"{name}-{repeat}"
+                samples[name].append(run(script, source, output, args.model, env))
                 print(f"  {name} run {repeat + 1}: {samples[name][-1]}", file=sys.stderr)
     load_end = os.getloadavg()
     report(args, source, samples, load_start, load_end)
@@ -182,6 +205,18 @@ def report(
             f"{med(name, 'embedding'):>11.1f} {rates[name][2]:>12.1f} {med(name, 'rss_mb'):>11.0f}"
         )
     if len(rates) == 2:
+        # Per repeat too: torch's threads (the reference) slow down far more than onnxruntime's
+        # when other work shares the cores, so the ratio moves with the load.
+        for repeat, (a, r) in enumerate(
+            zip(samples["athenaeum"], samples["reference"], strict=True)
+        ):
+            print(
+                f"repeat {repeat + 1}: load {a['load']:.2f} / {r['load']:.2f}, end-to-end chunks/s "
+                f"{a['chunks'] / a['end_to_end']:.1f} / {r['chunks'] / r['end_to_end']:.1f} = "
+                f"{(a['chunks'] / a['end_to_end']) / (r['chunks'] / r['end_to_end']):.2f}x, "
+                f"embedding stage {a['chunks'] / a['embedding']:.1f} / "
+                f"{r['chunks'] / r['embedding']:.1f} chunks/s"
+            )
         ours, ref = rates["athenaeum"], rates["reference"]
         print(
             f"\nathenaeum / reference: chunks/s {ours[0] / ref[0]:.2f}x end to end "

@@ -46,9 +46,10 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# On CPU onnxruntime already multiplies a [texts x tokens, 384] matrix per layer that is large
-# enough for 8 texts of similar length; more texts only hold more activations (batch 32: 5 to 15%
-# more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an index").
+# On CPU the matrices of 8 texts of similar length ([8 x tokens, 384] per layer) already keep
+# onnxruntime's matrix multiplication busy; more texts only hold more activations (batch 32:
+# about 15% more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an
+# index on CPU").
 DEFAULT_BATCH_SIZE = 8
 # On a GPU a batch is one kernel launch per layer: bigger batches keep it busy (measured on an
 # H100: docs/benchmarks.md, "Embedding on a GPU").
@@ -694,10 +695,9 @@ def _eager_attention(transformer: Any) -> Iterator[None]:
     """Trace the model with transformers' plain ("eager") attention, then put back its own.
 
     Traced, SDPA attention guards every layer's softmax against fully masked rows with IsNaN
-    and Where nodes: a sixth of the CPU time of a batch and two more [batch, heads, seq, seq]
-    tensors, and a graph in which onnxruntime's transformer optimizer finds no attention to
-    fuse. Eager attention computes the same vectors (the parity check proves it) as MatMul,
-    Softmax, MatMul.
+    and Where nodes: a sixth of onnxruntime's time on a batch, and two more [batch, heads, seq,
+    seq] tensors held. Eager attention computes the same vectors (the parity check proves it)
+    as MatMul, Softmax, MatMul.
     """
     config = getattr(transformer, "config", None)
     before = getattr(config, "_attn_implementation", None)
