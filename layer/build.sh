@@ -155,7 +155,9 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 echo "layer: $(mib "$before") installed, $(mib "$after_trim") after trims," \
      "$(mib "$total") with 3.12 bytecode ($platform)"
 echo "layer: largest packages:"
-du -sb "$target"/* | sort -rn | head -8 | while read -r bytes path; do
+# awk, not head: head exits after 8 lines and, under pipefail, sort's next write would end the
+# script with SIGPIPE (exit 141) whenever its output takes more than one write.
+du -sb "$target"/* | sort -rn | awk 'NR <= 8' | while read -r bytes path; do
   printf '  %10s  %s\n' "$(mib "$bytes")" "$(basename "$path")"
 done
 if (( total > max_mib * 1048576 )); then
