@@ -1,6 +1,7 @@
-"""Assembles the two code assets from the source tree: the API function (the serve half of the
-`athenaeum` package, plus the index when it is packaged) and the authorizer (its handler and the
-modules of `athenaeum` it imports). Their dependencies come from the layer."""
+"""Assembles the code assets from the source tree: the API function (the serve half of the
+`athenaeum` package, plus the index when it is packaged), the authorizer (its handler and the
+modules of `athenaeum` it imports) and the ingest function (the package without its CLI). Their
+dependencies come from the layers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ AUTHORIZER_MODULES = (
     "server/auth.py",
     "server/settings.py",
 )
+# The ingest function converts, chunks, embeds and writes bundles: the build side, the bundle
+# contract and retrieval's encoder and BM25, so the whole package but the CLI, whose typer and
+# rich are not in its layer (layer/ingest-requirements.txt).
+INGEST_LEFT_OUT = ("cli",)
 PACKAGED_INDEX_DIR = "index"
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
@@ -71,4 +76,17 @@ def stage_authorizer(staging_dir: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PACKAGE_DIR / rel, dest)
     shutil.copy2(AUTHORIZER_HANDLER, target / "handler.py")
+    return target
+
+
+def stage_ingest(staging_dir: Path) -> Path:
+    target = _fresh(staging_dir / "ingest")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        left_out = set(_IGNORE(folder, names))
+        if Path(folder) == PACKAGE_DIR:
+            left_out.update(name for name in names if name in INGEST_LEFT_OUT)
+        return left_out
+
+    shutil.copytree(PACKAGE_DIR, target / "athenaeum", ignore=ignore)
     return target

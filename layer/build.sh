@@ -1,30 +1,50 @@
 #!/usr/bin/env bash
-# Builds the Lambda dependency layer without Docker: wheels for the Lambda platform (manylinux
+# Builds a Lambda dependency layer without Docker: wheels for the Lambda platform (manylinux
 # up to 2_34, CPython 3.12), trimmed, with bytecode compiled by a real Python 3.12.
 #
-#   layer/build.sh [--arch x86_64|arm64] [--out build/layer]
+#   layer/build.sh [--profile api|ingest] [--arch x86_64|arm64] [--out DIR]
 #
+# --profile api (the default): the API function's and the authorizer's layer (requirements.txt),
+# into build/layer. --profile ingest: the ingest function's layer (ingest-requirements.txt:
+# PyMuPDF, onnxruntime, FAISS, tokenizers; no web stack, no PyTorch), into build/ingest-layer.
 # Output: OUT/python/... (the layout Lambda expects), and a size report. Warns over the 180 MiB
-# goal (which leaves room for a packaged index) and refuses a layer over LAYER_MAX_MIB (default
+# goal (api: it leaves room for a packaged index) and refuses a layer over LAYER_MAX_MIB (default
 # 245: Lambda's hard limit is 250 MiB for layers and code together, unzipped). On a host of the
-# same architecture it then imports the serve stack from the layer alone with Python 3.12.
+# same architecture it then imports the profile's stack from the layer alone with Python 3.12.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 arch="x86_64"
-out="$root/build/layer"
+profile="api"
+out=""
 max_mib="${LAYER_MAX_MIB:-245}"
 goal_mib=180
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --profile) profile="$2"; shift 2 ;;
     --arch) arch="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "layer/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+
+case "$profile" in
+  api)
+    requirements="$here/requirements.txt"
+    out="${out:-$root/build/layer}"
+    no_deps=(tokenizers)
+    lock_extras=() ;;
+  ingest)
+    requirements="$here/ingest-requirements.txt"
+    out="${out:-$root/build/ingest-layer}"
+    no_deps=(tokenizers pymupdf)
+    # PyMuPDF and PyYAML are pinned in uv.lock by the build extra.
+    lock_extras=(--extra build) ;;
+  *) echo "layer/build.sh: --profile must be api or ingest, not $profile" >&2; exit 2 ;;
+esac
 
 case "$arch" in
   x86_64) platform="x86_64-manylinux_2_34" ;;
@@ -56,18 +76,19 @@ mkdir -p "$target"
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 
-# Pin every package to the versions in uv.lock (base dependencies only).
-(cd "$root" && uv export --frozen --no-default-groups --no-hashes --no-emit-project \
-  --no-annotate --no-header --format requirements-txt) >"$constraints"
+# Pin every package to the versions in uv.lock (base dependencies, and the build extra's for the
+# ingest profile).
+(cd "$root" && uv export --frozen --no-default-groups "${lock_extras[@]}" --no-hashes \
+  --no-emit-project --no-annotate --no-header --format requirements-txt) >"$constraints"
 
 # --link-mode copy: uv would otherwise hard-link the files from its cache (and so share them
 # with every virtual environment made from it); the trims below rewrite files in place.
 common=(--python-platform "$platform" --python-version 3.12 --only-binary :all:
         --target "$target" --no-compile --quiet
         --link-mode copy)
-echo "layer: installing the serve stack for $platform into $target"
-uv pip install "${common[@]}" -r "$here/requirements.txt" -c "$constraints"
-uv pip install "${common[@]}" --no-deps -c "$constraints" tokenizers
+echo "layer: installing the $profile stack for $platform into $target"
+uv pip install "${common[@]}" -r "$requirements" -c "$constraints"
+uv pip install "${common[@]}" --no-deps -c "$constraints" "${no_deps[@]}"
 
 # --- trims (docs/benchmarks.md has what each one saves) ----------------------------------------
 file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
@@ -92,6 +113,9 @@ rm -rf "$target"/numpy/{random,fft,ma,polynomial}
 #  - faiss.contrib: dataset, clustering and evaluation helpers for notebooks.
 # layer/serve_modules.py below imports the stack from the trimmed layer, so a wrong entry here
 # fails the build.
+# pymupdf 2 (ingest) carries its layout model (pymupdf/layout, ONNX, 52 MiB) and pymupdf4llm in
+# its own wheel; the converter blocks both (athenaeum/build/convert.py) and never loads them.
+rm -rf "$target"/pymupdf/layout "$target"/pymupdf4llm
 unused=(google protobuf flatbuffers jsonschema jsonschema_specifications referencing rpds \
   attr attrs pycparser cffi faiss/contrib)
 for name in "${unused[@]}"; do
@@ -132,9 +156,15 @@ fi
 after_trim="$(file_bytes "$target")"
 
 # Bytecode, compiled by 3.12. unchecked-hash: the layer is read-only, so no mtime checks on each
-# import. On a host of the layer's architecture, only the files the functions import (found by
-# running them, layer/serve_modules.py) get bytecode; a cross build compiles everything.
-if (( native )); then
+# import. api, on a host of the layer's architecture: only the files the functions import (found
+# by running them, layer/serve_modules.py) get bytecode. ingest: the ingest stack first runs from
+# the trimmed layer (layer/ingest_check.py), then everything is compiled: its handler's imports
+# are not traced, and its cold start is a small part of a batch. A cross build compiles
+# everything and runs nothing.
+compile_all() {
+  "$py312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$target" >/dev/null
+}
+if (( native )) && [[ "$profile" == api ]]; then
   loaded="$(mktemp)"
   trap 'rm -f "$constraints" "$loaded"' EXIT
   if ! (cd "$target" && "$py312" -I -S -B "$here/serve_modules.py" "$target" "$root" \
@@ -145,8 +175,15 @@ if (( native )); then
   (cd "$target" && "$py312" -m compileall -q --invalidation-mode unchecked-hash \
     -i "$loaded" >/dev/null)
   echo "layer: the functions import $(wc -l <"$loaded") modules of the layer; those get bytecode"
+elif (( native )); then
+  if ! (cd "$target" && "$py312" -I -S -B "$here/ingest_check.py" "$target" "$root" \
+      ${LAYER_TRACE_INDEX:+"$LAYER_TRACE_INDEX"}); then
+    echo "layer/build.sh: the ingest stack does not run from the trimmed layer (above)" >&2
+    exit 1
+  fi
+  compile_all
 else
-  "$py312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$target" >/dev/null
+  compile_all
 fi
 
 # What Lambda counts: the bytes of the files (du would add the directories' own blocks).
@@ -165,18 +202,34 @@ if (( total > max_mib * 1048576 )); then
        "with the function code it would not fit Lambda's 250 MiB (unzipped)" >&2
   exit 1
 fi
-if (( total > goal_mib * 1048576 )); then
+if [[ "$profile" == api ]] && (( total > goal_mib * 1048576 )); then
   echo "layer: warning: over the ${goal_mib} MiB goal; only a small index can be packaged" \
        "with the function, larger ones go to S3 (synth decides and says so)" >&2
 fi
 
 if (( native )); then
   # -I -S: no environment, no site-packages at all: only the layer and the package.
-  "$py312" -I -S -c "
+  if [[ "$profile" == api ]]; then
+    "$py312" -I -S -c "
 import sys
 sys.path[:0] = ['$target', '$root']
 import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer
 import athenaeum.server.lambda_handler, athenaeum.server.auth
 print('layer: imports OK under', sys.version.split()[0])
 "
+  else
+    "$py312" -I -S -c "
+import sys
+sys.path[:0] = ['$target', '$root']
+import pymupdf, onnxruntime, faiss, tokenizers, numpy, pydantic, pydantic_settings, Stemmer, yaml
+import athenaeum.build.convert, athenaeum.build.chunking, athenaeum.bundle
+for name in ('fastapi', 'mangum', 'torch', 'sentence_transformers', 'pymupdf4llm'):
+    try:
+        __import__(name)
+    except ImportError:
+        continue
+    sys.exit(f'layer: {name} is in the ingest layer')
+print('layer: imports OK under', sys.version.split()[0])
+"
+  fi
 fi

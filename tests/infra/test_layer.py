@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.sizing import LAYER_GOAL_BYTES, MIB
+from infra.sizing import LAYER_GOAL_BYTES, MIB, UNZIPPED_LIMIT_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "layer" / "build.sh"
 
 
-def requirement_names() -> set[str]:
-    lines = (ROOT / "layer" / "requirements.txt").read_text().splitlines()
+def requirement_names(file: str = "requirements.txt") -> set[str]:
+    lines = (ROOT / "layer" / file).read_text().splitlines()
     return {
         re.split(r"[\[<>=~ ]", line.strip())[0].lower()
         for line in lines
@@ -28,6 +28,22 @@ def test_layer_holds_only_the_serve_stack() -> None:
     assert {"fastapi", "mangum", "onnxruntime", "faiss-cpu", "pyjwt", "numpy"} <= names
     # Build side, and what the Lambda runtime already has.
     assert not names & {"torch", "sentence-transformers", "pymupdf", "typer", "boto3", "tokenizers"}
+
+
+def test_ingest_layer_holds_the_ingest_stack_without_the_web_or_torch() -> None:
+    names = requirement_names("ingest-requirements.txt")
+    # tokenizers and pymupdf come without their dependencies (layer/build.sh).
+    assert {"numpy", "pydantic", "faiss-cpu", "onnxruntime", "pystemmer", "pyyaml"} <= names
+    web_and_torch = {"fastapi", "mangum", "pyjwt", "mcp", "torch", "sentence-transformers"}
+    assert not names & (web_and_torch | {"boto3", "tokenizers", "pymupdf", "pymupdf4llm"})
+    script = BUILD.read_text()
+    assert "no_deps=(tokenizers pymupdf)" in script
+
+
+def test_build_refuses_an_unknown_profile() -> None:
+    result = subprocess.run([str(BUILD), "--profile", "web"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "api or ingest" in result.stderr
 
 
 def test_build_refuses_an_unknown_architecture() -> None:
@@ -60,3 +76,24 @@ def test_built_layer_is_trimmed_and_compiled_for_312() -> None:
     # The size Lambda counts (file bytes, unzipped) is within the goal.
     total = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
     assert total <= LAYER_GOAL_BYTES, f"layer is {total / MIB:.1f} MiB"
+
+
+@pytest.mark.slow
+def test_built_ingest_layer_is_trimmed_and_fits_with_its_code(tmp_path: Path) -> None:
+    from infra import staging
+
+    target = ROOT / "build" / "ingest-layer" / "python"
+    if not target.is_dir():
+        pytest.skip("no built ingest layer; run layer/build.sh --profile ingest")
+    for present in ("pymupdf", "onnxruntime", "faiss", "tokenizers", "numpy", "Stemmer"):
+        assert list(target.glob(f"{present}*")), present
+    # pymupdf's own layout model and pymupdf4llm, which the converter never loads, and the web
+    # stack, which the ingest function never runs.
+    for gone in ("pymupdf/layout", "pymupdf4llm", "fastapi", "mangum", "jwt", "mcp", "torch"):
+        assert not (target / gone).exists(), gone
+    pycs = list((target / "pymupdf").rglob("*.pyc"))
+    assert pycs and all(".cpython-312." in p.name for p in pycs)
+    layer = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
+    code = staging.stage_ingest(tmp_path)
+    total = layer + sum(p.stat().st_size for p in code.rglob("*") if p.is_file())
+    assert total <= UNZIPPED_LIMIT_BYTES, f"ingest layer and code are {total / MIB:.1f} MiB"
