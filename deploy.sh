@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Deploys Athenaeum to AWS: API Gateway + JWT authorizer + Lambda (see docs/deployment.md).
 #
-#   ./deploy.sh                 check prerequisites, build the layer, bootstrap if needed, deploy
-#   ./deploy.sh --dry-run       everything that needs no AWS: layer, synth, cdk-nag, cfn-lint,
-#                               size report
+#   ./deploy.sh                 check prerequisites, build the layers, bootstrap if needed, deploy
+#   ./deploy.sh --dry-run       everything that needs no AWS: both layers, synth, cdk-nag,
+#                               cfn-lint, size report
 #   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK, and
 #                                            overrides cdk.context.json here too)
 #
-# No Docker: the layer is built with uv for the Lambda platform (layer/build.sh).
+# No Docker: the layers are built with uv for the Lambda platform (layer/build.sh).
 # ATHENAEUM_CDK replaces the CDK command (default: uv run --no-sync cdk).
 set -euo pipefail
 
@@ -113,6 +113,9 @@ layer_dir="$(context_value layer_dir)"
 if [[ -n "$layer_dir" ]]; then layer_args+=(--out "$layer_dir"); fi
 say "building the dependency layer ($arch)"
 layer/build.sh "${layer_args[@]}"
+ingest_layer_dir="$(context_value ingest_layer_dir)"
+say "building the ingest function's layer ($arch)"
+layer/build.sh --profile ingest --arch "$arch" --out "${ingest_layer_dir:-build/ingest-layer}"
 
 say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
 "${cdk[@]}" synth --quiet "${context_args[@]}"

@@ -25,6 +25,11 @@ DEFAULT_ENVIRONMENT = "prod"
 BASE_STACK_NAME = "AtheneumStack"
 # API Gateway REST APIs end every integration at 29 s.
 MAX_TIMEOUT_SECONDS = 29
+# Lambda's memory and /tmp ranges (MB).
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10240
+MIN_STORAGE_MB, MAX_STORAGE_MB = 512, 10240
+# The longest interval the API function may wait before it checks for a newer published index.
+MAX_INDEX_REFRESH_SECONDS = 3600
 # Lambda's default regional concurrency quota; more needs a quota increase anyway.
 MAX_PROVISIONED_CONCURRENCY = 1000
 # The retention periods CloudWatch Logs offers up to a year.
@@ -44,6 +49,8 @@ _WEB_ACL_ARN = re.compile(
     rf"{_PARTITION}:wafv2:{_REGION_ACCOUNT}:regional/webacl/[A-Za-z0-9_-]+/[0-9a-f-]+"
 )
 _SECRET_ARN = re.compile(rf"{_PARTITION}:secretsmanager:{_REGION_ACCOUNT}:secret:[\w/+=.@-]+")
+# The characters Secrets Manager allows in a secret's name.
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 # Secrets Manager appends "-" and six random characters to a secret's name in its ARN.
 _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
 _CERTIFICATE_EXAMPLE = "arn:aws:acm:REGION:ACCOUNT:certificate/ID"
@@ -112,6 +119,23 @@ class LlmUpstream:
         return bool(_SECRET_SUFFIX.search(self.api_key_secret_arn.rsplit(":", 1)[1]))
 
 
+@dataclass(frozen=True)
+class PasswordsSecret:
+    """`ingest_passwords_secret`: an existing secret the ingest function reads passwords for
+    encrypted PDFs from, by name or ARN."""
+
+    name_or_arn: str
+
+    @property
+    def is_arn(self) -> bool:
+        return self.name_or_arn.startswith("arn:")
+
+    @property
+    def arn_is_complete(self) -> bool:
+        """Whether an ARN carries the six-character suffix (else IAM needs `-??????`)."""
+        return self.is_arn and bool(_SECRET_SUFFIX.search(self.name_or_arn.rsplit(":", 1)[1]))
+
+
 # How the function's timeout is split when it calls the generating model. What API Gateway waits
 # for is one function run (at most 29 s): it holds the follow-up's rewrite call, the searches
 # (two when the rewrite fails), the generation and the response. The searches and the response
@@ -153,7 +177,19 @@ class StackConfig(BaseModel):
     # `athenaeum convert` recorded them.
     sources_dir: str | None = None
     layer_dir: str = "build/layer"
+    # The ingest function's layer (layer/build.sh --profile ingest).
+    ingest_layer_dir: str = "build/ingest-layer"
     memory_mb: int = 2048
+    # vCPUs grow with memory and embedding is CPU-bound: 3008 MB is about two vCPUs.
+    ingest_memory_mb: int = 3008
+    # The ingest function's /tmp; by default sized from the bundle (infra/sizing.py).
+    ingest_storage_mb: int | None = None
+    # An existing Secrets Manager secret (name or ARN) with passwords for encrypted PDFs.
+    ingest_passwords_secret: str | None = None
+    # How often the API function checks the index pointer for a newer published version.
+    index_refresh_seconds: int = 60
+    # The alarm on ServedVersionBehindSeconds: how long a newer version may wait to be served.
+    served_version_alarm_seconds: int = 900
     timeout_seconds: int = MAX_TIMEOUT_SECONDS
     architecture: str = "x86_64"
     authorizer_cache_seconds: int = 300
@@ -237,6 +273,12 @@ class StackConfig(BaseModel):
         return VpcPlacement(vpc_id=self.vpc_id, subnet_ids=self.private_subnet_ids)
 
     @property
+    def ingest_passwords(self) -> PasswordsSecret | None:
+        if self.ingest_passwords_secret is None:
+            return None
+        return PasswordsSecret(self.ingest_passwords_secret)
+
+    @property
     def llm(self) -> LlmUpstream | None:
         base_url, model, secret = self.llm_base_url, self.llm_model, self.llm_api_key_secret_arn
         if base_url is None or model is None or secret is None:
@@ -269,6 +311,8 @@ class StackConfig(BaseModel):
         "environment",
         "index_dir",
         "layer_dir",
+        "ingest_layer_dir",
+        "ingest_passwords_secret",
         "architecture",
         "alarm_email",
         "index_upload",
@@ -287,6 +331,10 @@ class StackConfig(BaseModel):
 
     @field_validator(
         "memory_mb",
+        "ingest_memory_mb",
+        "ingest_storage_mb",
+        "index_refresh_seconds",
+        "served_version_alarm_seconds",
         "timeout_seconds",
         "authorizer_cache_seconds",
         "throttle_burst_limit",
@@ -364,11 +412,51 @@ class StackConfig(BaseModel):
             )
         return value
 
-    @field_validator("memory_mb")
+    @field_validator("memory_mb", "ingest_memory_mb")
     @classmethod
-    def _memory(cls, value: int) -> int:
-        if not 128 <= value <= 10240:
-            raise ConfigError(f"context key memory_mb={value} must be between 128 and 10240")
+    def _memory(cls, value: int, info: ValidationInfo) -> int:
+        if not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
+            raise ConfigError(
+                f"context key {info.field_name}={value} must be between {MIN_MEMORY_MB} and "
+                f"{MAX_MEMORY_MB}"
+            )
+        return value
+
+    @field_validator("ingest_storage_mb")
+    @classmethod
+    def _storage(cls, value: int) -> int:
+        if not MIN_STORAGE_MB <= value <= MAX_STORAGE_MB:
+            raise ConfigError(
+                f"context key ingest_storage_mb={value} must be between {MIN_STORAGE_MB} and "
+                f"{MAX_STORAGE_MB} (Lambda's ephemeral storage range)"
+            )
+        return value
+
+    @field_validator("index_refresh_seconds")
+    @classmethod
+    def _refresh(cls, value: int) -> int:
+        if not 1 <= value <= MAX_INDEX_REFRESH_SECONDS:
+            raise ConfigError(
+                f"context key index_refresh_seconds={value} must be between 1 and "
+                f"{MAX_INDEX_REFRESH_SECONDS}"
+            )
+        return value
+
+    @field_validator("ingest_passwords_secret")
+    @classmethod
+    def _passwords_secret(cls, value: str) -> str:
+        if value.startswith("arn:"):
+            return _arn(
+                "ingest_passwords_secret",
+                value,
+                _SECRET_ARN,
+                "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf",
+            )
+        if not _SECRET_NAME.fullmatch(value):
+            raise ConfigError(
+                f"context key ingest_passwords_secret={value!r} must be a secret's name "
+                "(letters, digits and /_+=.@-) or its ARN"
+            )
         return value
 
     @field_validator("architecture")
@@ -519,6 +607,13 @@ class StackConfig(BaseModel):
             raise ConfigError(
                 f"context keys {', '.join(_LLM_KEYS)} go together: set all three or none "
                 f"({', '.join(absent)} missing)"
+            )
+        if self.served_version_alarm_seconds <= self.index_refresh_seconds:
+            raise ConfigError(
+                f"context key served_version_alarm_seconds={self.served_version_alarm_seconds} "
+                f"must be longer than index_refresh_seconds={self.index_refresh_seconds}: the "
+                "API function may wait that long before it sees a new version, so the alarm "
+                "would fire on every publish"
             )
         if not absent and self.timeout_seconds < MIN_TIMEOUT_WITH_LLM:
             raise ConfigError(

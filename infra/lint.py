@@ -26,12 +26,18 @@ class Kept:
 KEPT_WARNINGS: dict[str, Kept] = {
     "W3005": Kept(
         re.compile(
-            r"'\w+ServiceRole\w*' dependency already enforced by a 'GetAtt' at "
-            r"'Resources/\w+/Properties/Role'"
+            r"'(?:\w+ServiceRole|BucketNotificationsHandler\w+Role)\w*' dependency already "
+            r"enforced by a 'GetAtt' at 'Resources/\w+/Properties/Role'"
+            r"|'\w+Queue\w*' dependency already enforced by a 'GetAtt' at "
+            r"'Resources/\w+Notifications\w*/Properties/NotificationConfiguration/"
+            r"QueueConfigurations/\d+/QueueArn'"
         ),
-        "aws-cdk-lib's Lambda Function (ours, and the BucketDeployment's) adds DependsOn on its "
-        "role beside the role's GetAtt, so that the role and its policy exist before the "
-        "function; redundant for the role, harmless, and not ours to edit",
+        "aws-cdk-lib adds DependsOn beside a GetAtt in two places: a Lambda Function (ours, the "
+        "BucketDeployment's and the bucket-notifications handler's) on its role, so that the "
+        "role and its policy exist before the function; and the bucket's notification "
+        "configuration on the ingest queue, so that the queue's policy, which lets S3 send to "
+        "it, exists before S3 checks it. Redundant for the role and the queue themselves, "
+        "harmless, and not ours to edit",
     ),
 }
 

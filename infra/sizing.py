@@ -26,6 +26,13 @@ EPHEMERAL_HEADROOM_MB = 256
 # deploy.sh uploads the bundle itself (context key index_upload).
 CDK_UPLOAD_MAX_BYTES = 2 * 1024 * MIB
 
+# The ingest function's /tmp (context key ingest_storage_mb unless set): three copies of the
+# bundle (the version it starts from, the version it writes, and room for the files it rewrites
+# and uploads) plus a batch of documents with their conversions, and never under 2 GiB.
+INGEST_BUNDLE_COPIES = 3
+INGEST_BATCH_MB = 1024
+MIN_INGEST_STORAGE_MB = 2048
+
 
 class SizingError(ValueError):
     """The deployment cannot be built at this size; the message says what to do instead."""
@@ -111,3 +118,19 @@ def plan(
         IndexStrategy.S3,
         max(MIN_EPHEMERAL_MB, needed_mb),
     )
+
+
+def ingest_storage_mb(bundle_bytes: int) -> int:
+    """The ingest function's /tmp for a bundle of `bundle_bytes`, before Lambda's 10 GB cap."""
+    needed = INGEST_BUNDLE_COPIES * math.ceil(bundle_bytes / MIB) + INGEST_BATCH_MB
+    return max(MIN_INGEST_STORAGE_MB, needed)
+
+
+def check_ingest_fits(*, layer_bytes: int, code_bytes: int) -> None:
+    """The ingest function's layer and code against Lambda's 250 MiB unzipped limit."""
+    if layer_bytes + code_bytes > UNZIPPED_LIMIT_BYTES:
+        raise SizingError(
+            f"the ingest layer ({layer_bytes / MIB:.1f} MiB) and its code "
+            f"({code_bytes / MIB:.1f} MiB) exceed Lambda's 250 MiB unzipped limit; rebuild it "
+            "with `layer/build.sh --profile ingest` (which trims it) and check what it contains"
+        )

@@ -1,8 +1,9 @@
 """`AthenaeumStack`: sizes the deployment, stages the code, and composes one construct per
-concern: the index in S3 when it does not fit the function (infra/index), the API function and
-its layer (infra/function), the JWT authorizer (infra/authorizer), the REST API in front of them
-(infra/gateway) and the alarms (infra/monitoring). Its outputs are what deploy.sh and the
-deployment guide read."""
+concern: the bucket with the library, the published index and a bundle too large for the
+function (infra/index), the API function and its layer (infra/function), the JWT authorizer
+(infra/authorizer), the REST API in front of them (infra/gateway), the ingest that publishes the
+library as new index versions (infra/ingest) and the alarms (infra/monitoring). Its outputs are
+what deploy.sh and the deployment guide read."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ from infra.function.infrastructure import (
     FUNCTION_ID,
     RUNTIME,
     ApiFunction,
-    IndexInS3,
+    PublishedIndex,
     SourcesInS3,
 )
 from infra.gateway.infrastructure import Gateway
 from infra.index.infrastructure import IndexStorage, upload_mode
+from infra.ingest.infrastructure import FUNCTION_ID as INGEST_FUNCTION_ID
+from infra.ingest.infrastructure import BucketLayout, Ingest
 from infra.logical_ids import flattened_id
-from infra.monitoring.infrastructure import Alarms
+from infra.monitoring.infrastructure import Alarms, IngestWatch
 
 # The concern constructs group code, not CloudFormation resources: what they hold keeps the
 # logical id it would have as the stack's own child (infra/logical_ids.py).
@@ -77,6 +80,13 @@ class AthenaeumStack(Stack):
                 f"no dependency layer at {layer_dir}; build it with `layer/build.sh` "
                 "(or set the context key layer_dir)"
             )
+        ingest_layer_dir = (project_root / config.ingest_layer_dir).resolve()
+        if not ingest_layer_dir.is_dir():
+            raise ConfigError(
+                f"no ingest layer at {ingest_layer_dir}; build it with "
+                f"`layer/build.sh --profile ingest --out {config.ingest_layer_dir}` (./deploy.sh "
+                "builds both layers), or set the context key ingest_layer_dir"
+            )
         index_dir = (project_root / config.index_dir).resolve()
         bundle_bytes = (
             config.index_size_bytes
@@ -89,6 +99,11 @@ class AthenaeumStack(Stack):
                 "`uv run athenaeum index ...` or set the context key index_dir"
             )
         self.function_dir = staging.stage_function(staging_dir)
+        self.ingest_dir = staging.stage_ingest(staging_dir)
+        sizing.check_ingest_fits(
+            layer_bytes=sizing.tree_bytes(ingest_layer_dir),
+            code_bytes=sizing.tree_bytes(self.ingest_dir),
+        )
         self.plan = sizing.plan(
             layer_bytes=sizing.tree_bytes(layer_dir),
             code_bytes=sizing.tree_bytes(self.function_dir),
@@ -106,7 +121,6 @@ class AthenaeumStack(Stack):
             )
 
         # --- the constructs ------------------------------------------------------------------
-        index_in_s3: IndexInS3 | None = None
         packaged = self.plan.strategy is sizing.IndexStrategy.PACKAGED
         if packaged:
             try:
@@ -122,15 +136,11 @@ class AthenaeumStack(Stack):
             upload=upload,
             bundle_storage_mb=self.plan.ephemeral_storage_mb,
         )
-        if upload is not None:
-            if upload == "cli":
-                print(
-                    f"[{config.stack_name}] index upload: by deploy.sh (python -m "
-                    f"infra.index.upload) to {self.index.prefix}/, not by CloudFormation",
-                    file=sys.stderr,
-                )
-            index_in_s3 = IndexInS3(
-                bucket=self.index.bucket, prefix=self.index.prefix, ready=self.index.copy
+        if upload == "cli":
+            print(
+                f"[{config.stack_name}] index upload: by deploy.sh (python -m "
+                f"infra.index.upload) to {self.index.prefix}/, not by CloudFormation",
+                file=sys.stderr,
             )
         domain = config.custom_domain
         self.function = ApiFunction(
@@ -145,7 +155,13 @@ class AthenaeumStack(Stack):
             timeout=Duration.seconds(config.timeout_seconds),
             ephemeral_storage_mb=self.plan.ephemeral_storage_mb,
             log_retention=retention,
-            index_in_s3=index_in_s3,
+            packaged_index=packaged,
+            published=PublishedIndex(
+                bucket=self.index.bucket,
+                prefix=self.index.index_root,
+                refresh_s=config.index_refresh_seconds,
+            ),
+            library=SourcesInS3(bucket=self.index.bucket, prefix=self.index.library_prefix),
             public_base_url=domain.url if domain is not None else None,
             cors_origins=config.cors_origins,
             llm=config.llm,
@@ -180,6 +196,24 @@ class AthenaeumStack(Stack):
             custom_domain=domain,
             waf_web_acl_arn=config.waf_web_acl_arn,
         )
+        self.ingest = Ingest(
+            self,
+            "Ingest",
+            layout=BucketLayout(
+                bucket=self.index.bucket,
+                library=self.index.library_prefix,
+                index=self.index.index_root,
+            ),
+            function_name=f"{config.stack_name}-{INGEST_FUNCTION_ID}",
+            code=self.ingest_dir,
+            layer_dir=ingest_layer_dir,
+            runtime=RUNTIME,
+            architecture=architecture,
+            memory_mb=config.ingest_memory_mb,
+            storage_mb=self._ingest_storage_mb(bundle_bytes),
+            log_retention=retention,
+            passwords=config.ingest_passwords,
+        )
         self.alarms = Alarms(
             self,
             "Alarms",
@@ -189,6 +223,11 @@ class AthenaeumStack(Stack):
             metric_namespace=f"Athenaeum/{config.stack_name}",
             timeout_seconds=config.timeout_seconds,
             alarm_email=config.alarm_email,
+            ingest=IngestWatch(
+                function=self.ingest.function,
+                dead_letters=self.ingest.dead_letters,
+                served_version_alarm_seconds=config.served_version_alarm_seconds,
+            ),
         )
         self._outputs()
         # Logical ids are allocated when the app synthesizes, after this.
@@ -198,6 +237,19 @@ class AthenaeumStack(Stack):
             if child.node.id in TRANSPARENT_CONSTRUCTS
         }
 
+    def _ingest_storage_mb(self, bundle_bytes: int) -> int:
+        if self.config.ingest_storage_mb is not None:
+            return self.config.ingest_storage_mb
+        needed = sizing.ingest_storage_mb(bundle_bytes)
+        if needed > sizing.MAX_EPHEMERAL_MB:
+            print(
+                f"[{self.config.stack_name}] warning: the ingest function would need "
+                f"{needed} MB of /tmp for this bundle (three copies and a batch of documents); "
+                f"it gets Lambda's most, {sizing.MAX_EPHEMERAL_MB} MB, and may run out",
+                file=sys.stderr,
+            )
+        return min(needed, sizing.MAX_EPHEMERAL_MB)
+
     def _outputs(self) -> None:
         CfnOutput(self, "APIEndpoint", value=self.gateway.url, description="The API's base URL")
         CfnOutput(self, "IndexStrategy", value=self.plan.strategy.value)
@@ -205,6 +257,19 @@ class AthenaeumStack(Stack):
         # itself (index_upload=cli) and to delete older bundles after a deploy.
         CfnOutput(self, "IndexBucketName", value=self.index.bucket.bucket_name)
         CfnOutput(self, "SourcesS3Prefix", value=self.index.sources_prefix)
+        # Where people put the library's documents, and where the ingest publishes the index.
+        CfnOutput(
+            self,
+            "LibraryS3Uri",
+            value=f"s3://{self.index.bucket.bucket_name}/{self.index.library_prefix}",
+            description="Add, replace and delete the library's documents here",
+        )
+        CfnOutput(
+            self,
+            "IndexS3Uri",
+            value=f"s3://{self.index.bucket.bucket_name}/{self.index.index_root}",
+            description="The published index (written by the ingest function)",
+        )
         if self.index.upload is not None:
             CfnOutput(self, "IndexS3Prefix", value=self.index.prefix)
             CfnOutput(self, "IndexUpload", value=self.index.upload)

@@ -1,7 +1,8 @@
 """`ApiFunction`: the API function (the FastAPI app behind Mangum, staged by infra/staging.py)
 with its dependency layer, its log group, the app's settings in its environment, and what the
 options add: a `live` alias (provisioned concurrency or SnapStart), a place in a VPC, read
-access to the LLM key's secret and to an index kept in S3."""
+access to the LLM key's secret, to the published index it follows and to the documents its
+citations link to."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct, IDependable
+from constructs import Construct
 
 from infra import staging
 from infra.config import LlmTimeouts, LlmUpstream, OAuthIssuer, VpcPlacement
@@ -34,13 +35,14 @@ INDEX_CACHE_DIR = "/tmp/athenaeum-index"  # noqa: S108
 
 
 @dataclass(frozen=True, kw_only=True)
-class IndexInS3:
-    """An index the function downloads from S3 rather than finds in its code."""
+class PublishedIndex:
+    """The index published under `prefix` in `bucket` (by the ingest function, and first by
+    deploy.sh): the function follows its pointer, checking it every `refresh_s` seconds, and
+    downloads each new version to /tmp."""
 
     bucket: s3.Bucket
-    prefix: str
-    # What must finish before a new function version starts (the copy into the bucket).
-    ready: IDependable | None = None
+    prefix: str = INDEX_ROOT
+    refresh_s: int = 60
 
     @property
     def uri(self) -> str:
@@ -74,8 +76,10 @@ class ApiFunction(Construct):
         timeout: Duration,
         ephemeral_storage_mb: int,
         log_retention: logs.RetentionDays,
-        index_in_s3: IndexInS3 | None = None,
+        packaged_index: bool = True,
+        published: PublishedIndex | None = None,
         sources: SourcesInS3 | None = None,
+        library: SourcesInS3 | None = None,
         public_base_url: str | None = None,
         cors_origins: Sequence[str] = (),
         llm: LlmUpstream | None = None,
@@ -83,7 +87,12 @@ class ApiFunction(Construct):
         provisioned_concurrency: int = 0,
         snapstart: bool = False,
     ) -> None:
-        """`code` is the staged function (with the index in it unless `index_in_s3`)."""
+        """`code` is the staged function, with the index in it when `packaged_index`: then that
+        bundle is the version it starts from, and any newer one `published` wins. Without a
+        packaged index the function serves only what is `published`. `library` holds the
+        documents that citations of published versions link to."""
+        if not packaged_index and published is None:
+            raise ValueError("the function needs a packaged index or a published one")
         super().__init__(scope, construct_id)
         publishes_versions = provisioned_concurrency > 0 or snapstart
         self.layer = lambda_.LayerVersion(
@@ -138,10 +147,11 @@ class ApiFunction(Construct):
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),
             environment=_environment(
                 oauth=oauth,
-                index_in_s3=index_in_s3,
+                packaged_index=packaged_index,
+                published=published,
                 sources=sources,
                 link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
-                preload=index_in_s3 is None or publishes_versions,
+                preload=packaged_index or publishes_versions,
                 public_base_url=public_base_url,
                 cors_origins=cors_origins,
                 llm=llm,
@@ -181,10 +191,17 @@ class ApiFunction(Construct):
             )
         if llm is not None:
             self._grant_llm_secret(llm)
-        if index_in_s3 is not None:
-            self._grant_index(index_in_s3)
+        if published is not None:
+            self._grant_index(published)
         if sources is not None:
             self._grant_sources(sources)
+        if library is not None:
+            self._grant_read(
+                library.bucket,
+                library.prefix,
+                "s3:GetObject on the library prefix only: citations of published versions link "
+                "to the library's documents, whose keys people choose",
+            )
         if self.link_secret is not None:
             self.link_secret.grant_read(self.function)
 
@@ -234,16 +251,23 @@ class ApiFunction(Construct):
                 "exactly that suffix, so the grant covers that one secret only",
             )
 
-    def _grant_index(self, index: IndexInS3) -> None:
-        if index.ready is not None:
-            # A new function version must not start before its index is in the bucket.
-            self.function.node.add_dependency(index.ready)
-        # Read-only and only the index objects: the loader fetches keys the manifest lists.
+    def _grant_index(self, index: PublishedIndex) -> None:
+        # Read-only and only the index objects: the pointer, then the keys it and the version's
+        # manifest name.
         self._grant_read(
             index.bucket,
-            INDEX_ROOT,
-            "s3:GetObject on the index prefix only: the bundle's file names are known only "
-            "at run time, from its manifest",
+            index.prefix,
+            "s3:GetObject on the index prefix only: the version's file names are known only "
+            "at run time, from the pointer and its manifest",
+        )
+        # Listing under the index prefix makes a missing pointer (nothing published yet) a
+        # 404 rather than a 403.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[index.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{index.prefix}/*"]}},
+            )
         )
 
     def _grant_sources(self, sources: SourcesInS3) -> None:
@@ -272,7 +296,8 @@ class ApiFunction(Construct):
 def _environment(
     *,
     oauth: OAuthIssuer,
-    index_in_s3: IndexInS3 | None,
+    packaged_index: bool,
+    published: PublishedIndex | None,
     sources: SourcesInS3 | None,
     link_secret_arn: str | None,
     preload: bool,
@@ -287,13 +312,14 @@ def _environment(
         # API Gateway's authorizer has already verified the token on every protected route.
         "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
     }
-    if index_in_s3 is None:
+    if packaged_index:
+        # The version a new instance starts from; a newer published one wins.
         environment["ATHENAEUM_INDEX_DIR"] = PACKAGED_INDEX_DIR
-    else:
-        # Content-addressed: a new bundle is a new prefix, hence a new function
-        # configuration, so no container keeps serving an older copy from its /tmp.
-        environment["ATHENAEUM_INDEX_S3_URI"] = index_in_s3.uri
+    if published is not None:
+        # The pointer's prefix: new versions are downloaded to the cache and swapped in.
+        environment["ATHENAEUM_INDEX_S3_URI"] = published.uri
         environment["ATHENAEUM_INDEX_CACHE_DIR"] = INDEX_CACHE_DIR
+        environment["ATHENAEUM_INDEX_REFRESH_S"] = str(published.refresh_s)
     if sources is not None:
         # Citations link to the original files there, by presigned URL.
         environment["ATHENAEUM_SOURCES_S3_URI"] = sources.uri

@@ -1,8 +1,15 @@
-"""`IndexStorage`: the stack's private bucket. It always holds the original files the bundle was
-built from, under `sources/<sha256>/<file name>` (deploy.sh uploads them; citations link to
-them); and an index bundle too large to package with the function, under its content address
-`index/<bundle id>/`, with, unless deploy.sh uploads the bundle itself (upload.py beside this
-module), CloudFormation's copy of it there."""
+"""`IndexStorage`: the stack's private bucket. Its prefixes:
+
+- `library/`: the documents of the living library, which people add, replace and delete with
+  any S3 tool; the ingest function (infra/ingest) reads them.
+- `index/`: the published index: the pointer `index/current.json`, `index/versions/`,
+  `index/blobs/`, `index/reports/`, `index/state/` and `index/lock.json`, written only by the
+  ingest function (and by deploy.sh's first publish). An index bundle too large to package with
+  the function is also copied under its content address `index/<bundle id>/`, by
+  CloudFormation unless deploy.sh uploads it itself (upload.py beside this module).
+- `sources/`: the original files the deployed bundle was built from, under
+  `sources/<sha256>/<file name>` (deploy.sh uploads them; citations link to them).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +23,11 @@ from constructs import Construct
 
 from athenaeum.server.sources import SOURCES_ROOT
 from infra import sizing
-from infra.index.upload import bundle_prefix
+from infra.index.upload import INDEX_ROOT, bundle_prefix
 from infra.nag import acknowledge, managed_policy
 
 NONCURRENT_INDEX_DAYS = 30
+LIBRARY_ROOT = "library"
 IndexUpload = Literal["cdk", "cli"]
 
 
@@ -65,11 +73,14 @@ class IndexStorage(Construct):
         acknowledge(
             self.bucket,
             "AwsSolutions-S1",
-            "the bucket holds a copy of the index and of its source files, written only by "
-            "deployments and read only by the API function and the presigned links it makes; "
-            "CloudTrail data events are the place for object-level auditing",
+            "the bucket holds the library's documents, the index published from them and the "
+            "deployed bundle's source files; it is written by its owners' S3 tools, the ingest "
+            "function and deployments, and read by the functions and the presigned links they "
+            "make; CloudTrail data events are the place for object-level auditing",
         )
         self.sources_prefix = SOURCES_ROOT
+        self.library_prefix = LIBRARY_ROOT
+        self.index_root = INDEX_ROOT
         self.copy: s3_deployment.BucketDeployment | None = None
         if upload == "cdk":
             self.copy = s3_deployment.BucketDeployment(

@@ -1,7 +1,10 @@
 """`Alarms`: CloudWatch alarms on the 5xx rate, authorizer failures, p99 latency and throttles,
-and an SNS topic that mails them when an address is given."""
+on the ingest (failed batches in its dead-letter queue, function errors, a published version
+left unserved), and an SNS topic that mails them when an address is given."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -10,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_apigateway import RestApi
 from constructs import Construct
 
@@ -17,6 +21,19 @@ from infra.authorizer.handler import FAILURE, KEYS_UNAVAILABLE
 from infra.nag import acknowledge
 
 _PERIOD = Duration.minutes(5)
+# Emitted by the API function (CloudWatch embedded metric format, no dimensions): how long a
+# newer published version has been waiting to be served, 0 when it serves the current one.
+SERVED_VERSION_METRIC = "ServedVersionBehindSeconds"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestWatch:
+    """What the ingest alarms watch (infra/ingest)."""
+
+    function: lambda_.IFunction
+    dead_letters: sqs.IQueue
+    # The ServedVersionBehindSeconds alarm's threshold.
+    served_version_alarm_seconds: int
 
 
 class Alarms(Construct):
@@ -31,6 +48,7 @@ class Alarms(Construct):
         metric_namespace: str,
         timeout_seconds: int,
         alarm_email: str | None = None,
+        ingest: IngestWatch | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stage = api.deployment_stage.stage_name
@@ -91,6 +109,9 @@ class Alarms(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        self.ingest_alarms: list[cloudwatch.Alarm] = []
+        if ingest is not None:
+            self.ingest_alarms = self._ingest_alarms(ingest, metric_namespace)
         self.topic: sns.Topic | None = None
         if alarm_email:
             self.topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True)
@@ -102,5 +123,54 @@ class Alarms(Construct):
             )
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
             action = cw_actions.SnsAction(self.topic)
-            for alarm in (self.server_errors, self.authorizer_errors, self.latency, self.throttles):
+            for alarm in (
+                self.server_errors,
+                self.authorizer_errors,
+                self.latency,
+                self.throttles,
+                *self.ingest_alarms,
+            ):
                 alarm.add_alarm_action(action)
+
+    def _ingest_alarms(self, ingest: IngestWatch, namespace: str) -> list[cloudwatch.Alarm]:
+        at_least_once = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        dead_letters = ingest.dead_letters.metric_approximate_number_of_messages_visible(
+            period=_PERIOD, statistic="Maximum"
+        ).create_alarm(
+            self,
+            "IngestDeadLetters",
+            alarm_description="A batch of library changes failed five times and is in the "
+            "ingest dead-letter queue: those documents are not in the published index",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=at_least_once,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        errors = ingest.function.metric_errors(period=_PERIOD, statistic="Sum").create_alarm(
+            self,
+            "IngestErrors",
+            alarm_description="The ingest function failed (its batch goes back to the queue "
+            "and is retried); documents that cannot be converted are not errors but lines "
+            "of its report",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=at_least_once,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        behind = cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=SERVED_VERSION_METRIC,
+            period=_PERIOD,
+            statistic="Maximum",
+        ).create_alarm(
+            self,
+            "ServedVersionBehind",
+            alarm_description="A newer published index version has waited more than "
+            f"{ingest.served_version_alarm_seconds} s to be served: the API function cannot "
+            "load it (see its log for why)",
+            threshold=ingest.served_version_alarm_seconds,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return [dead_letters, errors, behind]

@@ -69,8 +69,8 @@ SNAPSTART = {
 }
 
 
-def make_layer(root: Path) -> Path:
-    layer = root / "layer"
+def make_layer(root: Path, name: str = "layer") -> Path:
+    layer = root / name
     (layer / "python").mkdir(parents=True)
     (layer / "python" / "stub.py").write_text("VALUE = 1\n")
     return layer

@@ -54,6 +54,11 @@ def test_defaults() -> None:
     assert defaults.index_upload == "auto" and defaults.index_size_bytes is None
     assert defaults.required_scopes == () and not defaults.private_health
     assert defaults.alarm_email is None and not defaults.uses_placeholders
+    # The living library: the ingest function and how the API function follows the index.
+    assert defaults.ingest_layer_dir == "build/ingest-layer"
+    assert (defaults.ingest_memory_mb, defaults.ingest_storage_mb) == (3008, None)
+    assert defaults.ingest_passwords is None
+    assert (defaults.index_refresh_seconds, defaults.served_version_alarm_seconds) == (60, 900)
 
 
 def test_advanced_keys_default_to_off() -> None:

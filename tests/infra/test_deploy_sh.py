@@ -112,7 +112,7 @@ os.execv(uv, [uv, *args])
 """
 
 # layer/build.sh: a layer of one file where the real one would go (the real build downloads the
-# serve stack's wheels for the Lambda platform).
+# serve or ingest stack's wheels for the Lambda platform).
 _LAYER = """
 log("layer")
 out = Path(args[args.index("--out") + 1] if "--out" in args else "build/layer")
@@ -135,15 +135,15 @@ class Deploy:
         return [json.loads(line) for line in lines]
 
     def events(self) -> list[str]:
-        """The calls that matter for ordering: CDK commands, the layer build and the index
-        upload (infra/index/upload.py)."""
+        """The calls that matter for ordering: CDK commands, the layer builds (the API's, then
+        the ingest function's) and the index upload (infra/index/upload.py)."""
         named = []
         for entry in self.log():
             tool, args = entry["tool"], entry["args"]
             if tool == "cdk":
                 named.append(f"cdk {args[0]}")
             elif tool == "layer":
-                named.append("layer")
+                named.append("ingest layer" if "--profile" in args else "layer")
             elif tool == "uv" and "infra.index.upload" in args:
                 if "--sources-only" in args:
                     named.append("sources")
@@ -347,6 +347,7 @@ def test_first_deploy_bootstraps_then_uploads_after_the_deploy(
     # A first deploy: the bucket exists only after `cdk deploy`, so the upload comes after it.
     assert deploy.events() == [
         "layer",
+        "ingest layer",
         "cdk synth",
         "cdk bootstrap",
         "cdk deploy",
@@ -399,21 +400,35 @@ def test_update_uploads_before_the_deploy_and_prunes_after(
 
     # The toolkit exists: no bootstrap. The stack exists: its bucket gets the bundle first, so
     # the new function version only ever sees a whole bundle; older bundles go afterwards.
-    assert deploy.events() == ["layer", "cdk synth", "upload", "cdk deploy", "prune", "sources"]
+    assert deploy.events() == [
+        "layer",
+        "ingest layer",
+        "cdk synth",
+        "upload",
+        "cdk deploy",
+        "prune",
+        "sources",
+    ]
     calls = deploy.log()
     assert ["configure", "get", "region"] not in [e["args"] for e in calls if e["tool"] == "aws"]
-    layer = next(e for e in calls if e["tool"] == "layer")
-    assert layer["args"] == ["--arch", "arm64", "--out", "build/layer-arm64"]
+    layers = [e["args"] for e in calls if e["tool"] == "layer"]
+    assert layers == [
+        ["--arch", "arm64", "--out", "build/layer-arm64"],
+        ["--profile", "ingest", "--arch", "arm64", "--out", "build/ingest-layer"],
+    ]
     assert "==> building the dependency layer (arm64)" in result.stdout
+    assert "==> building the ingest function's layer (arm64)" in result.stdout
 
-    # The synthesized stack is arm64 and its layer is the one just built.
+    # The synthesized stack is arm64 and its layers are the ones just built.
     resources = template(deploy)["Resources"].values()
     functions = [
         r for r in resources if r["Type"] == "AWS::Lambda::Function" and "Layers" in r["Properties"]
     ]
-    assert functions and all(f["Properties"]["Architectures"] == ["arm64"] for f in functions)
-    (layer_version,) = [r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]
-    assert layer_version["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert len(functions) == 3  # the API function, the authorizer and the ingest function
+    assert all(f["Properties"]["Architectures"] == ["arm64"] for f in functions)
+    layer_versions = [r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert len(layer_versions) == 2
+    assert all(v["Properties"]["CompatibleArchitectures"] == ["arm64"] for v in layer_versions)
 
     prefix = template(deploy)["Outputs"]["IndexS3Prefix"]["Value"]
     keys = deploy.keys()
@@ -443,7 +458,7 @@ def test_deploy_uploads_the_source_files_the_bundle_names(
     )
     result = deploy.run(context, stacks={"CDKToolkit": {}}, extra_env={"AWS_REGION": REGION})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert deploy.events() == ["layer", "cdk synth", "cdk deploy", "sources"]
+    assert deploy.events() == ["layer", "ingest layer", "cdk synth", "cdk deploy", "sources"]
     assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "packaged"
 
     listing = deploy.s3.list_objects_v2(Bucket=deploy.bucket, Prefix="sources/")
@@ -461,3 +476,34 @@ def test_deploy_uploads_the_source_files_the_bundle_names(
         result.stdout
     )
     assert "1 no longer named deleted" in result.stdout
+
+
+@pytest.mark.slow
+def test_dry_run_builds_both_layers_and_synthesizes_without_aws(
+    deploy: Deploy, scifact_bundle: Path
+) -> None:
+    # The example's placeholders are accepted in a dry run, and no AWS is asked anything.
+    context = example_context(index_dir=str(scifact_bundle), ingest_layer_dir="build/ingest")
+    result = deploy.run(context, "--dry-run", credentials=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert deploy.events() == ["layer", "ingest layer", "cdk synth"]
+    assert [e for e in deploy.log() if e["tool"] == "aws"] == []
+    layers = [e["args"] for e in deploy.log() if e["tool"] == "layer"]
+    assert layers == [
+        ["--arch", "x86_64"],
+        ["--profile", "ingest", "--arch", "x86_64", "--out", "build/ingest"],
+    ]
+    assert (deploy.repo / "build" / "layer" / "python").is_dir()
+    assert (deploy.repo / "build" / "ingest" / "python").is_dir()
+    assert "==> dry run complete" in result.stdout
+    # The template holds both layers, the ingest function on its own, and its queue.
+    resources = template(deploy)["Resources"].values()
+    assert len([r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]) == 2
+    (ingest,) = [
+        r["Properties"]
+        for r in resources
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"].get("Handler") == "athenaeum.ingest.lambda_handler.handler"
+    ]
+    assert ingest["ReservedConcurrentExecutions"] == 1
+    assert [r for r in resources if r["Type"] == "AWS::Lambda::EventSourceMapping"]

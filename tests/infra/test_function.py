@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from infra.config import LlmUpstream, VpcPlacement
-from infra.function.infrastructure import ApiFunction, IndexInS3
+from infra.function.infrastructure import ApiFunction, PublishedIndex
 from tests.infra.helpers import (
     API_FUNCTION_NAME,
     CONTEXT,
@@ -32,19 +32,18 @@ from tests.infra.helpers import (
     make_layer,
 )
 
-PREFIX = "index/0123456789abcdef"
 LLM = LlmUpstream(
     base_url="https://api.openai.com/v1", model="gpt-4o-mini", api_key_secret_arn=SECRET_ARN
 )
 
 
 def build(tmp: Path, **options: Any) -> tuple[ApiFunction, Template]:
-    """The function with the stack's defaults; `bucket=True` puts its index in S3."""
+    """The function with the stack's defaults; `bucket=True` has it follow an index published
+    in S3, `packaged_index=False` without a bundle in its code."""
     stack = Stack(App(), "Bare")
     if options.pop("bucket", False):
-        bucket = s3.Bucket(stack, "Bucket")
-        options["index_in_s3"] = IndexInS3(
-            bucket=bucket, prefix=PREFIX, ready=s3.Bucket(stack, "Ready")
+        options["published"] = PublishedIndex(
+            bucket=s3.Bucket(stack, "Bucket"), refresh_s=options.pop("refresh_s", 60)
         )
     function = ApiFunction(
         stack,
@@ -135,31 +134,53 @@ def test_nothing_optional_by_default(packaged: tuple[ApiFunction, Template]) -> 
     assert role_policies(template, function) == {}
 
 
-def test_index_in_s3_is_read_only_and_waits_for_its_copy(tmp_path: Path) -> None:
-    function, template = build(tmp_path, bucket=True, ephemeral_storage_mb=557)
+def test_follows_the_published_index_from_its_packaged_bundle(tmp_path: Path) -> None:
+    function, template = build(tmp_path, bucket=True, refresh_s=15)
+    env = variables(template)
+    uri = env["ATHENAEUM_INDEX_S3_URI"]["Fn::Join"][1]
+    assert uri[0] == "s3://" and uri[-1] == "/index"
+    assert env["ATHENAEUM_INDEX_CACHE_DIR"] == "/tmp/athenaeum-index"
+    assert env["ATHENAEUM_INDEX_REFRESH_S"] == "15"
+    # The packaged bundle is the version it starts from, loaded in the init phase.
+    assert env["ATHENAEUM_INDEX_DIR"] == "/var/task/index"
+    assert env["ATHENAEUM_PRELOAD_INDEX"] == "true"
+    (policy,) = role_policies(template, function).values()
+    bucket = logical_id(function.node.scope.node.find_child("Bucket"))  # type: ignore[union-attr]
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Action": "s3:GetObject",
+            "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/index/*"]]},
+        },
+        # A missing pointer reads as 404, not 403.
+        {
+            "Action": "s3:ListBucket",
+            "Condition": {"StringLike": {"s3:prefix": ["index/*"]}},
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [bucket, "Arn"]},
+        },
+    ]
+
+
+def test_without_a_packaged_bundle_it_serves_only_the_published_index(tmp_path: Path) -> None:
+    _, template = build(tmp_path, bucket=True, packaged_index=False, ephemeral_storage_mb=557)
     props = function_named(template, API_FUNCTION_NAME)
     assert props["EphemeralStorage"] == {"Size": 557}
     env = props["Environment"]["Variables"]
-    uri = env["ATHENAEUM_INDEX_S3_URI"]["Fn::Join"][1]
-    assert uri[0] == "s3://" and uri[-1] == f"/{PREFIX}"
-    assert env["ATHENAEUM_INDEX_CACHE_DIR"] == "/tmp/athenaeum-index"
-    # On demand with the index in S3, the download waits for the first request (init has 10 s).
+    assert env["ATHENAEUM_INDEX_S3_URI"]["Fn::Join"][1][-1] == "/index"
+    # On demand, the download waits for the first request (init has 10 s).
     assert "ATHENAEUM_PRELOAD_INDEX" not in env and "ATHENAEUM_INDEX_DIR" not in env
-    (policy,) = role_policies(template, function).values()
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "s3:GetObject"
-    assert statement["Resource"]["Fn::Join"][1][-1] == "/index/*"
-    # A new version must not start before its bundle is in the bucket.
-    functions = template.find_resources(
-        "AWS::Lambda::Function", {"Properties": {"FunctionName": API_FUNCTION_NAME}}
-    )
-    (resource,) = functions.values()
-    ready = next(c for c in function.node.scope.node.children if c.node.id == "Ready")  # type: ignore[union-attr]
-    assert logical_id(ready) in resource["DependsOn"]
+
+
+def test_a_function_without_any_index_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="packaged index or a published one"):
+        build(tmp_path, packaged_index=False)
 
 
 def test_provisioned_concurrency_publishes_a_live_alias(tmp_path: Path) -> None:
-    function, template = build(tmp_path, provisioned_concurrency=2, bucket=True)
+    function, template = build(
+        tmp_path, provisioned_concurrency=2, bucket=True, packaged_index=False
+    )
     assert function.live_alias is not None and function.target is function.live_alias
     versions = template.find_resources("AWS::Lambda::Version")
     (version_id,) = versions
