@@ -7,7 +7,9 @@ and the original files the bundle was built from, which citations link to.
 Each file the manifest lists goes to PREFIX/<path> with its sha256 in the object's metadata; a
 file already there with the same size and sha256 is skipped, so an interrupted upload resumes.
 The manifest goes last: the function reads it first, and a prefix without one is unfinished.
-`--prune` then deletes every other bundle under the bucket's `index/` (older deployments).
+`--prune` then deletes every other bundle under the bucket's `index/` (older deployments): the
+`index/<bundle id>/` prefixes only, never the published index beside them (`index/current.json`,
+`index/versions/`, `index/blobs/`, ...), which the ingest function owns.
 
 `--sources` (or `--sources-only`) uploads each original file the bundle's manifest names to
 `sources/<sha256>/<file name>`, found where `convert` recorded it or under `--sources-dir`, and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,8 @@ from athenaeum.server.sources import MEDIA_TYPES, SOURCES_ROOT, source_key
 
 INDEX_ROOT = "index"
 BUNDLE_ID_CHARS = 16
+# What a bundle's own prefix looks like under index/; anything else there is the published index.
+_BUNDLE_PREFIX = re.compile(rf"{INDEX_ROOT}/[0-9a-f]{{{BUNDLE_ID_CHARS}}}/")
 SHA256_METADATA = "sha256"
 
 
@@ -242,18 +247,19 @@ def upload_sources(
 
 
 def other_bundles(client: Any, bucket: str, keep_prefix: str) -> list[str]:
-    """The `index/<id>/` prefixes in the bucket other than `keep_prefix`."""
+    """The `index/<bundle id>/` prefixes in the bucket other than `keep_prefix` (never the
+    published index's own prefixes beside them)."""
     keep = keep_prefix.strip("/") + "/"
     found = []
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{INDEX_ROOT}/", Delimiter="/"):
         for entry in page.get("CommonPrefixes") or []:
             prefix = entry["Prefix"]
+            if not _BUNDLE_PREFIX.fullmatch(prefix) or prefix == keep:
+                continue
             # Only prefixes that still hold objects (some S3 implementations list prefixes
             # whose objects are all behind delete markers).
-            if prefix != keep and client.list_objects_v2(
-                Bucket=bucket, Prefix=prefix, MaxKeys=1
-            ).get("KeyCount"):
+            if client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
                 found.append(prefix)
     return found
 

@@ -83,6 +83,24 @@ def test_prune_deletes_only_the_other_bundles(s3: Any, scifact_bundle: Path) -> 
     assert upload.prune(s3, BUCKET, current) == ()
 
 
+def test_prune_leaves_the_published_index_alone(s3: Any, scifact_bundle: Path) -> None:
+    """What the ingest function publishes lives under index/ too, beside the bundles."""
+    current = upload.bundle_prefix(scifact_bundle)
+    upload.upload_bundle(s3, scifact_bundle, BUCKET, current)
+    published = {
+        "index/current.json",
+        "index/lock.json",
+        "index/versions/0123456789abcdef0123/manifest.json",
+        "index/blobs/ab/abcdef0123456789abcdef",
+        "index/reports/2026-11-26T12-00-00.json",
+        "index/state/library.json",
+    }
+    for key in published:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"published")
+    assert upload.prune(s3, BUCKET, current) == ()
+    assert published <= keys(s3, "index/")
+
+
 def test_a_bundle_that_disagrees_with_its_manifest_is_refused(
     s3: Any, scifact_bundle: Path, tmp_path: Path
 ) -> None:
