@@ -46,6 +46,9 @@ case "$profile" in
   *) echo "layer/build.sh: --profile must be api or ingest, not $profile" >&2; exit 2 ;;
 esac
 
+# Absolute: the import checks below run from inside the layer's folder.
+if [[ "$out" != /* ]]; then out="$PWD/$out"; fi
+
 case "$arch" in
   x86_64) platform="x86_64-manylinux_2_34" ;;
   arm64) platform="aarch64-manylinux_2_34" ;;
