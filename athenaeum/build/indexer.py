@@ -49,6 +49,7 @@ from athenaeum.build.embedding import (
 from athenaeum.build.model_folder import default_prefixes, locate
 from athenaeum.bundle import (
     ENCODER_MODEL,
+    ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
     MANIFEST_FILE,
     Bundle,
@@ -190,6 +191,7 @@ class _Previous:
     embedding: EmbeddingInfo
     dense_kind: str
     encoder_bytes: int
+    has_document_encoder: bool
     # False when the bundle records the model by its older weights fingerprint: the vectors are
     # reusable, and the manifest is written again with the recipe as it is now.
     recipe_current: bool = True
@@ -264,6 +266,8 @@ def _unchanged(
     )
     if asked != recorded:
         return False
+    if encoder_precision != "fp32" and manifest.document_encoder is None:
+        return False  # written before bundles kept their document encoder: write it now
     if max_tokens is None:
         max_tokens = _token_cap(bundle, document)
     params = ChunkingParams(max_tokens=max_tokens, overlap=overlap, context=context)
@@ -313,6 +317,7 @@ def _reusable(
             embedding=bundle.manifest.embedding,
             dense_kind=bundle.manifest.dense.kind,
             encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
+            has_document_encoder=bundle.manifest.document_encoder is not None,
             recipe_current=current,
         ),
         None,
@@ -484,6 +489,7 @@ def build_index(
         and nothing_changed
         and previous.embedding == embedding
         and previous.recipe_current
+        and (encoder_precision == "fp32" or previous.has_document_encoder)
     ):
         return IndexReport(
             output=output,
@@ -562,6 +568,13 @@ def build_index(
         bm25_index=bm25,
         encoder_dir=encoder_dir,
         dense_kind=kind,
+        # The fp32 graph the documents were embedded with, so that documents can be added to
+        # the bundle later without the model's weights (the ingest function does).
+        document_encoder=(
+            None
+            if encoder_precision == "fp32"
+            else embedder.encoder_dir("fp32") / ENCODER_MODEL_FILE
+        ),
     )
     return IndexReport(
         output=output,
