@@ -109,8 +109,32 @@ def test_the_app_swaps_versions_while_requests_run(
     assert load.statuses and set(load.statuses) == {200}
     hits = client.post("/search", json={"query": NEW_QUERY, "top_k": 3}).json()["results"]
     assert hits[0]["source"] == NEW_PDF
+    _opens_the_library_copy(living, tmp_path, NEW_PDF)
     # The copy of the replaced version is kept (its requests may still read it); older ones go.
     assert len(list((tmp_path / "cache" / "published").glob("version-*"))) == 2
+
+
+def _opens_the_library_copy(living: LivingLibrary, tmp_path: Path, name: str) -> None:
+    """A citation of an ingested document opens the library's file: a signed link, redirected
+    to a presigned URL of the library key, which serves the PDF."""
+    import httpx
+
+    settings = _settings(
+        living,
+        tmp_path / "links",
+        sources_s3_uri=f"s3://{living.bucket}/sources",
+        link_secret="a-test-link-secret-of-enough-length",
+    )
+    client = TestClient(create_app(settings))
+    hit = client.post("/search", json={"query": NEW_QUERY, "top_k": 1}).json()["results"][0]
+    assert hit["source"] == name and hit["source_url"]
+    url = hit["source_url"].split("#")[0]
+    redirect = client.get(url.removeprefix("http://testserver"), follow_redirects=False)
+    assert redirect.status_code == 302, redirect.text
+    location = redirect.headers["location"]
+    assert f"/{living.bucket}/library/{name}" in location
+    pdf = httpx.get(location)
+    assert pdf.status_code == 200 and pdf.content == (PDF_DIR / name).read_bytes()
 
 
 def test_a_packaged_bundle_serves_until_a_newer_version_is_published(
