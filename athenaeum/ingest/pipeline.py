@@ -66,6 +66,7 @@ from athenaeum.bundle import (
 from athenaeum.errors import AthenaeumError, InvalidInputError
 from athenaeum.ingest.store import (
     LATEST_REPORT,
+    LOCK_TTL_S,
     REPORTS_DIR,
     STATE_FILE,
     Pointer,
@@ -255,7 +256,10 @@ def ingest(
     run_dir = Path(work_dir) / f"run-{uuid.uuid4().hex[:12]}"
     run_dir.mkdir(parents=True)
     try:
-        with store.lock(owner):
+        # A run with a deadline (an invocation) holds the lease no longer than it can live: a
+        # run killed at its timeout blocks the next one for a minute, not for LOCK_TTL_S.
+        ttl = LOCK_TTL_S if deadline is None else max(60.0, deadline - time.monotonic() + 60.0)
+        with store.lock(owner, ttl_s=ttl):
             options = _Options(from_bundle, tuple(passwords), deadline, max_pages, progress)
             _run(store, library, report, run_dir, options)
     finally:
