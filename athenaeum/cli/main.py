@@ -43,7 +43,10 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """A user mistake: a one-line error, never a traceback."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    # One line whatever the width, for logs; a path like "notes/[old]" is text, not markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

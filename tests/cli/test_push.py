@@ -290,8 +290,10 @@ def test_user_mistakes_are_one_line_errors(
     code, out = _run(str(folder), f"s3://{bucket}/a/../b")
     assert code == 2 and "'..'" in out
 
-    code, out = _run(str(tmp_path / "nowhere"), f"s3://{bucket}/library")
-    assert code == 2 and "nowhere does not exist" in out
+    missing = tmp_path / "[old] library, long enough a path to be wider than a terminal's line"
+    result = CliRunner().invoke(app, ["push", str(missing), f"s3://{bucket}/library"])
+    assert result.exit_code == 2
+    assert result.output == f"error: {missing} does not exist\n"  # one line, brackets kept
 
     assert not _objects(s3, bucket)
 
