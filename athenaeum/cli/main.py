@@ -71,12 +71,14 @@ def _root(
 @app.command("serve")
 def serve_command(
     index: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--index",
             "-i",
-            help="The index bundle folder. Default: ATHENAEUM_INDEX_DIR, or the bundle at "
-            "ATHENAEUM_INDEX_S3_URI downloaded to ATHENAEUM_INDEX_CACHE_DIR.",
+            help="The index: a bundle folder, or s3://BUCKET/PREFIX holding a bundle or a "
+            "published index (which is followed: a version `athenaeum ingest` publishes is "
+            "served within ATHENAEUM_INDEX_REFRESH_S seconds). Default: ATHENAEUM_INDEX_DIR, "
+            "else ATHENAEUM_INDEX_S3_URI.",
             show_default=False,
         ),
     ] = None,
@@ -135,9 +137,11 @@ def serve_command(
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
     try:
-        overrides: dict[str, object] = (
-            {"index_dir": index, "index_s3_uri": None} if index is not None else {}
-        )
+        overrides: dict[str, object] = {}
+        if index is not None and index.startswith("s3://"):
+            overrides.update(index_s3_uri=index, index_dir=None)
+        elif index is not None:
+            overrides.update(index_dir=Path(index), index_s3_uri=None)
         if sources is not None:
             overrides.update(sources_dir=sources, sources_s3_uri=None)
         if link_ttl is not None:
