@@ -72,13 +72,12 @@ from athenaeum.ingest.store import (
     Pointer,
     PublishedIndex,
 )
+from athenaeum.library.push import is_document
 from athenaeum.server.s3 import S3Location
 
 logger = logging.getLogger("athenaeum.ingest")
 
 PDF_SUFFIX = ".pdf"
-TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
-LIBRARY_SUFFIXES = frozenset({PDF_SUFFIX}) | TEXT_SUFFIXES
 # Left for publishing when a deadline is given: writing and uploading a bundle of 10,000 chunks
 # takes seconds, embedding what was converted up to a minute on one vCPU.
 PUBLISH_RESERVE_S = 120.0
@@ -159,12 +158,10 @@ def list_library(
         for item in page.get("Contents", []):
             key = str(item["Key"])
             rel = key[len(prefix) :]
-            if not rel or rel.endswith("/"):
-                continue  # a "folder" placeholder
-            parts = PurePosixPath(rel).parts
-            if any(part.startswith(".") for part in parts):
-                continue  # hidden, as `athenaeum index` skips them
-            if PurePosixPath(rel).suffix.lower() not in LIBRARY_SUFFIXES:
+            parts = rel.split("/")
+            if not rel or any(not part or part.startswith(".") for part in parts):
+                continue  # folder markers, hidden files, empty or dot parts: as push skips them
+            if not is_document(rel):
                 reason = "not a document athenaeum reads (.pdf, .md, .markdown, .txt)"
                 skipped.append({"key": key, "reason": reason})
                 continue
