@@ -107,6 +107,7 @@ def read_passwords(secret_id: str) -> list[str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from athenaeum.ingest.pipeline import ingest
+    from athenaeum.ingest.store import PublishedIndex
     from athenaeum.server.s3 import s3_client
 
     logging.getLogger("athenaeum").setLevel(logging.INFO)
@@ -120,13 +121,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info(json.dumps({"event": "ingest_skipped", "why": "no library change"}))
         return {"published": False, "reason": "no library change"}
 
+    client = s3_client(None)
+    if PublishedIndex(index, client).read_pointer() is None:
+        # deploy.sh publishes the first version (`athenaeum ingest --from`) after it has put
+        # the bundle's documents in the library; their events arrive first and wait for it.
+        why = f"{index.uri} has no published version yet; deploy.sh publishes the first one"
+        logger.info(json.dumps({"event": "ingest_skipped", "why": why}))
+        return {"published": False, "reason": why}
     started = time.monotonic()
     remaining_ms = context.get_remaining_time_in_millis() if context is not None else 900_000
     deadline = started + remaining_ms / 1000 - DEADLINE_MARGIN_S
     secret = _setting("ATHENAEUM_INGEST_PASSWORDS_SECRET")
     passwords = read_passwords(secret) if secret else []
     max_pages = _setting("ATHENAEUM_INGEST_MAX_PAGES")
-    client = s3_client(None)
     report = ingest(
         library,
         index,

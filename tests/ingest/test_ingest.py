@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -323,3 +324,38 @@ def test_a_corrupted_version_is_refused(
     living.client.put_object(Bucket=living.bucket, Key=blob, Body=b'{"not": "the chunks"}\n')
     with pytest.raises(BundleError, match=r"chunks\.jsonl"):
         PublishedIndex(living.index, living.client).fetch(report.version, tmp_path / "fresh")
+
+
+def test_the_function_waits_for_the_first_version(
+    living: LivingLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documents deploy.sh puts in the library send events before it publishes the first
+    version: the function lets them pass instead of failing them into the dead-letter queue."""
+    _configure(monkeypatch, living, tmp_path / "work")
+    living.put("habibi.pdf", PDF_DIR / "habibi.pdf")
+    result = lambda_handler.handler(sqs_event(living.drain()), LambdaContext())
+    assert not result["published"] and "no published version yet" in result["reason"]
+    store = PublishedIndex(living.index, living.client)
+    assert store.read_pointer() is None and store.get_bytes("lock.json") is None
+
+
+def test_passwords_secret_formats(living: LivingLibrary) -> None:
+    import boto3
+
+    from athenaeum.ingest.lambda_handler import PasswordsUnavailableError, read_passwords
+
+    secrets = boto3.client("secretsmanager", endpoint_url=living.endpoint, region_name="us-east-1")
+
+    def secret(value: str) -> str:
+        arn: str = secrets.create_secret(Name=f"pw-{uuid.uuid4().hex[:8]}", SecretString=value)[
+            "ARN"
+        ]
+        return arn
+
+    assert read_passwords(secret("one\n  two  \n\nthree\n")) == ["one", "two", "three"]
+    assert read_passwords(secret('{"passwords": ["a b", "c"]}')) == ["a b", "c"]
+    with pytest.raises(PasswordsUnavailableError, match="passwords") as bad:
+        read_passwords(secret('{"passwords": "hunter2"}'))
+    assert "hunter2" not in str(bad.value)  # a secret never reaches an error
+    with pytest.raises(PasswordsUnavailableError, match="ResourceNotFoundException"):
+        read_passwords("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")
