@@ -91,6 +91,15 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class AccessDeniedError(AthenaeumError):
+    """The credentials in use may not do what was asked of a storage service (S3 refused to list,
+    read, write or delete), or there are none."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "access_denied"
+
+
 class UntrustedHostError(AthenaeumError):
     """A request whose Host header the server will not put into the links it returns: no public
     URL is configured and the host is not one of the trusted ones."""

@@ -13,6 +13,7 @@ from athenaeum import __version__
 from athenaeum.errors import AthenaeumError, InvalidInputError
 
 if TYPE_CHECKING:
+    from athenaeum.library.push import PushReport
     from athenaeum.retrieval.engine import Hit
 
 
@@ -42,7 +43,10 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """A user mistake: a one-line error, never a traceback."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    # One line whatever the width, for logs; a path like "notes/[old]" is text, not markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,12 +71,14 @@ def _root(
 @app.command("serve")
 def serve_command(
     index: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--index",
             "-i",
-            help="The index bundle folder. Default: ATHENAEUM_INDEX_DIR, or the bundle at "
-            "ATHENAEUM_INDEX_S3_URI downloaded to ATHENAEUM_INDEX_CACHE_DIR.",
+            help="The index: a bundle folder, or s3://BUCKET/PREFIX holding a bundle or a "
+            "published index (which is followed: a version `athenaeum ingest` publishes is "
+            "served within ATHENAEUM_INDEX_REFRESH_S seconds). Default: ATHENAEUM_INDEX_DIR, "
+            "else ATHENAEUM_INDEX_S3_URI.",
             show_default=False,
         ),
     ] = None,
@@ -131,9 +137,11 @@ def serve_command(
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
     try:
-        overrides: dict[str, object] = (
-            {"index_dir": index, "index_s3_uri": None} if index is not None else {}
-        )
+        overrides: dict[str, object] = {}
+        if index is not None and index.startswith("s3://"):
+            overrides.update(index_s3_uri=index, index_dir=None)
+        elif index is not None:
+            overrides.update(index_dir=Path(index), index_s3_uri=None)
         if sources is not None:
             overrides.update(sources_dir=sources, sources_s3_uri=None)
         if link_ttl is not None:
@@ -854,6 +862,332 @@ def index_command(
         console.print(f"Index bundle written to [bold]{output}[/].")
     else:
         console.print(f"Nothing changed; {output} is up to date.")
+
+
+@app.command("push")
+def push_command(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="The local folder of documents. Folders in it are searched recursively; "
+            "hidden files and folders are left out.",
+            show_default=False,
+        ),
+    ],
+    library: Annotated[
+        str,
+        typer.Argument(
+            help="The library: s3://BUCKET/PREFIX, for example s3://my-bucket/library. Each "
+            "document goes to PREFIX/<its path in the folder>.",
+            show_default=False,
+        ),
+    ],
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete",
+            help="Also delete the documents under the prefix that have no file in the folder. "
+            "Only document keys are deleted (and only those --include/--exclude select); "
+            "anything else under the prefix, and everything outside it, is left alone.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print what would be uploaded and deleted; change nothing."),
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Push only documents matching this glob, against the path relative to the "
+            "folder or the file name (`*` also crosses `/`). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Leave out documents matching this glob (matched as --include is). Repeat for "
+            "several.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Make the library in S3 match a local folder: upload new and changed documents.
+
+    Documents are PDFs and .md, .markdown and .txt files; other files are reported as skipped.
+    A document is uploaded when no object has its key or the object's sha256 differs: every
+    object carries its file's sha256 in its metadata, and S3 checks the bytes against it on the
+    way in (per part for files of 8 MiB and more). Unchanged documents are not sent again. With
+    --delete, documents removed from the folder are deleted from the prefix, after the uploads.
+    One file that fails is reported and the others go on; the exit status is then 1.
+
+    Credentials, region and endpoint are boto3's own settings (AWS_PROFILE, AWS_REGION, and
+    AWS_ENDPOINT_URL for another S3-compatible server).
+
+    Example: athenaeum push ~/manuals s3://my-bucket/library --delete
+    """
+    import threading
+
+    from athenaeum.library.push import push
+
+    progress = None
+    on_progress = None
+    if err_console.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskID,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        tasks: dict[str, TaskID] = {}
+        adding = threading.Lock()  # uploads report from the transfer manager's threads
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            assert progress is not None
+            with adding:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], advance=done)
+
+        progress.start()
+    try:
+        report = push(
+            folder,
+            library,
+            delete=delete,
+            dry_run=dry_run,
+            include=include or [],
+            exclude=exclude or [],
+            on_progress=on_progress,
+        )
+    except KeyboardInterrupt:
+        fail("interrupted; what was uploaded stays, run push again to finish", code=130)
+    finally:
+        if progress is not None:
+            progress.stop()
+    _print_push(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_push(report: PushReport) -> None:
+    from rich.filesize import decimal
+    from rich.text import Text
+
+    dry = report.dry_run
+    for upload in report.uploaded:
+        size = decimal(upload.document.size)
+        verb = "would upload" if dry else "uploaded"
+        console.print(
+            Text.assemble((verb, "green"), f" {upload.key} ({upload.change}, {size})"),
+            soft_wrap=True,
+        )
+    for gone in report.deleted:
+        verb = "would delete" if dry else "deleted"
+        console.print(Text.assemble((verb, "yellow"), f" {gone.key}"), soft_wrap=True)
+    for failure in report.failed:
+        err_console.print(
+            Text.assemble(("failed", "bold red"), f" {failure.key}: {failure.reason}"),
+            soft_wrap=True,
+        )
+
+    def amount(count: int, what: str, size: int) -> str:
+        return f"{count} {what} ({decimal(size)})"
+
+    counts = ", ".join(
+        (
+            amount(
+                len(report.uploaded),
+                "to upload" if dry else "uploaded",
+                sum(u.document.size for u in report.uploaded),
+            ),
+            amount(len(report.unchanged), "unchanged", sum(d.size for d in report.unchanged)),
+            amount(
+                len(report.deleted),
+                "to delete" if dry else "deleted",
+                sum(o.size for o in report.deleted),
+            ),
+            amount(len(report.skipped), "skipped", sum(s.size for s in report.skipped)),
+            f"{len(report.failed)} failed",
+        )
+    )
+    where = f"{report.location.uri}/"
+    console.print(
+        f"Dry run, nothing changed in {where}: {counts}." if dry else f"{where}: {counts}.",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    reasons: dict[str, list[str]] = {}
+    for item in report.skipped:
+        reasons.setdefault(item.reason, []).append(item.rel)
+    for reason, names in sorted(reasons.items()):
+        kinds: dict[str, int] = {}
+        for name in names:
+            suffix = Path(name).suffix.lower() or "(no extension)"
+            kinds[suffix] = kinds.get(suffix, 0) + 1
+        listed = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        console.print(
+            f"Skipped, {reason}: {listed}.", soft_wrap=True, highlight=False, markup=False
+        )
+    if report.kept:
+        console.print(
+            f"{len(report.kept)} document(s) under the prefix have no file in the folder and "
+            "were kept (--delete removes them).",
+            highlight=False,
+        )
+    if report.others:
+        console.print(
+            f"{report.others} other object(s) under the prefix (not documents, or filtered "
+            "out) were left as they are.",
+            highlight=False,
+        )
+
+
+@app.command("ingest")
+def ingest_command(
+    library: Annotated[
+        str,
+        typer.Argument(
+            help="The library: an S3 prefix of PDFs, .md, .markdown and .txt files, "
+            "s3://BUCKET/PREFIX.",
+            show_default=False,
+        ),
+    ],
+    index: Annotated[
+        str,
+        typer.Option(
+            "--index",
+            "-i",
+            help="The published index to update, s3://BUCKET/PREFIX (athenaeum serve --index "
+            "and the API function follow it).",
+            show_default=False,
+        ),
+    ],
+    from_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A bundle built by `athenaeum index` to start from when the index holds no "
+            "version yet: its encoders, settings and documents (files in the library that it "
+            "already holds are not embedded again). Ignored once the index has a version.",
+            show_default=False,
+        ),
+    ] = None,
+    password: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password",
+            help="Password for encrypted PDFs; repeat for several. Without one, encrypted "
+            "files are reported, not published.",
+            show_default=False,
+        ),
+    ] = None,
+    max_pages: Annotated[
+        int | None,
+        typer.Option(
+            "--max-pages",
+            min=1,
+            help="Refuse PDFs with more pages (they are named in the report).",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where downloads, conversions and the local copy of the index go. Default: a "
+            "folder in the system's temporary directory, kept between runs.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the ingest report as JSON.")
+    ] = False,
+) -> None:
+    """Bring a published index up to date with a library in S3, without torch.
+
+    New and changed files are converted, chunked and embedded with the index's own document
+    encoder; files removed from the library are dropped; then a new version is published and
+    the pointer moved. Unchanged files are not downloaded again. This is what the ingest
+    function does in the cloud; it works against any S3 endpoint boto3 accepts
+    (AWS_ENDPOINT_URL). A file that cannot be converted is reported and the others are
+    published; the exit status is 1 when any failed.
+
+    Example: athenaeum ingest s3://my-bucket/library --index s3://my-bucket/index --from index/
+    """
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from athenaeum.ingest.pipeline import ingest
+    from athenaeum.server.s3 import S3Location, s3_client
+
+    locations = []
+    for name, uri in (("library", library), ("--index", index)):
+        if not uri.startswith("s3://"):
+            fail(f"{name} must be an s3://BUCKET/PREFIX address, not {uri!r}")
+        locations.append(S3Location.parse(uri))
+    if from_bundle is not None and not from_bundle.is_dir():
+        fail(f"--from {from_bundle} is not a folder")
+    work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        report = ingest(
+            locations[0],
+            locations[1],
+            client=s3_client(None),
+            work_dir=work,
+            from_bundle=from_bundle,
+            passwords=password or [],
+            max_pages=max_pages,
+            progress=on_progress,
+        )
+    if as_json:
+        console.print_json(report.to_json())
+    else:
+        verb = "Published" if report.published else "Nothing to publish:"
+        console.print(
+            f"{verb} version {(report.version or '')[:12]} of {report.index}: "
+            f"{report.documents_total} documents, {report.chunks_total} chunks "
+            f"({report.documents_added} added, {report.documents_changed} changed, "
+            f"{report.documents_removed} removed, {report.documents_unchanged} unchanged; "
+            f"{report.chunks_embedded} chunks embedded)."
+        )
+        for item in report.failed:
+            err_console.print(f"[yellow]not published[/] {item['key']}: {item['reason']}")
+        for item in report.skipped:
+            err_console.print(f"[dim]skipped[/] {item['key']}: {item['reason']}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _quiet_transformers() -> None:

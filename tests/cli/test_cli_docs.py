@@ -22,7 +22,7 @@ def test_cli_reference_is_current() -> None:
 def test_every_command_and_option_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
     runner = CliRunner()
-    for command in ("convert", "index", "search", "eval", "serve", "openapi"):
+    for command in ("convert", "index", "search", "eval", "serve", "openapi", "push"):
         assert f"## `athenaeum {command}`" in text
         help_text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         for word in help_text.split():
