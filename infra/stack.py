@@ -143,6 +143,7 @@ class AthenaeumStack(Stack):
                 file=sys.stderr,
             )
         domain = config.custom_domain
+        metric_namespace = f"Athenaeum/{config.stack_name}"
         self.function = ApiFunction(
             self,
             "Function",
@@ -162,6 +163,7 @@ class AthenaeumStack(Stack):
                 refresh_s=config.index_refresh_seconds,
             ),
             library=SourcesInS3(bucket=self.index.bucket, prefix=self.index.library_prefix),
+            metric_namespace=metric_namespace,
             public_base_url=domain.url if domain is not None else None,
             cors_origins=config.cors_origins,
             llm=config.llm,
@@ -220,7 +222,7 @@ class AthenaeumStack(Stack):
             api=self.gateway.api,
             api_function=self.function.function,
             authorizer_logs=self.authorizer.log_group,
-            metric_namespace=f"Athenaeum/{config.stack_name}",
+            metric_namespace=metric_namespace,
             timeout_seconds=config.timeout_seconds,
             alarm_email=config.alarm_email,
             ingest=IngestWatch(

@@ -80,6 +80,7 @@ class ApiFunction(Construct):
         published: PublishedIndex | None = None,
         sources: SourcesInS3 | None = None,
         library: SourcesInS3 | None = None,
+        metric_namespace: str | None = None,
         public_base_url: str | None = None,
         cors_origins: Sequence[str] = (),
         llm: LlmUpstream | None = None,
@@ -150,6 +151,7 @@ class ApiFunction(Construct):
                 packaged_index=packaged_index,
                 published=published,
                 sources=sources,
+                metric_namespace=metric_namespace,
                 link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
                 preload=packaged_index or publishes_versions,
                 public_base_url=public_base_url,
@@ -299,6 +301,7 @@ def _environment(
     packaged_index: bool,
     published: PublishedIndex | None,
     sources: SourcesInS3 | None,
+    metric_namespace: str | None,
     link_secret_arn: str | None,
     preload: bool,
     public_base_url: str | None,
@@ -320,6 +323,10 @@ def _environment(
         environment["ATHENAEUM_INDEX_S3_URI"] = published.uri
         environment["ATHENAEUM_INDEX_CACHE_DIR"] = INDEX_CACHE_DIR
         environment["ATHENAEUM_INDEX_REFRESH_S"] = str(published.refresh_s)
+    if metric_namespace is not None:
+        # Its metrics (ServedVersionBehindSeconds) in embedded metric format on stdout, which
+        # CloudWatch Logs turns into metrics there; the alarms watch them (infra/monitoring).
+        environment["ATHENAEUM_METRIC_NAMESPACE"] = metric_namespace
     if sources is not None:
         # Citations link to the original files there, by presigned URL.
         environment["ATHENAEUM_SOURCES_S3_URI"] = sources.uri

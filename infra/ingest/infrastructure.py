@@ -120,6 +120,9 @@ class Ingest(Construct):
             "ATHENAEUM_LIBRARY_S3_URI": layout.uri(layout.library),
             "ATHENAEUM_INDEX_S3_URI": layout.uri(layout.index),
             "ATHENAEUM_INGEST_WORK_DIR": WORK_DIR,
+            # A run that had to stop before its time ran out publishes what it converted and
+            # asks its own queue for another run.
+            "ATHENAEUM_INGEST_QUEUE_URL": self.queue.queue_url,
             # The layer leaves out PyMuPDF's layout model (the converter does not use it);
             # without this, PyMuPDF prints a suggestion to install it on its first table search.
             "PYMUPDF_SUGGEST_LAYOUT_ANALYZER": "0",
@@ -151,6 +154,10 @@ class Ingest(Construct):
             )
         )
         self._grant_bucket()
+        # Only to ask for its own next run (the message carries no document).
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
+        )
         if passwords is not None:
             self._grant_passwords(passwords)
 

@@ -1,6 +1,7 @@
 """The real artifacts: what infra/staging.py puts in each function's code, and a fresh Python 3.12
 with nothing on its path but the built layer and that code, answering real API Gateway REST (v1)
-events from a packaged bundle, or refusing a token in the authorizer."""
+events from a packaged bundle, refusing a token in the authorizer, or (the ingest function, from
+its own layer) publishing a batch of real S3 notifications."""
 
 from __future__ import annotations
 
@@ -361,3 +362,139 @@ def test_artifact_links_citations_to_presigned_source_files(
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/pdf"
         assert response.content == (pdf_library.pdfs / source).read_bytes()
+
+
+INGEST_LAYER = ROOT / "build" / "ingest-layer" / "python"
+INGEST_SCRIPT = """
+import json, sys
+sys.path[:0] = sys.argv[1].split(":")
+import athenaeum.ingest.lambda_handler as ingest
+class Context:
+    aws_request_id = "artifact"
+    def get_remaining_time_in_millis(self):
+        return 900_000
+result = ingest.handler({"Records": json.load(open(sys.argv[2]))}, Context())
+layers = sys.argv[1].split(":")
+print(json.dumps({
+    "result": result,
+    "outside": sorted(
+        {m.split(".")[0] for m, mod in list(sys.modules.items())
+         if getattr(mod, "__file__", None) and not mod.__file__.startswith(tuple(layers))
+         and not mod.__file__.startswith(sys.base_prefix)}
+    ),
+    "loaded": sorted({m.split(".")[0] for m in sys.modules}),
+}))
+"""
+# An encrypted PDF whose password nobody gave: the run names it in its report, and goes on.
+LOCKED_PDF = "crazyones-encrypted-256.pdf"
+ADDED_PHRASE = "The quokka colony on Rottnest Island was counted at dawn by volunteers."
+
+
+@pytest.mark.slow
+def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
+    pdf_library: PdfLibrary, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """The ingest function as Lambda runs it: a fresh python3.12 with nothing on its path but
+    the built ingest layer, the staged code and the runtime's own boto3, handed the SQS batch
+    that the bucket's real notifications (moto's) made of an upload of a PDF, a markdown file
+    and a locked PDF; it publishes a version holding exactly the library."""
+    import boto3
+
+    from athenaeum.ingest.pipeline import ingest
+    from athenaeum.ingest.store import PublishedIndex
+    from athenaeum.retrieval.engine import SearchEngine
+    from athenaeum.server.s3 import S3Location, s3_client
+    from tests.conftest import PDF_DIR
+
+    if not INGEST_LAYER.is_dir():
+        pytest.skip("no built ingest layer; run layer/build.sh --profile ingest")
+    bucket = "artifact-library"
+    client = s3_client(moto_endpoint)
+    client.create_bucket(Bucket=bucket)
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="artifact-ingest")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    client.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn["QueueArn"],
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "library/"}]}},
+                }
+            ]
+        },
+    )
+
+    def drain() -> list[dict[str, Any]]:
+        records = []
+        while got := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in got:
+                records.append({"messageId": message["MessageId"], "body": message["Body"]})
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return records
+
+    # The first version, as deploy.sh publishes it: the local bundle and its documents.
+    library, index = S3Location(bucket, "library"), S3Location(bucket, "index")
+    for rel in LIBRARY_PDFS:
+        client.upload_file(str(pdf_library.pdfs / rel), bucket, f"library/{rel}")
+    drain()
+    first = ingest(
+        library, index, client=client, work_dir=tmp_path / "first", from_bundle=pdf_library.bundle
+    )
+    assert first.published
+
+    added = tmp_path / "added-last.md"
+    added.write_text(f"# Field notes\n\n{ADDED_PHRASE}\n")
+    client.upload_file(str(added), bucket, "library/notes/added-last.md")
+    client.upload_file(str(PDF_DIR / "habibi.pdf"), bucket, "library/new/habibi.pdf")
+    client.upload_file(str(PDF_DIR / LOCKED_PDF), bucket, f"library/new/{LOCKED_PDF}")
+    records = drain()
+    assert len(records) == 3
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps(records + records[:1]))  # one delivered twice
+
+    code = staging.stage_ingest(tmp_path / "staging")
+    path = [str(INGEST_LAYER), str(code), str(runtime_modules(tmp_path))]
+    result = subprocess.run(
+        [python312(), "-I", "-S", "-c", INGEST_SCRIPT, os.pathsep.join(path), str(batch)],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ATHENAEUM_LIBRARY_S3_URI": library.uri,
+            "ATHENAEUM_INDEX_S3_URI": index.uri,
+            "ATHENAEUM_INGEST_WORK_DIR": str(tmp_path / "work"),
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PYMUPDF_SUGGEST_LAYOUT_ANALYZER": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = answers["result"]
+    assert summary["published"] and summary["keys_in_events"] == 4
+    assert (summary["added"], summary["failed"]) == (2, 1)
+    # Everything came from the layer, the code, the runtime's boto3 or the standard library,
+    # and nothing of the web side or of PyTorch was loaded.
+    assert answers["outside"] == []
+    assert not {"torch", "fastapi", "mangum", "starlette", "pymupdf4llm"} & set(answers["loaded"])
+
+    store = PublishedIndex(index, client)
+    pointer = store.read_pointer()
+    assert pointer is not None and pointer.version == summary["version"]
+    served = SearchEngine.load(store.fetch(pointer.version, tmp_path / "served"))
+    sources = {doc.source for doc in served.bundle.manifest.documents}
+    assert sources == {*LIBRARY_PDFS, "notes/added-last.md", "new/habibi.pdf"}
+    hits = served.search(ADDED_PHRASE, top_k=1)
+    assert hits[0].chunk.source == "notes/added-last.md"
+    report = json.loads(
+        client.get_object(Bucket=bucket, Key="index/reports/latest.json")["Body"].read()
+    )
+    assert [Path(f["key"]).name for f in report["failed"]] == [LOCKED_PDF]

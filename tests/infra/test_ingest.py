@@ -234,6 +234,7 @@ def test_function_limits_layer_and_environment(alone: tuple[Ingest, Template]) -
         "ATHENAEUM_LIBRARY_S3_URI": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/library"]]},
         "ATHENAEUM_INDEX_S3_URI": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/index"]]},
         "ATHENAEUM_INGEST_WORK_DIR": "/tmp/athenaeum-ingest",
+        "ATHENAEUM_INGEST_QUEUE_URL": {"Ref": logical_id(ingest.queue)},
         "PYMUPDF_SUGGEST_LAYOUT_ANALYZER": "0",
     }
 
@@ -257,7 +258,9 @@ def test_reads_the_library_and_writes_the_index_only(alone: tuple[Ingest, Templa
             "Resource": object_arn(bucket, "/index/*"),
         },
     ]
-    # The rest: consuming its own queue, nothing else (no secret without the context key).
+    # The rest: consuming its own queue and asking it for another run, nothing else (no secret
+    # without the context key).
+    queue = {"Fn::GetAtt": [logical_id(ingest.queue), "Arn"]}
     others = [st for st in granted if st not in on_bucket]
     assert others == [
         {
@@ -269,8 +272,9 @@ def test_reads_the_library_and_writes_the_index_only(alone: tuple[Ingest, Templa
                 "sqs:GetQueueAttributes",
             ],
             "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [logical_id(ingest.queue), "Arn"]},
-        }
+            "Resource": queue,
+        },
+        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue},
     ]
     assert "ATHENAEUM_INGEST_PASSWORDS_SECRET" not in json.dumps(template.to_json())
 
@@ -404,6 +408,8 @@ def test_the_api_function_follows_the_published_index(
     }
     assert variables["ATHENAEUM_INDEX_REFRESH_S"] == "30"
     assert variables["ATHENAEUM_INDEX_CACHE_DIR"] == "/tmp/athenaeum-index"
+    # Its ServedVersionBehindSeconds goes where the alarm looks.
+    assert variables["ATHENAEUM_METRIC_NAMESPACE"] == "Athenaeum/AtheneumStack"
     # Packaged: the bundle in the code is the version it starts from.
     assert variables["ATHENAEUM_INDEX_DIR"] == "/var/task/index"
     granted = statements(template, logical_id(app_stack.function.function.role))  # type: ignore[arg-type]
