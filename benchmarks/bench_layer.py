@@ -215,7 +215,8 @@ def function_of(source: Path, function: Path, where: Path) -> Path:
     shutil.copytree(function, target, symlinks=True)
     package = target / "athenaeum"
     for name in staging.SERVE_MODULES:
-        shutil.copy2(source / "athenaeum" / name, package / name)
+        if (source / "athenaeum" / name).is_file():  # an older checkout may lack some
+            shutil.copy2(source / "athenaeum" / name, package / name)
     for name in staging.SERVE_PACKAGES:
         shutil.rmtree(package / name)
         shutil.copytree(

@@ -13,9 +13,11 @@ from athenaeum.bundle import DOCUMENT_ENCODER, VERIFICATION_FILE, verify_bundle
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
-# The serve half: the bundle contract, retrieval and the server, with the modules they share.
-# The build side and the CLI never reach a function (tests/infra/test_artifact.py lists it).
-SERVE_MODULES = ("__init__.py", "errors.py")
+# The serve half: the bundle contract, retrieval and the server, with the modules they share,
+# and the published index's store, which serving follows (athenaeum.ingest.store; the rest of
+# athenaeum.ingest is the ingest function's). The build side and the CLI never reach the API
+# function (tests/infra/test_artifact.py lists it).
+SERVE_MODULES = ("__init__.py", "errors.py", "ingest/__init__.py", "ingest/store.py")
 SERVE_PACKAGES = ("bundle", "retrieval", "server")
 # Everything the authorizer imports from the package: the validator, its settings and errors.
 AUTHORIZER_MODULES = (
@@ -46,6 +48,7 @@ def stage_function(staging_dir: Path) -> Path:
     package = target / "athenaeum"
     package.mkdir()
     for name in SERVE_MODULES:
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PACKAGE_DIR / name, package / name)
     for name in SERVE_PACKAGES:
         shutil.copytree(PACKAGE_DIR / name, package / name, ignore=_IGNORE)

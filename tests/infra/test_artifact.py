@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "rest_v1_authorizer.json"
 PY312_CANDIDATES = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
-# The serve half of the package; the build side and the CLI never reach a function.
-SERVE_TOP_LEVEL = {"__init__.py", "errors.py", "bundle", "retrieval", "server"}
+# The serve half of the package, and the published index's store that serving follows; the
+# build side and the CLI never reach the API function.
+SERVE_TOP_LEVEL = {"__init__.py", "errors.py", "bundle", "retrieval", "server", "ingest"}
 
 SCRIPT = """
 import json, sys, time
@@ -101,7 +102,7 @@ def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
     assert {p.name for p in (function / "athenaeum").iterdir()} == SERVE_TOP_LEVEL
     # Every file of the serve packages, as in the source tree, and nothing else.
     source = ROOT / "athenaeum"
-    expected = {"athenaeum/__init__.py", "athenaeum/errors.py"} | {
+    expected = {f"athenaeum/{name}" for name in staging.SERVE_MODULES} | {
         "athenaeum/" + path.relative_to(source).as_posix()
         for name in ("bundle", "retrieval", "server")
         for path in (source / name).rglob("*")
@@ -111,6 +112,11 @@ def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
     assert files == expected
     assert "athenaeum/server/lambda_handler.py" in files
     assert not [f for f in files if f.startswith(("athenaeum/build/", "athenaeum/cli/"))]
+    # Of the ingest package, only the store that serving reads (not the pipeline).
+    assert {f for f in files if f.startswith("athenaeum/ingest/")} == {
+        "athenaeum/ingest/__init__.py",
+        "athenaeum/ingest/store.py",
+    }
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
 
@@ -277,6 +283,34 @@ def test_s3_artifact_answers_rest_events(
     )
     check_answers(answers)
     assert (tmp_path / "cache").is_dir()
+
+
+@pytest.mark.slow
+def test_packaged_artifact_follows_an_index_with_nothing_published_yet(
+    scifact_bundle: Path, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """As the stack configures it: the packaged bundle and the published index's prefix, where
+    nothing is published yet; the function serves the packaged bundle."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket="artifact-published")
+    function = staging.stage_function(tmp_path / "staging")
+    index = staging.add_index(function, scifact_bundle)
+    answers = run_artifact(
+        function,
+        {
+            "ATHENAEUM_INDEX_DIR": str(index),
+            "ATHENAEUM_INDEX_S3_URI": "s3://artifact-published/index",
+            "ATHENAEUM_INDEX_REFRESH_S": "60",
+            "ATHENAEUM_INDEX_CACHE_DIR": str(tmp_path / "cache"),
+            "ATHENAEUM_S3_ENDPOINT_URL": moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        extra_path=runtime_modules(tmp_path),
+    )
+    check_answers(answers)
 
 
 def runtime_modules(tmp_path: Path) -> Path:
