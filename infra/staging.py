@@ -5,9 +5,9 @@ modules of `athenaeum` it imports). Their dependencies come from the layer."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from athenaeum.bundle import VERIFICATION_FILE, verify_bundle
+from athenaeum.bundle import DOCUMENT_ENCODER, VERIFICATION_FILE, verify_bundle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
@@ -55,10 +55,15 @@ def add_index(function_dir: Path, index_dir: Path) -> Path:
     The copy gets a "read-only package" verification record: Lambda unpacks the function into
     a read-only folder, where the record lets the cold start skip hashing the bundle again
     (athenaeum.bundle.verification). It holds no times, so staging the same bundle twice gives
-    the same asset."""
+    the same asset. The document encoder (encoder/document.onnx, build-side only) stays out:
+    the function never embeds documents."""
     target = function_dir / PACKAGED_INDEX_DIR
     shutil.copytree(
-        index_dir, target, ignore=shutil.ignore_patterns(VERIFICATION_FILE, "__pycache__", "*.pyc")
+        index_dir,
+        target,
+        ignore=shutil.ignore_patterns(
+            VERIFICATION_FILE, PurePosixPath(DOCUMENT_ENCODER).name, "__pycache__", "*.pyc"
+        ),
     )
     verify_bundle(target, by="athenaeum staging", scope="read-only package")
     return target

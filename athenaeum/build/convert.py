@@ -80,6 +80,12 @@ class ConvertOptions:
     ocr_language: str = "eng"
     ocr_dpi: int = 300
     overwrite: bool = False
+    # How a person supplies a password where these options come from: the CLI's flag, or the
+    # ingest function's secret.
+    password_hint: str = "give it with --password"  # noqa: S105 (advice, not a password)
+    ocr_hint: str = "run with --ocr to read them"
+    # A PDF with more pages is refused (its result says so) rather than converted.
+    max_pages: int | None = None
 
 
 @dataclass
@@ -103,6 +109,8 @@ class Job:
     source: Path
     output: Path
     display: str  # the source path as written into the front matter
+    # Where the source file lives, as the front matter records it; None: its local path.
+    location: str | None = None
 
 
 _PYMUPDF_EXTRAS = ("pymupdf.layout", "pymupdf4llm")
@@ -438,7 +446,7 @@ def _title(metadata: dict[str, Any], markdown: str, source_name: str) -> str:
 # --- one file -------------------------------------------------------------------------------
 
 
-def _open(pymupdf: Any, job: Job, passwords: Sequence[str]) -> tuple[Any, list[str]]:
+def _open(pymupdf: Any, job: Job, options: ConvertOptions) -> tuple[Any, list[str]]:
     warnings: list[str] = []
     pymupdf.TOOLS.mupdf_warnings(reset=True)
     try:
@@ -446,14 +454,21 @@ def _open(pymupdf: Any, job: Job, passwords: Sequence[str]) -> tuple[Any, list[s
     except Exception as exc:
         raise _Failure(f"malformed PDF: {_one_line(exc) or type(exc).__name__}") from exc
     if doc.needs_pass:
-        if not passwords:
-            raise _Failure("encrypted: needs a password (give it with --password)")
-        if not any(doc.authenticate(pw) for pw in passwords):
+        if not options.passwords:
+            raise _Failure(f"encrypted: needs a password ({options.password_hint})")
+        if not any(doc.authenticate(pw) for pw in options.passwords):
             raise _Failure("encrypted: none of the given passwords opens it")
     if doc.is_repaired:
         warnings.append("damaged file was repaired while opening; check the output")
     if doc.page_count == 0:
         raise _Failure("malformed PDF: no readable pages")
+    if options.max_pages is not None and doc.page_count > options.max_pages:
+        pages = doc.page_count
+        doc.close()
+        raise _Failure(
+            f"too large: {pages} pages, more than the limit of {options.max_pages}; split it "
+            "into smaller files"
+        )
     return doc, warnings
 
 
@@ -477,13 +492,13 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
             result.reason = "unchanged since the last conversion (use --overwrite to redo)"
             return result
         pymupdf = _import_pymupdf()
-        doc, result.warnings = _open(pymupdf, job, options.passwords)
+        doc, result.warnings = _open(pymupdf, job, options)
         with doc:
             result.pages = doc.page_count
             markdown = _convert_document(pymupdf, doc, options, result)
             metadata = {
                 "source": job.display,
-                SOURCE_PATH_FIELD: str(job.source.resolve()),
+                SOURCE_PATH_FIELD: job.location or str(job.source.resolve()),
                 "title": _title(doc.metadata or {}, markdown, job.source.name),
                 "pages": doc.page_count,
                 "sha256": digest,
@@ -524,7 +539,7 @@ def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: F
     if ocr_pages:
         result.warnings.append(f"OCR on {len(ocr_pages)} page(s): {_page_list(ocr_pages)}")
     if textless:
-        hint = "" if options.ocr else "; run with --ocr to read them"
+        hint = "" if options.ocr else f"; {options.ocr_hint}"
         if len(textless) == len(pages) and not ocr_pages:
             reason = f"no text layer on any of its {len(pages)} page(s)"
             raise _Failure(f"{reason}; {ocr_failed}" if ocr_failed else reason + hint)

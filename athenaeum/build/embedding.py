@@ -32,7 +32,7 @@ import socket
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -54,6 +54,14 @@ from athenaeum.build.model_folder import (
     files_fingerprint,
     locate,
 )
+from athenaeum.build.onnx_encoder import (
+    DEFAULT_BATCH_SIZE,
+    ONNX_OUTPUT,
+    ProgressCallback,
+    TokenFeeds,
+    cpu_session,
+    embed_in_batches,
+)
 from athenaeum.bundle.format import ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
 from athenaeum.bundle.manifest import EmbeddingInfo
 from athenaeum.errors import InvalidInputError, MissingDependencyError
@@ -64,17 +72,9 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# On CPU the matrices of 8 texts of similar length ([8 x tokens, 384] per layer) already keep
-# onnxruntime's matrix multiplication busy; more texts only hold more activations (batch 32:
-# about 15% more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an
-# index on CPU").
-DEFAULT_BATCH_SIZE = 8
 # On a GPU a batch is one kernel launch per layer: bigger batches keep it busy (measured on an
 # H100: docs/benchmarks.md, "Embedding on a GPU").
 DEFAULT_GPU_BATCH_SIZE = 256
-# Texts tokenized at a time before only their ids are kept.
-_TOKENIZE_SLICE = 1024
-ONNX_OUTPUT = "embeddings"
 ONNX_OPSET = 17
 # An export whose vectors differ more than this from sentence-transformers' is refused.
 PARITY_MIN_COSINE = 0.999
@@ -88,8 +88,6 @@ Backend = Literal["auto", "onnx", "torch"]
 Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens"]
 EncoderPrecision = Literal["fp32", "int8"]
 ENCODER_PRECISIONS: tuple[str, ...] = get_args(EncoderPrecision)
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(done, total)` after each batch of texts is embedded."""
 
 _SUPPORTED_POOLING: tuple[str, ...] = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -299,10 +297,9 @@ class Embedder:
             ]
         else:
             raise ValueError("an Embedder needs a loaded model or the model's files")
-        self._counter = _token_counter(self.tokenizer)
+        self._feeds = TokenFeeds(self.tokenizer, self._input_names)
         self._session: onnxruntime.InferenceSession | None = None
         self._torch_embedder: Any = None
-        self._unpadded: tuple[Tokenizer, int, bool] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._encoder_dirs: dict[str, Path] = {}
 
@@ -317,7 +314,7 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` as the model sees them, without special tokens and untruncated."""
-        return self._counter(text)
+        return self._feeds.count_tokens(text)
 
     def token_cap(self) -> int:
         """Most text tokens a chunk may have so the model reads all of it: max_seq_length less
@@ -364,23 +361,15 @@ class Embedder:
         out: npt.NDArray[np.float32],
         progress: ProgressCallback | None,
     ) -> npt.NDArray[np.float32]:
-        """Tokenize every text once, then run batches of texts of about the same token count.
-
-        Ordered by tokens, not characters: a batch is padded to its longest text, and ordering
-        SciFact's chunks by characters left a quarter of the tokens in a batch of 32 as padding
-        (0.2% by tokens; docs/benchmarks.md). Longest first, so a too-large batch fails at once.
-        """
-        session = self._onnx_session()
-        ids = self._token_ids(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            feed = self._padded([ids[i] for i in rows], [texts[i] for i in rows])
-            (vectors,) = session.run([ONNX_OUTPUT], feed)
-            out[rows] = vectors
-            if progress is not None:
-                progress(start + len(rows), len(texts))
-        return out
+        """With the exported fp32 graph, batched by token count (athenaeum.build.onnx_encoder)."""
+        return embed_in_batches(
+            self._onnx_session(),
+            self._feeds,
+            texts,
+            out,
+            batch_size=self.batch_size,
+            progress=progress,
+        )
 
     def _embed_torch(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Embed with the model's own modules (transformer, pooling, normalisation) on its
@@ -419,60 +408,10 @@ class Embedder:
 
         batch = texts[start : start + self.batch_size]
         features = {}
-        for name, column in self._padded(self._token_ids(batch), batch).items():
+        for name, column in self._feeds.padded(self._feeds.token_ids(batch), batch).items():
             tensor = torch.from_numpy(column)
             features[name] = tensor.pin_memory() if pin else tensor
         return features
-
-    def _token_ids(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
-        """Each text's input ids as the model reads them (special tokens added, truncated at
-        max_seq_length), unpadded. Tokenized a slice at a time: the tokenizer's encodings carry
-        every token's string and offsets, twenty times the size of the ids kept."""
-        tokenizer, _, _ = self._unpadded_tokenizer()
-        ids: list[npt.NDArray[np.int32]] = []
-        for start in range(0, len(texts), _TOKENIZE_SLICE):
-            encodings = tokenizer.encode_batch_fast(list(texts[start : start + _TOKENIZE_SLICE]))
-            ids.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
-        return ids
-
-    def _padded(
-        self, ids: Sequence[npt.NDArray[np.int32]], texts: Sequence[str]
-    ) -> dict[str, npt.NDArray[np.int64]]:
-        """The model inputs of one batch, padded to its longest text: exactly what the padded
-        tokenizer (self.tokenizer) gives for `texts`.
-
-        The attention mask comes from each text's length and the token types are zeros (what
-        the model's template gives one text; checked when the tokenizer is built), so only the
-        ids come from the tokenizer.
-        """
-        tokenizer, pad_id, types_are_zero = self._unpadded_tokenizer()
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        width = int(lengths.max())
-        matrix = np.full((len(ids), width), pad_id, dtype=np.int64)
-        for row, (seq, length) in enumerate(zip(ids, lengths, strict=True)):
-            matrix[row, :length] = seq
-        mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
-        columns = {"input_ids": matrix, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
-            types = np.zeros_like(matrix)
-            if not types_are_zero:  # a template that marks a single text's tokens: take them
-                for row, encoding in enumerate(tokenizer.encode_batch_fast(list(texts))):
-                    types[row, : lengths[row]] = encoding.type_ids
-            columns["token_type_ids"] = types
-        return {name: columns[name] for name in self._input_names}
-
-    def _unpadded_tokenizer(self) -> tuple[Tokenizer, int, bool]:
-        """The embedding tokenizer without padding (batches are padded in numpy), its pad id,
-        and whether it gives a single text all-zero token types."""
-        if self._unpadded is None:
-            from tokenizers import Tokenizer
-
-            tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-            pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
-            tokenizer.no_padding()
-            sample = tokenizer.encode("A sample, to see the template's token types.")
-            self._unpadded = (tokenizer, pad_id, not any(sample.type_ids))
-        return self._unpadded
 
     def _torch_model(self) -> Any:
         """The model that embeds documents on torch: a half-precision copy on CUDA (the fp32
@@ -492,7 +431,8 @@ class Embedder:
         """Embed with an exported graph: the fp32 encoder unless another session is given."""
         if session is None:
             session = self._onnx_session()
-        (vectors,) = session.run([ONNX_OUTPUT], self._padded(self._token_ids(texts), texts))
+        feed = self._feeds.padded(self._feeds.token_ids(texts), texts)
+        (vectors,) = session.run([ONNX_OUTPUT], feed)
         return np.asarray(vectors, dtype=np.float32)
 
     def _onnx_session(self) -> onnxruntime.InferenceSession:
@@ -539,7 +479,7 @@ class Embedder:
         else:
             _export_onnx(self.model, self.info, self._input_names, path)
         self.tokenizer.save(str(directory / ENCODER_TOKENIZER_FILE))
-        self._session = _cpu_session(path)
+        self._session = cpu_session(path)
         if self._source is not None:
             return directory
         probes = list(_PARITY_PROBES)
@@ -559,7 +499,7 @@ class Embedder:
     def _export_int8(self, source: Path, target: Path) -> Path:
         """Quantize the fp32 encoder in `source` into `target` and check it still agrees."""
         quantize_query_encoder(source, target)
-        session = _cpu_session(target / ENCODER_MODEL_FILE)
+        session = cpu_session(target / ENCODER_MODEL_FILE)
         probes = list(_PARITY_PROBES)
         # One at a time, as queries are served: activations are quantized with one scale per
         # batch, so a batch's padding and its other inputs would change each vector a little.
@@ -640,33 +580,6 @@ def _without_preprocessing_advice() -> Iterator[None]:
     finally:
         root.removeFilter(keep)
         root.removeHandler(guard)
-
-
-def _cpu_session(path: Path) -> onnxruntime.InferenceSession:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    # Spinning worker threads win only on idle cores; on a shared machine they burn the CPU
-    # time the other threads need (measured slower than torch with it on, under load).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
-    """A token counter on a copy of `tokenizer` that neither truncates nor pads."""
-    from tokenizers import Tokenizer
-
-    counter = Tokenizer.from_str(tokenizer.to_str())
-    counter.no_truncation()
-    counter.no_padding()
-
-    def count(text: str) -> int:
-        # The batch call without offsets: the same ids for a seventh less time, and the chunker
-        # counts about eleven strings per chunk it makes.
-        return len(counter.encode_batch_fast([text], add_special_tokens=False)[0].ids)
-
-    return count
 
 
 def _cosine_rows(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

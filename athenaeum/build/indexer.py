@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,12 +49,14 @@ from athenaeum.build.embedding import (
 from athenaeum.build.model_folder import default_prefixes, locate
 from athenaeum.bundle import (
     ENCODER_MODEL,
+    ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
     MANIFEST_FILE,
     Bundle,
     ChunkRecord,
     DocumentInfo,
     EmbeddingInfo,
+    Manifest,
     choose_dense_kind,
     load_bundle,
     write_bundle,
@@ -190,6 +192,7 @@ class _Previous:
     embedding: EmbeddingInfo
     dense_kind: str
     encoder_bytes: int
+    has_document_encoder: bool
     # False when the bundle records the model by its older weights fingerprint: the vectors are
     # reusable, and the manifest is written again with the recipe as it is now.
     recipe_current: bool = True
@@ -264,6 +267,8 @@ def _unchanged(
     )
     if asked != recorded:
         return False
+    if encoder_precision != "fp32" and manifest.document_encoder is None:
+        return False  # written before bundles kept their document encoder: write it now
     if max_tokens is None:
         max_tokens = _token_cap(bundle, document)
     params = ChunkingParams(max_tokens=max_tokens, overlap=overlap, context=context)
@@ -313,6 +318,7 @@ def _reusable(
             embedding=bundle.manifest.embedding,
             dense_kind=bundle.manifest.dense.kind,
             encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
+            has_document_encoder=bundle.manifest.document_encoder is not None,
             recipe_current=current,
         ),
         None,
@@ -327,6 +333,68 @@ def _same_weights(recorded: object, embedder: Embedder) -> bool:
         isinstance(recorded, str)
         and recorded.startswith("sha256:")
         and recorded == embedder.weights_fingerprint()
+    )
+
+
+@dataclass(frozen=True)
+class DocumentRows:
+    """One document of a bundle being written: its manifest entry, chunks and their vectors."""
+
+    info: DocumentInfo
+    chunks: list[ChunkRecord]
+    vectors: npt.NDArray[np.float32]
+
+
+def document_info(doc: SourceDocument, chunk_count: int) -> DocumentInfo:
+    return DocumentInfo(
+        doc_id=doc.doc_id,
+        source=doc.source,
+        title=doc.title,
+        sha256=doc.sha256,
+        chunk_count=chunk_count,
+        metadata=doc.metadata,
+        source_file=doc.source_file,
+    )
+
+
+def chunking_params(recipe: Mapping[str, object]) -> ChunkingParams:
+    """The chunking parameters a bundle's recipe (its manifest's `chunking`) records."""
+    fields = {name: recipe[name] for name in ("max_tokens", "overlap", "context", "version")}
+    return ChunkingParams(**fields)  # type: ignore[arg-type]
+
+
+def write_documents(
+    output: Path,
+    parts: Sequence[DocumentRows],
+    *,
+    embedding: EmbeddingInfo,
+    recipe: Mapping[str, object],
+    count: Callable[[str], int],
+    encoder_dir: Path,
+    document_encoder: Path | None,
+    dense_kind: DenseChoice = "auto",
+) -> Manifest:
+    """Write a bundle of `parts`, in their order, with BM25 built over all of their chunks (its
+    statistics are global: every document's weights depend on the whole collection)."""
+    params = chunking_params(recipe)
+    chunks = [c for part in parts for c in part.chunks]
+    blocks = [part.vectors for part in parts]
+    matrix = np.concatenate(blocks) if blocks else np.zeros((0, embedding.dimension), np.float32)
+    bm25 = BM25Index.build(
+        embed_text(c.text, c.title, c.heading_path, count, params) for c in chunks
+    )
+    kind = choose_dense_kind(len(chunks)) if dense_kind == "auto" else dense_kind
+    return write_bundle(
+        output,
+        embedding=embedding,
+        chunking=dict(recipe),
+        documents=[part.info for part in parts],
+        chunks=chunks,
+        vectors=matrix,
+        bm25_index=bm25,
+        encoder_dir=encoder_dir,
+        dense_kind=kind,
+        document_encoder=document_encoder,
     )
 
 
@@ -484,6 +552,7 @@ def build_index(
         and nothing_changed
         and previous.embedding == embedding
         and previous.recipe_current
+        and (encoder_precision == "fp32" or previous.has_document_encoder)
     ):
         return IndexReport(
             output=output,
@@ -518,10 +587,8 @@ def build_index(
         progress=on_batch,
     )
 
-    # Assemble in document order: reused rows from the old bundle, new rows just embedded.
-    chunks: list[ChunkRecord] = []
-    blocks: list[npt.NDArray[np.float32]] = []
-    infos: list[DocumentInfo] = []
+    # In document order: reused rows from the old bundle, new rows just embedded.
+    parts: list[DocumentRows] = []
     cursor = 0
     for doc, fresh in per_doc:
         if fresh is None:
@@ -532,35 +599,22 @@ def build_index(
             records = fresh
             vectors = new_vectors[cursor : cursor + len(records)]
             cursor += len(records)
-        chunks.extend(records)
-        blocks.append(vectors)
-        infos.append(
-            DocumentInfo(
-                doc_id=doc.doc_id,
-                source=doc.source,
-                title=doc.title,
-                sha256=doc.sha256,
-                chunk_count=len(records),
-                metadata=doc.metadata,
-                source_file=doc.source_file,
-            )
-        )
-    matrix = (
-        np.concatenate(blocks) if blocks else np.zeros((0, embedder.info.dimension), np.float32)
-    )
-    bm25 = BM25Index.build(
-        embed_text(c.text, c.title, c.heading_path, count, params) for c in chunks
-    )
-    kind = choose_dense_kind(len(chunks)) if dense == "auto" else dense
-    manifest = write_bundle(
+        parts.append(DocumentRows(document_info(doc, len(records)), records, vectors))
+    kind = choose_dense_kind(sum(len(p.chunks) for p in parts)) if dense == "auto" else dense
+    manifest = write_documents(
         output,
+        parts,
         embedding=embedding,
-        chunking=recipe,
-        documents=infos,
-        chunks=chunks,
-        vectors=matrix,
-        bm25_index=bm25,
+        recipe=recipe,
+        count=count,
         encoder_dir=encoder_dir,
+        # The fp32 graph the documents were embedded with, so that documents can be added to
+        # the bundle later without the model's weights (the ingest function does).
+        document_encoder=(
+            None
+            if encoder_precision == "fp32"
+            else embedder.encoder_dir("fp32") / ENCODER_MODEL_FILE
+        ),
         dense_kind=kind,
     )
     return IndexReport(
@@ -569,7 +623,7 @@ def build_index(
         documents_changed=changed,
         documents_unchanged=unchanged,
         documents_removed=removed,
-        chunks_total=len(chunks),
+        chunks_total=manifest.counts.chunks,
         chunks_embedded=len(new_chunks),
         full_rebuild=previous is None,
         rebuild_reason=reason if previous is None else None,

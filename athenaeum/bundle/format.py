@@ -9,6 +9,11 @@ A bundle is one directory (docs/index-format.md):
     bm25.npz               BM25 postings (athenaeum.retrieval.lexical)
     encoder/model.onnx     the query encoder, pooling and normalisation included
     encoder/tokenizer.json its tokenizer
+    encoder/document.onnx  the fp32 encoder the documents were embedded with, only when
+                           model.onnx is not that graph (an int8 query encoder); the manifest
+                           names it under `document_encoder`, not `files`: serving neither
+                           needs nor copies it, and the ingest function embeds new documents
+                           with it (athenaeum.ingest)
 
 and, beside them, verification.json: not part of the bundle (the manifest does not list it), a
 record that this copy's files were hashed against the manifest where they landed
@@ -33,6 +38,7 @@ ENCODER_MODEL_FILE = "model.onnx"
 ENCODER_TOKENIZER_FILE = "tokenizer.json"
 ENCODER_MODEL = f"{ENCODER_DIR}/{ENCODER_MODEL_FILE}"
 ENCODER_TOKENIZER = f"{ENCODER_DIR}/{ENCODER_TOKENIZER_FILE}"
+DOCUMENT_ENCODER = f"{ENCODER_DIR}/document.onnx"
 VERIFICATION_FILE = "verification.json"
 # Files every bundle has; DENSE_FILE is added for an approximate dense index.
 REQUIRED_FILES = (CHUNKS_FILE, VECTORS_FILE, BM25_FILE, ENCODER_MODEL, ENCODER_TOKENIZER)

@@ -73,6 +73,16 @@ class FileInfo(_Model):
     bytes: int = Field(ge=0)
 
 
+class DocumentEncoderInfo(_Model):
+    """The fp32 graph the documents were embedded with, kept beside an int8 query encoder so
+    that documents can be added without the model's original weights (or torch). Build-side
+    only: a serving copy of the bundle may leave it out, so it is not among `files`."""
+
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
 class Manifest(_Model):
     format: str
     format_version: int
@@ -85,3 +95,6 @@ class Manifest(_Model):
     counts: Counts
     documents: list[DocumentInfo]
     files: dict[str, FileInfo]
+    # None: the query encoder (encoder/model.onnx, fp32) is the document encoder, or the bundle
+    # was written before bundles kept one.
+    document_encoder: DocumentEncoderInfo | None = None

@@ -30,7 +30,9 @@ from athenaeum.bundle.format import (
     BM25_FILE,
     CHUNKS_FILE,
     DENSE_FILE,
+    DOCUMENT_ENCODER,
     ENCODER_DIR,
+    ENCODER_MODEL,
     FORMAT_NAME,
     HNSW_DEFAULTS,
     MANIFEST_FILE,
@@ -95,6 +97,29 @@ class Bundle:
     @property
     def encoder_dir(self) -> Path:
         return self.path / ENCODER_DIR
+
+    def document_encoder(self) -> Path:
+        """The fp32 graph the documents were embedded with, checked against the manifest: what
+        embeds documents added to this bundle (athenaeum.ingest). Raises BundleError when this
+        copy has none to offer."""
+        recorded = self.manifest.document_encoder
+        if recorded is None:
+            if self.manifest.embedding.encoder_precision == "fp32":
+                return self.path / ENCODER_MODEL  # the query encoder is that graph
+            raise BundleError(
+                f"index bundle {self.path} has an int8 query encoder and no document encoder "
+                f"({DOCUMENT_ENCODER}): it was written before bundles kept one. Run "
+                "`athenaeum index` on it again (it adds the encoder without embedding anything)"
+            )
+        path = self.path.joinpath(*PurePosixPath(recorded.path).parts)
+        if not path.is_file():
+            raise BundleError(
+                f"index bundle {self.path} lacks its document encoder {recorded.path} (a serving "
+                "copy leaves it out); use the bundle `athenaeum index` wrote"
+            )
+        if path.stat().st_size != recorded.bytes or sha256_file(path) != recorded.sha256:
+            raise corrupted(self.path, f"{recorded.path} does not match the manifest's sha256")
+        return path
 
     @property
     def dense(self) -> faiss.Index:

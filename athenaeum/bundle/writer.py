@@ -21,6 +21,7 @@ from athenaeum.bundle.format import (
     BM25_FILE,
     CHUNKS_FILE,
     DENSE_FILE,
+    DOCUMENT_ENCODER,
     ENCODER_DIR,
     ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
@@ -37,6 +38,7 @@ from athenaeum.bundle.manifest import (
     BM25Info,
     Counts,
     DenseInfo,
+    DocumentEncoderInfo,
     DocumentInfo,
     EmbeddingInfo,
     FileInfo,
@@ -62,13 +64,17 @@ def write_bundle(
     encoder_dir: Path,
     dense_kind: DenseKind | Literal["auto"] = "auto",
     dense_params: Mapping[str, Any] | None = None,
+    document_encoder: Path | None = None,
 ) -> Manifest:
     """Write a complete bundle to `output`, replacing an existing bundle there atomically.
 
     `vectors` are the unit-normalised document embeddings, row i for `chunks[i]`; `bm25_index`
     must be built from the same chunks in the same order; `encoder_dir` holds model.onnx and
-    tokenizer.json (copied as they are). Inconsistent arguments are programming errors and raise
-    ValueError; a target that exists and is not a bundle raises InvalidInputError.
+    tokenizer.json (copied as they are). `document_encoder` is the fp32 graph the documents
+    were embedded with, when encoder_dir's model.onnx is not it (an int8 query encoder): kept as
+    encoder/document.onnx, named by the manifest's `document_encoder`. Inconsistent arguments
+    are programming errors and raise ValueError; a target that exists and is not a bundle
+    raises InvalidInputError.
     """
     output = Path(output)
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -102,8 +108,17 @@ def write_bundle(
             faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
         bm25_index.save(tmp / BM25_FILE)
         shutil.copytree(encoder_dir, tmp / ENCODER_DIR)
+        document: DocumentEncoderInfo | None = None
+        if document_encoder is not None:
+            shutil.copyfile(document_encoder, tmp / DOCUMENT_ENCODER)
+            document = DocumentEncoderInfo(
+                path=DOCUMENT_ENCODER,
+                sha256=sha256_file(tmp / DOCUMENT_ENCODER),
+                bytes=(tmp / DOCUMENT_ENCODER).stat().st_size,
+            )
+            _fsync_file(tmp / DOCUMENT_ENCODER)
 
-        rels = _bundle_files(tmp)
+        rels = [rel for rel in _bundle_files(tmp) if rel != DOCUMENT_ENCODER]
         before = stamps(tmp, rels)  # before hashing, as the verification record wants them
         files = {
             rel: FileInfo(sha256=sha256_file(tmp / rel), bytes=before[rel]["bytes"]) for rel in rels
@@ -125,6 +140,7 @@ def write_bundle(
             counts=Counts(documents=len(documents), chunks=len(chunks)),
             documents=list(documents),
             files=files,
+            document_encoder=document,
         )
         for rel in files:
             _fsync_file(tmp / rel)

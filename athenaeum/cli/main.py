@@ -67,12 +67,14 @@ def _root(
 @app.command("serve")
 def serve_command(
     index: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--index",
             "-i",
-            help="The index bundle folder. Default: ATHENAEUM_INDEX_DIR, or the bundle at "
-            "ATHENAEUM_INDEX_S3_URI downloaded to ATHENAEUM_INDEX_CACHE_DIR.",
+            help="The index: a bundle folder, or s3://BUCKET/PREFIX holding a bundle or a "
+            "published index (which is followed: a version `athenaeum ingest` publishes is "
+            "served within ATHENAEUM_INDEX_REFRESH_S seconds). Default: ATHENAEUM_INDEX_DIR, "
+            "else ATHENAEUM_INDEX_S3_URI.",
             show_default=False,
         ),
     ] = None,
@@ -131,9 +133,11 @@ def serve_command(
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
     try:
-        overrides: dict[str, object] = (
-            {"index_dir": index, "index_s3_uri": None} if index is not None else {}
-        )
+        overrides: dict[str, object] = {}
+        if index is not None and index.startswith("s3://"):
+            overrides.update(index_s3_uri=index, index_dir=None)
+        elif index is not None:
+            overrides.update(index_dir=Path(index), index_s3_uri=None)
         if sources is not None:
             overrides.update(sources_dir=sources, sources_s3_uri=None)
         if link_ttl is not None:
@@ -853,6 +857,138 @@ def index_command(
         console.print(f"Index bundle written to [bold]{output}[/].")
     else:
         console.print(f"Nothing changed; {output} is up to date.")
+
+
+@app.command("ingest")
+def ingest_command(
+    library: Annotated[
+        str,
+        typer.Argument(
+            help="The library: an S3 prefix of PDFs, .md, .markdown and .txt files, "
+            "s3://BUCKET/PREFIX.",
+            show_default=False,
+        ),
+    ],
+    index: Annotated[
+        str,
+        typer.Option(
+            "--index",
+            "-i",
+            help="The published index to update, s3://BUCKET/PREFIX (athenaeum serve --index "
+            "and the API function follow it).",
+            show_default=False,
+        ),
+    ],
+    from_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A bundle built by `athenaeum index` to start from when the index holds no "
+            "version yet: its encoders, settings and documents (files in the library that it "
+            "already holds are not embedded again). Ignored once the index has a version.",
+            show_default=False,
+        ),
+    ] = None,
+    password: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password",
+            help="Password for encrypted PDFs; repeat for several. Without one, encrypted "
+            "files are reported, not published.",
+            show_default=False,
+        ),
+    ] = None,
+    max_pages: Annotated[
+        int | None,
+        typer.Option(
+            "--max-pages",
+            min=1,
+            help="Refuse PDFs with more pages (they are named in the report).",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where downloads, conversions and the local copy of the index go. Default: a "
+            "folder in the system's temporary directory, kept between runs.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the ingest report as JSON.")
+    ] = False,
+) -> None:
+    """Bring a published index up to date with a library in S3, without torch.
+
+    New and changed files are converted, chunked and embedded with the index's own document
+    encoder; files removed from the library are dropped; then a new version is published and
+    the pointer moved. Unchanged files are not downloaded again. This is what the ingest
+    function does in the cloud; it works against any S3 endpoint boto3 accepts
+    (AWS_ENDPOINT_URL). A file that cannot be converted is reported and the others are
+    published; the exit status is 1 when any failed.
+
+    Example: athenaeum ingest s3://my-bucket/library --index s3://my-bucket/index --from index/
+    """
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from athenaeum.ingest.pipeline import ingest
+    from athenaeum.server.s3 import S3Location, s3_client
+
+    locations = []
+    for name, uri in (("library", library), ("--index", index)):
+        if not uri.startswith("s3://"):
+            fail(f"{name} must be an s3://BUCKET/PREFIX address, not {uri!r}")
+        locations.append(S3Location.parse(uri))
+    if from_bundle is not None and not from_bundle.is_dir():
+        fail(f"--from {from_bundle} is not a folder")
+    work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        report = ingest(
+            locations[0],
+            locations[1],
+            client=s3_client(None),
+            work_dir=work,
+            from_bundle=from_bundle,
+            passwords=password or [],
+            max_pages=max_pages,
+            progress=on_progress,
+        )
+    if as_json:
+        console.print_json(report.to_json())
+    else:
+        verb = "Published" if report.published else "Nothing to publish:"
+        console.print(
+            f"{verb} version {(report.version or '')[:12]} of {report.index}: "
+            f"{report.documents_total} documents, {report.chunks_total} chunks "
+            f"({report.documents_added} added, {report.documents_changed} changed, "
+            f"{report.documents_removed} removed, {report.documents_unchanged} unchanged; "
+            f"{report.chunks_embedded} chunks embedded)."
+        )
+        for item in report.failed:
+            err_console.print(f"[yellow]not published[/] {item['key']}: {item['reason']}")
+        for item in report.skipped:
+            err_console.print(f"[dim]skipped[/] {item['key']}: {item['reason']}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

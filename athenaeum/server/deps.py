@@ -9,7 +9,7 @@ from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.provider import EngineProvider, Served
 from athenaeum.server.security import WELL_KNOWN
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SignedLinks, SourceLinker
@@ -25,10 +25,16 @@ def engine_provider(request: Request) -> EngineProvider:
     return provider
 
 
-def engine(request: Request) -> SearchEngine:
+def served(request: Request) -> Served:
     # Sync on purpose: FastAPI runs it in the thread pool, so a cold load (seconds, or an S3
-    # download) never blocks the event loop; a failure raises BundleError, a 503.
-    return engine_provider(request).get()
+    # download) never blocks the event loop; a failure raises BundleError, a 503. Taken once
+    # per request (FastAPI caches a dependency within a request): a request runs on one
+    # version of the index even when a newer one is swapped in meanwhile.
+    return engine_provider(request).current()
+
+
+def engine(current: Annotated[Served, Depends(served)]) -> SearchEngine:
+    return current.engine
 
 
 def source_links(request: Request, engine: SearchEngine) -> SignedLinks:
@@ -77,12 +83,14 @@ def base_url(request: Request) -> str:
     return public_base_url(app_settings(request), request.scope)
 
 
-def _source_links(request: Request) -> SignedLinks:
-    # Sync, so FastAPI runs it in the thread pool like the engine it may load.
-    return source_links(request, engine(request))
+def _source_links(
+    request: Request, engine: Annotated[SearchEngine, Depends(engine)]
+) -> SignedLinks:
+    return source_links(request, engine)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+ServedDep = Annotated[Served, Depends(served)]
 EngineDep = Annotated[SearchEngine, Depends(engine)]
 BaseUrlDep = Annotated[str, Depends(base_url)]
 SourceLinksDep = Annotated[SignedLinks, Depends(_source_links)]

@@ -1,90 +1,321 @@
-"""Where the served engine comes from: a local bundle folder, or an S3 bundle (`s3`) copied to
-local disk.
+"""Where the served engine comes from, and which version of the index it is.
 
-The engine is loaded once per process, lazily, on the first request that needs it: on Lambda
-that keeps a failed cold start from killing the container, so the next request simply retries.
-A download from S3 is hashed file by file on the way in and records that it was
-(athenaeum.bundle.verification), so neither it nor a copy reused by a later process in the same
-container is hashed again at load unless ATHENAEUM_INDEX_VERIFY=full.
+Three sources (athenaeum.server.settings):
+
+- a bundle folder (`ATHENAEUM_INDEX_DIR`);
+- a bundle in S3 (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds manifest.json), copied to
+  local disk and verified on the way in (athenaeum.server.s3);
+- a published index (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds current.json, the
+  pointer the ingest function moves; athenaeum.ingest.store). It is followed: at most every
+  `ATHENAEUM_INDEX_REFRESH_S` seconds a request reads the pointer, and a newer version is
+  downloaded, verified and loaded beside the one being served, then swapped in with one
+  assignment. A request takes the engine once, so requests in flight finish on the version they
+  started with. With `ATHENAEUM_INDEX_DIR` set too (the bundle packaged with the Lambda
+  function) that bundle is the starting version, and a newer published one wins.
+
+Outside Lambda a new version loads on a background thread while requests go on. On Lambda it
+loads within the request that saw the pointer move: a thread would be frozen between
+invocations, and a download frozen mid-read times out when the container thaws.
+
+The first load happens lazily, on the first request that needs the index: on Lambda that keeps
+a failed cold start from killing the container, so the next request simply retries. A failure
+is not cached.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import sys
 import threading
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from athenaeum.bundle import MANIFEST_FILE, Manifest, read_manifest
+from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.s3 import S3Location, fetch_s3_bundle
+from athenaeum.server.s3 import S3Location, describe_error, fetch_s3_bundle, s3_client
 from athenaeum.server.settings import Settings
+
+if TYPE_CHECKING:
+    from athenaeum.ingest.store import Pointer, PublishedIndex
 
 logger = logging.getLogger("athenaeum.index")
 
+BEHIND_METRIC = "ServedVersionBehindSeconds"
+
+
+@dataclass(frozen=True)
+class Served:
+    """The engine being served and which version of the index it is: the sha256 of its
+    manifest (a published version's id) and, for a published version, when it was published."""
+
+    engine: SearchEngine
+    version: str
+    published_at: str | None = None
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since it was published, or, for a bundle never published, since it was
+        built."""
+        since = self.published_at or self.engine.bundle.manifest.created_at
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds())
+
+
+def _load(path: Path, settings: Settings, published_at: str | None = None) -> Served:
+    engine = SearchEngine.load(path, verify=settings.index_verify)
+    version = engine.bundle.verification.manifest_sha256
+    return Served(engine, version, published_at)
+
+
+def _log_loaded(served: Served, seconds: float) -> None:
+    bundle = served.engine.bundle
+    logger.info(
+        json.dumps(
+            {
+                "event": "index_loaded",
+                "bundle": str(bundle.path),
+                "version": served.version,
+                "chunks": served.engine.facts.chunks,
+                # "record": a verification record vouched for the files; "sha256": every
+                # file was hashed (no current record, or INDEX_VERIFY=full).
+                "verified_by": "record" if bundle.verification.by_record else "sha256",
+                "seconds": round(seconds, 3),
+            }
+        )
+    )
+
+
+def _on_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
 
 class EngineProvider:
-    """Loads the configured bundle once and hands the same engine to every request.
+    """Loads the configured index once and hands the same engine to every request, following
+    a published index's pointer when there is one.
 
     Thread-safe: FastAPI runs sync endpoints in a thread pool, so the first requests of a cold
-    process may race; one loads and the others wait for it. A failure is not cached.
+    process may race; one loads and the others wait for it.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._engine: SearchEngine | None = None
+        self._served: Served | None = None
         self._lock = threading.Lock()
+        self._follower: _Follower | None = None
 
     @property
     def loaded(self) -> SearchEngine | None:
-        return self._engine
+        served = self._served
+        return served.engine if served is not None else None
 
     def get(self) -> SearchEngine:
-        engine = self._engine
-        if engine is not None:
-            return engine
-        with self._lock:
-            if self._engine is None:
-                started = time.perf_counter()
-                self._engine = self._load()
-                logger.info(
-                    json.dumps(
-                        {
-                            "event": "index_loaded",
-                            "bundle": str(self._engine.bundle.path),
-                            "chunks": self._engine.facts.chunks,
-                            # "record": a verification record vouched for the files; "sha256":
-                            # every file was hashed (no current record, or INDEX_VERIFY=full).
-                            "verified_by": (
-                                "record" if self._engine.bundle.verification.by_record else "sha256"
-                            ),
-                            "seconds": round(time.perf_counter() - started, 3),
-                        }
-                    )
-                )
-            return self._engine
+        return self.current().engine
 
-    def _load(self) -> SearchEngine:
+    def current(self) -> Served:
+        """The version to answer the current request with (take it once per request)."""
+        served = self._served
+        if served is None:
+            with self._lock:
+                if self._served is None:
+                    started = time.perf_counter()
+                    self._served = self._load()
+                    _log_loaded(self._served, time.perf_counter() - started)
+                served = self._served
+        elif self._follower is not None:
+            self._follower.tick(self)
+            served = self._served
+        assert served is not None
+        return served
+
+    def swap(self, served: Served) -> None:
+        """Serve `served` from now on (one assignment: a request sees the old or the new)."""
+        self._served = served
+
+    def _load(self) -> Served:
         s = self._settings
         if s.index_s3_uri is not None:
-            local, _ = fetch_s3_bundle(
-                S3Location.parse(s.index_s3_uri), s.index_cache_dir, endpoint_url=s.s3_endpoint_url
-            )
-            return SearchEngine.load(local, verify=s.index_verify)
+            return self._load_s3(S3Location.parse(s.index_s3_uri))
         if s.index_dir is not None:
-            return SearchEngine.load(s.index_dir, verify=s.index_verify)
+            return _load(s.index_dir, s)
         raise BundleError(
             "no index configured: set ATHENAEUM_INDEX_DIR (a bundle folder) or "
             "ATHENAEUM_INDEX_S3_URI (s3://bucket/prefix)"
         )
+
+    def _load_s3(self, location: S3Location) -> Served:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        from athenaeum.ingest.store import PublishedIndex
+
+        s = self._settings
+        store = PublishedIndex(location, s3_client(s.s3_endpoint_url))
+        try:
+            pointer = store.read_pointer()
+        except (BotoCoreError, ClientError) as exc:
+            raise BundleError(
+                f"could not read the index pointer at {location.uri}: {describe_error(exc)}; "
+                "the next request retries"
+            ) from exc
+        if pointer is None and s.index_dir is None:
+            # Not a published index: a bundle kept in S3 as it is, loaded once.
+            local, _ = fetch_s3_bundle(location, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
+            return _load(local, s)
+        follower = _Follower(store, s, pointer)
+        self._follower = follower
+        if s.index_dir is not None:
+            # The packaged bundle, unless the pointer names a version published after it was
+            # built (told from its manifest, without loading it).
+            if pointer is None:
+                return _load(s.index_dir, s)
+            manifest_path = s.index_dir / MANIFEST_FILE
+            if manifest_path.is_file():
+                if manifest_sha256(manifest_path.read_bytes()) == pointer.version:
+                    return _load(s.index_dir, s, pointer.published_at)
+                if not _Follower.published_after(pointer, read_manifest(s.index_dir)):
+                    return _load(s.index_dir, s)
+        assert pointer is not None
+        return follower.load(pointer)
 
 
 class FixedEngineProvider(EngineProvider):
     """An already loaded engine (tests, benchmarks, embedding the app in other code)."""
 
     def __init__(self, engine: SearchEngine) -> None:
-        self._engine = engine
-        self._lock = threading.Lock()
+        super().__init__(Settings.model_construct())  # unused: nothing is ever loaded
+        self._served = Served(engine, engine.bundle.verification.manifest_sha256)
 
-    def _load(self) -> SearchEngine:  # pragma: no cover - the engine is always set
+    def _load(self) -> Served:  # pragma: no cover - the engine is always set
         raise AssertionError("unreachable")
+
+
+class _Follower:
+    """Reads a published index's pointer at most every `index_refresh_s` seconds and brings a
+    newer version in."""
+
+    def __init__(self, store: PublishedIndex, settings: Settings, pointer: Pointer | None) -> None:
+        self.store = store
+        self.settings = settings
+        self.cache_dir = settings.index_cache_dir / "published"
+        self.last_check = time.monotonic()
+        self.seen = pointer
+        self._checking = threading.Lock()
+        self._loading: threading.Thread | None = None
+
+    @staticmethod
+    def published_after(
+        pointer: Pointer, manifest: Manifest, published_at: str | None = None
+    ) -> bool:
+        since = published_at or manifest.created_at
+        return pointer.published >= datetime.fromisoformat(since)
+
+    @staticmethod
+    def newer(pointer: Pointer, served: Served) -> bool:
+        """Whether the pointer names a version to serve instead of `served`: another version,
+        published after `served` was (or, for a bundle never published, built)."""
+        if pointer.version == served.version:
+            return False
+        manifest = served.engine.bundle.manifest
+        return _Follower.published_after(pointer, manifest, served.published_at)
+
+    def load(self, pointer: Pointer) -> Served:
+        started = time.perf_counter()
+        path = self.store.fetch(pointer.version, self.cache_dir)
+        served = _load(path, self.settings, pointer.published_at)
+        _log_loaded(served, time.perf_counter() - started)
+        return served
+
+    def tick(self, provider: EngineProvider) -> None:
+        now = time.monotonic()
+        if now - self.last_check < self.settings.index_refresh_s:
+            return
+        if not self._checking.acquire(blocking=False):
+            return  # another request is checking
+        try:
+            self.last_check = now
+            self._check(provider)
+        finally:
+            self._checking.release()
+
+    def _check(self, provider: EngineProvider) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        served = provider._served
+        assert served is not None
+        try:
+            pointer = self.store.read_pointer()
+        except (BotoCoreError, ClientError, BundleError) as exc:
+            logger.warning(json.dumps({"event": "index_pointer_unreadable", "error": str(exc)}))
+            return
+        self.seen = pointer
+        if pointer is None or not self.newer(pointer, served):
+            self._emit_behind(0.0)
+            return
+        self._emit_behind(max(0.0, (datetime.now(UTC) - pointer.published).total_seconds()))
+        if _on_lambda():
+            self._swap_to(provider, pointer)
+        elif self._loading is None or not self._loading.is_alive():
+            self._loading = threading.Thread(
+                target=self._swap_to, args=(provider, pointer), name="index-load", daemon=True
+            )
+            self._loading.start()
+
+    def _swap_to(self, provider: EngineProvider, pointer: Pointer) -> None:
+        old = provider._served
+        try:
+            new = self.load(pointer)
+        except Exception as exc:  # a bad version keeps the old one serving; the next check retries
+            logger.warning(
+                json.dumps(
+                    {"event": "index_swap_failed", "version": pointer.version, "error": str(exc)}
+                )
+            )
+            return
+        provider.swap(new)
+        logger.info(
+            json.dumps(
+                {
+                    "event": "index_swapped",
+                    "from": old.version if old is not None else None,
+                    "to": new.version,
+                }
+            )
+        )
+        self._prune(keep={new.engine.bundle.path, *([old.engine.bundle.path] if old else [])})
+
+    def _prune(self, keep: set[Path]) -> None:
+        """Drop local copies of versions neither served nor just replaced (the replaced one's
+        requests may still be reading it)."""
+        if not self.cache_dir.is_dir():
+            return
+        for path in self.cache_dir.iterdir():
+            if path.name.startswith("version-") and path not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _emit_behind(self, seconds: float) -> None:
+        """CloudWatch embedded metric format on stdout (a log line that is only JSON, which
+        the Lambda runtime's log prefix would otherwise break)."""
+        namespace = self.settings.metric_namespace
+        if not namespace:
+            return
+        record: dict[str, Any] = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": namespace,
+                        "Dimensions": [[]],
+                        "Metrics": [{"Name": BEHIND_METRIC, "Unit": "Seconds"}],
+                    }
+                ],
+            },
+            BEHIND_METRIC: round(seconds, 1),
+        }
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()

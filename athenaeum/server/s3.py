@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -93,40 +94,78 @@ def fetch_s3_bundle(
         manifest_bytes = _get_bytes(client, location.bucket, location.key(MANIFEST_FILE))
     except (BotoCoreError, ClientError) as exc:
         raise BundleError(
-            f"could not read the index manifest {location.uri}/{MANIFEST_FILE}: {_describe(exc)}; "
-            "the next request retries"
+            f"could not read the index manifest {location.uri}/{MANIFEST_FILE}: "
+            f"{describe_error(exc)}; the next request retries"
         ) from exc
-    files = _manifest_files(manifest_bytes, location)
+    files = manifest_files(manifest_bytes, location.uri)
+
+    keys = {rel: (location.key(rel), sha256, size) for rel, (sha256, size) in files.items()}
+    downloaded = materialize(
+        client, location.bucket, manifest_bytes, keys, target, uri=location.uri
+    )
+    if downloaded:
+        logger.info(
+            json.dumps({"event": "index_downloaded", "uri": location.uri, "files": len(files)})
+        )
+    return target, downloaded
+
+
+def materialize(
+    client: Any,
+    bucket: str,
+    manifest_bytes: bytes,
+    keys: dict[str, tuple[str, str, int]],
+    target: Path,
+    *,
+    uri: str,
+    recorded: Collection[str] | None = None,
+) -> bool:
+    """Make `target` a complete, verified copy of a bundle: `manifest_bytes` and, for each of
+    its files, `{rel: (key, sha256, size)}` in `bucket`. Returns False when `target` already was
+    one (same manifest, and its verification record still vouches for its files).
+
+    Downloaded into a private folder beside `target`, each file checked against its sha256 and
+    size on the way in, the manifest written last, a verification record written, and only then
+    renamed into place: nothing half-written is ever at `target`. The record vouches for
+    `recorded` (default: every file), which must be the manifest's `files`: a file downloaded
+    beside them (the document encoder) is checked on its way in all the same.
+    """
+    record_files = set(keys) if recorded is None else set(recorded)
+    from botocore.exceptions import BotoCoreError, ClientError
 
     existing = target / MANIFEST_FILE
     if existing.is_file() and existing.read_bytes() == manifest_bytes:
         # Reused only while its record vouches for every file: a copy damaged since it was
         # downloaded is downloaded again rather than refused at every request.
-        stale = check_record(target, manifest_sha256(manifest_bytes), files)
+        stale = check_record(target, manifest_sha256(manifest_bytes), record_files)
+        if stale is None and not all((target / rel).is_file() for rel in keys):
+            stale = "a file beside the manifest's is missing"
         if stale is None:
             logger.info(json.dumps({"event": "index_reused", "path": str(target)}))
-            return target, False
+            return False
         logger.info(json.dumps({"event": "index_redownload", "path": str(target), "why": stale}))
 
+    cache_dir = target.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     tmp = cache_dir / f".{target.name}.tmp-{token}"
     tmp.mkdir()
     try:
-        for rel, (sha256, size) in files.items():
+        for rel, (key, sha256, size) in keys.items():
             dest = tmp.joinpath(*PurePosixPath(rel).parts)
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                _download_verified(client, location, rel, dest, sha256, size)
+                _download_verified(client, bucket, key, dest, sha256, size, uri=f"{uri}/{rel}")
             except (BotoCoreError, ClientError) as exc:
                 raise BundleError(
-                    f"could not download {location.uri}/{rel}: {_describe(exc)}; "
+                    f"could not download {uri}/{rel}: {describe_error(exc)}; "
                     "the next request retries"
                 ) from exc
         # The manifest goes in last, as the writer does: a folder without one is unfinished.
         (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         # Every file was hashed on its way in: recorded, so that the load skips a second pass.
-        write_record(tmp, manifest_sha256(manifest_bytes), stamps(tmp, files), by="s3 download")
+        digest = manifest_sha256(manifest_bytes)
+        write_record(tmp, digest, stamps(tmp, record_files), by="s3 download")
         if target.exists():
             old = cache_dir / f".{target.name}.old-{token}"
             target.rename(old)
@@ -135,11 +174,12 @@ def fetch_s3_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info(json.dumps({"event": "index_downloaded", "uri": location.uri, "files": len(files)}))
-    return target, True
+    return True
 
 
-def _manifest_files(manifest_bytes: bytes, location: S3Location) -> dict[str, tuple[str, int]]:
+def manifest_files(manifest_bytes: bytes, uri: str) -> dict[str, tuple[str, int]]:
+    """`{rel: (sha256, bytes)}` of the files a manifest lists; BundleError for a manifest that
+    cannot be read or names a path outside the bundle. `uri` is where it came from."""
     try:
         manifest = json.loads(manifest_bytes)
         files = {
@@ -148,14 +188,13 @@ def _manifest_files(manifest_bytes: bytes, location: S3Location) -> dict[str, tu
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(
-            f"{location.uri}/{MANIFEST_FILE} is not a valid index manifest ({exc}); "
-            "upload the bundle again"
+            f"{uri}/{MANIFEST_FILE} is not a valid index manifest ({exc}); upload the bundle again"
         ) from exc
     for rel in files:
         parts = PurePosixPath(rel).parts
         # The manifest names the files to write; a hostile one must not escape the cache.
         if not parts or rel.startswith("/") or ".." in parts or "\\" in rel:
-            raise BundleError(f"{location.uri}/{MANIFEST_FILE} names an unsafe path {rel!r}")
+            raise BundleError(f"{uri}/{MANIFEST_FILE} names an unsafe path {rel!r}")
     return files
 
 
@@ -166,9 +205,9 @@ def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
 
 
 def _download_verified(
-    client: Any, location: S3Location, rel: str, dest: Path, sha256: str, size: int
+    client: Any, bucket: str, key: str, dest: Path, sha256: str, size: int, *, uri: str
 ) -> None:
-    response = client.get_object(Bucket=location.bucket, Key=location.key(rel))
+    response = client.get_object(Bucket=bucket, Key=key)
     digest = hashlib.sha256()
     written = 0
     with dest.open("wb") as out:
@@ -180,17 +219,17 @@ def _download_verified(
             out.write(block)
     if written != size:
         raise BundleError(
-            f"{location.uri}/{rel} is {'larger' if written > size else 'smaller'} than the "
-            f"manifest says ({size} bytes); the upload is incomplete or corrupted, refusing it"
+            f"{uri} is {'larger' if written > size else 'smaller'} than the manifest says "
+            f"({size} bytes); the upload is incomplete or corrupted, refusing it"
         )
     if digest.hexdigest() != sha256:
         raise BundleError(
-            f"{location.uri}/{rel} does not match the sha256 in the manifest; the upload is "
-            "corrupted, refusing it"
+            f"{uri} does not match the sha256 in the manifest; the upload is corrupted, refusing it"
         )
 
 
-def _describe(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
+    """A botocore error as `Code: Message`, for messages that say what S3 answered."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         err = response.get("Error", {})

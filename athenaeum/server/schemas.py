@@ -165,6 +165,17 @@ class IndexFacts(BaseModel):
     documents: int
     chunks: int
     dense_kind: str
+    index_version: str = Field(
+        description="The sha256 of the index's manifest: a published version's id."
+    )
+    published_at: str | None = Field(
+        default=None,
+        description="When this version was published (a published index), else null.",
+    )
+    age_s: float = Field(
+        description="Seconds since this version was published, or, for an index never "
+        "published, since it was built."
+    )
 
 
 class Health(BaseModel):

@@ -121,6 +121,18 @@ def read_secret(
     """The key held in the Secrets Manager secret `secret_id`: its SecretString, or the first
     of `KEY_FIELDS` in it when it is a JSON object; a failed read raises `error`, naming
     `purpose`."""
+    secret_string = read_secret_string(secret_id, purpose=purpose, error=error)
+    return _key_from(secret_id, secret_string, purpose, error)
+
+
+def read_secret_string(
+    secret_id: str,
+    *,
+    purpose: str,
+    error: type[ServiceUnavailableError] = ServiceUnavailableError,
+) -> str:
+    """The SecretString of the Secrets Manager secret `secret_id` (an ARN or a name), never
+    logged; a failed read raises `error`, naming `purpose` and the AWS error code only."""
     try:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
@@ -144,22 +156,22 @@ def read_secret(
         raise _unavailable(secret_id, str(code), purpose, error) from exc
     except BotoCoreError as exc:  # unreachable, no credentials, no region
         raise _unavailable(secret_id, type(exc).__name__, purpose, error) from exc
-    key = _key_from(secret_id, response.get("SecretString"), purpose, error)
+    secret_string = response.get("SecretString")
+    if not isinstance(secret_string, str):
+        raise _unavailable(
+            secret_id, "it has no SecretString; store the value as text", purpose, error
+        )
     event = "llm_key_read" if error is LLMKeyUnavailableError else "secret_read"
     logger.info(json.dumps({"event": event, "secret": secret_id}))
-    return key
+    return secret_string
 
 
 def _key_from(
     secret_id: str,
-    secret_string: object,
+    secret_string: str,
     purpose: str,
     error: type[ServiceUnavailableError],
 ) -> str:
-    if not isinstance(secret_string, str):
-        raise _unavailable(
-            secret_id, "it has no SecretString; store the key as text", purpose, error
-        )
     key = secret_string.strip()
     if key.startswith("{"):
         # Not parsed inside an `except`: a JSONDecodeError holds the whole document, and an

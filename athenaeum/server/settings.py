@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # Lambda: build the app and load the index while the container initialises, not on its
     # first request (read by athenaeum.server.lambda_handler at import).
     preload_index: bool = False
+    # A published index (index_s3_uri holding current.json): read its pointer at most this
+    # often, and serve a newer version once it is loaded (athenaeum.server.provider).
+    index_refresh_s: float = Field(default=60.0, gt=0, le=86_400)
+    # CloudWatch namespace for the embedded-format metrics the server writes to stdout (the
+    # stack sets it); unset, none are written.
+    metric_namespace: str | None = None
 
     # --- auth ----------------------------------------------------------------------------------
     oauth_issuer: str | None = None
@@ -226,8 +232,6 @@ class Settings(BaseSettings):
                 "the generating model needs all three of ATHENAEUM_LLM_BASE_URL, "
                 "ATHENAEUM_LLM_API_KEY (or ATHENAEUM_LLM_API_KEY_SECRET) and ATHENAEUM_LLM_MODEL"
             )
-        if self.index_dir is not None and self.index_s3_uri is not None:
-            raise ValueError("set ATHENAEUM_INDEX_DIR or ATHENAEUM_INDEX_S3_URI, not both")
         if self.link_secret is not None and self.link_secret_arn is not None:
             raise ValueError("set ATHENAEUM_LINK_SECRET or ATHENAEUM_LINK_SECRET_ARN, not both")
         if self.sources_dir is not None and self.sources_s3_uri is not None:

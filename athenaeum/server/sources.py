@@ -9,7 +9,8 @@ browsers' PDF viewers at the page. Clicked, the link is answered one of two ways
 
 - `LocalSources` (`athenaeum serve`): the server streams the file from where `convert` recorded
   it, or from `--sources DIR`, while its sha256 is still the one the index recorded.
-- `S3Sources` (on AWS): deploy.sh has uploaded the file to the stack's bucket, under
+- `S3Sources` (on AWS): the file is in the stack's bucket: in the library (a document the
+  ingest function made records its key there) or, uploaded by deploy.sh, under
   `sources/{sha256}/{file name}`; the function answers with a redirect to an S3 presigned GET
   URL, made at that moment and valid for minutes, with the function's read access to that
   prefix and nothing else.
@@ -281,6 +282,13 @@ class S3Sources(SignedLinks):
         self._missing: dict[str, float] = {}  # key -> when it was found missing
 
     def _object_key(self, source: SourceFile) -> str:
+        # A document ingested from the library (athenaeum.ingest) records its file's place in
+        # this bucket; a bundle's other documents are under their sha256 (deploy.sh's upload).
+        file = source.doc.source_file
+        location = file.location if file is not None else None
+        mine = f"s3://{self._bucket}/"
+        if location is not None and location.startswith(mine):
+            return location[len(mine) :]
         return source_key(self._prefix, source.sha256, source.name)
 
     def available(self, source: SourceFile) -> bool:

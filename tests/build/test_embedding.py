@@ -212,7 +212,7 @@ def test_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) -> Non
     )
     encodings = embedder.tokenizer.encode_batch(texts)
     features = embedder._features(texts, 0, pin=False)
-    onnx_inputs = minilm_embedder._padded(minilm_embedder._token_ids(texts), texts)
+    onnx_inputs = minilm_embedder._feeds.padded(minilm_embedder._feeds.token_ids(texts), texts)
     assert list(onnx_inputs) == ["input_ids", "attention_mask", "token_type_ids"]
     for name, attr in [
         ("input_ids", "ids"),
@@ -237,7 +237,7 @@ def test_onnx_batches_group_texts_by_token_count(
         "线粒体" * 15,  # 45 characters, 45 tokens
         "short",
     ]
-    tokens = [len(ids) for ids in minilm_embedder._token_ids(texts)]
+    tokens = [len(ids) for ids in minilm_embedder._feeds.token_ids(texts)]
     assert tokens == [14, 62, 32, 47, 3]  # with [CLS] and [SEP]
     session = minilm_embedder._onnx_session()
     widths: list[list[int]] = []

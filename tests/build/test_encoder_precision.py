@@ -17,7 +17,7 @@ import pytest
 from athenaeum.build.embedding import Embedder, quantize_query_encoder
 from athenaeum.build.indexer import IndexReport, build_index
 from athenaeum.bundle import load_bundle, read_manifest
-from athenaeum.errors import InvalidInputError
+from athenaeum.errors import BundleError, InvalidInputError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.engine import SearchEngine
 from tests.conftest import SCIFACT_DIR
@@ -240,3 +240,68 @@ def test_an_int8_bundle_serves_without_the_quantizer(
     target = records[5]
     out, _ = run_fresh(SERVE_SCRIPT, json.dumps(forbidden), str(int8_build[0]), target["title"])
     assert out == {"hits": [target["_id"]], "precision": "int8"}
+
+
+def test_an_int8_bundle_keeps_its_fp32_document_encoder_outside_the_served_files(
+    int8_build: tuple[Path, IndexReport], minilm_embedder: Embedder, tmp_path: Path
+) -> None:
+    """The graph that embedded the documents travels with the bundle (so documents can be added
+    without the model), but not among the files serving loads, verifies or copies."""
+    out = int8_build[0]
+    manifest = read_manifest(out)
+    assert manifest.document_encoder is not None
+    assert manifest.document_encoder.path == "encoder/document.onnx"
+    assert "encoder/document.onnx" not in manifest.files
+    fp32_model = minilm_embedder.encoder_dir("fp32") / "model.onnx"
+    path = load_bundle(out).document_encoder()
+    assert path == out / "encoder" / "document.onnx"
+    assert _sha256(path) == _sha256(fp32_model) == manifest.document_encoder.sha256
+
+    # A serving copy without it still loads; asking it for the encoder says what is missing.
+    copy = tmp_path / "served"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("document.onnx", "verification.json"))
+    bundle = load_bundle(copy, verify="full")
+    with pytest.raises(BundleError, match=r"lacks its document encoder encoder/document\.onnx"):
+        bundle.document_encoder()
+    # A tampered one is refused.
+    shutil.copyfile(fp32_model, copy / "encoder" / "document.onnx")
+    with (copy / "encoder" / "document.onnx").open("r+b") as f:
+        f.seek(4096)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="does not match"):
+        load_bundle(copy).document_encoder()
+
+
+def test_an_int8_bundle_without_a_document_encoder_gets_one_without_embedding(
+    int8_build: tuple[Path, IndexReport],
+    corpus: Path,
+    minilm_embedder: Embedder,
+    embed_calls: list[int],
+    tmp_path: Path,
+) -> None:
+    """A bundle written before bundles kept their document encoder: `index` adds it."""
+    out = tmp_path / "index"
+    shutil.copytree(int8_build[0], out)
+    (out / "encoder" / "document.onnx").unlink()
+    raw = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del raw["document_encoder"]
+    (out / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(BundleError, match="written before bundles kept one"):
+        load_bundle(out).document_encoder()
+    report = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="int8")
+    assert report.written and report.chunks_embedded == 0 and sum(embed_calls) == 0
+    assert load_bundle(out).document_encoder().is_file()
+
+
+def test_an_fp32_bundle_documents_are_embedded_by_its_query_encoder(
+    int8_build: tuple[Path, IndexReport],
+    corpus: Path,
+    minilm_embedder: Embedder,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "index"
+    shutil.copytree(int8_build[0], out)
+    build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
+    assert read_manifest(out).document_encoder is None
+    assert not (out / "encoder" / "document.onnx").exists()
+    assert load_bundle(out).document_encoder() == out / "encoder" / "model.onnx"

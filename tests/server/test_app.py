@@ -25,7 +25,7 @@ from athenaeum.cli.main import app as cli_app
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.app import create_app
 from athenaeum.server.local import is_loopback
-from athenaeum.server.provider import EngineProvider, FixedEngineProvider
+from athenaeum.server.provider import EngineProvider, FixedEngineProvider, Served
 from athenaeum.server.settings import Settings
 
 QUERY = "vitamin D deficiency and bone health"
@@ -180,7 +180,7 @@ def test_every_error_path_uses_the_one_error_shape(
 
     # An unexpected bug is a 500 in the same shape, never a traceback.
     class Exploding(FixedEngineProvider):
-        def get(self) -> SearchEngine:
+        def current(self) -> Served:
             raise RuntimeError("secret internal detail")
 
     exploding = TestClient(create_app(Settings(insecure_no_auth=True), Exploding(scifact_engine)))

@@ -37,7 +37,6 @@ def test_environment_is_read_with_the_prefix_and_cached(monkeypatch: pytest.Monk
     ("kwargs", "message"),
     [
         ({"index_s3_uri": "bucket/prefix"}, "s3://"),
-        ({"index_dir": "/x", "index_s3_uri": "s3://b/p"}, "not both"),
         ({"public_base_url": "example.org"}, "http"),
         ({"llm_base_url": "http://x", "llm_model": "m", "llm_api_key": "sk-..."}, "placeholder"),
         ({"llm_base_url": "http://x"}, "all three"),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from athenaeum import __version__
 from athenaeum.errors import NotFoundError
 from athenaeum.server.auth import protected_resource_metadata
-from athenaeum.server.deps import EngineDep, SettingsDep, public_base_url
+from athenaeum.server.deps import ServedDep, SettingsDep, public_base_url
 from athenaeum.server.schemas import ErrorResponse, Health, IndexFacts, Model, ModelList
 from athenaeum.server.schemas import error_responses as errors
 from athenaeum.server.security import WELL_KNOWN
@@ -52,8 +52,8 @@ def public_model_name(model_id: str) -> str:
     description="Whether the server is up and its index loaded, with facts about the index.",
     responses=errors(503),
 )
-def health(engine: EngineDep, settings: SettingsDep) -> Health:
-    f = engine.facts
+def health(current: ServedDep, settings: SettingsDep) -> Health:
+    f = current.engine.facts
     return Health(
         version=__version__,
         index=IndexFacts(
@@ -65,6 +65,9 @@ def health(engine: EngineDep, settings: SettingsDep) -> Health:
             documents=f.documents,
             chunks=f.chunks,
             dense_kind=f.dense_kind,
+            index_version=current.version,
+            published_at=current.published_at,
+            age_s=round(current.age_s, 1),
         ),
         models=model_ids(settings),
     )

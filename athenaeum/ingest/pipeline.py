@@ -1,0 +1,580 @@
+"""Ingest: make the published index hold exactly the documents in the library, without torch.
+
+    athenaeum ingest s3://BUCKET/library --index s3://BUCKET/index [--from BUNDLE_DIR]
+
+One run reconciles the library (an S3 prefix of PDFs, .md, .markdown and .txt files) with the
+version the pointer names (athenaeum.ingest.store):
+
+1. Take the writer's lease; read the pointer. An index with no version yet starts from a bundle
+   built locally (`from_bundle`: its encoders, settings and documents).
+2. List the library. A file's sha256 is known from the last run's record (same ETag and size)
+   or computed on download. A document whose source is unchanged keeps its chunks and vectors;
+   new and changed ones are downloaded and converted (PDFs, with passwords for encrypted ones),
+   chunked with the version's own chunking parameters and embedded with its own fp32 document
+   encoder (athenaeum.build.onnx_encoder: the code `athenaeum index` embeds with on CPU);
+   documents no longer in the library are dropped.
+3. Write a new bundle (BM25 rebuilt over every chunk: its statistics are global) and publish it;
+   then record what was seen and write the report.
+
+A document id is the file's path in the library, with `.pdf` turned into `.md`: what `athenaeum
+convert` then `athenaeum index` of the same folder gives, so a bundle built locally from a
+folder and the library made from that folder by `athenaeum push` share their documents.
+
+Every decision depends on the library's contents, not on which events arrived: the same event
+twice, or events in any order, end in the same version, and a run with nothing to do publishes
+nothing. A document that cannot be converted is named in the report with its reason, and the
+others are published; one that is too large is refused the same way. A run given a deadline
+stops converting in time to publish what it has, and reports what it left for the next run
+(the documents it left keep their previous version meanwhile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.build.chunking import (
+    CHUNKER_VERSION,
+    SourceDocument,
+    chunk_document,
+    chunk_id,
+    embed_text,
+    read_text_document,
+)
+from athenaeum.build.indexer import DocumentRows, chunking_params, document_info, write_documents
+from athenaeum.build.onnx_encoder import OnnxDocumentEncoder
+from athenaeum.bundle import (
+    ENCODER_TOKENIZER_FILE,
+    Bundle,
+    ChunkRecord,
+    DocumentInfo,
+    SourceFileInfo,
+    load_bundle,
+)
+from athenaeum.errors import AthenaeumError, InvalidInputError
+from athenaeum.ingest.store import (
+    LATEST_REPORT,
+    REPORTS_DIR,
+    STATE_FILE,
+    Pointer,
+    PublishedIndex,
+)
+from athenaeum.server.s3 import S3Location
+
+logger = logging.getLogger("athenaeum.ingest")
+
+PDF_SUFFIX = ".pdf"
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+LIBRARY_SUFFIXES = frozenset({PDF_SUFFIX}) | TEXT_SUFFIXES
+# Left for publishing when a deadline is given: writing and uploading a bundle of 10,000 chunks
+# takes seconds, embedding what was converted up to a minute on one vCPU.
+PUBLISH_RESERVE_S = 120.0
+_DOWNLOAD_CHUNK = 1 << 20
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as `progress(stage, done, total)`: stages "download", "convert", "embedding"."""
+
+
+@dataclass(frozen=True)
+class LibraryObject:
+    key: str  # the S3 key
+    rel: str  # the path under the library prefix
+    size: int
+    etag: str
+
+    @property
+    def is_pdf(self) -> bool:
+        return PurePosixPath(self.rel).suffix.lower() == PDF_SUFFIX
+
+
+def doc_id_for(rel: str) -> str:
+    """The document id a library file becomes: its path, a PDF's with the .md of its markdown."""
+    path = PurePosixPath(rel)
+    return path.with_suffix(".md").as_posix() if path.suffix.lower() == PDF_SUFFIX else rel
+
+
+@dataclass
+class IngestReport:
+    library: str
+    index: str
+    started_at: str
+    finished_at: str = ""
+    published: bool = False
+    version: str | None = None  # the version served after this run
+    previous: str | None = None
+    documents_total: int = 0
+    documents_added: int = 0
+    documents_changed: int = 0
+    documents_unchanged: int = 0
+    documents_removed: int = 0
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    pages_converted: int = 0
+    # {"key": S3 key, "reason": why}: files that could not be converted (not published) and
+    # files that are not documents athenaeum reads.
+    failed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    # Keys left for the next run when the deadline came.
+    remaining: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "athenaeum-ingest-report", **asdict(self)}, indent=2)
+
+
+class _Clock:
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.report.seconds[stage] = round(self.report.seconds.get(stage, 0.0) + now - self.last, 3)
+        self.last = now
+
+
+def list_library(
+    client: Any, library: S3Location
+) -> tuple[list[LibraryObject], list[dict[str, str]]]:
+    """The library's documents (sorted by path) and the files skipped, with the reason."""
+    prefix = f"{library.prefix}/" if library.prefix else ""
+    found: list[LibraryObject] = []
+    skipped: list[dict[str, str]] = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=library.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = str(item["Key"])
+            rel = key[len(prefix) :]
+            if not rel or rel.endswith("/"):
+                continue  # a "folder" placeholder
+            parts = PurePosixPath(rel).parts
+            if any(part.startswith(".") for part in parts):
+                continue  # hidden, as `athenaeum index` skips them
+            if PurePosixPath(rel).suffix.lower() not in LIBRARY_SUFFIXES:
+                reason = "not a document athenaeum reads (.pdf, .md, .markdown, .txt)"
+                skipped.append({"key": key, "reason": reason})
+                continue
+            found.append(LibraryObject(key, rel, int(item["Size"]), str(item["ETag"])))
+    found.sort(key=lambda o: o.rel)
+    return found, skipped
+
+
+def _download(client: Any, bucket: str, key: str, dest: Path) -> str:
+    """Download to `dest`; returns the sha256 of what was written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    response = client.get_object(Bucket=bucket, Key=key)
+    digest = hashlib.sha256()
+    with dest.open("wb") as out:
+        for block in response["Body"].iter_chunks(_DOWNLOAD_CHUNK):
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
+def _source_sha(info: DocumentInfo, is_pdf: bool) -> str | None:
+    """The sha256 of the file a document was made from: the PDF's for a converted document,
+    the text file's own (its content hash) for one indexed as it is."""
+    if is_pdf:
+        return info.source_file.sha256 if info.source_file is not None else None
+    return info.sha256
+
+
+@dataclass
+class _Base:
+    """What the version ingest starts from offers: per document, its entry, chunks, vectors."""
+
+    bundle: Bundle
+    infos: dict[str, DocumentInfo]
+    rows: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, bundle: Bundle) -> _Base:
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(bundle.chunks):
+            rows.setdefault(chunk.doc_id, []).append(row)
+        return cls(bundle, {d.doc_id: d for d in bundle.manifest.documents}, rows)
+
+    def reuse(self, doc_id: str, obj: LibraryObject, uri: str) -> DocumentRows:
+        """The document `doc_id` of the base as library file `obj`: the same chunks and vectors,
+        under the id and source the file gives it (a bundle built from another folder layout),
+        its location the library's."""
+        info = self.infos[doc_id]
+        new_id = doc_id_for(obj.rel)
+        chunks = [self.bundle.chunks[r] for r in self.rows.get(doc_id, [])]
+        vectors = np.asarray(self.bundle.vectors[self.rows.get(doc_id, [])], dtype=np.float32)
+        if new_id != doc_id or info.source != obj.rel:
+            chunks = [
+                replace(c, doc_id=new_id, id=chunk_id(new_id, c.ordinal, c.text), source=obj.rel)
+                for c in chunks
+            ]
+        source_file = info.source_file
+        if source_file is not None:
+            source_file = SourceFileInfo(location=uri, sha256=source_file.sha256)
+        updated = info.model_copy(
+            update={"doc_id": new_id, "source": obj.rel, "source_file": source_file}
+        )
+        return DocumentRows(updated, chunks, vectors.reshape(len(chunks), -1))
+
+
+def ingest(
+    library: S3Location,
+    index: S3Location,
+    *,
+    client: Any,
+    work_dir: Path,
+    from_bundle: Path | None = None,
+    passwords: Sequence[str] = (),
+    owner: str = "athenaeum ingest",
+    deadline: float | None = None,
+    max_pages: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Reconcile `library` into a new version of the published index at `index` (see the
+    module's docstring). `deadline` is a time.monotonic() value by which to have published;
+    `max_pages` refuses larger PDFs. Raises AthenaeumError for what stops the whole run (no
+    version and no `from_bundle`, a conflicting writer, an unreadable version)."""
+    report = IngestReport(
+        library=library.uri,
+        index=index.uri,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    store = PublishedIndex(index, client)
+    run_dir = Path(work_dir) / f"run-{uuid.uuid4().hex[:12]}"
+    run_dir.mkdir(parents=True)
+    try:
+        with store.lock(owner):
+            options = _Options(from_bundle, tuple(passwords), deadline, max_pages, progress)
+            _run(store, library, report, run_dir, options)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    _save_report(store, report)
+    return report
+
+
+class _LazyEncoder:
+    """The version's document encoder, loaded (90 MB for MiniLM) only when something is to be
+    chunked or embedded."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self._encoder: OnnxDocumentEncoder | None = None
+
+    def get(self) -> OnnxDocumentEncoder:
+        if self._encoder is None:
+            embedding = self.bundle.manifest.embedding
+            self._encoder = OnnxDocumentEncoder(
+                self.bundle.document_encoder(),
+                self.bundle.encoder_dir / ENCODER_TOKENIZER_FILE,
+                max_seq_length=embedding.max_seq_length,
+                document_prefix=embedding.document_prefix,
+            )
+        return self._encoder
+
+    def count_tokens(self, text: str) -> int:
+        return self.get().count_tokens(text)
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
+    ) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.bundle.manifest.embedding.dimension), np.float32)
+        return self.get().embed_documents(texts, progress=progress)
+
+
+@dataclass(frozen=True)
+class _Options:
+    from_bundle: Path | None
+    passwords: tuple[str, ...]
+    deadline: float | None
+    max_pages: int | None
+    progress: ProgressCallback | None
+
+
+def _run(
+    store: PublishedIndex,
+    library: S3Location,
+    report: IngestReport,
+    run_dir: Path,
+    options: _Options,
+) -> None:
+    from_bundle, deadline, progress = options.from_bundle, options.deadline, options.progress
+    clock = _Clock(report)
+    versions_dir = run_dir.parent / "versions"
+    pointer = store.read_pointer()
+    if pointer is None:
+        if from_bundle is None:
+            raise InvalidInputError(
+                f"{store.uri} holds no published version yet; start it from a bundle built "
+                "locally with --from BUNDLE_DIR (deploy.sh does this on the first deploy)",
+                param="from",
+            )
+        base_dir = Path(from_bundle)
+        bundle = load_bundle(base_dir, verify="full")
+    else:
+        if from_bundle is not None:
+            logger.info(
+                json.dumps({"event": "ingest_from_ignored", "why": "the index has a version"})
+            )
+        # Kept under work_dir between runs (a warm Lambda container reuses its /tmp): the next
+        # run starts from the version this one publishes, or reuses this copy.
+        base_dir = store.fetch(pointer.version, versions_dir, document_encoder=True)
+        bundle = load_bundle(base_dir)
+        report.previous = pointer.version
+    report.version = pointer.version if pointer is not None else None
+    base = _Base.of(bundle)
+    recipe = dict(bundle.manifest.chunking)
+    if recipe.get("version") != CHUNKER_VERSION:
+        raise InvalidInputError(
+            f"the index was chunked by chunker version {recipe.get('version')} and this "
+            f"athenaeum chunks with version {CHUNKER_VERSION}: rebuild it with `athenaeum "
+            "index` and publish that (docs/deployment.md, 'Updating')"
+        )
+    clock.lap("open")
+
+    objects, report.skipped = list_library(store.client, library)
+    state = _read_state(store, pointer)
+    clock.lap("list")
+
+    # Which files are new or changed: by sha256, from the last run's record where the ETag
+    # and size are those it saw, else by downloading the file.
+    by_id: dict[str, LibraryObject] = {}
+    for obj in objects:
+        doc_id = doc_id_for(obj.rel)
+        if doc_id in by_id:
+            report.failed.append(
+                {
+                    "key": obj.key,
+                    "reason": f"{by_id[doc_id].rel} already becomes document {doc_id}; rename one",
+                }
+            )
+            continue
+        by_id[doc_id] = obj
+    downloads: dict[str, Path] = {}
+    shas: dict[str, str] = {}
+    unknown = [o for o in by_id.values() if not _known(state, o)]
+    for done, obj in enumerate(unknown, 1):
+        dest = run_dir / "library" / obj.rel
+        shas[obj.rel] = _download(store.client, library.bucket, obj.key, dest)
+        downloads[obj.rel] = dest
+        if progress is not None:
+            progress("download", done, len(unknown))
+    for obj in by_id.values():
+        if obj.rel not in shas:
+            shas[obj.rel] = str(state[obj.rel]["sha256"])
+    clock.lap("download")
+
+    # Match each file with a document of the base: by id, else (a bundle built from another
+    # folder layout) by the source file's sha256.
+    by_sha: dict[str, str] = {}
+    for info in bundle.manifest.documents:
+        sha = info.source_file.sha256 if info.source_file is not None else info.sha256
+        by_sha.setdefault(sha, info.doc_id)
+    parts: dict[str, DocumentRows] = {}
+    to_convert: list[tuple[str, LibraryObject]] = []
+    claimed: set[str] = set()
+    for doc_id, obj in by_id.items():
+        uri = f"s3://{library.bucket}/{obj.key}"
+        old = base.infos.get(doc_id)
+        if old is not None and _source_sha(old, obj.is_pdf) == shas[obj.rel]:
+            parts[doc_id] = base.reuse(doc_id, obj, uri)
+            claimed.add(doc_id)
+            report.documents_unchanged += 1
+            continue
+        other = by_sha.get(shas[obj.rel])
+        if old is None and other is not None and other not in by_id and other not in claimed:
+            parts[doc_id] = base.reuse(other, obj, uri)
+            claimed.add(other)
+            report.documents_unchanged += 1
+            continue
+        to_convert.append((doc_id, obj))
+
+    # Convert, chunk and embed what is new or changed.
+    encoder = _LazyEncoder(bundle)
+    params = chunking_params(recipe)
+    fresh: list[tuple[SourceDocument, list[ChunkRecord]]] = []
+    for done, (doc_id, obj) in enumerate(to_convert, 1):
+        if deadline is not None and time.monotonic() > deadline - PUBLISH_RESERVE_S:
+            for left_id, left in to_convert[done - 1 :]:
+                report.remaining.append(left.key)
+                if left_id in base.infos:  # keeps its previous version until the next run
+                    left_uri = f"s3://{library.bucket}/{left.key}"
+                    parts[left_id] = base.reuse(left_id, left, left_uri)
+                    claimed.add(left_id)
+            break
+        path = downloads.get(obj.rel)
+        if path is None:  # known by its record, but changed: cannot be; download to be sure
+            path = run_dir / "library" / obj.rel
+            shas[obj.rel] = _download(store.client, library.bucket, obj.key, path)
+        uri = f"s3://{library.bucket}/{obj.key}"
+        doc = _read_document(doc_id, obj, path, uri, run_dir, options, report)
+        if progress is not None:
+            progress("convert", done, len(to_convert))
+        if doc is None:
+            # Not convertible: named in the report. Its previous version, if any, is dropped:
+            # the library no longer holds the file that version was made from.
+            continue
+        fresh.append((doc, chunk_document(doc, encoder.count_tokens, params)))
+        if doc_id in base.infos:
+            report.documents_changed += 1
+        else:
+            report.documents_added += 1
+    clock.lap("convert")
+
+    texts = [
+        embed_text(c.text, c.title, c.heading_path, encoder.count_tokens, params)
+        for _, chunks in fresh
+        for c in chunks
+    ]
+    vectors = encoder.embed_documents(
+        texts, progress=(lambda d, t: progress("embedding", d, t)) if progress else None
+    )
+    cursor = 0
+    for doc, chunks in fresh:
+        block: npt.NDArray[np.float32] = vectors[cursor : cursor + len(chunks)]
+        cursor += len(chunks)
+        parts[doc.doc_id] = DocumentRows(document_info(doc, len(chunks)), chunks, block)
+    report.chunks_embedded = len(texts)
+    clock.lap("embedding")
+
+    kept = {part.info.doc_id for part in parts.values()}
+    report.documents_removed = len(set(base.infos) - claimed - kept)
+    ordered = [parts[doc_id] for doc_id in sorted(parts)]
+    report.documents_total = len(ordered)
+    report.chunks_total = sum(len(p.chunks) for p in ordered)
+
+    if pointer is not None and _same_documents(ordered, bundle):
+        _write_state(store, pointer.version, by_id, shas)
+        clock.lap("publish")
+        return
+    out = run_dir / "bundle"
+    write_documents(
+        out,
+        ordered,
+        embedding=bundle.manifest.embedding,
+        recipe=recipe,
+        count=encoder.count_tokens,
+        encoder_dir=bundle.encoder_dir,
+        document_encoder=(
+            bundle.document_encoder() if bundle.manifest.document_encoder is not None else None
+        ),
+    )
+    clock.lap("write")
+    published: Pointer = store.publish(out, expected=pointer, by=report.library)
+    report.published = True
+    report.version = published.version
+    _write_state(store, published.version, by_id, shas)
+    _keep_only(versions_dir, out, published.version)
+    clock.lap("publish")
+
+
+def _keep_only(versions_dir: Path, bundle: Path, version: str) -> None:
+    """Keep the bundle just published as the local copy of its version (the next run starts
+    from it; a rename keeps its verification record valid) and drop older copies."""
+    versions_dir.mkdir(parents=True, exist_ok=True)
+    target = versions_dir / f"version-{version[:16]}"
+    for old in versions_dir.iterdir():
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    if not target.exists():
+        bundle.rename(target)
+
+
+def _read_document(
+    doc_id: str,
+    obj: LibraryObject,
+    path: Path,
+    uri: str,
+    run_dir: Path,
+    options: _Options,
+    report: IngestReport,
+) -> SourceDocument | None:
+    """The library file at `path` as a document to chunk; None (and a line in the report) when
+    it cannot be converted."""
+    if not obj.is_pdf:
+        document = read_text_document(path, doc_id)
+        if document.source_file is None:  # links open the file in the library
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            document = replace(document, source_file=SourceFileInfo(location=uri, sha256=sha))
+        return document
+    from athenaeum.build.convert import ConvertOptions, Job, Status, convert_pdf
+
+    markdown = run_dir / "markdown" / doc_id
+    convert_options = ConvertOptions(
+        passwords=options.passwords,
+        overwrite=True,
+        password_hint="add it to the ingest passwords secret",  # noqa: S106 (advice)
+        ocr_hint=(
+            "the ingest function does not OCR: convert it with `athenaeum convert --ocr` and "
+            "put the markdown in the library instead"
+        ),
+        max_pages=options.max_pages,
+    )
+    result = convert_pdf(Job(path, markdown, obj.rel, location=uri), convert_options)
+    for warning in result.warnings:
+        report.warnings.append({"key": obj.key, "warning": warning})
+    if result.status is not Status.CONVERTED:
+        report.failed.append({"key": obj.key, "reason": result.reason})
+        return None
+    report.pages_converted += result.pages
+    document = read_text_document(markdown, doc_id)
+    path.unlink(missing_ok=True)
+    return document
+
+
+def _same_documents(parts: Sequence[DocumentRows], bundle: Bundle) -> bool:
+    """Whether `parts` are the base version's documents as they are (nothing to publish): a
+    document's entry holds its content hash, chunk count, id and location, and a document
+    whose entry is unchanged was reused with its chunks and vectors."""
+    return [p.info for p in parts] == list(bundle.manifest.documents)
+
+
+def _known(state: dict[str, dict[str, Any]], obj: LibraryObject) -> bool:
+    seen = state.get(obj.rel)
+    return seen is not None and seen.get("etag") == obj.etag and seen.get("size") == obj.size
+
+
+def _read_state(store: PublishedIndex, pointer: Pointer | None) -> dict[str, dict[str, Any]]:
+    """What the last run saw, when it describes the version served now (else nothing)."""
+    if pointer is None:
+        return {}
+    try:
+        state = store.get_json(STATE_FILE)
+    except AthenaeumError:
+        return {}
+    if not isinstance(state, dict) or state.get("version") != pointer.version:
+        return {}
+    objects = state.get("objects")
+    return objects if isinstance(objects, dict) else {}
+
+
+def _write_state(
+    store: PublishedIndex, version: str, by_id: dict[str, LibraryObject], shas: dict[str, str]
+) -> None:
+    objects = {
+        obj.rel: {"etag": obj.etag, "size": obj.size, "sha256": shas[obj.rel]}
+        for obj in by_id.values()
+        if obj.rel in shas
+    }
+    store.put_json(STATE_FILE, {"version": version, "objects": objects})
+
+
+def _save_report(store: PublishedIndex, report: IngestReport) -> None:
+    body = json.loads(report.to_json())
+    stamp = report.finished_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+    name = f"{REPORTS_DIR}/{stamp}-{(report.version or 'none')[:12]}.json"
+    store.put_json(name, body)
+    store.put_json(LATEST_REPORT, body)
