@@ -7,6 +7,11 @@ documents were embedded. On CPU the documents are embedded by onnxruntime runnin
 graph: it gives the same vectors (cosine >= 0.999, checked at export) and is faster on CPU (see
 benchmarks/bench_embedding.py). On CUDA or MPS sentence-transformers embeds them.
 
+On CPU a BERT model (all-MiniLM-L6-v2 is one) is not loaded with torch at all: its graph is
+written from the folder's files (athenaeum.build.bert_export), and torch, transformers and
+sentence-transformers are never imported, which keeps `athenaeum index` under 1 GB (docs/
+benchmarks.md, "Memory"). Any other model is loaded with sentence-transformers and traced.
+
 The shipped query encoder may instead be an int8 copy of that graph (onnxruntime's dynamic
 quantization): a quarter of the size, faster per query, slightly less exact. Documents are always
 embedded in fp32; only the query side is quantized.
@@ -24,6 +29,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -35,7 +41,19 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from athenaeum.build.model_folder import commit_in_path, files_fingerprint
+from athenaeum.build.bert_export import (
+    WEIGHTS_FILE,
+    BertFolder,
+    export_bert_onnx,
+    read_bert_folder,
+)
+from athenaeum.build.model_folder import (
+    ModelFolder,
+    commit_in_path,
+    default_prefixes,
+    files_fingerprint,
+    locate,
+)
 from athenaeum.build.onnx_encoder import (
     DEFAULT_BATCH_SIZE,
     ONNX_OUTPUT,
@@ -209,17 +227,23 @@ def _pooling_of(model: SentenceTransformer) -> tuple[str, bool]:
 def _fast_tokenizer(model: SentenceTransformer, max_seq_length: int) -> Tokenizer:
     """A copy of the model's Rust tokenizer that truncates at max_seq_length and pads only to
     the longest input (the files shipped with many models truncate and pad at 128)."""
-    from tokenizers import Tokenizer
-
     backend = getattr(model.tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise InvalidInputError(
             "embedding model has no fast (Rust) tokenizer; athenaeum needs one to ship the "
             "query tokenizer in the bundle"
         )
-    tokenizer = Tokenizer.from_str(backend.to_str())
-    tokenizer.enable_truncation(max_length=max_seq_length)
     pad_token = str(getattr(model.tokenizer, "pad_token", None) or "[PAD]")
+    return _bundle_tokenizer(backend.to_str(), max_seq_length, pad_token)
+
+
+def _bundle_tokenizer(spec: str, max_seq_length: int, pad_token: str) -> Tokenizer:
+    """The tokenizer serialised as `spec`, truncating at max_seq_length and padding to the
+    longest input with `pad_token`."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(spec)
+    tokenizer.enable_truncation(max_length=max_seq_length)
     pad_id = tokenizer.token_to_id(pad_token)
     tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
     return tokenizer
@@ -238,34 +262,53 @@ def _tokenize_threads() -> int:
 class Embedder:
     """A loaded model: counts tokens, embeds documents and queries, exports the query encoder.
 
-    Build one with `load_embedder`.
+    Build one with `load_embedder`. Given the model's files (`source`) instead of a loaded
+    model, it exports and embeds without torch; `model` then loads it with sentence-transformers
+    on first use (only to compare with it).
     """
 
     def __init__(
         self,
-        model: SentenceTransformer,
+        model: SentenceTransformer | None,
         info: ModelInfo,
         *,
         device: str,
         batch_size: int,
         backend: Literal["onnx", "torch"],
+        source: BertFolder | None = None,
     ) -> None:
-        self.model = model
+        self._model = model
+        self._source = source
         self.info = info
         self.device = device
         self.batch_size = batch_size
         self.backend = backend
-        self.tokenizer = _fast_tokenizer(model, info.max_seq_length)
-        self._input_names = [
-            name
-            for name in ("input_ids", "attention_mask", "token_type_ids")
-            if name in model.tokenizer.model_input_names
-        ]
+        if source is not None:
+            self.tokenizer = _bundle_tokenizer(
+                source.tokenizer_json, info.max_seq_length, source.pad_token
+            )
+            self._input_names = source.input_names
+        elif model is not None:
+            self.tokenizer = _fast_tokenizer(model, info.max_seq_length)
+            self._input_names = [
+                name
+                for name in ("input_ids", "attention_mask", "token_type_ids")
+                if name in model.tokenizer.model_input_names
+            ]
+        else:
+            raise ValueError("an Embedder needs a loaded model or the model's files")
         self._feeds = TokenFeeds(self.tokenizer, self._input_names)
         self._session: onnxruntime.InferenceSession | None = None
         self._torch_embedder: Any = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._encoder_dirs: dict[str, Path] = {}
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The model loaded by sentence-transformers (loaded now if it was not: torch)."""
+        if self._model is None:
+            self._model = _load_sentence_transformer(self.info.model_id, self.device)
+        return self._model
 
     # --- tokens
 
@@ -423,11 +466,22 @@ class Embedder:
 
     def export_query_encoder(self, directory: Path) -> Path:
         """Write `model.onnx` and `tokenizer.json` into `directory` and check the graph gives
-        sentence-transformers' vectors; returns the directory."""
+        sentence-transformers' vectors; returns the directory.
+
+        Written from the model's files, the graph is not compared at export: that would load
+        the model with torch, which is what this path avoids. tests/build/test_bert_export.py
+        compares it with sentence-transformers, and bert_export exports only what it rebuilds
+        exactly."""
         directory.mkdir(parents=True, exist_ok=True)
-        _export_onnx(self.model, self.info, self._input_names, directory / ENCODER_MODEL_FILE)
+        path = directory / ENCODER_MODEL_FILE
+        if self._source is not None:
+            export_bert_onnx(self._source, path, output=ONNX_OUTPUT, opset=ONNX_OPSET)
+        else:
+            _export_onnx(self.model, self.info, self._input_names, path)
         self.tokenizer.save(str(directory / ENCODER_TOKENIZER_FILE))
-        self._session = cpu_session(directory / ENCODER_MODEL_FILE)
+        self._session = cpu_session(path)
+        if self._source is not None:
+            return directory
         probes = list(_PARITY_PROBES)
         reference = np.asarray(
             self.model.encode(probes, convert_to_numpy=True, show_progress_bar=False),
@@ -663,6 +717,7 @@ def load_embedder(
     query_prefix: str | None = None,
     document_prefix: str | None = None,
     backend: Backend = "auto",
+    torch_export: bool = False,
 ) -> Embedder:
     """Load a sentence-transformers model by Hugging Face id or local folder.
 
@@ -670,23 +725,27 @@ def load_embedder(
     `backend="auto"` embeds documents with onnxruntime on CPU and with the model's torch modules
     on a GPU (in half precision on CUDA). `batch_size` defaults to DEFAULT_BATCH_SIZE on CPU and
     DEFAULT_GPU_BATCH_SIZE on a GPU.
+
+    On CPU a BERT model whose files athenaeum.build.bert_export rebuilds exactly is read from
+    them without importing torch; `torch_export=True` loads it with sentence-transformers and
+    traces it all the same.
     """
     if batch_size is not None and batch_size < 1:
         raise InvalidInputError(
             f"batch size must be at least 1, got {batch_size}", param="batch_size"
         )
     _check_hub_reachable(model)
-    st = _import_st()
+    if not torch_export and backend != "torch" and _cpu_without_torch(device):
+        embedder = _load_without_torch(
+            model,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+        )
+        if embedder is not None:
+            return embedder
     resolved = resolve_device(device)
-    try:
-        loaded: SentenceTransformer = st.SentenceTransformer(model, device=resolved)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(
-            f"cannot load embedding model {model!r}: it is neither a sentence-transformers "
-            f"folder nor a model the Hugging Face Hub (or its local cache) has ({exc})",
-            param="embed_model",
-        ) from exc
-    loaded.eval()
+    loaded = _load_sentence_transformer(model, resolved)
     pooling, normalize = _pooling_of(loaded)
     prompts: dict[str, str] = dict(getattr(loaded, "prompts", None) or {})
     if query_prefix is None:
@@ -725,3 +784,93 @@ def load_embedder(
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE if resolved == "cpu" else DEFAULT_GPU_BATCH_SIZE
     return Embedder(loaded, info, device=resolved, batch_size=batch_size, backend=chosen)
+
+
+def _load_sentence_transformer(model: str, device: str) -> SentenceTransformer:
+    st = _import_st()
+    # transformers' own "Loading weights" bar would cut through the caller's progress display;
+    # build_index reports the loading as its "model" stage.
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        loaded: SentenceTransformer = st.SentenceTransformer(model, device=device)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"cannot load embedding model {model!r}: it is neither a sentence-transformers "
+            f"folder nor a model the Hugging Face Hub (or its local cache) has ({exc})",
+            param="embed_model",
+        ) from exc
+    loaded.eval()
+    return loaded
+
+
+def _cpu_without_torch(device: Device | str) -> bool:
+    """Whether `device` is the CPU, told without importing torch: "cpu", or "auto" on a Linux
+    machine with no NVIDIA, AMD or WSL GPU device, where torch finds neither CUDA nor MPS."""
+    if device == "cpu":
+        return True
+    if device != "auto" or not sys.platform.startswith("linux"):
+        return False
+    dev = Path("/dev")
+    return not (any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists())
+
+
+# What athenaeum.build.bert_export reads from a model on the Hub: configs and tokenizer (JSON)
+# and the weights, at the top or in a module's folder.
+_HUB_FILES = ["*.json", WEIGHTS_FILE, f"*/{WEIGHTS_FILE}"]
+
+
+def _model_files(model: str) -> ModelFolder | None:
+    """The folder of `model` (a local folder, or a Hub id fetched or found in the cache as
+    sentence-transformers would) and its identity, or None when it cannot be had."""
+    if Path(model).is_dir():
+        return locate(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = Path(
+            snapshot_download(
+                model,
+                allow_patterns=_HUB_FILES,
+                cache_dir=os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None,
+            )
+        )
+    except Exception:  # not a Hub id, not cached while offline...: sentence-transformers says
+        return None
+    commit = commit_in_path(snapshot)
+    if commit is None:
+        return None
+    return ModelFolder(path=snapshot, revision=commit, fingerprint=f"{model}@{commit}")
+
+
+def _load_without_torch(
+    model: str, *, batch_size: int, query_prefix: str | None, document_prefix: str | None
+) -> Embedder | None:
+    """The CPU embedder of a BERT model read from its files, or None when only loading it with
+    sentence-transformers can tell what it is (another kind of model, prefixes the files leave
+    open)."""
+    folder = _model_files(model)
+    source = read_bert_folder(folder.path) if folder is not None else None
+    if folder is None or source is None:
+        return None
+    if query_prefix is None or document_prefix is None:
+        defaults = default_prefixes(folder.path)
+        if defaults is None:
+            return None
+        query_prefix = defaults[0] if query_prefix is None else query_prefix
+        document_prefix = defaults[1] if document_prefix is None else document_prefix
+    tokenizer = _bundle_tokenizer(source.tokenizer_json, source.max_seq_length, source.pad_token)
+    info = ModelInfo(
+        model_id=model,
+        revision=folder.revision,
+        fingerprint=folder.fingerprint,
+        dimension=source.dimension,
+        max_seq_length=source.max_seq_length,
+        pooling=source.pooling,
+        normalize=source.normalize,
+        query_prefix=query_prefix,
+        document_prefix=document_prefix,
+        special_tokens=len(tokenizer.encode("", add_special_tokens=True).ids),
+    )
+    return Embedder(None, info, device="cpu", batch_size=batch_size, backend="onnx", source=source)

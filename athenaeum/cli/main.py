@@ -806,7 +806,6 @@ def index_command(
         if stage == "model":
             # Only when something is to be embedded: a run with nothing to do never loads it.
             if not done:
-                _quiet_transformers()
                 err_console.print(f"Loading embedding model [bold]{embed_model}[/]…")
             return
         if stage not in tasks:
@@ -1188,15 +1187,6 @@ def ingest_command(
             err_console.print(f"[dim]skipped[/] {item['key']}: {item['reason']}")
     if report.failed:
         raise typer.Exit(1)
-
-
-def _quiet_transformers() -> None:
-    """Turn off transformers' own "Loading weights" bar, which would interleave with ours."""
-    try:
-        from transformers.utils import logging as transformers_logging
-    except ImportError:
-        return  # build_index then reports the missing build extra
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def main() -> None:

@@ -37,7 +37,20 @@ def minilm_count_tokens(minilm_path: Path) -> Callable[[str], int]:
 
 @pytest.fixture(scope="session")
 def minilm_embedder(minilm_path: Path) -> Iterator[Embedder]:
-    """One loaded CPU embedder for the session (loading takes seconds on 2 busy cores)."""
+    """One CPU embedder for the session, loaded with sentence-transformers and its encoder
+    traced by torch: the path of every model on a GPU and of models other than BERT on CPU
+    (loading takes seconds on 2 busy cores)."""
+    from athenaeum.build.embedding import load_embedder
+
+    embedder = load_embedder(str(minilm_path), device="cpu", torch_export=True)
+    yield embedder
+    embedder.close()
+
+
+@pytest.fixture(scope="session")
+def minilm_files_embedder(minilm_path: Path) -> Iterator[Embedder]:
+    """The CPU embedder `athenaeum index` uses for MiniLM: read from the model's files, its
+    encoder written without torch (athenaeum.build.bert_export)."""
     from athenaeum.build.embedding import load_embedder
 
     embedder = load_embedder(str(minilm_path), device="cpu")

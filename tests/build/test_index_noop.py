@@ -77,7 +77,9 @@ def test_a_second_run_with_nothing_changed_never_imports_torch(
 
     first = _athenaeum(*args)
     assert "3 documents: 3 added" in first.output and "Index bundle written" in first.output
-    assert first.loaded == sorted(STACK)  # the check sees the stack when it is there
+    # A BERT model on CPU is exported from its files (tests/build/test_bert_export.py shows
+    # the check sees the stack where a model needs it).
+    assert first.loaded == []
     manifest = (out / "manifest.json").read_bytes()
 
     second = _athenaeum(*args)

@@ -64,11 +64,16 @@ def test_a_hub_id_is_its_cached_commit_as_a_full_build_records_it(
     assert (found.revision, found.fingerprint) == (COMMIT, f"athenaeum-test/minilm@{COMMIT}")
     assert found.path == repo / "snapshots" / COMMIT
 
-    embedder = load_embedder("athenaeum-test/minilm", device="cpu")  # offline: HF_HUB_OFFLINE
+    # Offline (HF_HUB_OFFLINE): read from the cached files, and loaded with torch, the same.
+    embedder = load_embedder("athenaeum-test/minilm", device="cpu")
+    traced = load_embedder("athenaeum-test/minilm", device="cpu", torch_export=True)
     try:
+        assert embedder._model is None and traced._model is not None
         assert (embedder.info.revision, embedder.info.fingerprint) == (COMMIT, found.fingerprint)
+        assert embedder.info == traced.info
     finally:
         embedder.close()
+        traced.close()
 
     assert locate("athenaeum-test/not-cached") is None
     assert locate("not a repository id!") is None
