@@ -188,6 +188,14 @@ if [[ -n "$bucket" && "$bucket" != None ]]; then
   sources_dir="$(context_value sources_dir)"
   if [[ -n "$sources_dir" ]]; then sources_args+=(--sources-dir "$sources_dir"); fi
   uv run --no-sync python -m infra.index.upload "${sources_args[@]}"
+  # The living library: on a first deploy, the bundle's files go into library/ and the bundle
+  # becomes the index's first version; afterwards the library is the truth and this does
+  # nothing (docs/deployment.md, "Updating").
+  say "starting the library (s3://$bucket/library/) from the bundle, unless it has begun"
+  publish_args=(--bucket "$bucket" --index "$index_dir")
+  if [[ -n "$sources_dir" ]]; then publish_args+=(--sources-dir "$sources_dir"); fi
+  uv run --no-sync python -m infra.index.publish "${publish_args[@]}" \
+    || fail "could not start the library (above); the deployment itself is done"
 fi
 say "deployed: $endpoint"
 cat <<EOT
@@ -198,3 +206,12 @@ Try it (with an access token from your OAuth provider in \$TOKEN):
   curl -s -X POST ${endpoint}search -H "Authorization: Bearer \$TOKEN" \\
        -H 'Content-Type: application/json' -d '{"query": "what is this library about?"}'
 EOT
+library="$(output LibraryS3Uri)"
+if [[ -n "$library" && "$library" != None ]]; then
+  cat <<EOT
+
+Add, replace or delete documents in the library and they become searchable in a minute or two:
+
+  uv run athenaeum push your-folder/ $library --delete
+EOT
+fi

@@ -161,6 +161,7 @@ class AthenaeumStack(Stack):
                 bucket=self.index.bucket,
                 prefix=self.index.index_root,
                 refresh_s=config.index_refresh_seconds,
+                start_prefix=None if packaged else self.index.prefix,
             ),
             library=SourcesInS3(bucket=self.index.bucket, prefix=self.index.library_prefix),
             metric_namespace=metric_namespace,
@@ -172,6 +173,9 @@ class AthenaeumStack(Stack):
             provisioned_concurrency=config.provisioned_concurrency,
             snapstart=config.snapstart,
         )
+        if self.index.copy is not None:
+            # The starting bundle is in the bucket before the function can be asked for it.
+            self.function.function.node.add_dependency(self.index.copy)
         self.authorizer = JwtAuthorizer(
             self,
             "Authorizer",

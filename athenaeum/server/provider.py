@@ -163,12 +163,17 @@ class EngineProvider:
                 f"could not read the index pointer at {location.uri}: {describe_error(exc)}; "
                 "the next request retries"
             ) from exc
-        if pointer is None and s.index_dir is None:
+        if pointer is None and s.index_dir is None and s.index_start_s3_uri is None:
             # Not a published index: a bundle kept in S3 as it is, loaded once.
             local, _ = fetch_s3_bundle(location, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
             return _load(local, s)
         follower = _Follower(store, s, pointer)
         self._follower = follower
+        if pointer is None and s.index_dir is None and s.index_start_s3_uri is not None:
+            # Nothing published yet: the starting bundle deploy.sh put in S3.
+            start = S3Location.parse(s.index_start_s3_uri)
+            local, _ = fetch_s3_bundle(start, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
+            return _load(local, s)
         if s.index_dir is not None:
             # The packaged bundle, unless the pointer names a version published after it was
             # built (told from its manifest, without loading it).

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # A published index (index_s3_uri holding current.json): read its pointer at most this
     # often, and serve a newer version once it is loaded (athenaeum.server.provider).
     index_refresh_s: float = Field(default=60.0, gt=0, le=86_400)
+    # A bundle in S3 (a prefix holding manifest.json) to serve while the published index at
+    # index_s3_uri has no version yet: what INDEX_DIR is for a packaged bundle.
+    index_start_s3_uri: str | None = None
     # CloudWatch namespace for the embedded-format metrics the server writes to stdout (the
     # stack sets it); unset, none are written.
     metric_namespace: str | None = None
@@ -153,7 +156,7 @@ class Settings(BaseSettings):
         mode="before",
     )(_split_commas)
 
-    @field_validator("index_s3_uri", "sources_s3_uri")
+    @field_validator("index_s3_uri", "index_start_s3_uri", "sources_s3_uri")
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("s3://") or len(value) <= len("s3://")):

@@ -43,6 +43,9 @@ class PublishedIndex:
     bucket: s3.Bucket
     prefix: str = INDEX_ROOT
     refresh_s: int = 60
+    # A bundle too large to package, uploaded under index/<bundle id>/: served until the first
+    # version is published.
+    start_prefix: str | None = None
 
     @property
     def uri(self) -> str:
@@ -323,6 +326,9 @@ def _environment(
         environment["ATHENAEUM_INDEX_S3_URI"] = published.uri
         environment["ATHENAEUM_INDEX_CACHE_DIR"] = INDEX_CACHE_DIR
         environment["ATHENAEUM_INDEX_REFRESH_S"] = str(published.refresh_s)
+        if published.start_prefix is not None:
+            start = f"s3://{published.bucket.bucket_name}/{published.start_prefix}"
+            environment["ATHENAEUM_INDEX_START_S3_URI"] = start
     if metric_namespace is not None:
         # Its metrics (ServedVersionBehindSeconds) in embedded metric format on stdout, which
         # CloudWatch Logs turns into metrics there; the alarms watch them (infra/monitoring).

@@ -164,9 +164,17 @@ class SourcesReport:
 
 
 def bundle_sources(
-    index_dir: Path, *, prefix: str = SOURCES_ROOT, sources_dir: Path | None = None
+    index_dir: Path,
+    *,
+    prefix: str = SOURCES_ROOT,
+    sources_dir: Path | None = None,
+    library: bool = False,
 ) -> tuple[list[SourceFileToUpload], list[str]]:
-    """The source files the bundle names, found and checked, and why any other is left out."""
+    """The source files the bundle names, found and checked, and why any other is left out.
+
+    Keys are `prefix/<sha256>/<file name>`, or with `library` the document's own path under
+    `prefix` (`library/reports/a.pdf`: where the ingest function expects the file a document
+    `reports/a.md` was made from)."""
     try:
         manifest = read_manifest(index_dir)
     except AthenaeumError as exc:
@@ -175,7 +183,8 @@ def bundle_sources(
     problems: list[str] = []
     for doc in manifest.documents:
         recorded = doc.source_file
-        if recorded is None or recorded.sha256 in found:
+        slot = f"{prefix}/{doc.source}" if library else recorded.sha256 if recorded else ""
+        if recorded is None or slot in found:
             continue  # not converted from a file, or the same bytes as one already found
         if sources_dir is not None:
             path: Path | None = sources_dir.joinpath(*PurePosixPath(doc.source).parts)
@@ -190,8 +199,10 @@ def bundle_sources(
         if sha256_file(path) != recorded.sha256:
             problems.append(f"{doc.source}: {path} has changed since it was indexed")
             continue
-        key = source_key(prefix, recorded.sha256, PurePosixPath(doc.source).name)
-        found[recorded.sha256] = SourceFileToUpload(path, key, recorded.sha256)
+        key = (
+            slot if library else source_key(prefix, recorded.sha256, PurePosixPath(doc.source).name)
+        )
+        found[slot] = SourceFileToUpload(path, key, recorded.sha256)
     return list(found.values()), problems
 
 
@@ -204,8 +215,11 @@ def upload_sources(
     sources_dir: Path | None = None,
     prune_others: bool = False,
     workers: int = 8,
+    library: bool = False,
 ) -> SourcesReport:
-    files, problems = bundle_sources(index_dir, prefix=prefix, sources_dir=sources_dir)
+    files, problems = bundle_sources(
+        index_dir, prefix=prefix, sources_dir=sources_dir, library=library
+    )
 
     def send(item: SourceFileToUpload) -> int:
         size = item.path.stat().st_size

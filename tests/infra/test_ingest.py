@@ -440,6 +440,10 @@ def test_a_bundle_in_s3_starts_from_the_published_index(tmp_path: Path) -> None:
     }
     assert variables["ATHENAEUM_INDEX_REFRESH_S"] == "60"
     assert "ATHENAEUM_INDEX_DIR" not in variables
+    # Until the first version is published, the bundle deploy uploaded is served.
+    assert variables["ATHENAEUM_INDEX_START_S3_URI"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": bucket}, f"/{app_stack.index.prefix}"]]
+    }
 
 
 def test_ingest_alarms(stack: tuple[AthenaeumStack, Template]) -> None:

@@ -194,3 +194,19 @@ def test_the_lambda_function_swaps_within_a_request_and_none_fails(
     # The function reported how far behind it was, as CloudWatch embedded metrics.
     out = capsys.readouterr().out
     assert '"ServedVersionBehindSeconds"' in out and '"Namespace": "Athenaeum/Test"' in out
+
+
+def test_a_starting_bundle_in_s3_serves_until_the_first_version(
+    living: LivingLibrary, pdf_library: PdfLibrary, tmp_path: Path
+) -> None:
+    """A bundle too large to package: deploy uploads it under index/<bundle id>/, and the
+    function serves it until the first version is published beside it."""
+    from infra.index.upload import upload_bundle
+
+    upload_bundle(living.client, pdf_library.bundle, living.bucket, "index/0123456789abcdef")
+    start = f"s3://{living.bucket}/index/0123456789abcdef"
+    client = TestClient(create_app(_settings(living, tmp_path, index_start_s3_uri=start)))
+    served = client.get("/health").json()["index"]
+    assert served["published_at"] is None and served["documents"] == len(LIBRARY_PDFS)
+    first = _start(living, pdf_library, tmp_path / "w")
+    _wait_for(lambda: client.get("/health").json()["index"]["index_version"] == first)
