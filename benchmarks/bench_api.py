@@ -83,13 +83,14 @@ class Server:
     """`athenaeum serve` in its own process, as deployed: a client in the server's process
     would fight it for the GIL and add tens of milliseconds that no real deployment has."""
 
-    def __init__(self, index: Path, key: str) -> None:
+    def __init__(self, index: Path, key: str, extra_env: dict[str, str] | None = None) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENAEUM_")}
         env["ATHENAEUM_API_KEY_HASHES"] = hash_api_key(key)
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -164,6 +165,57 @@ def bench_uvicorn(url: str, queries: list[str], concurrency: int, key: str) -> d
     )
 
 
+WRK_SCRIPT = """
+local queries = {%s}
+local i = 0
+request = function()
+  i = i %% #queries + 1
+  return wrk.format("POST", "/search", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer %s"}, queries[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("WRK %%d %%d %%.6f %%d %%d %%d\\n", summary.requests, summary.duration,
+    0, latency:percentile(50), latency:percentile(99), summary.errors.status + summary.errors.read
+    + summary.errors.write + summary.errors.timeout + summary.errors.connect))
+end
+"""
+
+
+def bench_wrk(
+    url: str, queries: list[str], concurrency: int, key: str, seconds: int, label: str
+) -> dict[str, Any]:
+    """wrk (C, one thread) at `concurrency` connections for `seconds`: a load generator that
+    takes little of the two cores from the server."""
+    import tempfile
+
+    bodies = ", ".join(
+        json.dumps(json.dumps({"query": q, "top_k": TOP_K}, ensure_ascii=False), ensure_ascii=False)
+        for q in dict.fromkeys(queries)
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % (bodies, key))
+        script = f.name
+
+    def wrk(duration: int) -> str:
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "-s", script, url]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    wrk(2)  # warm-up
+    out = wrk(seconds)
+    Path(script).unlink()
+    line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    requests, duration_us, _, p50_us, p99_us, errors = line.split()[1:]
+    if int(errors):
+        raise RuntimeError(f"wrk saw {errors} errors:\n{out}")
+    return {
+        "path": f"{label}, wrk, concurrency {concurrency}",
+        "requests": int(requests),
+        "rps": int(requests) / (int(duration_us) / 1e6),
+        "p50_ms": int(p50_us) / 1000,
+        "p99_ms": int(p99_us) / 1000,
+    }
+
+
 def bench_mangum(
     handler: Callable[[dict[str, Any], Any], Any], queries: list[str]
 ) -> dict[str, Any]:
@@ -202,6 +254,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=Path, required=True, help="a SciFact index bundle")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
+    parser.add_argument(
+        "--wrk",
+        type=int,
+        metavar="SECONDS",
+        help="also load the server with wrk for SECONDS per row, at concurrency 1 and 8, once "
+        "per --encoder-threads value",
+    )
+    parser.add_argument(
+        "--encoder-threads",
+        default="",
+        help="comma-separated ATHENAEUM_ENCODER_THREADS values for the wrk rows (default: the "
+        "server's own default only)",
+    )
     results_json.add_option(parser)
     args = parser.parse_args(argv)
     run_info = results_json.start("api", __file__, argv)
@@ -223,6 +288,15 @@ def main(argv: list[str] | None = None) -> None:
         for concurrency in (1, 8):
             results.append(bench_uvicorn(server.url, queries, concurrency, key))
     results.append(bench_mangum(build_handler(settings, FixedEngineProvider(engine)), queries))
+    if args.wrk:
+        for threads in [t for t in args.encoder_threads.split(",") if t] or [""]:
+            extra = {"ATHENAEUM_ENCODER_THREADS": threads} if threads else {}
+            label = f"uvicorn, encoder threads {threads or 'default'}"
+            with Server(args.index, key, extra) as server:
+                for concurrency in (1, 8):
+                    results.append(
+                        bench_wrk(server.url, queries, concurrency, key, args.wrk, label)
+                    )
 
     facts = engine.facts
     print(

@@ -69,7 +69,7 @@ class Served:
 
 
 def _load(path: Path, settings: Settings, published_at: str | None = None) -> Served:
-    engine = SearchEngine.load(path, verify=settings.index_verify)
+    engine = SearchEngine.load(path, verify=settings.index_verify, threads=settings.encoder_threads)
     version = engine.bundle.verification.manifest_sha256
     return Served(engine, version, published_at)
 

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=200, ge=1)
     # Requests' blocking work (searches, file reads) run at once; None: twice the CPUs.
     worker_threads: int | None = Field(default=None, ge=1, le=256)
+    # Threads the query encoder (onnxruntime) uses for one query; None: the CPUs, at most 4.
+    encoder_threads: int | None = Field(default=None, ge=1, le=64)
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     max_query_chars: int = Field(default=2_000, ge=1, le=10_000)
 
