@@ -209,6 +209,7 @@ def bench_wrk(
         raise RuntimeError(f"wrk saw {errors} errors:\n{out}")
     return {
         "path": f"{label}, wrk, concurrency {concurrency}",
+        "role": "athenaeum",
         "requests": int(requests),
         "rps": int(requests) / (int(duration_us) / 1e6),
         "p50_ms": int(p50_us) / 1000,

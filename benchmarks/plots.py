@@ -420,7 +420,8 @@ def plot_load(doc: dict[str, Any]) -> Figure:
 
 def plot_api(doc: dict[str, Any]) -> Figure:
     res = doc["results"]
-    paths = res["paths"]
+    # The rows with every request's latency (wrk's rows have percentiles only: in the table).
+    paths = [p for p in res["paths"] if "latencies_ms" in p]
     names = ["\n".join(textwrap.wrap(p["path"], 28)) for p in paths]
     fig = Figure(figsize=(WIDTH_IN, 1.8 + 0.8 * len(paths)), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)

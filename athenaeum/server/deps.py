@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
@@ -25,16 +26,27 @@ def engine_provider(request: Request) -> EngineProvider:
     return provider
 
 
-def served(request: Request) -> Served:
-    # Sync on purpose: FastAPI runs it in the thread pool, so a cold load (seconds, or an S3
-    # download) never blocks the event loop; a failure raises BundleError, a 503. Taken once
-    # per request (FastAPI caches a dependency within a request): a request runs on one
+# The dependencies below are `async` when they do no blocking work: FastAPI runs a sync one in
+# the thread pool, and each such hop cost about 0.2 ms of a 5 ms request on two busy cores
+# (docs/benchmarks.md, "API throughput").
+
+
+async def served(request: Request) -> Served:
+    # A cold load (seconds, or an S3 download) or a check of a published index's pointer runs
+    # in the thread pool, never on the event loop; a failure raises BundleError, a 503. Taken
+    # once per request (FastAPI caches a dependency within a request): a request runs on one
     # version of the index even when a newer one is swapped in meanwhile.
-    return engine_provider(request).current()
+    provider = engine_provider(request)
+    ready = provider.ready()
+    return ready if ready is not None else await run_in_threadpool(provider.current)
 
 
-def engine(current: Annotated[Served, Depends(served)]) -> SearchEngine:
+async def engine(current: Annotated[Served, Depends(served)]) -> SearchEngine:
     return current.engine
+
+
+async def _settings(request: Request) -> Settings:
+    return app_settings(request)
 
 
 def source_links(request: Request, engine: SearchEngine) -> SignedLinks:
@@ -83,14 +95,23 @@ def base_url(request: Request) -> str:
     return public_base_url(app_settings(request), request.scope)
 
 
-def _source_links(
-    request: Request, engine: Annotated[SearchEngine, Depends(engine)]
+async def _base_url(request: Request) -> str:
+    return base_url(request)
+
+
+async def _source_links(
+    request: Request, current: Annotated[SearchEngine, Depends(engine)]
 ) -> SignedLinks:
-    return source_links(request, engine)
+    linker: SourceLinker = request.app.state.source_linker
+    made = linker.cached(current.bundle)
+    if made is not None:
+        return made
+    # The first request for a bundle makes its links (on AWS, reading the link secret).
+    return await run_in_threadpool(source_links, request, current)
 
 
-SettingsDep = Annotated[Settings, Depends(app_settings)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 ServedDep = Annotated[Served, Depends(served)]
 EngineDep = Annotated[SearchEngine, Depends(engine)]
-BaseUrlDep = Annotated[str, Depends(base_url)]
+BaseUrlDep = Annotated[str, Depends(_base_url)]
 SourceLinksDep = Annotated[SignedLinks, Depends(_source_links)]

@@ -118,6 +118,14 @@ class EngineProvider:
     def get(self) -> SearchEngine:
         return self.current().engine
 
+    def ready(self) -> Served | None:
+        """The version to answer with when that needs no work (loaded, and no check of a
+        published index's pointer due), else None: then `current()`, which may block."""
+        served = self._served
+        if served is None or (self._follower is not None and self._follower.due()):
+            return None
+        return served
+
     def current(self) -> Served:
         """The version to answer the current request with (take it once per request)."""
         served = self._served
@@ -235,6 +243,9 @@ class _Follower:
         served = _load(path, self.settings, pointer.published_at)
         _log_loaded(served, time.perf_counter() - started)
         return served
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_check >= self.settings.index_refresh_s
 
     def tick(self, provider: EngineProvider) -> None:
         now = time.monotonic()

@@ -381,6 +381,11 @@ class SourceLinker:
         self._lock = threading.Lock()
         self._for: tuple[object, SignedLinks] | None = None
 
+    def cached(self, documents_owner: object) -> SignedLinks | None:
+        """The links already made for `documents_owner`, or None."""
+        current = self._for
+        return current[1] if current is not None and current[0] is documents_owner else None
+
     def of(self, documents_owner: object, documents: Sequence[DocumentInfo]) -> SignedLinks:
         """The links for `documents`, made on the first call for each `documents_owner` (the
         loaded bundle) and reused after."""

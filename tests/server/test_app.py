@@ -180,6 +180,9 @@ def test_every_error_path_uses_the_one_error_shape(
 
     # An unexpected bug is a 500 in the same shape, never a traceback.
     class Exploding(FixedEngineProvider):
+        def ready(self) -> Served | None:
+            return None
+
         def current(self) -> Served:
             raise RuntimeError("secret internal detail")
 
