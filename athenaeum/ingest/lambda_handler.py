@@ -14,7 +14,8 @@ Environment:
     ATHENAEUM_INGEST_WORK_DIR           default /tmp/athenaeum-ingest (kept while warm)
     ATHENAEUM_INGEST_PASSWORDS_SECRET   optional: a Secrets Manager secret with passwords for
                                         encrypted PDFs (one per line, or {"passwords": [...]})
-    ATHENAEUM_INGEST_MAX_PAGES          optional: larger PDFs are refused in the report
+    ATHENAEUM_INGEST_MAX_PAGES          default 2000 (0: no limit): larger PDFs are refused in the
+                                        report rather than left to outrun the invocation
     ATHENAEUM_INGEST_QUEUE_URL          optional: where to ask for another run when this one
                                         had to stop before the invocation's time ran out
 
@@ -42,6 +43,10 @@ DEFAULT_WORK_DIR = "/tmp/athenaeum-ingest"  # noqa: S108 (Lambda's only writable
 # Kept back from the invocation's remaining time: the run stops converting in time to publish
 # (athenaeum.ingest.pipeline.PUBLISH_RESERVE_S) and this covers the report and the reply.
 DEADLINE_MARGIN_S = 20.0
+# One PDF is converted and embedded within one invocation (15 minutes): at the 10 pages/s
+# measured on 2 cores (docs/benchmarks.md, "The living library"), 2,000 pages take a few
+# minutes, well inside it even on slower vCPUs; a larger file is refused by name.
+DEFAULT_MAX_PAGES = 2000
 CONTINUE_MESSAGE = {"athenaeum": "continue"}
 
 
@@ -133,7 +138,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = started + remaining_ms / 1000 - DEADLINE_MARGIN_S
     secret = _setting("ATHENAEUM_INGEST_PASSWORDS_SECRET")
     passwords = read_passwords(secret) if secret else []
-    max_pages = _setting("ATHENAEUM_INGEST_MAX_PAGES")
+    max_pages = int(_setting("ATHENAEUM_INGEST_MAX_PAGES") or DEFAULT_MAX_PAGES)
     report = ingest(
         library,
         index,
@@ -142,7 +147,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         passwords=passwords,
         owner=getattr(context, "aws_request_id", None) or "ingest function",
         deadline=deadline,
-        max_pages=int(max_pages) if max_pages else None,
+        max_pages=max_pages or None,
     )
     summary = {
         "event": "ingest_done",
