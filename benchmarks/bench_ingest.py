@@ -18,7 +18,8 @@
 2. **Upload to searchable.** `--uploads` single-page PDFs, each with a phrase of its own, uploaded
    one at a time; the bucket's S3 notification goes to an SQS queue (moto sends the real
    notification), the ingest handler is invoked with the message as soon as it arrives (as
-   Lambda's SQS event source would with no batching window), and an in-process app following
+   Lambda's SQS event source would with no batching window) in a warm "container" (one process
+   of the same `--runtime`, the handler imported once), and an in-process app following
    the published index with ATHENAEUM_INDEX_REFRESH_S=1 is searched every 50 ms until the phrase
    finds the new document. Reported: p50 and p90 of upload-to-searchable, and of its parts.
 
@@ -116,6 +117,32 @@ def start_bundle(where: Path) -> Path:
     return out
 
 
+def interpreter(runtime: str, where: Path) -> tuple[list[str], str]:
+    """The command that runs ingest code, and the sys.path it needs: the function's (a bare
+    python3.12 with the layer, the staged code and the runtime's boto3) or this environment."""
+    if runtime != "layer":
+        return [sys.executable], ""
+    from infra import staging
+
+    if not (LAYER / "python").is_dir():
+        sys.exit(f"no ingest layer at {LAYER}: build it with layer/build.sh --profile ingest")
+    code = staging.stage_ingest(where / "staging")
+    return [python312(), "-I", "-S", "-B"], f"{LAYER / 'python'}:{code}:{runtime_dir(where)}"
+
+
+# A warm ingest function: one process that imports the handler once and answers one SQS event
+# per line of stdin with one JSON line, as a Lambda container answers invocations.
+CONTAINER = """
+import json, sys
+if sys.argv[1]:
+    sys.path[:0] = sys.argv[1].split(":")
+import athenaeum.ingest.lambda_handler as fn
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    print(json.dumps(fn.handler(json.loads(line), None)), flush=True)
+"""
+
+
 def ingest_run(
     command: list[str], path: str, endpoint: str, bucket: str, start: Path, work: Path
 ) -> dict[str, Any]:
@@ -209,16 +236,7 @@ def throughput(args: argparse.Namespace, endpoint: str, where: Path) -> dict[str
     for pdf in sorted(PDFS.glob("*.pdf")):
         client.upload_file(str(pdf), bucket, f"library/real/{pdf.name}")
     start = start_bundle(where)
-    if args.runtime == "layer":
-        from infra import staging
-
-        if not (LAYER / "python").is_dir():
-            sys.exit(f"no ingest layer at {LAYER}: build it with layer/build.sh --profile ingest")
-        code = staging.stage_ingest(where / "staging")
-        path = f"{LAYER / 'python'}:{code}:{runtime_dir(where)}"
-        command = [python312(), "-I", "-S", "-B"]
-    else:
-        path, command = "", [sys.executable]
+    command, path = interpreter(args.runtime, where)
     ours: list[dict[str, Any]] = []
     base: list[dict[str, Any]] = []
     for i in range(args.repeats):
@@ -310,7 +328,6 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
     import boto3
     from fastapi.testclient import TestClient
 
-    from athenaeum.ingest import lambda_handler
     from athenaeum.ingest.pipeline import ingest
     from athenaeum.server.app import create_app
     from athenaeum.server.s3 import S3Location, s3_client
@@ -347,12 +364,34 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
         from_bundle=start_bundle(where / "live"),
     )
     sqs.purge_queue(QueueUrl=queue)
-    os.environ.update(
-        ATHENAEUM_LIBRARY_S3_URI=library.uri,
-        ATHENAEUM_INDEX_S3_URI=index.uri,
-        ATHENAEUM_INGEST_WORK_DIR=str(where / "fn-work"),
-        AWS_ENDPOINT_URL=endpoint,
+    command, path = interpreter(args.runtime, where)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "ATHENAEUM_LIBRARY_S3_URI": library.uri,
+        "ATHENAEUM_INDEX_S3_URI": index.uri,
+        "ATHENAEUM_INGEST_WORK_DIR": str(where / "fn-work"),
+    }
+    container = subprocess.Popen(
+        [*command, "-c", CONTAINER, path],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    assert container.stdin is not None and container.stdout is not None
+    assert json.loads(container.stdout.readline()) == {"ready": True}
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        assert container.stdin is not None and container.stdout is not None
+        container.stdin.write(json.dumps(event) + "\n")
+        container.stdin.flush()
+        answer: dict[str, Any] = json.loads(container.stdout.readline())
+        return answer
+
     app = TestClient(
         create_app(
             Settings(
@@ -381,7 +420,7 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
         records = [{"body": m["Body"], "messageId": m["MessageId"]} for m in got]
         for m in got:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-        result = lambda_handler.handler({"Records": records}, None)
+        result = invoke({"Records": records})
         assert result["published"], result
         t2 = time.perf_counter()
         while True:
@@ -401,6 +440,8 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
             f"until served {t3 - t2:.2f})",
             flush=True,
         )
+    container.stdin.close()
+    container.wait(timeout=60)
     summary = {}
     for key in ("event", "ingest", "served", "total"):
         values = sorted(s[key] for s in samples)
