@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from athenaeum.errors import InvalidInputError
 from athenaeum.server.deps import BaseUrlDep, EngineDep, SettingsDep, SourceLinksDep
@@ -32,6 +32,7 @@ chunks_router = APIRouter(tags=["search"])
     summary="Search the library",
     description=SEARCH_DESCRIPTION,
     responses=errors(*COMMON_ERRORS),
+    response_model=SearchResponse,
 )
 def search(
     body: SearchRequest,
@@ -39,7 +40,7 @@ def search(
     settings: SettingsDep,
     base: BaseUrlDep,
     sources: SourceLinksDep,
-) -> SearchResponse:
+) -> Response:
     if len(body.query) > settings.max_query_chars:
         raise InvalidInputError(
             f"query is {len(body.query)} characters long; the limit is {settings.max_query_chars}",
@@ -53,7 +54,10 @@ def search(
         Passage.from_hit(h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base))
         for h in hits
     ]
-    return SearchResponse(query=body.query, mode=body.mode, results=results)
+    # Serialized here from the model just built and validated: returned as the model, FastAPI
+    # would validate it a second time, in another trip through the thread pool.
+    response = SearchResponse(query=body.query, mode=body.mode, results=results)
+    return Response(response.model_dump_json(), media_type="application/json")
 
 
 @chunks_router.get(
