@@ -13,6 +13,8 @@ from athenaeum import __version__
 from athenaeum.errors import AthenaeumError, InvalidInputError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from athenaeum.library.push import PushReport
     from athenaeum.retrieval.engine import Hit
 
@@ -39,6 +41,21 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _stage_progress(*, transient: bool = False) -> Progress:
+    """A progress display of named stages (one bar each: done of total, time taken), on
+    stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
+    )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -446,12 +463,7 @@ def eval_command(
     import json
 
     from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
         TaskID,
-        TextColumn,
-        TimeElapsedColumn,
     )
     from rich.table import Table
 
@@ -468,13 +480,7 @@ def eval_command(
     if index is None:
         index = work_dir or default_index_dir(dataset)
         err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
-        with Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-        ) as bar:
+        with _stage_progress() as bar:
             tasks: dict[str, TaskID] = {}
 
             def on_progress(stage: str, done: int, total: int) -> None:
@@ -776,12 +782,7 @@ def index_command(
     import time
 
     from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
         TaskID,
-        TextColumn,
-        TimeElapsedColumn,
     )
 
     from athenaeum.build.indexer import Stage, build_index
@@ -792,14 +793,7 @@ def index_command(
         fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
     precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
 
-    progress = Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    )
+    progress = _stage_progress()
     tasks: dict[str, TaskID] = {}
 
     def on_progress(stage: Stage, done: int, total: int) -> None:
@@ -1131,8 +1125,6 @@ def ingest_command(
     """
     import tempfile
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from athenaeum.ingest.pipeline import ingest
     from athenaeum.server.s3 import S3Location, s3_client
 
@@ -1144,14 +1136,7 @@ def ingest_command(
     if from_bundle is not None and not from_bundle.is_dir():
         fail(f"--from {from_bundle} is not a folder")
     work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
+    progress = _stage_progress(transient=True)
     tasks: dict[str, Any] = {}
 
     def on_progress(stage: str, done: int, total: int) -> None:

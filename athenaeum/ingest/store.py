@@ -36,7 +36,13 @@ from typing import Any
 from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import AthenaeumError, BundleError
-from athenaeum.server.s3 import S3Location, describe_error, manifest_files, materialize
+from athenaeum.server.s3 import (
+    S3Location,
+    describe_error,
+    error_code,
+    manifest_files,
+    materialize,
+)
 
 logger = logging.getLogger("athenaeum.index")
 
@@ -85,13 +91,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
@@ -119,7 +118,7 @@ class PublishedIndex:
         try:
             response = self.client.get_object(Bucket=self.location.bucket, Key=self.key(rel))
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 return None
             raise
         return response["Body"].read(), str(response.get("ETag", ""))
@@ -183,7 +182,7 @@ class PublishedIndex:
                 **condition,
             )
         except ClientError as exc:
-            if _code(exc) in _CONFLICT:
+            if error_code(exc) in _CONFLICT:
                 raise PublishConflictError(
                     f"another writer published to {self.uri} first; nothing was changed, and "
                     "the next ingest starts from its version"
@@ -229,7 +228,7 @@ class PublishedIndex:
             if int(head.get("ContentLength", -1)) == size:
                 return  # content-addressed: the same bytes are already there
         except ClientError as exc:
-            if _code(exc) not in _MISSING:
+            if error_code(exc) not in _MISSING:
                 raise
         self.client.upload_file(
             str(path), self.location.bucket, key, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
@@ -295,7 +294,7 @@ class PublishedIndex:
                 )
                 break
             except ClientError as exc:
-                if _code(exc) not in _CONFLICT:
+                if error_code(exc) not in _CONFLICT:
                     raise
             held = self.get_bytes(LOCK_FILE)
             if held is None:
@@ -330,7 +329,7 @@ class PublishedIndex:
                 Bucket=self.location.bucket, Key=self.key(LOCK_FILE), IfMatch=etag
             )
         except ClientError as exc:
-            if _code(exc) not in _CONFLICT | _MISSING:
+            if error_code(exc) not in _CONFLICT | _MISSING:
                 raise
 
 

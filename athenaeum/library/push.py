@@ -56,7 +56,7 @@ from athenaeum.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from athenaeum.server.s3 import S3Location
+from athenaeum.server.s3 import S3Location, describe_error, error_code
 
 DOCUMENT_SUFFIXES = frozenset({".pdf", ".md", ".markdown", ".txt"})
 SHA256_METADATA = "sha256"  # as infra.index.upload records it on the bundle's files
@@ -418,11 +418,11 @@ def _compare(client: Any, location: S3Location, doc: HashedDocument) -> Change |
     try:
         head = client.head_object(Bucket=location.bucket, Key=key)
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return Change.NEW  # deleted since it was listed
-        return Failure(key, f"could not compare with the object in S3: {_describe(exc)}")
+        return Failure(key, f"could not compare with the object in S3: {describe_error(exc)}")
     except BotoCoreError as exc:
-        return Failure(key, f"could not compare with the object in S3: {_describe(exc)}")
+        return Failure(key, f"could not compare with the object in S3: {describe_error(exc)}")
     if int(head.get("ContentLength", -1)) != doc.size:
         return Change.CHANGED  # replaced since it was listed
     recorded = (head.get("Metadata") or {}).get(SHA256_METADATA)
@@ -593,7 +593,7 @@ def _upload(
             try:
                 future.result()
             except Exception as exc:  # any failure of one file: reported, the rest go on
-                failed.append(Failure(upload.key, f"upload failed: {_describe(exc)}"))
+                failed.append(Failure(upload.key, f"upload failed: {describe_error(exc)}"))
                 continue
             problem = (
                 _check_multipart(client, location, upload) if upload.document.parts_sha256 else None
@@ -628,7 +628,7 @@ def _check_multipart(client: Any, location: S3Location, upload: Upload) -> str |
     try:
         head = client.head_object(Bucket=location.bucket, Key=upload.key, ChecksumMode="ENABLED")
     except Exception as exc:
-        return f"uploaded, but its checksum could not be read back: {_describe(exc)}"
+        return f"uploaded, but its checksum could not be read back: {describe_error(exc)}"
     reported = head.get("ChecksumSHA256")
     if not reported:
         return None  # an S3-compatible server that keeps none; each part was still checked
@@ -656,7 +656,7 @@ def _delete(
                 Delete={"Objects": [{"Key": o.key} for o in batch], "Quiet": True},
             )
         except Exception as exc:
-            failed.extend(Failure(o.key, f"delete failed: {_describe(exc)}") for o in batch)
+            failed.extend(Failure(o.key, f"delete failed: {describe_error(exc)}") for o in batch)
             continue
         errors = {str(e.get("Key")): e for e in response.get("Errors") or []}
         for o in batch:
@@ -673,24 +673,6 @@ def _delete(
 # --- S3's errors in a line -------------------------------------------------------------------
 
 
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or "")
-    return ""
-
-
-def _describe(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        code, message = err.get("Code"), err.get("Message")
-        if code or message:
-            return f"{code}: {message}"
-    # boto3's S3UploadFailedError wraps the ClientError: its text already names the code.
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _fatal(exc: Exception, location: S3Location, action: str) -> AthenaeumError:
     from botocore.exceptions import (
         EndpointConnectionError,
@@ -698,7 +680,7 @@ def _fatal(exc: Exception, location: S3Location, action: str) -> AthenaeumError:
         ParamValidationError,
     )
 
-    code = _code(exc)
+    code = error_code(exc)
     where = f"s3://{location.bucket}/{location.prefix}/"
     if code == "NoSuchBucket":
         return NotFoundError(
@@ -708,7 +690,7 @@ def _fatal(exc: Exception, location: S3Location, action: str) -> AthenaeumError:
         )
     if code in _DENIED:
         return AccessDeniedError(
-            f"S3 refused to {action} {where} ({_describe(exc)}); push needs s3:ListBucket on "
+            f"S3 refused to {action} {where} ({describe_error(exc)}); push needs s3:ListBucket on "
             "the bucket and s3:GetObject and s3:PutObject (with --delete, s3:DeleteObject) on "
             "the prefix"
         )
@@ -718,7 +700,7 @@ def _fatal(exc: Exception, location: S3Location, action: str) -> AthenaeumError:
             "AWS_SECRET_ACCESS_KEY"
         )
     if isinstance(exc, ParamValidationError):
-        return InvalidInputError(f"{where}: {_describe(exc)}", param="uri")
+        return InvalidInputError(f"{where}: {describe_error(exc)}", param="uri")
     if isinstance(exc, EndpointConnectionError):
-        return ServiceUnavailableError(f"could not reach S3: {_describe(exc)}")
-    return ServiceUnavailableError(f"could not {action} {where}: {_describe(exc)}")
+        return ServiceUnavailableError(f"could not reach S3: {describe_error(exc)}")
+    return ServiceUnavailableError(f"could not {action} {where}: {describe_error(exc)}")

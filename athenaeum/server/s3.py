@@ -228,7 +228,16 @@ def _download_verified(
         )
 
 
-def describe_error(exc: Exception) -> str:
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError (`NoSuchKey`, `PreconditionFailed`, ...);
+    "" for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or "")
+    return ""
+
+
+def describe_error(exc: BaseException) -> str:
     """A botocore error as `Code: Message`, for messages that say what S3 answered."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -236,4 +245,5 @@ def describe_error(exc: Exception) -> str:
         code, message = err.get("Code"), err.get("Message")
         if code or message:
             return f"{code}: {message}"
-    return str(exc) or type(exc).__name__
+    # boto3's S3UploadFailedError wraps the ClientError: its text already names the code.
+    return " ".join(str(exc).split()) or type(exc).__name__
