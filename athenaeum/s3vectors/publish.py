@@ -1,0 +1,264 @@
+"""Publish a bundle's chunks into an Amazon S3 Vectors index, incrementally.
+
+    publish(bundle, VectorIndex.parse("s3vectors://BUCKET/INDEX"), client=..., state=...)
+
+One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and metadata
+- `text`: the chunk's text, the index's full-text searchable field (BM25 on the service side,
+  which `QueryVectors` with `queryTexts` fuses with the vector search by reciprocal rank);
+- `title`, `headings`, `source`: shown in results, not filterable;
+- `doc_id`, `page_start`, `page_end`: filterable, what the search filters map to;
+- the document's front-matter fields (a bundle manifest's `metadata`), filterable as they are.
+
+The index is created with the bundle's dimension, the cosine metric and full-text search on
+`text`; an existing index of another dimension or metric is refused.
+
+Incremental: a published-state record (`{chunk id: sha256 of what was put}`, kept where the
+caller says, an S3 object in practice) names what the index holds, so only new and changed
+chunks are put and removed ones deleted; a record lost or out of date only costs a full put.
+Batches are the API's largest (500 vectors per PutVectors or DeleteVectors call); throttling
+and the service's transient errors are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from athenaeum.bundle import Bundle, ChunkRecord, DocumentInfo
+from athenaeum.errors import InvalidInputError
+
+SCHEME = "s3vectors://"
+TEXT_KEY = "text"
+# Shown with a result, never filtered on: kept out of the filterable metadata and its limit.
+NON_FILTERABLE = (TEXT_KEY, "title", "headings", "source")
+BATCH = 500  # PutVectors and DeleteVectors take at most 500 vectors or keys
+RETRIED = frozenset(
+    {
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "RequestTimeoutException",
+    }
+)
+MAX_ATTEMPTS = 6
+# Text search analyzers the service offers, by the bundle's BM25 stemmer language.
+LANGUAGES = {
+    "english": "en",
+    "french": "fr",
+    "spanish": "es",
+    "portuguese": "pt",
+    "italian": "it",
+    "german": "de",
+    "dutch": "nl",
+}
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as `progress(stage, done, total)`: stages "put" and "delete"."""
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    bucket: str
+    index: str
+
+    @classmethod
+    def parse(cls, uri: str) -> VectorIndex:
+        bucket, _, index = uri.removeprefix(SCHEME).partition("/")
+        if not uri.startswith(SCHEME) or not bucket or not index or "/" in index:
+            raise InvalidInputError(
+                f"{uri!r} is not an S3 Vectors index address: use s3vectors://BUCKET/INDEX",
+                param="publish",
+            )
+        return cls(bucket, index)
+
+    @property
+    def uri(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.index}"
+
+
+class StateStore(Protocol):
+    """Where the published-state record is kept (an S3 object, in practice)."""
+
+    def read(self) -> dict[str, str] | None: ...
+
+    def write(self, state: Mapping[str, str]) -> None: ...
+
+
+@dataclass
+class PublishReport:
+    index: str
+    created_index: bool = False
+    put: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if isinstance(value, bool | int | float | str):
+        return value
+    return None
+
+
+def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[str, Any]:
+    """The metadata a chunk's vector carries (see the module's docstring)."""
+    metadata: dict[str, Any] = {}
+    if document is not None:
+        for key, value in document.metadata.items():
+            if key in NON_FILTERABLE or key in ("doc_id", "page_start", "page_end"):
+                continue
+            if isinstance(value, list):
+                items = [v for v in (_scalar(x) for x in value) if isinstance(v, str)]
+                if items:
+                    metadata[key] = items
+            elif (scalar := _scalar(value)) is not None:
+                metadata[key] = scalar
+    metadata.update(
+        {
+            TEXT_KEY: chunk.text,
+            "title": chunk.title or "",
+            "headings": " > ".join(chunk.heading_path),
+            "source": chunk.source,
+            "doc_id": chunk.doc_id,
+        }
+    )
+    if chunk.page_start is not None:
+        metadata["page_start"] = chunk.page_start
+    if chunk.page_end is not None:
+        metadata["page_end"] = chunk.page_end
+    return metadata
+
+
+def vector_records(bundle: Bundle) -> Iterator[dict[str, Any]]:
+    """One PutVectors record per chunk of `bundle`, in row order."""
+    documents = {d.doc_id: d for d in bundle.manifest.documents}
+    for row, chunk in enumerate(bundle.chunks):
+        vector = np.asarray(bundle.vectors[row], dtype=np.float32)
+        yield {
+            "key": chunk.id,
+            "data": {"float32": [float(x) for x in vector]},
+            "metadata": chunk_metadata(chunk, documents.get(chunk.doc_id)),
+        }
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """What the state record keeps of a vector: a change in its data or metadata changes it."""
+    body = json.dumps(
+        {"data": record["data"]["float32"], "metadata": record["metadata"]},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+class _Caller:
+    """Calls the service, retrying throttling and transient errors with backoff."""
+
+    def __init__(self, client: Any, report: PublishReport, sleep: Callable[[float], None]) -> None:
+        self.client = client
+        self.report = report
+        self.sleep = sleep
+
+    def __call__(self, operation: str, **params: Any) -> Any:
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return getattr(self.client, operation)(**params)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRIED or attempt == MAX_ATTEMPTS - 1:
+                    raise
+                self.report.retries += 1
+                self.sleep(min(20.0, 0.5 * 2**attempt))
+        raise AssertionError("unreachable")
+
+
+def ensure_index(call: _Caller, target: VectorIndex, bundle: Bundle) -> bool:
+    """Create the index for `bundle` unless it exists; True when it was created. An existing
+    index of another dimension or metric is refused."""
+    from botocore.exceptions import ClientError
+
+    dimension = bundle.manifest.embedding.dimension
+    try:
+        found = call("get_index", vectorBucketName=target.bucket, indexName=target.index)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NotFoundException":
+            raise
+    else:
+        index = found["index"]
+        if index.get("dimension") != dimension or index.get("distanceMetric") != "cosine":
+            raise InvalidInputError(
+                f"{target.uri} exists with dimension {index.get('dimension')} and metric "
+                f"{index.get('distanceMetric')}; this bundle needs {dimension} and cosine. "
+                "Publish to a new index",
+                param="publish",
+            )
+        return False
+    language = LANGUAGES.get(bundle.manifest.bm25.stemmer_language, "en")
+    call(
+        "create_index",
+        vectorBucketName=target.bucket,
+        indexName=target.index,
+        dataType="float32",
+        dimension=dimension,
+        distanceMetric="cosine",
+        metadataConfiguration={
+            "nonFilterableMetadataKeys": list(NON_FILTERABLE),
+            "textSearchConfigurations": [{"metadataKey": TEXT_KEY, "language": language}],
+        },
+    )
+    return True
+
+
+def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    size = BATCH
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def publish(
+    bundle: Bundle,
+    target: VectorIndex,
+    *,
+    client: Any,
+    state: StateStore,
+    progress: ProgressCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PublishReport:
+    """Make the index at `target` hold exactly `bundle`'s chunks (see the module docstring)."""
+    started = time.perf_counter()
+    report = PublishReport(index=target.uri)
+    call = _Caller(client, report, sleep)
+    report.created_index = ensure_index(call, target, bundle)
+    before = {} if report.created_index else (state.read() or {})
+    records = list(vector_records(bundle))
+    digests = {r["key"]: record_digest(r) for r in records}
+    changed = [r for r in records if before.get(r["key"]) != digests[r["key"]]]
+    removed = sorted(set(before) - set(digests))
+    report.unchanged = len(records) - len(changed)
+    done = 0
+    for batch in _batches(changed):
+        call("put_vectors", vectorBucketName=target.bucket, indexName=target.index, vectors=batch)
+        done += len(batch)
+        if progress is not None:
+            progress("put", done, len(changed))
+    report.put = done
+    done = 0
+    for keys in _batches(removed):
+        call("delete_vectors", vectorBucketName=target.bucket, indexName=target.index, keys=keys)
+        done += len(keys)
+        if progress is not None:
+            progress("delete", done, len(removed))
+    report.deleted = done
+    state.write(digests)
+    report.seconds = time.perf_counter() - started
+    return report
