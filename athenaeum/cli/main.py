@@ -1051,6 +1051,76 @@ def _print_push(report: PushReport) -> None:
         )
 
 
+@app.command("publish")
+def publish_command(
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="The index bundle folder (what `athenaeum index` wrote).", show_default=False
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The Amazon S3 Vectors index, s3vectors://VECTOR_BUCKET/INDEX (created when "
+            "it does not exist).",
+            show_default=False,
+        ),
+    ],
+    state: Annotated[
+        str,
+        typer.Option(
+            "--state",
+            help="Where the record of what the index holds is kept, s3://BUCKET/KEY: with it "
+            "only new and changed chunks are put and removed ones deleted.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Publish a bundle's chunks into an Amazon S3 Vectors index, for libraries past one
+    function's bundle.
+
+    One vector per chunk, with its text (searched in full text by the service), title,
+    headings and source, and its document, pages and front matter as filterable metadata.
+    Only what changed since the last publish is sent. Uses the usual AWS credentials and
+    region.
+
+    Example: athenaeum publish index/ s3vectors://vectors/library --state s3://b/state.json
+    """
+    import boto3  # type: ignore[import-untyped]
+
+    from athenaeum.bundle import load_bundle
+    from athenaeum.s3vectors.publish import S3State, VectorIndex, publish
+    from athenaeum.server.s3 import S3Location, s3_client
+
+    index = VectorIndex.parse(target)
+    if not state.startswith("s3://") or not S3Location.parse(state).prefix:
+        fail(f"--state must be an s3://BUCKET/KEY address, not {state!r}")
+    where = S3Location.parse(state)
+    loaded = load_bundle(bundle, verify="full")
+    progress = _stage_progress(transient=True)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        report = publish(
+            loaded,
+            index,
+            client=boto3.client("s3vectors"),
+            state=S3State(s3_client(None), where.bucket, where.prefix, index),
+            progress=on_progress,
+        )
+    created = " (index created)" if report.created_index else ""
+    console.print(
+        f"Published {bundle} to {report.index}{created}: {report.put} vectors put, "
+        f"{report.deleted} deleted, {report.unchanged} unchanged, in {report.seconds:.1f} s."
+    )
+
+
 @app.command("ingest")
 def ingest_command(
     library: Annotated[

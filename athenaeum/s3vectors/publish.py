@@ -262,3 +262,41 @@ def publish(
     state.write(digests)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class S3State:
+    """The published-state record as a JSON object in S3: `{"index": URI, "vectors": {chunk id:
+    digest}}`. A record written for another index reads as none."""
+
+    def __init__(self, client: Any, bucket: str, key: str, index: VectorIndex) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.index = index
+
+    def read(self) -> dict[str, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            record = json.loads(body)
+        except ValueError:
+            return None  # unreadable: a full put puts it right
+        vectors = record.get("vectors") if isinstance(record, dict) else None
+        if record.get("index") != self.index.uri or not isinstance(vectors, dict):
+            return None
+        return {str(k): str(v) for k, v in vectors.items()}
+
+    def write(self, state: Mapping[str, str]) -> None:
+        body = json.dumps({"index": self.index.uri, "vectors": dict(state)}, sort_keys=True)
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.key,
+            Body=body.encode("utf-8"),
+            ContentType="application/json",
+        )

@@ -178,3 +178,52 @@ def test_index_addresses() -> None:
     for bad in ("s3://b/i", "s3vectors://b", "s3vectors:///i", "s3vectors://b/i/j"):
         with pytest.raises(InvalidInputError, match="s3vectors://BUCKET/INDEX"):
             VectorIndex.parse(bad)
+
+
+def test_the_publish_command_keeps_its_state_in_s3(
+    bundle: Bundle,
+    pdf_library: PdfLibrary,
+    stubbed: tuple[Any, Stubber],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`athenaeum publish` as users run it: the state record in (a local) S3, the vectors
+    through the stubbed S3 Vectors client."""
+    import json
+
+    import boto3
+    from typer.testing import CliRunner
+
+    from athenaeum.cli.main import app
+
+    client, stubber = stubbed
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="vector-state")
+    real_client = boto3.client
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    monkeypatch.setattr(
+        boto3,
+        "client",
+        lambda name, *a, **k: client if name == "s3vectors" else real_client(name, *a, **k),
+    )
+    records = list(vector_records(bundle))
+    stubber.add_response("get_index", existing_index(), WHERE)
+    stubber.add_response("put_vectors", {}, {**WHERE, "vectors": records})
+    stubber.add_response("get_index", existing_index(), WHERE)  # the second run: nothing to do
+    command = [
+        "publish",
+        str(pdf_library.bundle),
+        TARGET.uri,
+        "--state",
+        "s3://vector-state/athenaeum.json",
+    ]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert f"{len(records)} vectors put, 0 deleted" in first.output
+    saved = json.loads(s3.get_object(Bucket="vector-state", Key="athenaeum.json")["Body"].read())
+    assert saved["index"] == TARGET.uri and len(saved["vectors"]) == len(records)
+    second = CliRunner().invoke(app, command)
+    assert second.exit_code == 0 and "0 vectors put, 0 deleted" in second.output, second.output
+
+    bad = CliRunner().invoke(app, ["publish", str(pdf_library.bundle), TARGET.uri, "--state", "x"])
+    assert bad.exit_code == 2 and "--state must be an s3://BUCKET/KEY address" in bad.output
