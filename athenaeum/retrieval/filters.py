@@ -71,6 +71,10 @@ class SearchFilter:
             metadata=_metadata(raw.get("metadata"), f"{param}.metadata"),
         )
 
+    def allows_document(self, document: DocumentInfo) -> bool:
+        """Whether `document` passes the `documents` part (any document does without one)."""
+        return not self.documents or any(_matches(document, p) for p in self.documents)
+
     def mask(self, table: FilterTable, *, param: str = "filter") -> npt.NDArray[np.bool_] | None:
         """One boolean per chunk row, True where the chunk passes; None for the empty filter."""
         if self.empty:
@@ -194,11 +198,11 @@ def _metadata(raw: object, param: str) -> dict[str, tuple[str, ...]]:
                 f"{param}.{key} must be a string, number or boolean, or a list of them",
                 param=f"{param}.{key}",
             )
-        parsed[key] = tuple(_normal(v) for v in values)
+        parsed[key] = tuple(normal_value(v) for v in values)
     return parsed
 
 
-def _normal(value: object) -> str:
+def normal_value(value: object) -> str:
     """Values compare as text, case-insensitively, so YAML's 2020 matches JSON's "2020"."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -209,7 +213,7 @@ def _has_value(metadata: Mapping[str, Any], key: str, wanted: tuple[str, ...]) -
     for field_name, value in metadata.items():
         if field_name.casefold() == key.casefold():
             have = value if isinstance(value, list) else [value]
-            return any(_normal(v) in wanted for v in have)
+            return any(normal_value(v) in wanted for v in have)
     return False
 
 

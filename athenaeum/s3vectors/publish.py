@@ -7,7 +7,9 @@ One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and
   which `QueryVectors` with `queryTexts` fuses with the vector search by reciprocal rank);
 - `title`, `headings`, `source`: shown in results, not filterable;
 - `doc_id`, `page_start`, `page_end`: filterable, what the search filters map to;
-- the document's front-matter fields (a bundle manifest's `metadata`), filterable as they are.
+- the document's front-matter fields (a bundle manifest's `metadata`), filterable, as
+  `fm_<field>` (field names case-folded) holding the values as the search filters compare them:
+  text, case-folded, a list for a list (athenaeum.retrieval.filters).
 
 The index is created with the bundle's dimension, the cosine metric and full-text search on
 `text`; an existing index of another dimension or metric is refused.
@@ -32,6 +34,7 @@ import numpy as np
 
 from athenaeum.bundle import Bundle, ChunkRecord, DocumentInfo
 from athenaeum.errors import InvalidInputError
+from athenaeum.retrieval.filters import normal_value
 
 SCHEME = "s3vectors://"
 TEXT_KEY = "text"
@@ -102,10 +105,11 @@ class PublishReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _scalar(value: object) -> str | int | float | bool | None:
-    if isinstance(value, bool | int | float | str):
-        return value
-    return None
+FRONT_MATTER_PREFIX = "fm_"
+
+
+def front_matter_key(field_name: str) -> str:
+    return FRONT_MATTER_PREFIX + field_name.casefold()
 
 
 def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[str, Any]:
@@ -113,14 +117,10 @@ def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[st
     metadata: dict[str, Any] = {}
     if document is not None:
         for key, value in document.metadata.items():
-            if key in NON_FILTERABLE or key in ("doc_id", "page_start", "page_end"):
-                continue
-            if isinstance(value, list):
-                items = [v for v in (_scalar(x) for x in value) if isinstance(v, str)]
-                if items:
-                    metadata[key] = items
-            elif (scalar := _scalar(value)) is not None:
-                metadata[key] = scalar
+            values = value if isinstance(value, list) else [value]
+            texts = [normal_value(v) for v in values if isinstance(v, str | int | float | bool)]
+            if texts:
+                metadata[front_matter_key(key)] = texts if isinstance(value, list) else texts[0]
     metadata.update(
         {
             TEXT_KEY: chunk.text,

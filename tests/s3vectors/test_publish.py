@@ -85,8 +85,12 @@ def test_records_carry_text_for_full_text_search_and_filterable_fields(bundle: B
     assert meta["page_start"] == chunk.page_start and meta["source"] == chunk.source
     # The front matter's fields travel too: what the search filters' `metadata` matches.
     court = [r for r in records if r["metadata"]["doc_id"] == "scotus-transcript-p1.md"]
-    assert court and court[0]["metadata"]["category"] == "court"
-    assert court[0]["metadata"]["year"] == 2012
+    assert court and court[0]["metadata"]["fm_category"] == "court"
+    assert court[0]["metadata"]["fm_year"] == "2012"  # as the search filters compare it
+    tagged = [
+        r for r in records if r["metadata"]["doc_id"].endswith("mistitled_outlines_example.md")
+    ]
+    assert tagged and tagged[0]["metadata"]["fm_tags"] == ["outline", "sample"]
 
 
 def test_a_first_publish_creates_the_index_and_puts_every_chunk(

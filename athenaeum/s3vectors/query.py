@@ -1,0 +1,84 @@
+"""A search as an S3 Vectors `QueryVectors` request: the modes and the search filters mapped to
+what the service does.
+
+- dense: `queryVector` only (top k by cosine distance);
+- bm25: `queryTexts` on the full-text field only;
+- hybrid: both, which the service fuses by reciprocal rank.
+
+The search filters (athenaeum.retrieval.filters) become a metadata filter expression:
+documents, whose patterns and globs are resolved here against the published documents into
+their ids (`doc_id $in [...]`); pages, a chunk whose page span overlaps the range
+(`page_start <= to` and `page_end >= from`); front-matter fields, compared as the bundle
+compares them (text, case-folded: `fm_<field> $in [...]`, which matches a list-valued field
+when any item does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from athenaeum.bundle.manifest import DocumentInfo
+from athenaeum.errors import InvalidInputError
+from athenaeum.retrieval.filters import SearchFilter
+from athenaeum.s3vectors.publish import TEXT_KEY, VectorIndex, front_matter_key
+
+MODES = ("hybrid", "dense", "bm25")
+# What a result needs to be shown and cited: the chunk's text and where it comes from.
+RETURNED = True
+
+
+def filter_expression(
+    search_filter: SearchFilter | None, documents: Sequence[DocumentInfo]
+) -> dict[str, Any] | None:
+    """The S3 Vectors metadata filter for `search_filter`, or None for no filter."""
+    if search_filter is None or search_filter.empty:
+        return None
+    clauses: list[dict[str, Any]] = []
+    if search_filter.documents:
+        ids = [d.doc_id for d in documents if search_filter.allows_document(d)]
+        if not ids:
+            raise InvalidInputError(
+                "filter.documents matches no document in the index", param="filter.documents"
+            )
+        clauses.append({"doc_id": {"$in": ids}})
+    if search_filter.page_to is not None:
+        clauses.append({"page_start": {"$lte": search_filter.page_to}})
+    if search_filter.page_from is not None:
+        clauses.append({"page_end": {"$gte": search_filter.page_from}})
+    for field_name, values in search_filter.metadata.items():
+        clauses.append({front_matter_key(field_name): {"$in": list(values)}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def query_params(
+    target: VectorIndex,
+    *,
+    query: str,
+    vector: npt.NDArray[np.float32] | None,
+    top_k: int,
+    mode: str,
+    expression: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The parameters of the `QueryVectors` call for one search."""
+    if mode not in MODES:
+        raise InvalidInputError(f"unknown mode {mode!r}; use {', '.join(MODES)}", param="mode")
+    params: dict[str, Any] = {
+        "vectorBucketName": target.bucket,
+        "indexName": target.index,
+        "topK": top_k,
+        "returnMetadata": RETURNED,
+        "returnDistance": True,
+    }
+    if mode != "bm25":
+        if vector is None:
+            raise ValueError(f"mode {mode} needs the query's vector")
+        params["queryVector"] = {"float32": [float(x) for x in vector]}
+    if mode != "dense":
+        params["queryTexts"] = [{"text": query, "metadataKey": TEXT_KEY}]
+    if expression is not None:
+        params["filter"] = expression
+    return params
