@@ -5,7 +5,7 @@
 One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and metadata
 - `text`: the chunk's text, the index's full-text searchable field (BM25 on the service side,
   which `QueryVectors` with `queryTexts` fuses with the vector search by reciprocal rank);
-- `title`, `headings`, `source`: shown in results, not filterable;
+- `title`, `headings`, `source`, `ordinal`: what a result shows, not filterable;
 - `doc_id`, `page_start`, `page_end`: filterable, what the search filters map to;
 - the document's front-matter fields (a bundle manifest's `metadata`), filterable, as
   `fm_<field>` (field names case-folded) holding the values as the search filters compare them:
@@ -39,7 +39,7 @@ from athenaeum.retrieval.filters import normal_value
 SCHEME = "s3vectors://"
 TEXT_KEY = "text"
 # Shown with a result, never filtered on: kept out of the filterable metadata and its limit.
-NON_FILTERABLE = (TEXT_KEY, "title", "headings", "source")
+NON_FILTERABLE = (TEXT_KEY, "title", "headings", "source", "ordinal")
 BATCH = 500  # PutVectors and DeleteVectors take at most 500 vectors or keys
 RETRIED = frozenset(
     {
@@ -125,8 +125,9 @@ def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[st
         {
             TEXT_KEY: chunk.text,
             "title": chunk.title or "",
-            "headings": " > ".join(chunk.heading_path),
+            "headings": list(chunk.heading_path),
             "source": chunk.source,
+            "ordinal": chunk.ordinal,
             "doc_id": chunk.doc_id,
         }
     )
