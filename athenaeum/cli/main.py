@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -56,6 +57,18 @@ def _stage_progress(*, transient: bool = False) -> Progress:
         console=err_console,
         transient=transient,
     )
+
+
+def _stage_updater(progress: Progress) -> Callable[[str, int, int], None]:
+    """`progress(stage, done, total)` callbacks drawn as one bar per stage on `progress`."""
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -1099,12 +1112,7 @@ def publish_command(
     where = S3Location.parse(state)
     loaded = load_bundle(bundle, verify="full")
     progress = _stage_progress(transient=True)
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
+    on_progress = _stage_updater(progress)
 
     with progress:
         report = publish(
@@ -1207,12 +1215,7 @@ def ingest_command(
         fail(f"--from {from_bundle} is not a folder")
     work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"
     progress = _stage_progress(transient=True)
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
+    on_progress = _stage_updater(progress)
 
     with progress:
         report = ingest(

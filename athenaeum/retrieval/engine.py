@@ -55,6 +55,14 @@ MAX_QUERY_CHARS = 10_000
 EXACT_FILTERED_MAX = 50_000
 
 
+def check_top_k(top_k: object) -> None:
+    """The one check of a search's `top_k`, whichever backend searches."""
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInputError(
+            f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
+        )
+
+
 @dataclass(frozen=True)
 class Hit:
     """A retrieved chunk and its score; the score's meaning depends on the search mode."""
@@ -153,10 +161,7 @@ class SearchEngine:
         """The `top_k` best chunks for `query` among those `filter` lets through; the score's
         meaning depends on the mode (cosine for dense, BM25 for bm25, for hybrid the fused
         score from 0 to 1, 1 for a chunk that both retrievers rank first)."""
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInputError(
-                f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
-            )
+        check_top_k(top_k)
         ranking = self.rank(query, mode=mode, depth=top_k, filter=filter)
         chunks = self.bundle.chunks
         return [

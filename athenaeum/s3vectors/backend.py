@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle import ChunkRecord, DocumentInfo
-from athenaeum.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
-from athenaeum.retrieval.engine import MAX_TOP_K, Hit
+from athenaeum.errors import NotFoundError, ServiceUnavailableError
+from athenaeum.retrieval.engine import Hit, check_top_k
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.s3vectors.publish import RETRIED, TEXT_KEY, VectorIndex
 from athenaeum.s3vectors.query import filter_expression, query_params
@@ -92,10 +92,7 @@ class S3VectorsSearch:
         mode: str = "hybrid",
         filter: SearchFilter | Mapping[str, object] | None = None,
     ) -> list[Hit]:
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInputError(
-                f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
-            )
+        check_top_k(top_k)
         search_filter = SearchFilter.parse(filter)
         vector = self.encoder.encode_one(query) if mode != "bm25" else None
         params = query_params(

@@ -359,3 +359,26 @@ def test_passwords_secret_formats(living: LivingLibrary) -> None:
     assert "hunter2" not in str(bad.value)  # a secret never reaches an error
     with pytest.raises(PasswordsUnavailableError, match="ResourceNotFoundException"):
         read_passwords("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")
+
+
+def test_the_ingest_command(living: LivingLibrary, pdf_library: PdfLibrary, tmp_path: Path) -> None:
+    """`athenaeum ingest` as users run it, against the local S3 (AWS_ENDPOINT_URL)."""
+    from typer.testing import CliRunner
+
+    from athenaeum.cli.main import app
+
+    for rel in LIBRARY_PDFS:
+        living.put(rel, pdf_library.pdfs / rel)
+    living.put("locked.pdf", PDF_DIR / "crazyones-encrypted-256.pdf")
+    command = ["ingest", living.library.uri, "--index", living.index.uri]
+    work = ["--work-dir", str(tmp_path / "w")]
+    first = CliRunner().invoke(app, [*command, "--from", str(pdf_library.bundle), *work])
+    assert first.exit_code == 1, first.output  # a file was not published
+    assert "Published version" in first.output and f"{len(LIBRARY_PDFS)} documents" in first.output
+    assert "locked.pdf: encrypted: needs a password" in first.output
+    again = CliRunner().invoke(app, [*command, "--password", "password", "--json", *work])
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.output)
+    assert report["published"] and report["documents_added"] == 1 and not report["failed"]
+    bad = CliRunner().invoke(app, ["ingest", "library/", "--index", living.index.uri])
+    assert bad.exit_code == 2 and "must be an s3://BUCKET/PREFIX address" in bad.output
