@@ -21,7 +21,6 @@ torch and sentence-transformers are imported inside functions: importing this mo
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -57,8 +56,10 @@ from athenaeum.build.model_folder import (
 from athenaeum.build.onnx_encoder import (
     DEFAULT_BATCH_SIZE,
     ONNX_OUTPUT,
+    ModelIds,
     ProgressCallback,
     TokenFeeds,
+    TokenIds,
     cpu_session,
     embed_in_batches,
 )
@@ -249,16 +250,6 @@ def _bundle_tokenizer(spec: str, max_seq_length: int, pad_token: str) -> Tokeniz
     return tokenizer
 
 
-def _tokenize_threads() -> int:
-    """Threads that tokenize batches for a torch device: the tokenizer releases the GIL, so
-    they run in parallel; 8 outpace one GPU running a small model (docs/benchmarks.md)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(2, min(8, cpus))
-
-
 class Embedder:
     """A loaded model: counts tokens, embeds documents and queries, exports the query encoder.
 
@@ -324,94 +315,95 @@ class Embedder:
 
     # --- embedding
 
+    def recording_tokens(self) -> contextlib.AbstractContextManager[ModelIds]:
+        """Keep the tokens of the texts counted while it is open, and give their model input
+        ids for `embed_documents` (TokenFeeds.recording)."""
+        return self._feeds.recording()
+
     def embed_documents(
-        self, texts: Sequence[str], progress: ProgressCallback | None = None
+        self,
+        texts: Sequence[str],
+        progress: ProgressCallback | None = None,
+        token_ids: TokenIds | None = None,
     ) -> npt.NDArray[np.float32]:
-        """Vectors [len(texts), dim] (unit length when the model normalises), document prefix on."""
+        """Vectors [len(texts), dim] (unit length when the model normalises), document prefix on.
+
+        `token_ids[i]`, where given, are the model input ids of the document prefix + texts[i]
+        as `recording_tokens` gives them: that text is not tokenized again.
+        """
         prefixed = [self.info.document_prefix + t for t in texts]
-        return self._embed(prefixed, progress)
+        return self._embed(prefixed, progress, token_ids)
 
     def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return self._embed([self.info.query_prefix + t for t in texts], None)
+        return self._embed([self.info.query_prefix + t for t in texts], None, None)
 
     def _embed(
-        self, texts: list[str], progress: ProgressCallback | None
+        self,
+        texts: list[str],
+        progress: ProgressCallback | None,
+        token_ids: TokenIds | None,
     ) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
         if not texts:
             return out
         if self.backend == "onnx":
-            return self._embed_onnx(texts, out, progress)
+            return embed_in_batches(
+                self._onnx_session(),
+                self._feeds,
+                texts,
+                out,
+                batch_size=self.batch_size,
+                progress=progress,
+                token_ids=token_ids,
+            )
+        ids = self._feeds.fill_ids(texts, token_ids)
         # Longest first, so each batch pads little and a too-large batch fails at once.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         done = 0
-        # Slices of many batches: tokenizing ahead overlaps computing within a slice.
+        # Vectors stay on the device for a slice of many batches, then come back at once.
         step = self.batch_size * 32
         for start in range(0, len(order), step):
             rows = order[start : start + step]
-            out[rows] = self._embed_torch([texts[i] for i in rows])
+            out[rows] = self._embed_torch([texts[i] for i in rows], [ids[i] for i in rows])
             done += len(rows)
             if progress is not None:
                 progress(done, len(texts))
         return out
 
-    def _embed_onnx(
-        self,
-        texts: list[str],
-        out: npt.NDArray[np.float32],
-        progress: ProgressCallback | None,
+    def _embed_torch(
+        self, texts: list[str], ids: list[npt.NDArray[np.int32]]
     ) -> npt.NDArray[np.float32]:
-        """With the exported fp32 graph, batched by token count (athenaeum.build.onnx_encoder)."""
-        return embed_in_batches(
-            self._onnx_session(),
-            self._feeds,
-            texts,
-            out,
-            batch_size=self.batch_size,
-            progress=progress,
-        )
-
-    def _embed_torch(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Embed with the model's own modules (transformer, pooling, normalisation) on its
         device: fp16 on CUDA, fp32 elsewhere.
 
         Not `SentenceTransformer.encode`: that tokenizes each batch in Python and waits for each
         batch's vectors to reach the CPU, so the GPU idles while the next batch is prepared.
-        Here threads (up to 8) tokenize batches ahead (the Rust tokenizer of the ONNX path, which
-        releases the GIL) into pinned memory, copies to the GPU do not block, and vectors stay
-        on the device until the whole slice is done: preparing batch i+1 overlaps computing
-        batch i.
+        Here the texts come tokenized (by the chunker, TokenFeeds.recording, or in one pass
+        before), each batch is padded in numpy into pinned memory, copies to the GPU do not
+        block, and vectors stay on the device until the whole slice is done: the GPU computes
+        batch i while batch i+1 is padded and copied.
         """
         import torch
 
         model = self._torch_model()
         device = torch.device(self.device)
         cuda = device.type == "cuda"
-        starts = range(0, len(texts), self.batch_size)
         outputs = []
-        with (
-            concurrent.futures.ThreadPoolExecutor(
-                _tokenize_threads(), thread_name_prefix="tokenize"
-            ) as pool,
-            torch.inference_mode(),
-        ):
-            prepared = pool.map(lambda start: self._features(texts, start, cuda), starts)
-            for features in prepared:
-                on_device = {k: v.to(device, non_blocking=cuda) for k, v in features.items()}
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                end = start + self.batch_size
+                features = self._feeds.padded(ids[start:end], texts[start:end])
+                on_device = {
+                    name: (
+                        torch.from_numpy(column).pin_memory().to(device, non_blocking=True)
+                        if cuda
+                        else torch.from_numpy(column).to(device)
+                    )
+                    for name, column in features.items()
+                }
                 outputs.append(model(on_device)["sentence_embedding"].float())
             vectors = torch.cat(outputs).cpu().numpy()
         return np.asarray(vectors, dtype=np.float32)
-
-    def _features(self, texts: list[str], start: int, pin: bool) -> dict[str, Any]:
-        """One batch's model inputs as CPU tensors (in pinned memory for a CUDA copy)."""
-        import torch
-
-        batch = texts[start : start + self.batch_size]
-        features = {}
-        for name, column in self._feeds.padded(self._feeds.token_ids(batch), batch).items():
-            tensor = torch.from_numpy(column)
-            features[name] = tensor.pin_memory() if pin else tensor
-        return features
 
     def _torch_model(self) -> Any:
         """The model that embeds documents on torch: a half-precision copy on CUDA (the fp32

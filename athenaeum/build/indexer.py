@@ -526,6 +526,8 @@ def build_index(
     added = changed = unchanged = 0
     per_doc: list[tuple[SourceDocument, list[ChunkRecord] | None]] = []
     new_chunks: list[ChunkRecord] = []
+    new_texts: list[str] = []  # what the model embeds for each new chunk
+    new_ids: list[npt.NDArray[np.int32] | None] = []
     for done, doc in enumerate(documents, 1):
         old_sha = previous.sha256.get(doc.doc_id) if previous else None
         if previous is not None and old_sha == doc.sha256:
@@ -536,7 +538,14 @@ def build_index(
                 added += 1
             else:
                 changed += 1
-            records = chunk_document(doc, count, params)
+            # Every chunk's text is counted while chunking: its tokens, kept, spare the
+            # embedding stage a second tokenization.
+            with embedder.recording_tokens() as model_ids:
+                records = chunk_document(doc, count, params)
+                for c in records:
+                    text = embed_text(c.text, c.title, c.heading_path, count, params)
+                    new_texts.append(text)
+                    new_ids.append(model_ids(embedder.info.document_prefix + text))
             new_chunks.extend(records)
             per_doc.append((doc, records))
         if progress is not None:
@@ -582,10 +591,7 @@ def build_index(
         if progress is not None:
             progress("embedding", done, total)
 
-    new_vectors = embedder.embed_documents(
-        [embed_text(c.text, c.title, c.heading_path, count, params) for c in new_chunks],
-        progress=on_batch,
-    )
+    new_vectors = embedder.embed_documents(new_texts, progress=on_batch, token_ids=new_ids)
 
     # In document order: reused rows from the old bundle, new rows just embedded.
     parts: list[DocumentRows] = []

@@ -16,7 +16,8 @@ Imports only numpy, onnxruntime and tokenizers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,11 @@ _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` after each batch of texts is embedded."""
+
+ModelIds = Callable[[str], "npt.NDArray[np.int32] | None"]
+"""A counted text's model input ids, or None (TokenFeeds.recording)."""
+TokenIds = Sequence["npt.NDArray[np.int32] | None"]
+"""Model input ids given for some of the texts to embed (None: tokenize that text)."""
 
 
 class TokenFeeds:
@@ -68,12 +74,75 @@ class TokenFeeds:
         self._counter.no_truncation()
         self._counter.no_padding()
         self.special_tokens = len(tokenizer.encode("", add_special_tokens=True).ids)
+        self._template = self._special_template()
+        self._recorded: dict[str, list[int]] | None = None
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` as the model sees them, without special tokens and untruncated."""
+        recorded = self._recorded
+        if recorded is not None:
+            ids = recorded.get(text)
+            if ids is None:
+                ids = recorded[text] = self._bare_ids(text)
+            return len(ids)
+        return len(self._bare_ids(text))
+
+    def _bare_ids(self, text: str) -> list[int]:
         # The batch call without offsets: the same ids for a seventh less time, and the chunker
         # counts about eleven strings per chunk it makes.
-        return len(self._counter.encode_batch_fast([text], add_special_tokens=False)[0].ids)
+        ids: list[int] = self._counter.encode_batch_fast([text], add_special_tokens=False)[0].ids
+        return ids
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[ModelIds]:
+        """While open, the tokens of every text counted are kept, and the function it yields
+        gives a counted text's model input ids (special tokens added, truncated as the
+        tokenizer truncates) without tokenizing it again.
+
+        `athenaeum index` counts every chunk's text while it chunks, so with these its embedding
+        stage tokenizes nothing: on a GPU, tokenizing the chunks took longer than the model's
+        forward passes (docs/benchmarks.md). The function gives None for a text that was not
+        counted, and for every text when the tokenizer's template cannot be rebuilt from the
+        bare tokens (checked when the tokenizer is loaded). Close it to free the tokens.
+        """
+        if self._recorded is not None:
+            raise RuntimeError("token counts are already being recorded")
+        self._recorded = {}
+        try:
+            yield self._model_ids
+        finally:
+            self._recorded = None
+
+    def _model_ids(self, text: str) -> npt.NDArray[np.int32] | None:
+        bare = self._recorded.get(text) if self._recorded is not None else None
+        if bare is None or self._template is None:
+            return None
+        head, tail, room = self._template
+        return np.asarray([*head, *bare[:room], *tail], dtype=np.int32)
+
+    def _special_template(self) -> tuple[list[int], list[int], int] | None:
+        """The special tokens the tokenizer puts before and after one text's tokens, and how
+        many of the text's tokens it keeps; None unless that rebuilds exactly what it gives for
+        a short text and for one longer than its truncation."""
+        truncation = self._unpadded.truncation
+        limit = int(truncation["max_length"]) if truncation else None
+        sample = "A sample, to see the template's special tokens: 3.5 km/h (ok)."
+        full = self._unpadded.encode(sample).ids
+        bare = self._bare_ids(sample)
+        for start in range(len(full) - len(bare) + 1):
+            if full[start : start + len(bare)] == bare:
+                head, tail = full[:start], full[start + len(bare) :]
+                break
+        else:
+            return None
+        room = (limit - len(head) - len(tail)) if limit is not None else 1 << 30
+        if room < 1:
+            return None
+        longer = " ".join([sample] * (2 + (limit or 0) // max(1, len(bare))))
+        rebuilt = [*head, *self._bare_ids(longer)[:room], *tail]
+        if rebuilt != self._unpadded.encode(longer).ids:
+            return None
+        return head, tail, room
 
     def token_ids(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
         """Each text's input ids as the model reads them (special tokens added, truncated at
@@ -85,6 +154,17 @@ class TokenFeeds:
             encodings = self._unpadded.encode_batch_fast(piece)
             ids.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
         return ids
+
+    def fill_ids(self, texts: Sequence[str], given: TokenIds | None) -> list[npt.NDArray[np.int32]]:
+        """Each text's input ids: those `given` (as TokenFeeds.recording gives them), and the
+        rest tokenized now, in one pass."""
+        if given is None:
+            return self.token_ids(texts)
+        if len(given) != len(texts):
+            raise ValueError(f"{len(given)} token id arrays given for {len(texts)} texts")
+        missing = [i for i, ids in enumerate(given) if ids is None]
+        fresh = iter(self.token_ids([texts[i] for i in missing]))
+        return [ids if ids is not None else next(fresh) for ids in given]
 
     def padded(
         self, ids: Sequence[npt.NDArray[np.int32]], texts: Sequence[str]
@@ -128,14 +208,16 @@ def embed_in_batches(
     *,
     batch_size: int,
     progress: ProgressCallback | None = None,
+    token_ids: TokenIds | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Fill `out` [len(texts), dim] with the encoder's vectors of `texts`, batched by tokens.
+    """Fill `out` [len(texts), dim] with the encoder's vectors of `texts`, batched by tokens;
+    `token_ids` may give the texts' input ids (TokenFeeds.fill_ids).
 
     Ordered by tokens, not characters: a batch is padded to its longest text, and ordering
     SciFact's chunks by characters left a quarter of the tokens in a batch of 32 as padding
     (0.2% by tokens; docs/benchmarks.md). Longest first, so a too-large batch fails at once.
     """
-    ids = feeds.token_ids(texts)
+    ids = feeds.fill_ids(texts, token_ids)
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from tokenizers import Tokenizer
 
 from athenaeum.build.embedding import (
     ONNX_OUTPUT,
@@ -144,6 +145,21 @@ def test_embedding_reports_progress_and_keeps_input_order(minilm_embedder: Embed
     assert (torch_vectors * vectors).sum(axis=1).min() >= 0.999
     assert minilm_embedder.embed_documents([]).shape == (0, 384)
 
+    # Given the ids kept while counting (as `athenaeum index` gives them), the same vectors;
+    # a text without ids is tokenized.
+    with small_batches.recording_tokens() as model_ids:
+        for text in texts:
+            small_batches.count_tokens(text)
+        given = [model_ids(t) for t in [*texts, "a text never counted"]]
+    assert given[-1] is None and all(ids is not None for ids in given[:-1])
+    again = small_batches.embed_documents([*texts, "a text never counted"], token_ids=given)
+    assert np.allclose(again[:-1], torch_vectors, atol=1e-6)
+    assert np.allclose(
+        again[-1], small_batches.embed_documents(["a text never counted"])[0], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="2 token id arrays given for 15 texts"):
+        small_batches.embed_documents(texts, token_ids=given[:2])
+
 
 def test_document_prefix_is_embedded_and_counted(minilm_embedder: Embedder) -> None:
     info = replace(minilm_embedder.info, document_prefix="passage: ", query_prefix="query: ")
@@ -198,31 +214,51 @@ def test_an_unreachable_hub_fails_in_seconds_saying_what_to_do(
 
 
 def test_batches_are_the_tokenizers_own_inputs(minilm_embedder: Embedder) -> None:
-    """Both paths tokenize without padding and pad in numpy, deriving the mask from lengths:
-    the same ids, mask and token types as the padded tokenizer gives, whatever the text holds."""
+    """Texts are tokenized without padding and padded in numpy, the mask derived from lengths:
+    the same ids, mask and token types as the padded tokenizer gives, whatever the text holds.
+    The ids kept while counting (what `athenaeum index` embeds from) are the same ids."""
     texts = [
         "a much longer text about mitochondria and their DNA " * 40,  # truncated
         "short",
         "a literal [PAD] and [CLS] in the text",
         "",
         "mid size text, with punctuation; and ünïcode",
+        "x" * 3000,  # one "word" longer than the model reads
     ]
-    embedder = Embedder(
-        minilm_embedder.model, minilm_embedder.info, device="cpu", batch_size=8, backend="torch"
-    )
-    encodings = embedder.tokenizer.encode_batch(texts)
-    features = embedder._features(texts, 0, pin=False)
-    onnx_inputs = minilm_embedder._feeds.padded(minilm_embedder._feeds.token_ids(texts), texts)
-    assert list(onnx_inputs) == ["input_ids", "attention_mask", "token_type_ids"]
+    feeds = minilm_embedder._feeds
+    encodings = minilm_embedder.tokenizer.encode_batch(texts)
+    with minilm_embedder.recording_tokens() as model_ids:
+        counts = [minilm_embedder.count_tokens(t) for t in texts]
+        recorded = [model_ids(t) for t in texts]
+        assert model_ids("a text never counted") is None
+    assert model_ids(texts[1]) is None  # closed: the tokens are freed
+    assert counts[0] > 256 and counts[1] == 1
+    inputs = feeds.padded(feeds.token_ids(texts), texts)
+    from_recorded = feeds.padded([r for r in recorded if r is not None], texts)
+    assert list(inputs) == ["input_ids", "attention_mask", "token_type_ids"]
     for name, attr in [
         ("input_ids", "ids"),
         ("attention_mask", "attention_mask"),
         ("token_type_ids", "type_ids"),
     ]:
         want = np.array([getattr(e, attr) for e in encodings], dtype=np.int64)
-        assert np.array_equal(features[name].numpy(), want), name
-        assert np.array_equal(onnx_inputs[name], want), name
-    assert features["input_ids"].shape == (5, 256)
+        assert np.array_equal(inputs[name], want), name
+        assert np.array_equal(from_recorded[name], want), name
+    assert inputs["input_ids"].shape == (6, 256)
+
+
+def test_a_template_that_cannot_be_rebuilt_records_nothing(minilm_embedder: Embedder) -> None:
+    """A tokenizer that truncates from the left is not rebuilt from bare tokens: texts are then
+    tokenized again for embedding, never given ids that differ from the tokenizer's."""
+    from athenaeum.build.onnx_encoder import TokenFeeds
+
+    tokenizer = Tokenizer.from_str(minilm_embedder.tokenizer.to_str())
+    tokenizer.enable_truncation(max_length=256, direction="left")
+    feeds = TokenFeeds(tokenizer, ["input_ids", "attention_mask", "token_type_ids"])
+    with feeds.recording() as model_ids:
+        feeds.count_tokens("short")
+        assert model_ids("short") is None
+    assert feeds.fill_ids(["short"], [None])[0].tolist() == tokenizer.encode("short").ids
 
 
 def test_onnx_batches_group_texts_by_token_count(

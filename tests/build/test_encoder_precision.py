@@ -61,9 +61,9 @@ def embed_calls(minilm_embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> I
     calls: list[int] = []
     real = minilm_embedder.embed_documents
 
-    def counting(texts: list[str], progress: object = None) -> np.ndarray:
+    def counting(texts: list[str], progress: object = None, token_ids: object = None) -> np.ndarray:
         calls.append(len(texts))
-        return real(texts, progress)  # type: ignore[arg-type]
+        return real(texts, progress, token_ids)  # type: ignore[arg-type]
 
     monkeypatch.setattr(minilm_embedder, "embed_documents", counting)
     yield calls

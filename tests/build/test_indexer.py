@@ -137,6 +137,40 @@ def test_incremental_rebuilds_embed_only_what_changed(
     assert forced.chunks_embedded == forced.chunks_total
 
 
+def test_the_embedding_stage_reuses_the_tokens_counted_while_chunking(
+    tmp_path: Path, minilm_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk's text is tokenized while chunking; the embedding stage tokenizes none of
+    them again, and the vectors are those of texts tokenized afresh."""
+    docs, out = tmp_path / "docs", tmp_path / "index"
+    _write_docs(docs)
+    feeds = minilm_embedder._feeds
+    tokenized_for_embedding: list[str] = []
+    token_ids = feeds.token_ids
+
+    def spy(texts: list[str]) -> list[np.ndarray]:
+        tokenized_for_embedding.extend(texts)
+        return token_ids(texts)
+
+    monkeypatch.setattr(feeds, "token_ids", spy)
+    report = build_index([docs], out, embedder=minilm_embedder)
+    monkeypatch.undo()
+    assert report.chunks_embedded >= 5
+    assert tokenized_for_embedding == []
+    bundle = load_bundle(out)
+    records = list(bundle.chunks)
+    from athenaeum.build.chunking import embed_text
+    from athenaeum.build.indexer import chunking_params
+
+    params = chunking_params(bundle.manifest.chunking)
+    texts = [
+        embed_text(c.text, c.title, c.heading_path, minilm_embedder.count_tokens, params)
+        for c in records
+    ]
+    afresh = minilm_embedder.embed_documents(texts)
+    assert np.abs(bundle.vectors - afresh).max() < 1e-5
+
+
 def test_changed_chunking_parameters_force_a_full_rebuild(
     tmp_path: Path, minilm_embedder: Embedder
 ) -> None:
