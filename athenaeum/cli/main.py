@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from athenaeum.library.push import PushReport
-    from athenaeum.retrieval.engine import Hit
+    from athenaeum.retrieval.backend import Hit
 
 
 class _Commands(TyperGroup):
@@ -150,6 +150,19 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    s3vectors: Annotated[
+        str | None,
+        typer.Option(
+            "--s3vectors",
+            help="Search this Amazon S3 Vectors index, s3vectors://VECTOR_BUCKET/INDEX (what "
+            "`athenaeum publish` filled), instead of loading a bundle. --index then names the "
+            "bundle published to it, or a copy of its query side (manifest.json and encoder/): "
+            "only the manifest and the query encoder are read. Uses the usual AWS credentials "
+            "and region. Default: ATHENAEUM_S3VECTORS_INDEX when ATHENAEUM_INDEX_BACKEND is "
+            "s3vectors.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the index over HTTP: /search, OpenAI-compatible /chat/completions, and MCP at /mcp.
 
@@ -158,6 +171,10 @@ def serve_command(
     The index is loaded before the server listens, so a bad bundle fails here.
 
     Example: athenaeum serve --index index/ --port 8000
+
+    With the chunks in an Amazon S3 Vectors index (see `athenaeum publish`):
+
+    athenaeum serve --index index/ --s3vectors s3vectors://vectors/library
     """
     from pydantic import ValidationError
 
@@ -166,8 +183,20 @@ def serve_command(
 
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
+    if s3vectors is not None and index is not None and index.startswith("s3://"):
+        fail(
+            "--s3vectors searches the service's index: give --index a local folder (the bundle "
+            "published to it, or its query side), not an s3:// address"
+        )
     try:
         overrides: dict[str, object] = {}
+        if s3vectors is not None:
+            overrides.update(
+                index_backend="s3vectors",
+                s3vectors_index=s3vectors,
+                index_s3_uri=None,
+                index_start_s3_uri=None,
+            )
         if index is not None and index.startswith("s3://"):
             overrides.update(index_s3_uri=index, index_dir=None)
         elif index is not None:
