@@ -492,6 +492,17 @@ def eval_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
     ] = False,
+    s3vectors: Annotated[
+        str | None,
+        typer.Option(
+            "--s3vectors",
+            help="Evaluate this Amazon S3 Vectors index, s3vectors://VECTOR_BUCKET/INDEX, "
+            "which `athenaeum publish` filled with the --index bundle (required with it; only "
+            "its manifest and query encoder are read). Searches run in the service, so the "
+            "latencies include the round trip.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure retrieval quality and speed on a BEIR dataset.
 
@@ -510,15 +521,21 @@ def eval_command(
     from rich.table import Table
 
     from athenaeum.build.evaluation import (
+        Ranker,
         build_dataset_index,
+        bundle_ranker,
         default_index_dir,
-        evaluate,
+        evaluate_ranker,
+        hits_ranker,
         load_beir,
     )
-    from athenaeum.retrieval.engine import SEARCH_MODES, SearchEngine
+    from athenaeum.retrieval.backend import SEARCH_MODES, IndexFacts
+    from athenaeum.retrieval.engine import SearchEngine
 
     modes = mode or list(SEARCH_MODES)
     data = load_beir(dataset, split=split)
+    if s3vectors is not None and index is None:
+        fail("--s3vectors needs --index: the bundle that `athenaeum publish` put in that index")
     if index is None:
         index = work_dir or default_index_dir(dataset)
         err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
@@ -531,22 +548,37 @@ def eval_command(
                 bar.update(tasks[stage], completed=done, total=total)
 
             build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
-    engine = SearchEngine.load(index)
-    reports = evaluate(engine, data, modes, ignore_identical_ids=not keep_identical_ids)
+    ranker: Ranker
+    facts: IndexFacts
+    if s3vectors is not None:
+        from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
+        from athenaeum.s3vectors.publish import VectorIndex
+
+        backend = S3VectorsSearch.load(
+            index, VectorIndex.parse(s3vectors), client=s3vectors_client()
+        )
+        ranker = hits_ranker(lambda query, how, depth: backend.rank(query, mode=how, depth=depth))
+        facts = backend.facts
+    else:
+        engine = SearchEngine.load(index)
+        ranker, facts = bundle_ranker(engine), engine.facts
+    reports = evaluate_ranker(ranker, data, modes, ignore_identical_ids=not keep_identical_ids)
     if as_json:
         payload = {
             "dataset": str(dataset),
             "split": split,
             "index": str(index),
+            "backend": facts.backend,
+            "s3vectors": s3vectors,
             "ignore_identical_ids": not keep_identical_ids,
             "modes": [dataclasses.asdict(r) for r in reports],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    facts = engine.facts
     table = Table(
         title=f"{dataset.name} ({split}): {reports[0].queries} queries, "
         f"{facts.documents} documents, {facts.chunks} chunks, {facts.model_id}"
+        + (f", in {facts.location}" if facts.backend == "s3vectors" else "")
     )
     for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "mode" else "right")
