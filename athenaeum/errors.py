@@ -203,11 +203,19 @@ class GatewayFailedError(AthenaeumError):
 
 
 class ServiceUnavailableError(AthenaeumError):
-    """Something this server needs is missing or unreachable; a later request may succeed."""
+    """Something this server needs is missing or unreachable; a later request may succeed
+    (in `retry_after_s` seconds, when the error knows: a Retry-After header says so)."""
 
     status_code = 503
     error_type = "server_error"
     code = "unavailable"
+    retry_after_s: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, self.retry_after_s))}
 
 
 class MissingDependencyError(ServiceUnavailableError):
@@ -228,6 +236,14 @@ class BundleError(ServiceUnavailableError):
     code = "index_unavailable"
 
 
+class VectorIndexUnavailableError(ServiceUnavailableError):
+    """The Amazon S3 Vectors index answered with an error, throttled past the retries, or
+    could not be reached."""
+
+    code = "vector_index_unavailable"
+    retry_after_s = 2
+
+
 class AuthUnavailableError(ServiceUnavailableError):
     """Tokens cannot be checked right now (the issuer's JWKS is unreachable, or a new key id
     cannot be looked up yet); fail closed, and say when to try again."""
@@ -237,12 +253,6 @@ class AuthUnavailableError(ServiceUnavailableError):
     def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        if self.retry_after_s is None:
-            return {}
-        return {"Retry-After": str(max(1, self.retry_after_s))}
 
 
 class SigningKeyPendingError(AuthUnavailableError):

@@ -5,6 +5,10 @@ rather than imported, so the serve-side install can run them and the tests can c
 against hand-computed values. Chunks are mapped to documents and de-duplicated (a document
 ranks where its best chunk ranks) before scoring, since BEIR judges documents.
 
+Any backend can be evaluated: `evaluate` ranks with a bundle's engine, `evaluate_ranker` with
+any `Ranker` (`hits_ranker` makes one of a backend's ranked hits: an S3 Vectors index's, for
+`athenaeum eval --s3vectors`). The metrics and the document mapping are the same either way.
+
 As BEIR's and MTEB's evaluators do with `ignore_identical_ids` (their default), a retrieved
 document whose id is the query's own id is left out before scoring: in datasets whose queries
 are also corpus documents (ArguAna, Quora) the query would otherwise find itself. Turning it
@@ -28,7 +32,8 @@ import numpy as np
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.errors import InvalidInputError
-from athenaeum.retrieval.engine import SEARCH_MODES, SearchEngine
+from athenaeum.retrieval.backend import SEARCH_MODES, Hit
+from athenaeum.retrieval.engine import SearchEngine
 
 if TYPE_CHECKING:
     from athenaeum.build.indexer import IndexReport
@@ -139,6 +144,30 @@ def corpus_id(chunk: ChunkRecord) -> str:
     return chunk.doc_id
 
 
+Ranker = Callable[[str, str, int], list[str]]
+"""`ranker(query, mode, depth)`: the document keys of the best `depth` chunks, best first."""
+
+
+def bundle_ranker(
+    engine: SearchEngine, doc_key: Callable[[ChunkRecord], str] = corpus_id
+) -> Ranker:
+    """Ranks with a loaded bundle, every chunk's key read once, before any query is timed."""
+    keys = [doc_key(c) for c in engine.bundle.chunks]
+
+    def rank(query: str, mode: str, depth: int) -> list[str]:
+        return [keys[row] for row in engine.rank(query, mode=mode, depth=depth).rows.tolist()]
+
+    return rank
+
+
+def hits_ranker(
+    search: Callable[[str, str, int], Sequence[Hit]],
+    doc_key: Callable[[ChunkRecord], str] = corpus_id,
+) -> Ranker:
+    """Ranks with a backend that returns hits: `search(query, mode, depth)`."""
+    return lambda query, mode, depth: [doc_key(h.chunk) for h in search(query, mode, depth)]
+
+
 def evaluate(
     engine: SearchEngine,
     dataset: BeirDataset,
@@ -148,11 +177,28 @@ def evaluate(
     depth: int = RECALL_K,
     ignore_identical_ids: bool = True,
 ) -> list[ModeReport]:
-    """Run every judged query through each mode and score the document rankings."""
+    """Run every judged query through each mode of a bundle and score the document rankings."""
+    return evaluate_ranker(
+        bundle_ranker(engine, doc_key),
+        dataset,
+        modes,
+        depth=depth,
+        ignore_identical_ids=ignore_identical_ids,
+    )
+
+
+def evaluate_ranker(
+    ranker: Ranker,
+    dataset: BeirDataset,
+    modes: Sequence[str] = SEARCH_MODES,
+    *,
+    depth: int = RECALL_K,
+    ignore_identical_ids: bool = True,
+) -> list[ModeReport]:
+    """Run every judged query through each mode of `ranker` and score the document rankings."""
     for mode in modes:
         if mode not in SEARCH_MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}", param="modes")
-    keys = [doc_key(c) for c in engine.bundle.chunks]
     query_ids = dataset.judged_queries
     if not query_ids:
         raise InvalidInputError(f"{dataset.path} has no judged queries", param="dataset")
@@ -161,12 +207,9 @@ def evaluate(
         ndcg, recall, mrr, latency = [], [], [], []
         for qid in query_ids:
             start = time.perf_counter()
-            ranking = engine.rank(dataset.queries[qid], mode=mode, depth=depth)
+            ranked = ranker(dataset.queries[qid], mode, depth)
             latency.append(time.perf_counter() - start)
-            docs = document_ranking(
-                [keys[row] for row in ranking.rows.tolist()],
-                qid if ignore_identical_ids else None,
-            )
+            docs = document_ranking(ranked, qid if ignore_identical_ids else None)
             rels = dataset.qrels[qid]
             ndcg.append(ndcg_at_k(docs, rels))
             recall.append(recall_at_k(docs, rels))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from athenaeum.library.push import PushReport
-    from athenaeum.retrieval.engine import Hit
+    from athenaeum.retrieval.backend import Hit
 
 
 class _Commands(TyperGroup):
@@ -150,6 +150,19 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    s3vectors: Annotated[
+        str | None,
+        typer.Option(
+            "--s3vectors",
+            help="Search this Amazon S3 Vectors index, s3vectors://VECTOR_BUCKET/INDEX (what "
+            "`athenaeum publish` filled), instead of loading a bundle. --index then names the "
+            "bundle published to it, or a copy of its query side (manifest.json and encoder/): "
+            "only the manifest and the query encoder are read. Uses the usual AWS credentials "
+            "and region. Default: ATHENAEUM_S3VECTORS_INDEX when ATHENAEUM_INDEX_BACKEND is "
+            "s3vectors.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the index over HTTP: /search, OpenAI-compatible /chat/completions, and MCP at /mcp.
 
@@ -158,6 +171,10 @@ def serve_command(
     The index is loaded before the server listens, so a bad bundle fails here.
 
     Example: athenaeum serve --index index/ --port 8000
+
+    With the chunks in an Amazon S3 Vectors index (see `athenaeum publish`):
+
+    athenaeum serve --index index/ --s3vectors s3vectors://vectors/library
     """
     from pydantic import ValidationError
 
@@ -166,8 +183,20 @@ def serve_command(
 
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
+    if s3vectors is not None and index is not None and index.startswith("s3://"):
+        fail(
+            "--s3vectors searches the service's index: give --index a local folder (the bundle "
+            "published to it, or its query side), not an s3:// address"
+        )
     try:
         overrides: dict[str, object] = {}
+        if s3vectors is not None:
+            overrides.update(
+                index_backend="s3vectors",
+                s3vectors_index=s3vectors,
+                index_s3_uri=None,
+                index_start_s3_uri=None,
+            )
         if index is not None and index.startswith("s3://"):
             overrides.update(index_s3_uri=index, index_dir=None)
         elif index is not None:
@@ -463,6 +492,17 @@ def eval_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")
     ] = False,
+    s3vectors: Annotated[
+        str | None,
+        typer.Option(
+            "--s3vectors",
+            help="Evaluate this Amazon S3 Vectors index, s3vectors://VECTOR_BUCKET/INDEX, "
+            "which `athenaeum publish` filled with the --index bundle (required with it; only "
+            "its manifest and query encoder are read). Searches run in the service, so the "
+            "latencies include the round trip.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure retrieval quality and speed on a BEIR dataset.
 
@@ -481,15 +521,21 @@ def eval_command(
     from rich.table import Table
 
     from athenaeum.build.evaluation import (
+        Ranker,
         build_dataset_index,
+        bundle_ranker,
         default_index_dir,
-        evaluate,
+        evaluate_ranker,
+        hits_ranker,
         load_beir,
     )
-    from athenaeum.retrieval.engine import SEARCH_MODES, SearchEngine
+    from athenaeum.retrieval.backend import SEARCH_MODES, IndexFacts
+    from athenaeum.retrieval.engine import SearchEngine
 
     modes = mode or list(SEARCH_MODES)
     data = load_beir(dataset, split=split)
+    if s3vectors is not None and index is None:
+        fail("--s3vectors needs --index: the bundle that `athenaeum publish` put in that index")
     if index is None:
         index = work_dir or default_index_dir(dataset)
         err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
@@ -502,22 +548,37 @@ def eval_command(
                 bar.update(tasks[stage], completed=done, total=total)
 
             build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
-    engine = SearchEngine.load(index)
-    reports = evaluate(engine, data, modes, ignore_identical_ids=not keep_identical_ids)
+    ranker: Ranker
+    facts: IndexFacts
+    if s3vectors is not None:
+        from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
+        from athenaeum.s3vectors.publish import VectorIndex
+
+        backend = S3VectorsSearch.load(
+            index, VectorIndex.parse(s3vectors), client=s3vectors_client()
+        )
+        ranker = hits_ranker(lambda query, how, depth: backend.rank(query, mode=how, depth=depth))
+        facts = backend.facts
+    else:
+        engine = SearchEngine.load(index)
+        ranker, facts = bundle_ranker(engine), engine.facts
+    reports = evaluate_ranker(ranker, data, modes, ignore_identical_ids=not keep_identical_ids)
     if as_json:
         payload = {
             "dataset": str(dataset),
             "split": split,
             "index": str(index),
+            "backend": facts.backend,
+            "s3vectors": s3vectors,
             "ignore_identical_ids": not keep_identical_ids,
             "modes": [dataclasses.asdict(r) for r in reports],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    facts = engine.facts
     table = Table(
         title=f"{dataset.name} ({split}): {reports[0].queries} queries, "
         f"{facts.documents} documents, {facts.chunks} chunks, {facts.model_id}"
+        + (f", in {facts.location}" if facts.backend == "s3vectors" else "")
     )
     for column in ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "mode" else "right")

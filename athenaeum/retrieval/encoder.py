@@ -19,7 +19,9 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 from tokenizers import Tokenizer
 
-from athenaeum.bundle.format import ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
+from athenaeum.bundle.format import ENCODER_DIR, ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
+from athenaeum.bundle.manifest import Manifest
+from athenaeum.bundle.reader import corrupted
 from athenaeum.errors import BundleError
 
 # Beyond a few threads a single short query gets no faster and contends with the web server;
@@ -104,6 +106,27 @@ class OnnxQueryEncoder:
                 "expected pooled sentence vectors [batch, dimension]"
             )
         self.dimension = out.shape[1] if isinstance(out.shape[1], int) else None
+
+    @classmethod
+    def of_bundle(
+        cls, bundle_dir: Path, manifest: Manifest, *, threads: int | None = None
+    ) -> OnnxQueryEncoder:
+        """The query encoder of the bundle (or query-side copy) at `bundle_dir`, as its manifest
+        describes it; a BundleError when it cannot embed queries for that bundle's vectors."""
+        embedding = manifest.embedding
+        encoder = cls(
+            Path(bundle_dir) / ENCODER_DIR,
+            max_seq_length=embedding.max_seq_length,
+            query_prefix=embedding.query_prefix,
+            threads=threads,
+        )
+        if encoder.dimension is not None and encoder.dimension != embedding.dimension:
+            raise corrupted(
+                Path(bundle_dir),
+                f"its query encoder returns {encoder.dimension}-d vectors but the documents "
+                f"are {embedding.dimension}-d",
+            )
+        return encoder
 
     def encode(self, queries: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors [len(queries), dim] for the queries, with the query prefix applied."""

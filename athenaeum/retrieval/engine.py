@@ -18,11 +18,11 @@ best one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,58 +30,49 @@ import numpy.typing as npt
 from athenaeum.bundle import (
     Bundle,
     ChunkRecord,
+    DocumentInfo,
     VerifyMode,
     corrupted,
     load_bundle,
     record_verification,
 )
-from athenaeum.errors import InvalidInputError, NotFoundError
+from athenaeum.errors import NotFoundError
+from athenaeum.retrieval.backend import (
+    MAX_TOP_K,
+    SEARCH_MODES,
+    Hit,
+    IndexFacts,
+    SearchMode,
+    check_mode,
+    check_query,
+    check_top_k,
+)
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
-from athenaeum.retrieval.text import check_text
 from athenaeum.retrieval.tokens import TokenCounter
 
-SearchMode = Literal["hybrid", "dense", "bm25"]
-SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-# The one limit on results per search, for the CLI, /search, MCP and chat alike.
-MAX_TOP_K = 50
+# Imported from here by the CLI, benchmarks and tests; defined with the interface.
+__all__ = [
+    "CANDIDATES",
+    "DENSE_WEIGHT",
+    "MAX_TOP_K",
+    "SEARCH_MODES",
+    "Hit",
+    "IndexFacts",
+    "Ranking",
+    "SearchEngine",
+    "SearchMode",
+    "check_top_k",
+    "verify_index",
+]
+
 CANDIDATES = 100  # per retriever, before fusion
 # The weight of the dense score in hybrid; BM25 gets the rest. Equal weights: no evaluation data
 # picked it.
 DENSE_WEIGHT = 0.5
-MAX_QUERY_CHARS = 10_000
 # Under an approximate (HNSW) index, filters that pass at most this many chunks are searched
 # exactly over those chunks.
 EXACT_FILTERED_MAX = 50_000
-
-
-def check_top_k(top_k: object) -> None:
-    """The one check of a search's `top_k`, whichever backend searches."""
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidInputError(
-            f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", param="top_k"
-        )
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved chunk and its score; the score's meaning depends on the search mode."""
-
-    chunk: ChunkRecord
-    score: float
-
-
-@dataclass(frozen=True)
-class EngineFacts:
-    bundle_path: str
-    format_version: int
-    created_at: str
-    athenaeum_version: str
-    model_id: str
-    dimension: int
-    documents: int
-    chunks: int
-    dense_kind: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +84,9 @@ class Ranking:
 
 
 class SearchEngine:
+    """The bundle backend (athenaeum.retrieval.backend.SearchBackend): a bundle loaded into this
+    process, searched here."""
+
     def __init__(self, bundle: Bundle, encoder: OnnxQueryEncoder) -> None:
         self.bundle = bundle
         self.encoder = encoder
@@ -116,20 +110,13 @@ class SearchEngine:
         record instead of hashing every file, "full" hashes them whatever the record says.
         """
         bundle = load_bundle(Path(bundle_dir), verify=verify)
-        embedding = bundle.manifest.embedding
-        encoder = OnnxQueryEncoder(
-            bundle.encoder_dir,
-            max_seq_length=embedding.max_seq_length,
-            query_prefix=embedding.query_prefix,
-            threads=threads,
+        return cls(
+            bundle, OnnxQueryEncoder.of_bundle(bundle.path, bundle.manifest, threads=threads)
         )
-        if encoder.dimension is not None and encoder.dimension != embedding.dimension:
-            raise corrupted(
-                bundle.path,
-                f"its query encoder returns {encoder.dimension}-d vectors but the documents "
-                f"are {embedding.dimension}-d",
-            )
-        return cls(bundle, encoder)
+
+    @property
+    def documents(self) -> Sequence[DocumentInfo]:
+        return self.bundle.manifest.documents
 
     @cached_property
     def tokens(self) -> TokenCounter:
@@ -137,10 +124,12 @@ class SearchEngine:
         return TokenCounter(self.encoder.tokenizer)
 
     @property
-    def facts(self) -> EngineFacts:
+    def facts(self) -> IndexFacts:
         m = self.bundle.manifest
-        return EngineFacts(
-            bundle_path=str(self.bundle.path),
+        return IndexFacts(
+            backend="bundle",
+            location=str(self.bundle.path),
+            version=self.bundle.verification.manifest_sha256,
             format_version=m.format_version,
             created_at=m.created_at,
             athenaeum_version=m.athenaeum_version,
@@ -182,11 +171,8 @@ class SearchEngine:
         A filter is applied inside each retriever, before fusion: each ranks only the chunks
         that pass, so `depth` is filled whenever that many chunks pass and match.
         """
-        query = _check_query(query)
-        if mode not in SEARCH_MODES:
-            raise InvalidInputError(
-                f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}", param="mode"
-            )
+        query = check_query(query)
+        check_mode(mode)
         parsed = SearchFilter.parse(filter)
         # The table is built on the first filtered search: it reads every chunk.
         allowed = None if parsed.empty else parsed.mask(self.filter_table)
@@ -291,18 +277,6 @@ def verify_index(bundle_dir: Path) -> SearchEngine:
     engine = SearchEngine.load(bundle_dir, verify="full")
     record_verification(engine.bundle, by="athenaeum verify")
     return engine
-
-
-def _check_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInputError("query must be a non-empty string", param="query")
-    check_text(query, "query")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidInputError(
-            f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}",
-            param="query",
-        )
-    return query.strip()
 
 
 def _union(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -10,7 +10,8 @@ A filter has up to three parts, all of which a chunk must pass:
                of the values (a list-valued field matches when any of its items does)
 
 `SearchFilter.parse` turns the JSON the API and MCP accept into one, refusing unknown keys and
-malformed values; `SearchFilter.mask` refuses a metadata field that no document in the index has.
+malformed values; `SearchFilter.check_fields` (which `mask` runs) refuses a metadata field that
+no document in the index has.
 Every refusal is an InvalidInputError (400) whose `param` names the offending part.
 """
 
@@ -89,9 +90,9 @@ class SearchFilter:
                 keep &= table.page_start <= self.page_to
         return keep
 
-    def _documents_allowed(
-        self, documents: Sequence[DocumentInfo], param: str
-    ) -> npt.NDArray[np.bool_]:
+    def check_fields(self, documents: Sequence[DocumentInfo], *, param: str = "filter") -> None:
+        """Refuse a metadata field that none of `documents` has (a typo would otherwise match
+        nothing, silently)."""
         known_fields = {key.casefold() for d in documents for key in d.metadata}
         for key in self.metadata:
             if key.casefold() not in known_fields:
@@ -105,6 +106,11 @@ class SearchFilter:
                     f"{param}.metadata: no document has the field {key!r}; {hint}",
                     param=f"{param}.metadata.{key}",
                 )
+
+    def _documents_allowed(
+        self, documents: Sequence[DocumentInfo], param: str
+    ) -> npt.NDArray[np.bool_]:
+        self.check_fields(documents, param=param)
         return np.fromiter(
             (
                 (not self.documents or any(_matches(d, p) for p in self.documents))

@@ -1,34 +1,67 @@
-"""Searching an S3 Vectors index the way the bundle's engine is searched: `search` (modes,
-filters) and `get_chunk`, returning the same `Hit` and `ChunkRecord` objects.
+"""The S3 Vectors search backend (athenaeum.retrieval.backend.SearchBackend): `search` (modes,
+filters) and `get_chunk` over an Amazon S3 Vectors index that `athenaeum publish` filled,
+returning the same `Hit` and `ChunkRecord` objects as the bundle's engine.
 
-The query is embedded by the same ONNX query encoder the bundle carries, so query and
-document vectors come from one model whichever backend holds the documents. Scores: dense is
-the cosine similarity (1 - the service's cosine distance); bm25 and hybrid are the service's
-own (its BM25 score, its fused rank score). Throttling and transient errors are retried with
-backoff; any other error from the service is a 503 that names it, never a 500.
+It needs only the bundle's query side (athenaeum.bundle.query_side: the manifest and the ONNX
+query encoder), never its vectors, chunks or BM25, which the service holds. The query is
+embedded by that encoder, so query and document vectors come from one model whichever backend
+holds the documents. It calls two actions: QueryVectors and GetVectors.
+
+Scores: dense is the cosine similarity (1 - the service's cosine distance); bm25 and hybrid are
+the service's own (its BM25 score, its fused rank score). Throttling and transient errors are
+retried with backoff; any other error from the service, or one that outlasts the retries, is a
+503 with a Retry-After header that names it, never a 500.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from tokenizers import Tokenizer
 
-from athenaeum.bundle import ChunkRecord, DocumentInfo
-from athenaeum.errors import NotFoundError, ServiceUnavailableError
-from athenaeum.retrieval.engine import Hit, check_top_k
+from athenaeum.bundle import MANIFEST_FILE, ChunkRecord, DocumentInfo, Manifest
+from athenaeum.bundle.query_side import load_query_side
+from athenaeum.bundle.verification import manifest_sha256
+from athenaeum.errors import MissingDependencyError, NotFoundError, VectorIndexUnavailableError
+from athenaeum.retrieval.backend import Hit, IndexFacts, check_mode, check_query, check_top_k
+from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import SearchFilter
+from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.s3vectors.publish import RETRIED, TEXT_KEY, VectorIndex
-from athenaeum.s3vectors.query import filter_expression, query_params
+from athenaeum.s3vectors.query import NothingPasses, filter_expression, query_params
 
 MAX_ATTEMPTS = 4
+# The most results one QueryVectors call returns: how deep `rank` (evaluation) can go.
+MAX_DEPTH = 100
+MAX_KEY_CHARS = 1024  # of a vector's key, in the service model
+# The actions this backend calls (an IAM policy for the server grants these and no others).
+ACTIONS = ("s3vectors:QueryVectors", "s3vectors:GetVectors")
 
 
 class QueryEncoder(Protocol):
+    tokenizer: Tokenizer
+
     def encode_one(self, query: str) -> npt.NDArray[np.float32]: ...
+
+
+def s3vectors_client(*, endpoint_url: str | None = None) -> Any:
+    """A boto3 `s3vectors` client with short timeouts and no retries of its own: `S3VectorsSearch`
+    retries throttling itself, once, with backoff, inside API Gateway's 29 seconds."""
+    try:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - boto3 is in the dev group and on Lambda
+        raise MissingDependencyError("boto3", "s3") from exc
+    config = Config(
+        connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"}
+    )
+    return boto3.client("s3vectors", endpoint_url=endpoint_url, config=config)
 
 
 def chunk_of(key: str, metadata: Mapping[str, Any]) -> ChunkRecord:
@@ -54,14 +87,61 @@ class S3VectorsSearch:
         *,
         client: Any,
         encoder: QueryEncoder,
-        documents: Sequence[DocumentInfo],
+        manifest: Manifest,
+        version: str,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`manifest` is that of the bundle published to `target`, `version` its sha256."""
         self.target = target
         self.client = client
         self.encoder = encoder
-        self.documents = list(documents)
+        self.manifest = manifest
+        self.version = version
         self._sleep = sleep
+
+    @classmethod
+    def load(
+        cls,
+        query_side: Path,
+        target: VectorIndex,
+        *,
+        client: Any,
+        threads: int | None = None,
+        check_hashes: bool = True,
+    ) -> S3VectorsSearch:
+        """The backend for `target` from the query side of the bundle published to it (a
+        query-side copy, or the whole bundle, of which only the manifest and the query encoder
+        are read); raises BundleError when that is unusable."""
+        query_side = Path(query_side)
+        manifest = load_query_side(query_side, check_hashes=check_hashes)
+        version = manifest_sha256((query_side / MANIFEST_FILE).read_bytes())
+        encoder = OnnxQueryEncoder.of_bundle(query_side, manifest, threads=threads)
+        return cls(target, client=client, encoder=encoder, manifest=manifest, version=version)
+
+    @property
+    def documents(self) -> Sequence[DocumentInfo]:
+        return self.manifest.documents
+
+    @property
+    def facts(self) -> IndexFacts:
+        m = self.manifest
+        return IndexFacts(
+            backend="s3vectors",
+            location=self.target.uri,
+            version=self.version,
+            format_version=m.format_version,
+            created_at=m.created_at,
+            athenaeum_version=m.athenaeum_version,
+            model_id=m.embedding.model_id,
+            dimension=m.embedding.dimension,
+            documents=m.counts.documents,
+            chunks=m.counts.chunks,
+            dense_kind="s3vectors",
+        )
+
+    @cached_property
+    def tokens(self) -> TokenCounter:
+        return TokenCounter(self.encoder.tokenizer)
 
     def _call(self, operation: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -74,12 +154,12 @@ class S3VectorsSearch:
                 if code in RETRIED and attempt < MAX_ATTEMPTS - 1:
                     self._sleep(0.2 * 2**attempt)
                     continue
-                raise ServiceUnavailableError(
+                raise VectorIndexUnavailableError(
                     f"the vector index {self.target.uri} answered {code or 'an error'}; "
                     "retry in a moment"
                 ) from exc
             except BotoCoreError as exc:
-                raise ServiceUnavailableError(
+                raise VectorIndexUnavailableError(
                     f"the vector index {self.target.uri} could not be reached "
                     f"({type(exc).__name__}); retry in a moment"
                 ) from exc
@@ -93,15 +173,33 @@ class S3VectorsSearch:
         filter: SearchFilter | Mapping[str, object] | None = None,
     ) -> list[Hit]:
         check_top_k(top_k)
-        search_filter = SearchFilter.parse(filter)
-        vector = self.encoder.encode_one(query) if mode != "bm25" else None
+        return self.rank(query, mode=mode, depth=top_k, filter=filter)
+
+    def rank(
+        self,
+        query: str,
+        *,
+        mode: str = "hybrid",
+        depth: int = MAX_DEPTH,
+        filter: SearchFilter | Mapping[str, object] | None = None,
+    ) -> list[Hit]:
+        """The best `depth` chunks, up to MAX_DEPTH (evaluation ranks deeper than a search's
+        `top_k` may go)."""
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be from 1 to {MAX_DEPTH}, got {depth}")
+        query = check_query(query)
+        check_mode(mode)
+        try:
+            expression = filter_expression(SearchFilter.parse(filter), self.documents)
+        except NothingPasses:
+            return []
         params = query_params(
             self.target,
             query=query,
-            vector=vector,
-            top_k=top_k,
+            vector=self.encoder.encode_one(query) if mode != "bm25" else None,
+            top_k=depth,
             mode=mode,
-            expression=filter_expression(search_filter, self.documents),
+            expression=expression,
         )
         if mode != "dense":
             params["returnScores"] = True
@@ -119,6 +217,9 @@ class S3VectorsSearch:
         return hits
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
+        missing = NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
+        if not 1 <= len(chunk_id) <= MAX_KEY_CHARS:
+            raise missing  # no vector has such a key: the service would refuse to look
         answer = self._call(
             "get_vectors",
             vectorBucketName=self.target.bucket,
@@ -129,4 +230,4 @@ class S3VectorsSearch:
         for found in answer.get("vectors", []):
             if found.get("key") == chunk_id:
                 return chunk_of(chunk_id, found.get("metadata") or {})
-        raise NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
+        raise missing

@@ -5,12 +5,17 @@ what the service does.
 - bm25: `queryTexts` on the full-text field only;
 - hybrid: both, which the service fuses by reciprocal rank.
 
-The search filters (athenaeum.retrieval.filters) become a metadata filter expression:
-documents, whose patterns and globs are resolved here against the published documents into
-their ids (`doc_id $in [...]`); pages, a chunk whose page span overlaps the range
-(`page_start <= to` and `page_end >= from`); front-matter fields, compared as the bundle
-compares them (text, case-folded: `fm_<field> $in [...]`, which matches a list-valued field
-when any item does).
+The service's text search takes at most 1,024 characters of query text: a longer query's text
+part is its start, cut at a word boundary (the vector part embeds the whole query, which the
+encoder truncates at its sequence length, as it does for the bundle).
+
+The search filters (athenaeum.retrieval.filters) become a metadata filter expression, with the
+bundle's semantics: documents, whose patterns and globs are resolved here against the published
+documents into their ids (`doc_id $in [...]`; none passing means no result, as in the bundle);
+pages, a chunk whose page span overlaps the range (`page_start <= to` and `page_end >= from`);
+front-matter fields, compared as the bundle compares them (text, case-folded:
+`fm_<field> $in [...]`, which matches a list-valued field when any item does), a field no
+document has being refused as the bundle refuses it.
 """
 
 from __future__ import annotations
@@ -22,28 +27,45 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle.manifest import DocumentInfo
-from athenaeum.errors import InvalidInputError
+from athenaeum.retrieval.backend import check_mode
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.s3vectors.publish import TEXT_KEY, VectorIndex, front_matter_key
 
-MODES = ("hybrid", "dense", "bm25")
 # What a result needs to be shown and cited: the chunk's text and where it comes from.
 RETURNED = True
+MAX_TEXT_CHARS = 1024  # of a `queryTexts` item, in the service model
+
+
+def query_text(query: str) -> str:
+    """The query's text part as the service takes it (see the module docstring)."""
+    if len(query) <= MAX_TEXT_CHARS:
+        return query
+    head = query[:MAX_TEXT_CHARS]
+    if not query[MAX_TEXT_CHARS].isspace():  # the cut falls inside a word: leave it out
+        words = head.rsplit(None, 1)
+        head = words[0] if len(words) == 2 else head
+    return head.rstrip()
+
+
+class NothingPasses(Exception):
+    """The filter's documents part matches no published document: the search finds nothing,
+    and the service need not be asked."""
 
 
 def filter_expression(
     search_filter: SearchFilter | None, documents: Sequence[DocumentInfo]
 ) -> dict[str, Any] | None:
-    """The S3 Vectors metadata filter for `search_filter`, or None for no filter."""
+    """The S3 Vectors metadata filter for `search_filter`, or None for no filter; raises
+    NothingPasses when no chunk can pass, InvalidInputError for a metadata field that none of
+    `documents` has."""
     if search_filter is None or search_filter.empty:
         return None
+    search_filter.check_fields(documents)
     clauses: list[dict[str, Any]] = []
     if search_filter.documents:
         ids = [d.doc_id for d in documents if search_filter.allows_document(d)]
         if not ids:
-            raise InvalidInputError(
-                "filter.documents matches no document in the index", param="filter.documents"
-            )
+            raise NothingPasses
         clauses.append({"doc_id": {"$in": ids}})
     if search_filter.page_to is not None:
         clauses.append({"page_start": {"$lte": search_filter.page_to}})
@@ -64,8 +86,7 @@ def query_params(
     expression: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The parameters of the `QueryVectors` call for one search."""
-    if mode not in MODES:
-        raise InvalidInputError(f"unknown mode {mode!r}; use {', '.join(MODES)}", param="mode")
+    check_mode(mode)
     params: dict[str, Any] = {
         "vectorBucketName": target.bucket,
         "indexName": target.index,
@@ -78,7 +99,7 @@ def query_params(
             raise ValueError(f"mode {mode} needs the query's vector")
         params["queryVector"] = {"float32": [float(x) for x in vector]}
     if mode != "dense":
-        params["queryTexts"] = [{"text": query, "metadataKey": TEXT_KEY}]
+        params["queryTexts"] = [{"text": query_text(query), "metadataKey": TEXT_KEY}]
     if expression is not None:
         params["filter"] = expression
     return params

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
-from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.server.provider import EngineProvider, Served
 from athenaeum.server.security import WELL_KNOWN
 from athenaeum.server.settings import Settings
@@ -41,18 +41,18 @@ async def served(request: Request) -> Served:
     return ready if ready is not None else await run_in_threadpool(provider.current)
 
 
-async def engine(current: Annotated[Served, Depends(served)]) -> SearchEngine:
-    return current.engine
+async def backend(current: Annotated[Served, Depends(served)]) -> SearchBackend:
+    return current.backend
 
 
 async def _settings(request: Request) -> Settings:
     return app_settings(request)
 
 
-def source_links(request: Request, engine: SearchEngine) -> SignedLinks:
-    """The links to original files for the engine being served (athenaeum.server.sources)."""
+def source_links(request: Request, backend: SearchBackend) -> SignedLinks:
+    """The links to original files for the backend being served (athenaeum.server.sources)."""
     linker: SourceLinker = request.app.state.source_linker
-    return linker.of(engine.bundle, engine.bundle.manifest.documents)
+    return linker.of(backend, backend.documents)
 
 
 def public_base_url(settings: Settings, scope: Scope) -> str:
@@ -100,18 +100,18 @@ async def _base_url(request: Request) -> str:
 
 
 async def _source_links(
-    request: Request, current: Annotated[SearchEngine, Depends(engine)]
+    request: Request, current: Annotated[SearchBackend, Depends(backend)]
 ) -> SignedLinks:
     linker: SourceLinker = request.app.state.source_linker
-    made = linker.cached(current.bundle)
+    made = linker.cached(current)
     if made is not None:
         return made
-    # The first request for a bundle makes its links (on AWS, reading the link secret).
+    # The first request for an index makes its links (on AWS, reading the link secret).
     return await run_in_threadpool(source_links, request, current)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ServedDep = Annotated[Served, Depends(served)]
-EngineDep = Annotated[SearchEngine, Depends(engine)]
+BackendDep = Annotated[SearchBackend, Depends(backend)]
 BaseUrlDep = Annotated[str, Depends(_base_url)]
 SourceLinksDep = Annotated[SignedLinks, Depends(_source_links)]

@@ -29,7 +29,7 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 
 from athenaeum.errors import AthenaeumError, InvalidInputError
-from athenaeum.retrieval.engine import MAX_TOP_K, Hit
+from athenaeum.retrieval.backend import MAX_TOP_K, Hit
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.settings import Settings
 

@@ -106,7 +106,10 @@ def serve(
             update={"trusted_hosts": [*settings.trusted_hosts, host.strip("[]")]}
         )
     provider = EngineProvider(settings)
-    engine = provider.get()
+    facts = provider.get().facts
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = uvicorn_config(create_app(settings, provider), settings, host=host, port=port)
-    uvicorn_server(config, settings, ready=f"{engine.facts.chunks:,} chunks").run()
+    ready = f"{facts.chunks:,} chunks"
+    if facts.backend == "s3vectors":
+        ready += f" in {facts.location}"
+    uvicorn_server(config, settings, ready=ready).run()

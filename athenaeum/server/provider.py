@@ -1,6 +1,6 @@
-"""Where the served engine comes from, and which version of the index it is.
+"""Where the served search backend comes from, and which version of the index it is.
 
-Three sources (athenaeum.server.settings):
+Four sources (athenaeum.server.settings):
 
 - a bundle folder (`ATHENAEUM_INDEX_DIR`);
 - a bundle in S3 (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds manifest.json), copied to
@@ -9,9 +9,13 @@ Three sources (athenaeum.server.settings):
   pointer the ingest function moves; athenaeum.ingest.store). It is followed: at most every
   `ATHENAEUM_INDEX_REFRESH_S` seconds a request reads the pointer, and a newer version is
   downloaded, verified and loaded beside the one being served, then swapped in with one
-  assignment. A request takes the engine once, so requests in flight finish on the version they
+  assignment. A request takes the backend once, so requests in flight finish on the version they
   started with. With `ATHENAEUM_INDEX_DIR` set too (the bundle packaged with the Lambda
-  function) that bundle is the starting version, and a newer published one wins.
+  function) that bundle is the starting version, and a newer published one wins;
+- an Amazon S3 Vectors index (`ATHENAEUM_INDEX_BACKEND=s3vectors`, `ATHENAEUM_S3VECTORS_INDEX`),
+  searched in the service (athenaeum.s3vectors.backend) with the query side of the bundle
+  published to it (`ATHENAEUM_INDEX_DIR`: its manifest and query encoder, nothing else is read).
+  Nothing is downloaded and there is no pointer to follow: the index in the service is live.
 
 Outside Lambda a new version loads on a background thread while requests go on. On Lambda it
 loads within the request that saw the pointer move: a thread would be frozen between
@@ -36,9 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from athenaeum.bundle import MANIFEST_FILE, Manifest, read_manifest
+from athenaeum.bundle import MANIFEST_FILE, read_manifest
 from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import BundleError
+from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.s3 import S3Location, describe_error, fetch_s3_bundle, s3_client
 from athenaeum.server.settings import Settings
@@ -53,10 +58,10 @@ BEHIND_METRIC = "ServedVersionBehindSeconds"
 
 @dataclass(frozen=True)
 class Served:
-    """The engine being served and which version of the index it is: the sha256 of its
+    """The backend being served and which version of the index it is: the sha256 of its
     manifest (a published version's id) and, for a published version, when it was published."""
 
-    engine: SearchEngine
+    backend: SearchBackend
     version: str
     published_at: str | None = None
 
@@ -64,32 +69,30 @@ class Served:
     def age_s(self) -> float:
         """Seconds since it was published, or, for a bundle never published, since it was
         built."""
-        since = self.published_at or self.engine.bundle.manifest.created_at
+        since = self.published_at or self.backend.facts.created_at
         return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds())
 
 
 def _load(path: Path, settings: Settings, published_at: str | None = None) -> Served:
     engine = SearchEngine.load(path, verify=settings.index_verify, threads=settings.encoder_threads)
-    version = engine.bundle.verification.manifest_sha256
-    return Served(engine, version, published_at)
+    return Served(engine, engine.facts.version, published_at)
 
 
 def _log_loaded(served: Served, seconds: float) -> None:
-    bundle = served.engine.bundle
-    logger.info(
-        json.dumps(
-            {
-                "event": "index_loaded",
-                "bundle": str(bundle.path),
-                "version": served.version,
-                "chunks": served.engine.facts.chunks,
-                # "record": a verification record vouched for the files; "sha256": every
-                # file was hashed (no current record, or INDEX_VERIFY=full).
-                "verified_by": "record" if bundle.verification.by_record else "sha256",
-                "seconds": round(seconds, 3),
-            }
-        )
-    )
+    facts = served.backend.facts
+    record: dict[str, object] = {
+        "event": "index_loaded",
+        "backend": facts.backend,
+        facts.backend: facts.location,
+        "version": served.version,
+        "chunks": facts.chunks,
+    }
+    if isinstance(served.backend, SearchEngine):
+        # "record": a verification record vouched for the files; "sha256": every file was
+        # hashed (no current record, or INDEX_VERIFY=full).
+        by_record = served.backend.bundle.verification.by_record
+        record["verified_by"] = "record" if by_record else "sha256"
+    logger.info(json.dumps({**record, "seconds": round(seconds, 3)}))
 
 
 def _on_lambda() -> bool:
@@ -97,26 +100,29 @@ def _on_lambda() -> bool:
 
 
 class EngineProvider:
-    """Loads the configured index once and hands the same engine to every request, following
+    """Loads the configured index once and hands the same backend to every request, following
     a published index's pointer when there is one.
 
     Thread-safe: FastAPI runs sync endpoints in a thread pool, so the first requests of a cold
     process may race; one loads and the others wait for it.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, s3vectors_client: Any = None) -> None:
+        """`s3vectors_client`: the boto3 `s3vectors` client to search with (by default one made
+        on the first load, when the settings name an S3 Vectors index)."""
         self._settings = settings
+        self._s3vectors_client = s3vectors_client
         self._served: Served | None = None
         self._lock = threading.Lock()
         self._follower: _Follower | None = None
 
     @property
-    def loaded(self) -> SearchEngine | None:
+    def loaded(self) -> SearchBackend | None:
         served = self._served
-        return served.engine if served is not None else None
+        return served.backend if served is not None else None
 
-    def get(self) -> SearchEngine:
-        return self.current().engine
+    def get(self) -> SearchBackend:
+        return self.current().backend
 
     def ready(self) -> Served | None:
         """The version to answer with when that needs no work (loaded, and no check of a
@@ -148,6 +154,8 @@ class EngineProvider:
 
     def _load(self) -> Served:
         s = self._settings
+        if s.index_backend == "s3vectors":
+            return self._load_s3vectors()
         if s.index_s3_uri is not None:
             return self._load_s3(S3Location.parse(s.index_s3_uri))
         if s.index_dir is not None:
@@ -156,6 +164,23 @@ class EngineProvider:
             "no index configured: set ATHENAEUM_INDEX_DIR (a bundle folder) or "
             "ATHENAEUM_INDEX_S3_URI (s3://bucket/prefix)"
         )
+
+    def _load_s3vectors(self) -> Served:
+        from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
+        from athenaeum.s3vectors.publish import VectorIndex
+
+        s = self._settings
+        # The settings refuse the s3vectors backend without either.
+        assert s.s3vectors_index is not None and s.index_dir is not None
+        if self._s3vectors_client is None:
+            self._s3vectors_client = s3vectors_client()
+        backend = S3VectorsSearch.load(
+            s.index_dir,
+            VectorIndex.parse(s.s3vectors_index),
+            client=self._s3vectors_client,
+            threads=s.encoder_threads,
+        )
+        return Served(backend, backend.facts.version)
 
     def _load_s3(self, location: S3Location) -> Served:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -191,20 +216,20 @@ class EngineProvider:
             if manifest_path.is_file():
                 if manifest_sha256(manifest_path.read_bytes()) == pointer.version:
                     return _load(s.index_dir, s, pointer.published_at)
-                if not _Follower.published_after(pointer, read_manifest(s.index_dir)):
+                if not _Follower.published_after(pointer, read_manifest(s.index_dir).created_at):
                     return _load(s.index_dir, s)
         assert pointer is not None
         return follower.load(pointer)
 
 
 class FixedEngineProvider(EngineProvider):
-    """An already loaded engine (tests, benchmarks, embedding the app in other code)."""
+    """An already loaded backend (tests, benchmarks, embedding the app in other code)."""
 
-    def __init__(self, engine: SearchEngine) -> None:
+    def __init__(self, engine: SearchBackend) -> None:
         super().__init__(Settings.model_construct())  # unused: nothing is ever loaded
-        self._served = Served(engine, engine.bundle.verification.manifest_sha256)
+        self._served = Served(engine, engine.facts.version)
 
-    def _load(self) -> Served:  # pragma: no cover - the engine is always set
+    def _load(self) -> Served:  # pragma: no cover - the backend is always set
         raise AssertionError("unreachable")
 
 
@@ -222,10 +247,8 @@ class _Follower:
         self._loading: threading.Thread | None = None
 
     @staticmethod
-    def published_after(
-        pointer: Pointer, manifest: Manifest, published_at: str | None = None
-    ) -> bool:
-        since = published_at or manifest.created_at
+    def published_after(pointer: Pointer, created_at: str, published_at: str | None = None) -> bool:
+        since = published_at or created_at
         return pointer.published >= datetime.fromisoformat(since)
 
     @staticmethod
@@ -234,8 +257,8 @@ class _Follower:
         published after `served` was (or, for a bundle never published, built)."""
         if pointer.version == served.version:
             return False
-        manifest = served.engine.bundle.manifest
-        return _Follower.published_after(pointer, manifest, served.published_at)
+        created_at = served.backend.facts.created_at
+        return _Follower.published_after(pointer, created_at, served.published_at)
 
     def load(self, pointer: Pointer) -> Served:
         started = time.perf_counter()
@@ -303,7 +326,9 @@ class _Follower:
                 }
             )
         )
-        self._prune(keep={new.engine.bundle.path, *([old.engine.bundle.path] if old else [])})
+        # A followed index is a bundle: its facts' location is its local copy.
+        kept = [new, *([old] if old is not None else [])]
+        self._prune(keep={Path(served.backend.facts.location) for served in kept})
 
     def _prune(self, keep: set[Path]) -> None:
         """Drop local copies of versions neither served nor just replaced (the replaced one's

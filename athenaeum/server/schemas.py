@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import MAX_TOP_K, Hit, SearchMode
+from athenaeum.retrieval.backend import MAX_TOP_K, Hit, SearchMode
 from athenaeum.retrieval.filters import MAX_PATTERNS, SearchFilter
 from athenaeum.retrieval.text import check_texts
 
@@ -157,6 +157,15 @@ class Chunk(BaseModel):
 
 
 class IndexFacts(BaseModel):
+    backend: Literal["bundle", "s3vectors"] = Field(
+        description="Where the chunks are searched: a bundle loaded by this server, or an "
+        "Amazon S3 Vectors index."
+    )
+    vector_index: str | None = Field(
+        default=None,
+        description="The Amazon S3 Vectors index searched (s3vectors://BUCKET/INDEX), when "
+        "the backend is s3vectors.",
+    )
     format_version: int
     created_at: str
     athenaeum_version: str

@@ -10,6 +10,7 @@ directly or call `get_settings.cache_clear()`.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +64,7 @@ def _refuse_placeholder(name: str, secret: str) -> None:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_S3VECTORS_URI = re.compile(r"s3vectors://[^/\s]+/[^/\s]+")
 
 
 class Settings(BaseSettings):
@@ -76,6 +78,11 @@ class Settings(BaseSettings):
     )
 
     # --- the index -----------------------------------------------------------------------------
+    # "bundle": search a bundle loaded into the process; "s3vectors": search the Amazon S3
+    # Vectors index `s3vectors_index`, with the query side of its bundle (manifest and query
+    # encoder) read from index_dir (athenaeum.s3vectors.backend).
+    index_backend: Literal["bundle", "s3vectors"] = "bundle"
+    s3vectors_index: str | None = None
     index_dir: Path | None = None
     index_s3_uri: str | None = None
     index_cache_dir: Path = Path(tempfile.gettempdir()) / "athenaeum-index"
@@ -165,6 +172,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must look like s3://bucket/prefix, got {value!r}")
         return value
 
+    @field_validator("s3vectors_index")
+    @classmethod
+    def _s3vectors_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _S3VECTORS_URI.fullmatch(value):
+            raise ValueError(f"must look like s3vectors://VECTOR_BUCKET/INDEX, got {value!r}")
+        return value
+
     @field_validator("public_base_url", "llm_base_url", "oauth_issuer", "oauth_jwks_url")
     @classmethod
     def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -241,7 +255,28 @@ class Settings(BaseSettings):
             raise ValueError("set ATHENAEUM_LINK_SECRET or ATHENAEUM_LINK_SECRET_ARN, not both")
         if self.sources_dir is not None and self.sources_s3_uri is not None:
             raise ValueError("set ATHENAEUM_SOURCES_DIR or ATHENAEUM_SOURCES_S3_URI, not both")
+        self._check_backend()
         return self
+
+    def _check_backend(self) -> None:
+        if self.index_backend == "bundle":
+            if self.s3vectors_index is not None:
+                raise ValueError(
+                    "ATHENAEUM_S3VECTORS_INDEX is set but ATHENAEUM_INDEX_BACKEND is bundle: set "
+                    "ATHENAEUM_INDEX_BACKEND=s3vectors to search that index, or unset it"
+                )
+            return
+        if self.s3vectors_index is None or self.index_dir is None:
+            raise ValueError(
+                "ATHENAEUM_INDEX_BACKEND=s3vectors needs ATHENAEUM_S3VECTORS_INDEX (the index, "
+                "s3vectors://VECTOR_BUCKET/INDEX) and ATHENAEUM_INDEX_DIR (the query side of the "
+                "bundle published to it: its manifest.json and encoder/)"
+            )
+        if self.index_s3_uri is not None or self.index_start_s3_uri is not None:
+            raise ValueError(
+                "ATHENAEUM_INDEX_BACKEND=s3vectors searches the service's index: unset "
+                "ATHENAEUM_INDEX_S3_URI and ATHENAEUM_INDEX_START_S3_URI (no bundle is downloaded)"
+            )
 
     @property
     def oauth_enabled(self) -> bool:

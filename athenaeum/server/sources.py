@@ -48,7 +48,7 @@ from athenaeum.errors import (
     NotFoundError,
 )
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import Hit
+from athenaeum.retrieval.backend import Hit
 
 logger = logging.getLogger("athenaeum.sources")
 
@@ -358,11 +358,11 @@ class SecretsManagerSecret:
         return self._value
 
 
-# --- per engine -------------------------------------------------------------------------------
+# --- per index --------------------------------------------------------------------------------
 
 
 class SourceLinker:
-    """The links of the engine being served: made once per loaded bundle, from the settings."""
+    """The links of the index being served: made once per loaded backend, from the settings."""
 
     def __init__(
         self,
@@ -388,7 +388,7 @@ class SourceLinker:
 
     def of(self, documents_owner: object, documents: Sequence[DocumentInfo]) -> SignedLinks:
         """The links for `documents`, made on the first call for each `documents_owner` (the
-        loaded bundle) and reused after."""
+        loaded search backend) and reused after."""
         current = self._for
         if current is not None and current[0] is documents_owner:
             return current[1]

@@ -76,9 +76,11 @@ class S3VectorsStandIn:
         self.index: dict[str, Any] | None = None
         self.vectors: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self.calls: Counter[str] = Counter()
+        self.last: dict[str, dict[str, Any]] = {}  # the latest request of each operation
 
     def _check(self, operation: str, params: dict[str, Any]) -> None:
         self.calls[operation] += 1
+        self.last[operation] = params
         shape = self._model.operation_model(operation).input_shape
         validate_parameters(params, shape)  # raises ParamValidationError, as the client would
 

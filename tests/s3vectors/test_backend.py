@@ -26,7 +26,11 @@ def _published(engine: SearchEngine) -> tuple[S3VectorsStandIn, S3VectorsSearch]
     standin = S3VectorsStandIn()
     publish(engine.bundle, TARGET, client=standin, state=MemoryState())
     search = S3VectorsSearch(
-        TARGET, client=standin, encoder=engine.encoder, documents=engine.bundle.manifest.documents
+        TARGET,
+        client=standin,
+        encoder=engine.encoder,
+        manifest=engine.bundle.manifest,
+        version=engine.facts.version,
     )
     return standin, search
 
@@ -77,7 +81,8 @@ def _stubbed_search(pdf_library: PdfLibrary) -> tuple[Any, Stubber, S3VectorsSea
         TARGET,
         client=client,
         encoder=engine.encoder,
-        documents=engine.bundle.manifest.documents,
+        manifest=engine.bundle.manifest,
+        version=engine.facts.version,
         sleep=lambda s: None,
     )
     return client, Stubber(client), search

@@ -13,7 +13,13 @@ from athenaeum.bundle import load_bundle
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.s3vectors.publish import VectorIndex
-from athenaeum.s3vectors.query import filter_expression, query_params
+from athenaeum.s3vectors.query import (
+    MAX_TEXT_CHARS,
+    NothingPasses,
+    filter_expression,
+    query_params,
+    query_text,
+)
 from tests.conftest import PdfLibrary
 
 TARGET = VectorIndex("library-vectors", "athenaeum")
@@ -72,10 +78,30 @@ def test_filters_become_metadata_expressions(pdf_library: PdfLibrary) -> None:
         documents,
     )
     assert both == {"$and": [{"page_end": {"$gte": 2}}, {"fm_tags": {"$in": ["outline", "x"]}}]}
-    with pytest.raises(InvalidInputError, match="matches no document"):
+    with pytest.raises(NothingPasses):
         filter_expression(SearchFilter.parse({"documents": ["nope.pdf"]}), documents)
+    # A field no document has is refused, as the bundle refuses it.
+    with pytest.raises(InvalidInputError, match="author") as refused:
+        filter_expression(SearchFilter.parse({"metadata": {"author": "x"}}), documents)
+    assert refused.value.param == "filter.metadata.author"
 
 
 def test_an_unknown_mode_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="unknown mode"):
+    with pytest.raises(InvalidInputError, match="mode must be one of"):
         query_params(TARGET, query="q", vector=VECTOR, top_k=5, mode="fuzzy", expression=None)
+
+
+def test_a_long_query_s_text_part_is_cut_to_what_the_service_takes() -> None:
+    query = "vitamin deficiency " * 120  # 2,280 characters
+    params = query_params(
+        TARGET, query=query, vector=VECTOR, top_k=5, mode="hybrid", expression=None
+    )
+    text = params["queryTexts"][0]["text"]
+    assert len(text) <= MAX_TEXT_CHARS and query.startswith(text)
+    assert text.split()[-1] in ("vitamin", "deficiency")  # whole words only
+    assert query_text("x" * 2000) == "x" * MAX_TEXT_CHARS  # one long word: cut where it must be
+    assert query_text("short query") == "short query"
+    client = _client()
+    with Stubber(client) as stubber:
+        stubber.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"}, params)
+        client.query_vectors(**params)  # validated against the model: text within its limit

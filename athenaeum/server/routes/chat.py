@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 
 from athenaeum.errors import ModelNotFoundError, UpstreamError
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import Hit
+from athenaeum.retrieval.backend import Hit
 from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.server import followup
 from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
@@ -296,11 +296,11 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         )
     turns = [followup.Turn(m.role, _text(m)) for m in body.messages]
     followup.latest_question(turns, settings.max_query_chars)  # a 400 before loading the index
-    engine = await run_in_threadpool(engine_provider(request).get)
+    backend = await run_in_threadpool(engine_provider(request).get)
     search_filter = body.filter.to_filter() if body.filter else None
     found = await followup.retrieve(
         turns,
-        lambda query, top_k: engine.search(query, top_k, "hybrid", search_filter),
+        lambda query, top_k: backend.search(query, top_k, "hybrid", search_filter),
         top_k=PASSAGES,
         max_chars=settings.max_query_chars,
         client=followup.rewriter(settings) if body.model != RETRIEVAL_MODEL else None,
@@ -308,10 +308,10 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
     query, results = found.query, found.hits
     base = base_url(request)
     # In the thread pool: the first link to a local file hashes it, an S3 one asks the bucket.
-    links = await run_in_threadpool(citation_links, results, source_links(request, engine), base)
+    links = await run_in_threadpool(citation_links, results, source_links(request, backend), base)
     limit = body.max_completion_tokens or body.max_tokens
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    tokens = engine.tokens
+    tokens = backend.tokens
     if body.model == RETRIEVAL_MODEL:
         answer, truncated = retrieval_answer(query, results, links, tokens, limit)
         usage = _usage(tokens, [_text(m) for m in body.messages], answer)

@@ -27,7 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from athenaeum import __version__
 from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.engine import Hit
+from athenaeum.retrieval.backend import Hit
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import from_exception, status_response
 from athenaeum.server.provider import EngineProvider
@@ -126,12 +126,12 @@ def build_server(
 
     async def search(arguments: dict[str, Any]) -> types.CallToolResult:
         args = SearchArgs.model_validate(arguments)
-        engine = await run_in_threadpool(provider.get)
+        backend = await run_in_threadpool(provider.get)
         search_filter = args.filter.to_filter() if args.filter else None
         hits = await run_in_threadpool(
-            engine.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid", search_filter
+            backend.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid", search_filter
         )
-        sources = linker.of(engine.bundle, engine.bundle.manifest.documents)
+        sources = linker.of(backend, backend.documents)
         # The original file at the page where there is one (it opens in ChatGPT without a
         # token), else the passage; in the thread pool, as a first link hashes the file.
         links = await run_in_threadpool(citation_links, hits, sources, base)
@@ -146,9 +146,10 @@ def build_server(
 
     async def fetch(arguments: dict[str, Any]) -> types.CallToolResult:
         args = FetchArgs.model_validate(arguments)
-        engine = await run_in_threadpool(provider.get)
-        chunk = engine.get_chunk(args.id)
-        sources = linker.of(engine.bundle, engine.bundle.manifest.documents)
+        backend = await run_in_threadpool(provider.get)
+        # In the thread pool: on S3 Vectors a fetch is a call to the service.
+        chunk = await run_in_threadpool(backend.get_chunk, args.id)
+        sources = linker.of(backend, backend.documents)
         [url] = await run_in_threadpool(citation_links, [Hit(chunk, 0.0)], sources, base)
         return result(
             FetchOutput(

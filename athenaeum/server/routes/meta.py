@@ -53,10 +53,13 @@ def public_model_name(model_id: str) -> str:
     responses=errors(503),
 )
 def health(current: ServedDep, settings: SettingsDep) -> Health:
-    f = current.engine.facts
+    f = current.backend.facts
     return Health(
         version=__version__,
         index=IndexFacts(
+            backend=f.backend,
+            # The service's index by its address; a bundle's folder is the server's business.
+            vector_index=f.location if f.backend == "s3vectors" else None,
             format_version=f.format_version,
             created_at=f.created_at,
             athenaeum_version=f.athenaeum_version,

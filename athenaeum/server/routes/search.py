@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from athenaeum.errors import InvalidInputError
-from athenaeum.server.deps import BaseUrlDep, EngineDep, SettingsDep, SourceLinksDep
+from athenaeum.server.deps import BackendDep, BaseUrlDep, SettingsDep, SourceLinksDep
 from athenaeum.server.schemas import (
     COMMON_ERRORS,
     Chunk,
@@ -36,7 +36,7 @@ chunks_router = APIRouter(tags=["search"])
 )
 def search(
     body: SearchRequest,
-    engine: EngineDep,
+    backend: BackendDep,
     settings: SettingsDep,
     base: BaseUrlDep,
     sources: SourceLinksDep,
@@ -49,7 +49,7 @@ def search(
     if not body.query.strip():
         raise InvalidInputError("query must contain more than whitespace", param="query")
     search_filter = body.filter.to_filter() if body.filter else None
-    hits = engine.search(body.query, top_k=body.top_k, mode=body.mode, filter=search_filter)
+    hits = backend.search(body.query, top_k=body.top_k, mode=body.mode, filter=search_filter)
     results = [
         Passage.from_hit(h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base))
         for h in hits
@@ -67,6 +67,8 @@ def search(
     description="One passage by the id that search returned, with its full text and metadata.",
     responses=errors(*COMMON_ERRORS, 404),
 )
-def get_chunk(chunk_id: str, engine: EngineDep, base: BaseUrlDep, sources: SourceLinksDep) -> Chunk:
-    record = engine.get_chunk(chunk_id)
+def get_chunk(
+    chunk_id: str, backend: BackendDep, base: BaseUrlDep, sources: SourceLinksDep
+) -> Chunk:
+    record = backend.get_chunk(chunk_id)
     return Chunk.from_record(record, base, sources.link(record.doc_id, record.page_start, base))

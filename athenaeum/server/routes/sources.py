@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from athenaeum.server.deps import EngineDep, source_links
+from athenaeum.server.deps import BackendDep, source_links
 from athenaeum.server.schemas import error_responses
 from athenaeum.server.sources import SOURCES_ROUTE
 
@@ -31,9 +31,9 @@ router = APIRouter(tags=["sources"])
 async def get_source_file(
     key: str,
     request: Request,
-    engine: EngineDep,
+    backend: BackendDep,
     expires: str = Query(default="", description="When the link expires (Unix seconds)."),
     signature: str = Query(default="", description="The link's signature."),
 ) -> Response:
     # In the thread pool: checking the file hashes it (locally) or asks the bucket (S3).
-    return await run_in_threadpool(source_links(request, engine).open, key, expires, signature)
+    return await run_in_threadpool(source_links(request, backend).open, key, expires, signature)
