@@ -4,6 +4,8 @@
 #   ./deploy.sh                 check prerequisites, build the layers, bootstrap if needed, deploy
 #   ./deploy.sh --dry-run       everything that needs no AWS: both layers, synth, cdk-nag,
 #                               cfn-lint, size report
+#   ./deploy.sh --context index_backend=s3vectors   search an S3 Vectors index, which this
+#                               script fills with `athenaeum publish` after the deploy
 #   ./deploy.sh --context environment=dev   (any --context KEY=VALUE is passed to CDK, and
 #                                            overrides cdk.context.json here too)
 #
@@ -22,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --context|-c)
       [[ $# -ge 2 && "$2" == *=* ]] || { echo "deploy.sh: $1 takes KEY=VALUE" >&2; exit 2; }
       cli_context+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "deploy.sh: unknown argument $1 (see ./deploy.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -113,9 +115,14 @@ layer_dir="$(context_value layer_dir)"
 if [[ -n "$layer_dir" ]]; then layer_args+=(--out "$layer_dir"); fi
 say "building the dependency layer ($arch)"
 layer/build.sh "${layer_args[@]}"
-ingest_layer_dir="$(context_value ingest_layer_dir)"
-say "building the ingest function's layer ($arch)"
-layer/build.sh --profile ingest --arch "$arch" --out "${ingest_layer_dir:-build/ingest-layer}"
+index_backend="$(context_value index_backend)"
+if [[ "$index_backend" == s3vectors ]]; then
+  say "no ingest function with index_backend=s3vectors: its layer is not built"
+else
+  ingest_layer_dir="$(context_value ingest_layer_dir)"
+  say "building the ingest function's layer ($arch)"
+  layer/build.sh --profile ingest --arch "$arch" --out "${ingest_layer_dir:-build/ingest-layer}"
+fi
 
 say "synthesizing (cdk-nag AwsSolutions runs as part of synth)"
 "${cdk[@]}" synth --quiet "${context_args[@]}"
@@ -167,6 +174,15 @@ say "deploying"
 
 output() { uv run --no-sync python -m infra.deploy_context output "$1" cdk.out/outputs.json; }
 endpoint="$(output APIEndpoint)"
+if [[ "$index_strategy" == s3vectors ]]; then
+  # The index exists only now, empty on a first deploy: until this ends, searches find less
+  # (or nothing). Only what changed since the last publish is sent (the state record).
+  vector_index="$(output VectorIndexUri)"
+  say "publishing the bundle's chunks into $vector_index"
+  publish_cmd=(athenaeum publish "$index_dir" "$vector_index" --state "$(output VectorIndexStateS3Uri)")
+  AWS_DEFAULT_REGION="$region" uv run --no-sync "${publish_cmd[@]}" \
+    || fail "could not publish into $vector_index (above); the stack is deployed: run ./deploy.sh again, or: uv run ${publish_cmd[*]}"
+fi
 if [[ "$index_strategy" == s3 ]]; then
   bucket="$(output IndexBucketName)"
   if [[ "$index_upload" == cli ]] && (( ! uploaded )); then
@@ -188,6 +204,8 @@ if [[ -n "$bucket" && "$bucket" != None ]]; then
   sources_dir="$(context_value sources_dir)"
   if [[ -n "$sources_dir" ]]; then sources_args+=(--sources-dir "$sources_dir"); fi
   uv run --no-sync python -m infra.index.upload "${sources_args[@]}"
+fi
+if [[ -n "$bucket" && "$bucket" != None && "$index_strategy" != s3vectors ]]; then
   # The living library: on a first deploy, the bundle's files go into library/ and the bundle
   # becomes the index's first version; afterwards the library is the truth and this does
   # nothing (docs/deployment.md, "Updating").

@@ -37,6 +37,8 @@ LOG_RETENTION_DAYS = (1, 3, 7, 14, 30, 90, 180, 365)
 # Values in cdk.context.json.example; a real deploy refuses them (deploy.sh), synth only warns.
 PLACEHOLDER_MARKER = "example.com"
 INDEX_UPLOADS = ("auto", "cdk", "cli")
+# Where the chunks are searched: the bundle loaded by the function, or an Amazon S3 Vectors index.
+INDEX_BACKENDS = ("bundle", "s3vectors")
 ARCHITECTURES = ("x86_64", "arm64")
 
 _PARTITION = r"arn:aws(?:-[a-z]+)*"
@@ -173,6 +175,9 @@ class StackConfig(BaseModel):
     oauth_jwks_url: str
     environment: str = DEFAULT_ENVIRONMENT
     index_dir: str = "index"
+    # "s3vectors": the stack creates an S3 Vectors index and the function queries it, carrying
+    # only the bundle's manifest and query encoder (infra/vectors); "bundle" loads the bundle.
+    index_backend: str = "bundle"
     # Read by deploy.sh, not the stack: where the original files are when not where
     # `athenaeum convert` recorded them.
     sources_dir: str | None = None
@@ -248,6 +253,10 @@ class StackConfig(BaseModel):
         return self.provisioned_concurrency > 0 or self.snapstart
 
     @property
+    def uses_s3vectors(self) -> bool:
+        return self.index_backend == "s3vectors"
+
+    @property
     def oauth(self) -> OAuthIssuer:
         return OAuthIssuer(
             issuer=self.oauth_issuer,
@@ -310,6 +319,7 @@ class StackConfig(BaseModel):
     @field_validator(
         "environment",
         "index_dir",
+        "index_backend",
         "layer_dir",
         "ingest_layer_dir",
         "ingest_passwords_secret",
@@ -493,6 +503,15 @@ class StackConfig(BaseModel):
             )
         return value
 
+    @field_validator("index_backend")
+    @classmethod
+    def _index_backend(cls, value: str) -> str:
+        if value not in INDEX_BACKENDS:
+            raise ConfigError(
+                f"context key index_backend={value!r} must be one of {', '.join(INDEX_BACKENDS)}"
+            )
+        return value
+
     @field_validator("provisioned_concurrency")
     @classmethod
     def _provisioned(cls, value: int) -> int:
@@ -607,6 +626,13 @@ class StackConfig(BaseModel):
             raise ConfigError(
                 f"context keys {', '.join(_LLM_KEYS)} go together: set all three or none "
                 f"({', '.join(absent)} missing)"
+            )
+        if self.uses_s3vectors and self.ingest_passwords_secret is not None:
+            raise ConfigError(
+                "context key ingest_passwords_secret configures the ingest function, which a "
+                "stack with index_backend=s3vectors does not have (the ingest publishes bundle "
+                "versions, not vectors): unset it, or publish with `athenaeum publish` "
+                "(docs/deployment.md, 'Amazon S3 Vectors')"
             )
         if self.served_version_alarm_seconds <= self.index_refresh_seconds:
             raise ConfigError(

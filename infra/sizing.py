@@ -1,5 +1,7 @@
 """Where the index goes: packaged with the function when everything fits Lambda's 250 MB
-unzipped limit, else in S3 and downloaded to /tmp (ephemeral storage sized from the bundle)."""
+unzipped limit, else in S3 and downloaded to /tmp (ephemeral storage sized from the bundle); or,
+with index_backend=s3vectors, in an S3 Vectors index, the function carrying only the bundle's
+query side (its manifest and query encoder)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class SizingError(ValueError):
 class IndexStrategy(StrEnum):
     PACKAGED = "packaged"
     S3 = "s3"
+    S3VECTORS = "s3vectors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +62,20 @@ class SizePlan:
         def mb(n: int) -> str:
             return f"{n / MIB:.1f} MiB"
 
-        where = (
-            "packaged with the function"
-            if self.strategy is IndexStrategy.PACKAGED
-            else f"in S3, downloaded to /tmp ({self.ephemeral_storage_mb} MB ephemeral storage)"
-        )
+        where = {
+            IndexStrategy.PACKAGED: "packaged with the function",
+            IndexStrategy.S3: (
+                f"in S3, downloaded to /tmp ({self.ephemeral_storage_mb} MB ephemeral storage)"
+            ),
+            IndexStrategy.S3VECTORS: (
+                "in Amazon S3 Vectors; the function carries the bundle's manifest and query "
+                "encoder only"
+            ),
+        }[self.strategy]
+        packaged = "query side" if self.strategy is IndexStrategy.S3VECTORS else "index bundle"
         return (
             f"sizes (unzipped): layer {mb(self.layer_bytes)}, code {mb(self.code_bytes)}, "
-            f"index bundle {mb(self.bundle_bytes)}; total {mb(self.packaged_bytes)} of the "
+            f"{packaged} {mb(self.bundle_bytes)}; total {mb(self.packaged_bytes)} of the "
             f"{mb(UNZIPPED_LIMIT_BYTES)} Lambda limit. Index: {where}."
         )
 
@@ -117,6 +126,27 @@ def plan(
         bundle_bytes,
         IndexStrategy.S3,
         max(MIN_EPHEMERAL_MB, needed_mb),
+    )
+
+
+def plan_s3vectors(*, layer_bytes: int, code_bytes: int, query_side_bytes: int) -> SizePlan:
+    """The function with the query side of a bundle whose chunks are in S3 Vectors: it must be
+    packaged (there is nothing to download), so it must fit."""
+    total = layer_bytes + code_bytes + query_side_bytes
+    if total > UNZIPPED_LIMIT_BYTES:
+        raise SizingError(
+            f"the dependency layer ({layer_bytes / MIB:.1f} MiB), the function code "
+            f"({code_bytes / MIB:.1f} MiB) and the bundle's query encoder "
+            f"({query_side_bytes / MIB:.1f} MiB) exceed Lambda's 250 MiB unzipped limit; "
+            "index with an int8 query encoder (docs/index-format.md) or rebuild the layer with "
+            "layer/build.sh (which trims it)"
+        )
+    return SizePlan(
+        layer_bytes,
+        code_bytes,
+        query_side_bytes,
+        IndexStrategy.S3VECTORS,
+        MIN_EPHEMERAL_MB,
     )
 
 

@@ -2,8 +2,10 @@
 concern: the bucket with the library, the published index and a bundle too large for the
 function (infra/index), the API function and its layer (infra/function), the JWT authorizer
 (infra/authorizer), the REST API in front of them (infra/gateway), the ingest that publishes the
-library as new index versions (infra/ingest) and the alarms (infra/monitoring). Its outputs are
-what deploy.sh and the deployment guide read."""
+library as new index versions (infra/ingest) and the alarms (infra/monitoring). With
+index_backend=s3vectors, the chunks are searched in an S3 Vectors index (infra/vectors) instead:
+the function carries the bundle's query side only, and there is no ingest. Its outputs are what
+deploy.sh and the deployment guide read."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from athenaeum.bundle import read_manifest
 from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.errors import BundleError
+from athenaeum.s3vectors.definition import IndexDefinition
 from infra import sizing, staging
 from infra.authorizer.infrastructure import JwtAuthorizer
 from infra.config import ConfigError, StackConfig
@@ -34,6 +38,7 @@ from infra.ingest.infrastructure import FUNCTION_ID as INGEST_FUNCTION_ID
 from infra.ingest.infrastructure import BucketLayout, Ingest
 from infra.logical_ids import flattened_id
 from infra.monitoring.infrastructure import Alarms, IngestWatch
+from infra.vectors.infrastructure import STATE_PREFIX, VectorStore
 
 # The concern constructs group code, not CloudFormation resources: what they hold keeps the
 # logical id it would have as the stack's own child (infra/logical_ids.py).
@@ -81,7 +86,7 @@ class AthenaeumStack(Stack):
                 "(or set the context key layer_dir)"
             )
         ingest_layer_dir = (project_root / config.ingest_layer_dir).resolve()
-        if not ingest_layer_dir.is_dir():
+        if not config.uses_s3vectors and not ingest_layer_dir.is_dir():
             raise ConfigError(
                 f"no ingest layer at {ingest_layer_dir}; build it with "
                 f"`layer/build.sh --profile ingest --out {config.ingest_layer_dir}` (./deploy.sh "
@@ -99,16 +104,19 @@ class AthenaeumStack(Stack):
                 "`uv run athenaeum index ...` or set the context key index_dir"
             )
         self.function_dir = staging.stage_function(staging_dir)
-        self.ingest_dir = staging.stage_ingest(staging_dir)
-        sizing.check_ingest_fits(
-            layer_bytes=sizing.tree_bytes(ingest_layer_dir),
-            code_bytes=sizing.tree_bytes(self.ingest_dir),
-        )
-        self.plan = sizing.plan(
-            layer_bytes=sizing.tree_bytes(layer_dir),
-            code_bytes=sizing.tree_bytes(self.function_dir),
-            bundle_bytes=bundle_bytes,
-        )
+        if config.uses_s3vectors:
+            self.plan = self._plan_query_side(index_dir, layer_dir)
+        else:
+            self.ingest_dir = staging.stage_ingest(staging_dir)
+            sizing.check_ingest_fits(
+                layer_bytes=sizing.tree_bytes(ingest_layer_dir),
+                code_bytes=sizing.tree_bytes(self.ingest_dir),
+            )
+            self.plan = sizing.plan(
+                layer_bytes=sizing.tree_bytes(layer_dir),
+                code_bytes=sizing.tree_bytes(self.function_dir),
+                bundle_bytes=bundle_bytes,
+            )
         # Printed by synth: which strategy was chosen and why.
         # On stderr: `cdk synth` prints the template on stdout, which must stay valid YAML.
         print(f"[{config.stack_name}] {self.plan.report()}", file=sys.stderr)
@@ -122,12 +130,21 @@ class AthenaeumStack(Stack):
 
         # --- the constructs ------------------------------------------------------------------
         packaged = self.plan.strategy is sizing.IndexStrategy.PACKAGED
+        self.vectors: VectorStore | None = None
+        if config.uses_s3vectors:
+            self.vectors = VectorStore(
+                self, "Vectors", definition=IndexDefinition.for_manifest(read_manifest(index_dir))
+            )
         if packaged:
             try:
                 staging.add_index(self.function_dir, index_dir)
             except BundleError as exc:
                 raise ConfigError(f"the index cannot be packaged: {exc.message}") from exc
-        upload = None if packaged else upload_mode(config.index_upload, bundle_bytes)
+        upload = (
+            None
+            if packaged or self.vectors is not None
+            else upload_mode(config.index_upload, bundle_bytes)
+        )
         # The bucket exists either way: it keeps the source files that citations link to.
         self.index = IndexStorage(
             self,
@@ -156,14 +173,23 @@ class AthenaeumStack(Stack):
             timeout=Duration.seconds(config.timeout_seconds),
             ephemeral_storage_mb=self.plan.ephemeral_storage_mb,
             log_retention=retention,
-            packaged_index=packaged,
-            published=PublishedIndex(
-                bucket=self.index.bucket,
-                prefix=self.index.index_root,
-                refresh_s=config.index_refresh_seconds,
-                start_prefix=None if packaged else self.index.prefix,
+            packaged_index=packaged or self.vectors is not None,
+            published=(
+                PublishedIndex(
+                    bucket=self.index.bucket,
+                    prefix=self.index.index_root,
+                    refresh_s=config.index_refresh_seconds,
+                    start_prefix=None if packaged else self.index.prefix,
+                )
+                if self.vectors is None
+                else None
             ),
-            library=SourcesInS3(bucket=self.index.bucket, prefix=self.index.library_prefix),
+            vector_index=self.vectors,
+            library=(
+                SourcesInS3(bucket=self.index.bucket, prefix=self.index.library_prefix)
+                if self.vectors is None
+                else None
+            ),
             metric_namespace=metric_namespace,
             public_base_url=domain.url if domain is not None else None,
             cors_origins=config.cors_origins,
@@ -202,24 +228,36 @@ class AthenaeumStack(Stack):
             custom_domain=domain,
             waf_web_acl_arn=config.waf_web_acl_arn,
         )
-        self.ingest = Ingest(
-            self,
-            "Ingest",
-            layout=BucketLayout(
-                bucket=self.index.bucket,
-                library=self.index.library_prefix,
-                index=self.index.index_root,
-            ),
-            function_name=f"{config.stack_name}-{INGEST_FUNCTION_ID}",
-            code=self.ingest_dir,
-            layer_dir=ingest_layer_dir,
-            runtime=RUNTIME,
-            architecture=architecture,
-            memory_mb=config.ingest_memory_mb,
-            storage_mb=self._ingest_storage_mb(bundle_bytes),
-            log_retention=retention,
-            passwords=config.ingest_passwords,
-        )
+        self.ingest: Ingest | None = None
+        if self.vectors is None:
+            self.ingest = Ingest(
+                self,
+                "Ingest",
+                layout=BucketLayout(
+                    bucket=self.index.bucket,
+                    library=self.index.library_prefix,
+                    index=self.index.index_root,
+                ),
+                function_name=f"{config.stack_name}-{INGEST_FUNCTION_ID}",
+                code=self.ingest_dir,
+                layer_dir=ingest_layer_dir,
+                runtime=RUNTIME,
+                architecture=architecture,
+                memory_mb=config.ingest_memory_mb,
+                storage_mb=self._ingest_storage_mb(bundle_bytes),
+                log_retention=retention,
+                passwords=config.ingest_passwords,
+            )
+        else:
+            # The ingest writes whole bundle versions (three copies in its /tmp), which a library
+            # past one function's bundle outgrows as well; it does not publish vectors.
+            print(
+                f"[{config.stack_name}] index_backend=s3vectors: no ingest function (its "
+                "context keys ingest_*, index_refresh_seconds and served_version_alarm_seconds "
+                "are ignored); update the index with `athenaeum publish` (./deploy.sh runs it "
+                "after each deploy; docs/deployment.md, 'Amazon S3 Vectors')",
+                file=sys.stderr,
+            )
         self.alarms = Alarms(
             self,
             "Alarms",
@@ -229,10 +267,14 @@ class AthenaeumStack(Stack):
             metric_namespace=metric_namespace,
             timeout_seconds=config.timeout_seconds,
             alarm_email=config.alarm_email,
-            ingest=IngestWatch(
-                function=self.ingest.function,
-                dead_letters=self.ingest.dead_letters,
-                served_version_alarm_seconds=config.served_version_alarm_seconds,
+            ingest=(
+                IngestWatch(
+                    function=self.ingest.function,
+                    dead_letters=self.ingest.dead_letters,
+                    served_version_alarm_seconds=config.served_version_alarm_seconds,
+                )
+                if self.ingest is not None
+                else None
             ),
         )
         self._outputs()
@@ -242,6 +284,20 @@ class AthenaeumStack(Stack):
             for child in self.node.children
             if child.node.id in TRANSPARENT_CONSTRUCTS
         }
+
+    def _plan_query_side(self, index_dir: Path, layer_dir: Path) -> sizing.SizePlan:
+        """Stage the bundle's query side with the function (the chunks are in S3 Vectors) and
+        check that it fits."""
+        code_bytes = sizing.tree_bytes(self.function_dir)
+        try:
+            query_side = staging.add_query_side(self.function_dir, index_dir)
+        except BundleError as exc:
+            raise ConfigError(f"the index's query side cannot be packaged: {exc.message}") from exc
+        return sizing.plan_s3vectors(
+            layer_bytes=sizing.tree_bytes(layer_dir),
+            code_bytes=code_bytes,
+            query_side_bytes=sizing.tree_bytes(query_side),
+        )
 
     def _ingest_storage_mb(self, bundle_bytes: int) -> int:
         if self.config.ingest_storage_mb is not None:
@@ -263,19 +319,38 @@ class AthenaeumStack(Stack):
         # itself (index_upload=cli) and to delete older bundles after a deploy.
         CfnOutput(self, "IndexBucketName", value=self.index.bucket.bucket_name)
         CfnOutput(self, "SourcesS3Prefix", value=self.index.sources_prefix)
-        # Where people put the library's documents, and where the ingest publishes the index.
-        CfnOutput(
-            self,
-            "LibraryS3Uri",
-            value=f"s3://{self.index.bucket.bucket_name}/{self.index.library_prefix}",
-            description="Add, replace and delete the library's documents here",
-        )
-        CfnOutput(
-            self,
-            "IndexS3Uri",
-            value=f"s3://{self.index.bucket.bucket_name}/{self.index.index_root}",
-            description="The published index (written by the ingest function)",
-        )
+        if self.vectors is not None:
+            # deploy.sh publishes the bundle there, keeping the record of what it put here.
+            CfnOutput(
+                self,
+                "VectorIndexUri",
+                value=self.vectors.uri,
+                description="The S3 Vectors index the API searches (athenaeum publish fills it)",
+            )
+            CfnOutput(self, "VectorIndexArn", value=self.vectors.index_arn)
+            CfnOutput(
+                self,
+                "VectorIndexStateS3Uri",
+                value=(
+                    f"s3://{self.index.bucket.bucket_name}/{STATE_PREFIX}/"
+                    f"{self.vectors.index_name}.json"
+                ),
+                description="athenaeum publish's record of what the index holds (--state)",
+            )
+        else:
+            # Where people put the library's documents, and where the ingest publishes the index.
+            CfnOutput(
+                self,
+                "LibraryS3Uri",
+                value=f"s3://{self.index.bucket.bucket_name}/{self.index.library_prefix}",
+                description="Add, replace and delete the library's documents here",
+            )
+            CfnOutput(
+                self,
+                "IndexS3Uri",
+                value=f"s3://{self.index.bucket.bucket_name}/{self.index.index_root}",
+                description="The published index (written by the ingest function)",
+            )
         if self.index.upload is not None:
             CfnOutput(self, "IndexS3Prefix", value=self.index.prefix)
             CfnOutput(self, "IndexUpload", value=self.index.upload)

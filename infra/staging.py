@@ -1,5 +1,6 @@
 """Assembles the code assets from the source tree: the API function (the serve half of the
-`athenaeum` package, plus the index when it is packaged), the authorizer (its handler and the
+`athenaeum` package, plus the index when it is packaged, or only its query side when the chunks
+are in S3 Vectors), the authorizer (its handler and the
 modules of `athenaeum` it imports) and the ingest function (the package without its CLI). Their
 dependencies come from the layers."""
 
@@ -9,16 +10,17 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from athenaeum.bundle import DOCUMENT_ENCODER, VERIFICATION_FILE, verify_bundle
+from athenaeum.bundle.query_side import copy_query_side
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
-# The serve half: the bundle contract, retrieval and the server, with the modules they share,
-# and the published index's store, which serving follows (athenaeum.ingest.store; the rest of
-# athenaeum.ingest is the ingest function's). The build side and the CLI never reach the API
-# function (tests/infra/test_artifact.py lists it).
+# The serve half: the bundle contract, retrieval, the S3 Vectors backend and the server, with the
+# modules they share, and the published index's store, which serving follows
+# (athenaeum.ingest.store; the rest of athenaeum.ingest is the ingest function's). The build side
+# and the CLI never reach the API function (tests/infra/test_artifact.py lists it).
 SERVE_MODULES = ("__init__.py", "errors.py", "ingest/__init__.py", "ingest/store.py")
-SERVE_PACKAGES = ("bundle", "retrieval", "server")
+SERVE_PACKAGES = ("bundle", "retrieval", "s3vectors", "server")
 # Everything the authorizer imports from the package: the validator, its settings and errors.
 AUTHORIZER_MODULES = (
     "__init__.py",
@@ -75,6 +77,13 @@ def add_index(function_dir: Path, index_dir: Path) -> Path:
     )
     verify_bundle(target, by="athenaeum staging", scope="read-only package")
     return target
+
+
+def add_query_side(function_dir: Path, index_dir: Path) -> Path:
+    """Copy the query side of the bundle (its manifest and query encoder: what a function
+    needs when S3 Vectors holds the chunks) into the function's folder, checked in full;
+    raises BundleError for a bundle whose query side fails. Vectors, chunks and BM25 stay out."""
+    return copy_query_side(index_dir, function_dir / PACKAGED_INDEX_DIR)
 
 
 def stage_authorizer(staging_dir: Path) -> Path:

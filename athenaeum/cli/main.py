@@ -1184,6 +1184,8 @@ def publish_command(
             progress=on_progress,
         )
     created = " (index created)" if report.created_index else ""
+    for change in report.index_changes:
+        console.print(f"{report.index}: {change}.", highlight=False)
     console.print(
         f"Published {bundle} to {report.index}{created}: {report.put} vectors put, "
         f"{report.deleted} deleted, {report.unchanged} unchanged, in {report.seconds:.1f} s."

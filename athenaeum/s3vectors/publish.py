@@ -11,8 +11,10 @@ One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and
   `fm_<field>` (field names case-folded) holding the values as the search filters compare them:
   text, case-folded, a list for a list (athenaeum.retrieval.filters).
 
-The index is created with the bundle's dimension, the cosine metric and full-text search on
-`text`; an existing index of another dimension or metric is refused.
+The index is created as athenaeum.s3vectors.definition defines it for the bundle (its
+dimension, cosine, full-text search on `text`, the non-filterable keys above). An existing index
+of another dimension, metric or set of non-filterable keys is refused; one without full-text
+search on `text` (as CloudFormation creates it) gets it added before anything is put.
 
 Incremental: a published-state record (`{chunk id: sha256 of what was put}`, kept where the
 caller says, an S3 object in practice) names what the index holds, so only new and changed
@@ -35,11 +37,11 @@ import numpy as np
 from athenaeum.bundle import Bundle, ChunkRecord, DocumentInfo
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.filters import normal_value
+from athenaeum.s3vectors.definition import INDEX_MODE, IndexDefinition
+from athenaeum.s3vectors.definition import NON_FILTERABLE as NON_FILTERABLE
+from athenaeum.s3vectors.definition import TEXT_KEY as TEXT_KEY
 
 SCHEME = "s3vectors://"
-TEXT_KEY = "text"
-# Shown with a result, never filtered on: kept out of the filterable metadata and its limit.
-NON_FILTERABLE = (TEXT_KEY, "title", "headings", "source", "ordinal")
 BATCH = 500  # PutVectors and DeleteVectors take at most 500 vectors or keys
 RETRIED = frozenset(
     {
@@ -50,16 +52,6 @@ RETRIED = frozenset(
     }
 )
 MAX_ATTEMPTS = 6
-# Text search analyzers the service offers, by the bundle's BM25 stemmer language.
-LANGUAGES = {
-    "english": "en",
-    "french": "fr",
-    "spanish": "es",
-    "portuguese": "pt",
-    "italian": "it",
-    "german": "de",
-    "dutch": "nl",
-}
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as `progress(stage, done, total)`: stages "put" and "delete"."""
@@ -103,6 +95,8 @@ class PublishReport:
     retries: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # What publishing changed in an existing index's configuration.
+    index_changes: list[str] = field(default_factory=list)
 
 
 FRONT_MATTER_PREFIX = "fm_"
@@ -183,40 +177,41 @@ class _Caller:
         raise AssertionError("unreachable")
 
 
-def ensure_index(call: _Caller, target: VectorIndex, bundle: Bundle) -> bool:
+def ensure_index(call: _Caller, target: VectorIndex, bundle: Bundle, report: PublishReport) -> bool:
     """Create the index for `bundle` unless it exists; True when it was created. An existing
-    index of another dimension or metric is refused."""
+    index that cannot hold this bundle is refused; one without full-text search on the text
+    field gets it (in ENHANCED mode, which it needs), each change noted in `report`."""
     from botocore.exceptions import ClientError
 
-    dimension = bundle.manifest.embedding.dimension
+    definition = IndexDefinition.for_manifest(bundle.manifest)
+    where = {"vectorBucketName": target.bucket, "indexName": target.index}
     try:
-        found = call("get_index", vectorBucketName=target.bucket, indexName=target.index)
+        found = call("get_index", **where)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NotFoundException":
             raise
     else:
         index = found["index"]
-        if index.get("dimension") != dimension or index.get("distanceMetric") != "cosine":
+        problem = definition.mismatch(index)
+        if problem is not None:
             raise InvalidInputError(
-                f"{target.uri} exists with dimension {index.get('dimension')} and metric "
-                f"{index.get('distanceMetric')}; this bundle needs {dimension} and cosine. "
-                "Publish to a new index",
+                f"{target.uri} exists with {problem}. Publish to a new index",
                 param="publish",
             )
+        if definition.needs_text_search(index):
+            if index.get("indexMode", INDEX_MODE) != INDEX_MODE:
+                call("update_index_mode", **where, indexMode=INDEX_MODE)
+                report.index_changes.append(f"index mode {INDEX_MODE} (full text needs it)")
+            call(
+                "update_metadata_configuration",
+                **where,
+                add={"textSearchConfigurations": [definition.text_search]},
+            )
+            report.index_changes.append(
+                f"full-text search on {definition.text_key!r} ({definition.language}) added"
+            )
         return False
-    language = LANGUAGES.get(bundle.manifest.bm25.stemmer_language, "en")
-    call(
-        "create_index",
-        vectorBucketName=target.bucket,
-        indexName=target.index,
-        dataType="float32",
-        dimension=dimension,
-        distanceMetric="cosine",
-        metadataConfiguration={
-            "nonFilterableMetadataKeys": list(NON_FILTERABLE),
-            "textSearchConfigurations": [{"metadataKey": TEXT_KEY, "language": language}],
-        },
-    )
+    call("create_index", **where, **definition.create_index_parameters())
     return True
 
 
@@ -239,7 +234,7 @@ def publish(
     started = time.perf_counter()
     report = PublishReport(index=target.uri)
     call = _Caller(client, report, sleep)
-    report.created_index = ensure_index(call, target, bundle)
+    report.created_index = ensure_index(call, target, bundle, report)
     before = {} if report.created_index else (state.read() or {})
     records = list(vector_records(bundle))
     digests = {r["key"]: record_digest(r) for r in records}

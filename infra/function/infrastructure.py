@@ -1,8 +1,8 @@
 """`ApiFunction`: the API function (the FastAPI app behind Mangum, staged by infra/staging.py)
 with its dependency layer, its log group, the app's settings in its environment, and what the
 options add: a `live` alias (provisioned concurrency or SnapStart), a place in a VPC, read
-access to the LLM key's secret, to the published index it follows and to the documents its
-citations link to."""
+access to the LLM key's secret, to the published index it follows (or the S3 Vectors index it
+searches) and to the documents its citations link to."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from infra import staging
 from infra.config import LlmTimeouts, LlmUpstream, OAuthIssuer, VpcPlacement
 from infra.index.upload import INDEX_ROOT
 from infra.nag import acknowledge, acknowledge_lambda_defaults, managed_policy
+from infra.vectors.infrastructure import VectorStore
 
 # The layer is built, and its bytecode compiled, for exactly this runtime (layer/build.sh).
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -32,6 +33,7 @@ FUNCTION_ID = "MCPServerFunction"
 LIVE_ALIAS = "live"
 PACKAGED_INDEX_DIR = f"/var/task/{staging.PACKAGED_INDEX_DIR}"
 INDEX_CACHE_DIR = "/tmp/athenaeum-index"  # noqa: S108
+S3VECTORS_BACKEND = "s3vectors"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +83,7 @@ class ApiFunction(Construct):
         log_retention: logs.RetentionDays,
         packaged_index: bool = True,
         published: PublishedIndex | None = None,
+        vector_index: VectorStore | None = None,
         sources: SourcesInS3 | None = None,
         library: SourcesInS3 | None = None,
         metric_namespace: str | None = None,
@@ -93,10 +96,17 @@ class ApiFunction(Construct):
     ) -> None:
         """`code` is the staged function, with the index in it when `packaged_index`: then that
         bundle is the version it starts from, and any newer one `published` wins. Without a
-        packaged index the function serves only what is `published`. `library` holds the
-        documents that citations of published versions link to."""
+        packaged index the function serves only what is `published`. With `vector_index` it
+        searches that S3 Vectors index, and the packaged index is the bundle's query side only
+        (its manifest and query encoder; infra/staging.py). `library` holds the documents that
+        citations of published versions link to."""
         if not packaged_index and published is None:
             raise ValueError("the function needs a packaged index or a published one")
+        if vector_index is not None and (published is not None or not packaged_index):
+            raise ValueError(
+                "a function that searches S3 Vectors carries the bundle's query side and "
+                "follows no published bundle"
+            )
         super().__init__(scope, construct_id)
         publishes_versions = provisioned_concurrency > 0 or snapstart
         self.layer = lambda_.LayerVersion(
@@ -153,6 +163,7 @@ class ApiFunction(Construct):
                 oauth=oauth,
                 packaged_index=packaged_index,
                 published=published,
+                vector_index_uri=vector_index.uri if vector_index is not None else None,
                 sources=sources,
                 metric_namespace=metric_namespace,
                 link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
@@ -198,6 +209,8 @@ class ApiFunction(Construct):
             self._grant_llm_secret(llm)
         if published is not None:
             self._grant_index(published)
+        if vector_index is not None:
+            vector_index.grant_query(self.function)
         if sources is not None:
             self._grant_sources(sources)
         if library is not None:
@@ -303,6 +316,7 @@ def _environment(
     oauth: OAuthIssuer,
     packaged_index: bool,
     published: PublishedIndex | None,
+    vector_index_uri: str | None,
     sources: SourcesInS3 | None,
     metric_namespace: str | None,
     link_secret_arn: str | None,
@@ -319,8 +333,12 @@ def _environment(
         "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
     }
     if packaged_index:
-        # The version a new instance starts from; a newer published one wins.
+        # The version a new instance starts from; a newer published one wins. With S3 Vectors,
+        # the bundle's query side: its documents and the encoder queries are embedded with.
         environment["ATHENAEUM_INDEX_DIR"] = PACKAGED_INDEX_DIR
+    if vector_index_uri is not None:
+        environment["ATHENAEUM_INDEX_BACKEND"] = S3VECTORS_BACKEND
+        environment["ATHENAEUM_S3VECTORS_INDEX"] = vector_index_uri
     if published is not None:
         # The pointer's prefix: new versions are downloaded to the cache and swapped in.
         environment["ATHENAEUM_INDEX_S3_URI"] = published.uri

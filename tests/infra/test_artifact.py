@@ -25,9 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "rest_v1_authorizer.json"
 PY312_CANDIDATES = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
-# The serve half of the package, and the published index's store that serving follows; the
-# build side and the CLI never reach the API function.
-SERVE_TOP_LEVEL = {"__init__.py", "errors.py", "bundle", "retrieval", "server", "ingest"}
+# The serve half of the package (with the S3 Vectors backend), and the published index's store
+# that serving follows; the build side and the CLI never reach the API function.
+SERVE_TOP_LEVEL = {
+    "__init__.py",
+    "errors.py",
+    "bundle",
+    "retrieval",
+    "s3vectors",
+    "server",
+    "ingest",
+}
 
 SCRIPT = """
 import json, sys, time
@@ -104,7 +112,7 @@ def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
     source = ROOT / "athenaeum"
     expected = {f"athenaeum/{name}" for name in staging.SERVE_MODULES} | {
         "athenaeum/" + path.relative_to(source).as_posix()
-        for name in ("bundle", "retrieval", "server")
+        for name in ("bundle", "retrieval", "s3vectors", "server")
         for path in (source / name).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }

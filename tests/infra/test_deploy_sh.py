@@ -94,6 +94,7 @@ if args[0] == "deploy":
     }
     outputs["APIEndpoint"] = state["endpoint"]
     outputs["IndexBucketName"] = state["bucket"]  # the stack always has its bucket
+    outputs.update(state["outputs"])  # what CloudFormation would resolve (names, ARNs)
     name = stack["properties"].get("stackName") or stack["displayName"]
     Path(args[args.index("--outputs-file") + 1]).write_text(json.dumps({name: outputs}))
     state["stacks"][name] = outputs
@@ -144,6 +145,8 @@ class Deploy:
                 named.append(f"cdk {args[0]}")
             elif tool == "layer":
                 named.append("ingest layer" if "--profile" in args else "layer")
+            elif tool == "uv" and args[2:4] == ["athenaeum", "publish"]:
+                named.append("publish vectors")
             elif tool == "uv" and "infra.index.upload" in args:
                 if "--sources-only" in args:
                     named.append("sources")
@@ -227,6 +230,7 @@ def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
         credentials: bool = True,
         stacks: dict[str, dict[str, str]] | None = None,
         extra_env: dict[str, str] | None = None,
+        outputs: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         (repo / "cdk.context.json").write_text(json.dumps(context))
         state = {
@@ -236,6 +240,7 @@ def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
             "stacks": stacks or {},
             "endpoint": ENDPOINT,
             "bucket": bucket,
+            "outputs": outputs or {},
         }
         state_file.write_text(json.dumps(state))
         return subprocess.run(
@@ -507,3 +512,81 @@ def test_dry_run_builds_both_layers_and_synthesizes_without_aws(
     ]
     assert ingest["ReservedConcurrentExecutions"] == 1
     assert [r for r in resources if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+
+
+# --- index_backend=s3vectors -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_s3vectors_dry_run_builds_no_ingest_layer_and_synthesizes_the_index(
+    deploy: Deploy, scifact_bundle: Path
+) -> None:
+    context = example_context(index_dir=str(scifact_bundle))
+    result = deploy.run(context, "--dry-run", "--context", "index_backend=s3vectors")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert deploy.events() == ["layer", "cdk synth"]
+    assert [e for e in deploy.log() if e["tool"] == "aws"] == []
+    assert "no ingest function with index_backend=s3vectors" in result.stdout
+    assert "index_backend=s3vectors: no ingest function" in result.stderr
+    types = [r["Type"] for r in template(deploy)["Resources"].values()]
+    assert types.count("AWS::S3Vectors::VectorBucket") == types.count("AWS::S3Vectors::Index") == 1
+    assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "s3vectors"
+    assert "==> dry run complete" in result.stdout
+
+
+@pytest.mark.slow
+def test_s3vectors_deploy_publishes_the_bundle_into_the_index_it_created(
+    deploy: Deploy, scifact_bundle: Path, moto_endpoint: str
+) -> None:
+    """After `cdk deploy`, deploy.sh runs `athenaeum publish` into the stack's index, keeping
+    the state record in the stack's bucket; the library of the ingest is not started. The
+    index is the one moto holds (moto has no full-text search, so publish creates the index
+    here instead of finding CloudFormation's)."""
+    import boto3
+
+    vectors = boto3.client(
+        "s3vectors",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    vector_bucket = f"athenaeum-vectors-{uuid.uuid4().hex[:8]}"
+    vectors.create_vector_bucket(vectorBucketName=vector_bucket)  # what CloudFormation makes
+    index_uri = f"s3vectors://{vector_bucket}/library-index"
+    state_uri = f"s3://{deploy.bucket}/s3vectors/library-index.json"
+    context = example_context(index_dir=str(scifact_bundle), index_backend="s3vectors")
+    result = deploy.run(
+        context | GOOD_OAUTH,
+        stacks={"CDKToolkit": {}},
+        extra_env={"AWS_ENDPOINT_URL_S3VECTORS": moto_endpoint},
+        outputs={"VectorIndexUri": index_uri, "VectorIndexStateS3Uri": state_uri},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert deploy.events() == ["layer", "cdk synth", "cdk deploy", "publish vectors", "sources"]
+    (publish,) = [e for e in deploy.log() if e["tool"] == "uv" and "publish" in e["args"]]
+    assert publish["args"] == [
+        "run",
+        "--no-sync",
+        "athenaeum",
+        "publish",
+        str(scifact_bundle),
+        index_uri,
+        "--state",
+        state_uri,
+    ]
+    assert not [e for e in deploy.log() if "infra.index.publish" in e["args"]]
+    assert f"==> publishing the bundle's chunks into {index_uri}" in result.stdout
+
+    chunks = json.loads((scifact_bundle / "manifest.json").read_text())["counts"]["chunks"]
+    where = {"vectorBucketName": vector_bucket, "indexName": "library-index"}
+    page = vectors.list_vectors(**where)
+    keys = [v["key"] for v in page["vectors"]]
+    while page.get("nextToken"):
+        page = vectors.list_vectors(**where, nextToken=page["nextToken"])
+        keys += [v["key"] for v in page["vectors"]]
+    assert len(set(keys)) == chunks > 0
+    key = "s3vectors/library-index.json"
+    record = json.loads(deploy.s3.get_object(Bucket=deploy.bucket, Key=key)["Body"].read())
+    assert record["index"] == index_uri and len(record["vectors"]) == chunks
+    assert "uv run athenaeum push" not in result.stdout  # no library without the ingest

@@ -290,3 +290,31 @@ def test_public_url_and_cors_origins_reach_the_app(tmp_path: Path) -> None:
     # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
     assert env["ATHENAEUM_PUBLIC_BASE_URL"] == "https://api.athenaeum.test"
     assert env["ATHENAEUM_CORS_ORIGINS"] == "https://app.athenaeum.test,http://localhost:5173"
+
+
+def test_a_function_searching_s3_vectors_follows_no_published_bundle(tmp_path: Path) -> None:
+    """With an S3 Vectors index, the packaged index is the bundle's query side and nothing is
+    downloaded: a published bundle to follow, or no packaged query side, is a mistake."""
+    from athenaeum.s3vectors.definition import IndexDefinition
+    from infra.vectors.infrastructure import VectorStore
+
+    stack = Stack(App(), "Bare")
+    vectors = VectorStore(stack, "Vectors", definition=IndexDefinition(dimension=384))
+    published = PublishedIndex(bucket=s3.Bucket(stack, "Bucket"))
+    for wrong in ({"published": published}, {"packaged_index": False, "published": published}):
+        with pytest.raises(ValueError, match="query side and follows no published bundle"):
+            ApiFunction(
+                stack,
+                f"Function{len(wrong)}",
+                function_name=API_FUNCTION_NAME,
+                code=make_code(tmp_path / str(len(wrong))),
+                layer_dir=make_layer(tmp_path / str(len(wrong))),
+                oauth=OAUTH,
+                architecture=lambda_.Architecture.X86_64,
+                memory_mb=2048,
+                timeout=Duration.seconds(29),
+                ephemeral_storage_mb=512,
+                log_retention=logs.RetentionDays.ONE_MONTH,
+                vector_index=vectors,
+                **wrong,  # type: ignore[arg-type]
+            )

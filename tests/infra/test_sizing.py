@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.sizing import MIB, IndexStrategy, SizingError, bundle_bytes, plan
+from infra.sizing import MIB, IndexStrategy, SizingError, bundle_bytes, plan, plan_s3vectors
 from tests.infra.helpers import make_bundle
 
 
@@ -29,3 +29,12 @@ def test_ephemeral_storage_is_the_bundle_and_headroom(tmp_path: Path) -> None:
 def test_bundle_over_ten_gb_points_to_alternatives() -> None:
     with pytest.raises(SizingError, match=r"docs/deployment\.md"):
         plan(layer_bytes=MIB, code_bytes=MIB, bundle_bytes=10 * 1024 * MIB)
+
+
+def test_with_s3_vectors_the_query_side_is_packaged_and_must_fit() -> None:
+    fits = plan_s3vectors(layer_bytes=180 * MIB, code_bytes=MIB, query_side_bytes=23 * MIB)
+    assert fits.strategy is IndexStrategy.S3VECTORS and fits.ephemeral_storage_mb == 512
+    assert "query side 23.0 MiB" in fits.report() and "Amazon S3 Vectors" in fits.report()
+    # An fp32 encoder beside a full layer does not fit, and nothing can be downloaded instead.
+    with pytest.raises(SizingError, match="int8 query encoder"):
+        plan_s3vectors(layer_bytes=180 * MIB, code_bytes=MIB, query_side_bytes=90 * MIB)

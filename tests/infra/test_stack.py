@@ -20,11 +20,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from athenaeum.s3vectors.definition import NON_FILTERABLE, IndexDefinition
 from infra import lint
 from infra import stack as stack_module
 from infra.config import LOG_RETENTION_DAYS, ConfigError, StackConfig
 from infra.sizing import MIB, IndexStrategy, SizingError
 from infra.stack import AthenaeumStack
+from infra.vectors.infrastructure import QUERY_ACTIONS
 from tests.infra.helpers import (
     ADVANCED,
     API_FUNCTION_NAME,
@@ -117,6 +119,14 @@ def advanced(tmp_path_factory: pytest.TempPathFactory) -> tuple[AthenaeumStack, 
 
 
 @pytest.fixture(scope="module")
+def vectors(tmp_path_factory: pytest.TempPathFactory) -> tuple[AthenaeumStack, Template]:
+    # The chunks in S3 Vectors; no ingest layer is built for such a stack (deploy.sh).
+    tmp = tmp_path_factory.mktemp("s3vectors")
+    stack = synth(tmp, index_backend="s3vectors", ingest_layer_dir=str(tmp / "not-built"))
+    return stack, Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
 def snapstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[AthenaeumStack, Template]:
     stack = synth(tmp_path_factory.mktemp("snapstart"), **SNAPSTART)
     return stack, Template.from_stack(stack)
@@ -129,7 +139,7 @@ def resource_types(template: Template) -> dict[str, str]:
 # --- cdk-nag ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configuration", ["packaged", "in_s3", "advanced", "snapstart"])
+@pytest.mark.parametrize("configuration", ["packaged", "in_s3", "advanced", "snapstart", "vectors"])
 def test_cdk_nag_clean(configuration: str, request: pytest.FixtureRequest) -> None:
     # The fixture synthesized with the AwsSolutions checks: it got this far, so nothing is
     # unacknowledged; and every acknowledgement gives a reason.
@@ -141,7 +151,7 @@ def test_cdk_nag_clean(configuration: str, request: pytest.FixtureRequest) -> No
                 assert all(len(str(reason)) >= 20 for reason in entry.data.values())
 
 
-@pytest.mark.parametrize("configuration", ["packaged", "in_s3", "advanced", "snapstart"])
+@pytest.mark.parametrize("configuration", ["packaged", "in_s3", "advanced", "snapstart", "vectors"])
 def test_cfn_lint_clean(configuration: str, request: pytest.FixtureRequest) -> None:
     # Warnings kept on purpose are listed, with their reasons, in infra/lint.py.
     _, template = request.getfixturevalue(configuration)
@@ -409,6 +419,166 @@ def test_bundle_over_ten_gb_fails_synth_pointing_to_alternatives(tmp_path: Path)
 def test_snapstart_refuses_an_index_in_s3(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"snapstart.*S3.*512 MB"):
         synth(tmp_path, nag=False, snapstart=True, index_size_bytes=300 * MIB)
+
+
+# --- the index in S3 Vectors ----------------------------------------------------------------
+
+
+def role_statements(stack: AthenaeumStack, template: Template) -> list[dict[str, Any]]:
+    """Every statement of the API function role's own policies."""
+    role = logical_id(stack.function.function.role)
+    return [
+        statement
+        for policy in template.find_resources(
+            "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}}
+        ).values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_s3vectors_creates_the_index_publish_would_in_an_encrypted_vector_bucket(
+    vectors: tuple[AthenaeumStack, Template],
+) -> None:
+    stack, template = vectors
+    assert stack.plan.strategy is IndexStrategy.S3VECTORS and stack.vectors is not None
+    (bucket_id,) = template.find_resources("AWS::S3Vectors::VectorBucket")
+    bucket = template.to_json()["Resources"][bucket_id]
+    assert bucket["Properties"] == {"EncryptionConfiguration": {"SseType": "AES256"}}
+    (index,) = template.find_resources("AWS::S3Vectors::Index").values()
+    # What `athenaeum publish` creates for this bundle (dimension 2), but for the one property
+    # CloudFormation lacks, which publish adds (athenaeum.s3vectors.definition).
+    wanted = IndexDefinition(dimension=2).create_index_parameters()
+    assert wanted["metadataConfiguration"].pop("textSearchConfigurations") == [
+        {"metadataKey": "text", "language": "en"}
+    ]
+    assert index["Properties"] == {
+        "VectorBucketArn": {"Fn::GetAtt": [bucket_id, "VectorBucketArn"]},
+        "DataType": wanted["dataType"],
+        "Dimension": 2,
+        "DistanceMetric": "cosine",
+        "MetadataConfiguration": {"NonFilterableMetadataKeys": list(NON_FILTERABLE)},
+        "EncryptionConfiguration": {"SseType": "AES256"},
+    }
+    # A deleted stack keeps the vectors, as it keeps the library's bucket.
+    assert bucket["DeletionPolicy"] == index["DeletionPolicy"] == "Retain"
+
+
+def test_s3vectors_function_may_query_that_index_and_nothing_of_a_bundle_in_s3(
+    vectors: tuple[AthenaeumStack, Template],
+) -> None:
+    stack, template = vectors
+    assert stack.vectors is not None
+    index_id = stack.get_logical_id(stack.vectors.index)
+    statements = role_statements(stack, template)
+    on_vectors = [st for st in statements if "s3vectors:" in json.dumps(st["Action"])]
+    assert [{**st, "Action": sorted(st["Action"])} for st in on_vectors] == [
+        {
+            "Action": sorted(QUERY_ACTIONS),
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [index_id, "IndexArn"]},
+        }
+    ]
+    assert QUERY_ACTIONS == ("s3vectors:QueryVectors", "s3vectors:GetVectors")
+    # Of the stack's bucket, the source files only: no published index to follow, no bundle
+    # to download, no listing, no library.
+    bucket = logical_id(stack.index.bucket)
+    on_bucket = [st for st in statements if bucket in json.dumps(st.get("Resource"))]
+    assert [(st["Action"], st["Resource"]["Fn::Join"][1][-1]) for st in on_bucket] == [
+        ("s3:GetObject", "/sources/*")
+    ]
+    assert not any("s3:ListBucket" in json.dumps(st["Action"]) for st in statements)
+
+
+def test_s3vectors_function_carries_the_query_side_and_names_the_index(
+    vectors: tuple[AthenaeumStack, Template],
+) -> None:
+    stack, template = vectors
+    assert stack.vectors is not None
+    variables = function_named(template, API_FUNCTION_NAME)["Environment"]["Variables"]
+    assert variables["ATHENAEUM_INDEX_BACKEND"] == "s3vectors"
+    assert variables["ATHENAEUM_INDEX_DIR"] == "/var/task/index"
+    arn = {"Fn::GetAtt": [stack.get_logical_id(stack.vectors.index), "IndexArn"]}
+    assert variables["ATHENAEUM_S3VECTORS_INDEX"] == {
+        "Fn::Join": [
+            "",
+            [
+                "s3vectors://",
+                {"Fn::Select": [1, {"Fn::Split": ["/", arn]}]},
+                "/",
+                {"Fn::Select": [3, {"Fn::Split": ["/", arn]}]},
+            ],
+        ]
+    }
+    assert not {k for k in variables if k.startswith("ATHENAEUM_INDEX_") and "S3" in k}
+    assert "ATHENAEUM_INDEX_CACHE_DIR" not in variables
+    # The asset: the package (with its S3 Vectors backend) and the bundle's manifest and query
+    # encoder; not its vectors, chunks or BM25, which the service holds.
+    staged = stack.function_dir
+    assert (staged / "athenaeum" / "s3vectors" / "backend.py").is_file()
+    index_files = {p.relative_to(staged / "index").as_posix() for p in staged.rglob("index/**/*")}
+    assert {f for f in index_files if "." in f} == {
+        "manifest.json",
+        "encoder/model.onnx",
+        "encoder/tokenizer.json",
+    }
+    assert template.find_resources("Custom::CDKBucketDeployment") == {}
+
+
+def test_s3vectors_stack_has_no_ingest_and_outputs_where_to_publish(
+    vectors: tuple[AthenaeumStack, Template],
+) -> None:
+    stack, template = vectors
+    assert stack.vectors is not None and stack.ingest is None
+    handlers = [
+        f["Properties"].get("Handler")
+        for f in template.find_resources("AWS::Lambda::Function").values()
+    ]
+    assert "athenaeum.ingest.lambda_handler.handler" not in handlers
+    assert template.find_resources("AWS::SQS::Queue") == {}
+    template.has_output("IndexStrategy", {"Value": "s3vectors"})
+    variables = function_named(template, API_FUNCTION_NAME)["Environment"]["Variables"]
+    template.has_output("VectorIndexUri", {"Value": variables["ATHENAEUM_S3VECTORS_INDEX"]})
+    template.has_output(
+        "VectorIndexArn",
+        {"Value": {"Fn::GetAtt": [stack.get_logical_id(stack.vectors.index), "IndexArn"]}},
+    )
+    state = template.find_outputs("VectorIndexStateS3Uri")["VectorIndexStateS3Uri"]["Value"]
+    parts = state["Fn::Join"][1]
+    assert parts[:3] == ["s3://", {"Ref": logical_id(stack.index.bucket)}, "/s3vectors/"]
+    assert parts[-1] == ".json"
+    outputs = template.find_outputs("*")
+    assert not {"LibraryS3Uri", "IndexS3Uri", "IndexS3Prefix", "IndexUpload"} & set(outputs)
+
+
+@pytest.mark.parametrize("configuration", ["packaged", "in_s3"])
+def test_a_bundle_stack_has_no_vector_index(
+    configuration: str, request: pytest.FixtureRequest
+) -> None:
+    stack, template = request.getfixturevalue(configuration)
+    assert stack.vectors is None and stack.ingest is not None
+    assert "S3Vectors" not in json.dumps(template.to_json())
+    assert not any("s3vectors" in json.dumps(st) for st in role_statements(stack, template))
+    variables = function_named(template, API_FUNCTION_NAME)["Environment"]["Variables"]
+    assert "ATHENAEUM_INDEX_BACKEND" not in variables
+
+
+def test_s3vectors_refuses_what_only_the_ingest_would_use(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"ingest_passwords_secret.*index_backend=s3vectors"):
+        synth(
+            tmp_path / "passwords",
+            nag=False,
+            index_backend="s3vectors",
+            ingest_passwords_secret="pdfs",
+        )
+    with pytest.raises(ConfigError, match="index_backend='opensearch' must be one of"):
+        synth(tmp_path / "other", nag=False, index_backend="opensearch")
+
+
+def test_s3vectors_refuses_a_damaged_query_encoder(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "index")
+    (bundle / "encoder" / "model.onnx").write_bytes(b"stand-by")  # same size, other bytes
+    with pytest.raises(ConfigError, match=r"query side cannot be packaged: .*model\.onnx sha256"):
+        synth(tmp_path, nag=False, index_backend="s3vectors", index_dir=str(bundle))
 
 
 # --- every option ----------------------------------------------------------------------------

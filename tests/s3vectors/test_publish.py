@@ -61,7 +61,22 @@ def stubbed() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
-def existing_index(dimension: int = 384, metric: str = "cosine") -> dict[str, Any]:
+def existing_index(
+    dimension: int = 384,
+    metric: str = "cosine",
+    *,
+    non_filterable: tuple[str, ...] = NON_FILTERABLE,
+    text_search: bool = True,
+    mode: str = "ENHANCED",
+) -> dict[str, Any]:
+    """GetIndex's answer; by default for an index as publish creates it. Without
+    `text_search`, as CloudFormation creates it (AWS::S3Vectors::Index has no property for
+    full-text search)."""
+    configuration: dict[str, Any] = {"nonFilterableMetadataKeys": list(non_filterable)}
+    if text_search:
+        configuration["textSearchConfigurations"] = [
+            {"metadataKey": TEXT_KEY, "language": "en", "status": "ACTIVE"}
+        ]
     return {
         "index": {
             **WHERE,
@@ -70,6 +85,8 @@ def existing_index(dimension: int = 384, metric: str = "cosine") -> dict[str, An
             "dataType": "float32",
             "dimension": dimension,
             "distanceMetric": metric,
+            "metadataConfiguration": configuration,
+            "indexMode": mode,
         }
     }
 
@@ -166,6 +183,40 @@ def test_an_index_of_another_shape_is_refused(bundle: Bundle, stubbed: tuple[Any
     stubber.add_response("get_index", existing_index(dimension=768), WHERE)
     with pytest.raises(InvalidInputError, match="dimension 768"):
         publish(bundle, TARGET, client=client, state=MemoryState())
+
+
+def test_an_index_without_the_non_filterable_keys_is_refused(
+    bundle: Bundle, stubbed: tuple[Any, Stubber]
+) -> None:
+    # Its text would count against the 2 KB of filterable metadata and be refused by PutVectors.
+    client, stubber = stubbed
+    stubber.add_response("get_index", existing_index(non_filterable=("title",)), WHERE)
+    with pytest.raises(InvalidInputError, match=r"non-filterable metadata keys \['title'\]"):
+        publish(bundle, TARGET, client=client, state=MemoryState())
+
+
+@pytest.mark.parametrize("mode", ["ENHANCED", "CLASSIC"])
+def test_full_text_search_is_added_to_an_index_made_without_it(
+    bundle: Bundle, stubbed: tuple[Any, Stubber], mode: str
+) -> None:
+    """An index CloudFormation created (the stack's, infra/vectors) has everything but the text
+    search configuration: publish adds it, switching the index to ENHANCED first where it is
+    not (full text needs it), before any vector is put."""
+    client, stubber = stubbed
+    records = list(vector_records(bundle))
+    stubber.add_response("get_index", existing_index(text_search=False, mode=mode), WHERE)
+    if mode == "CLASSIC":
+        stubber.add_response("update_index_mode", {}, {**WHERE, "indexMode": "ENHANCED"})
+    stubber.add_response(
+        "update_metadata_configuration",
+        {"indexArn": ARN},
+        {**WHERE, "add": {"textSearchConfigurations": [{"metadataKey": "text", "language": "en"}]}},
+    )
+    stubber.add_response("put_vectors", {}, {**WHERE, "vectors": records})
+    report = publish(bundle, TARGET, client=client, state=MemoryState())
+    assert not report.created_index and report.put == len(records)
+    assert report.index_changes[-1] == "full-text search on 'text' (en) added"
+    assert len(report.index_changes) == (2 if mode == "CLASSIC" else 1)
 
 
 def test_other_errors_are_not_retried(bundle: Bundle, stubbed: tuple[Any, Stubber]) -> None:
