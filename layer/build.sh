@@ -131,6 +131,18 @@ rm -rf "$target"/*.dist-info/sboms
 # Already in the Lambda runtime.
 rm -rf "$target"/boto3 "$target"/botocore "$target"/s3transfer "$target"/boto3-* \
   "$target"/botocore-* "$target"/s3transfer-*
+# ...but the runtime's botocore may predate what the S3 Vectors backend calls (QueryVectors'
+# queryTexts). The locked botocore's model of that one service (about 30 KiB) goes into the layer;
+# with index_backend=s3vectors the stack sets AWS_DATA_PATH to it, and botocore reads a model
+# found there before its own.
+if [[ "$profile" == api ]]; then
+  models="$(mktemp -d)"
+  uv pip install --python-platform "$platform" --python-version 3.12 --target "$models" \
+    --no-compile --quiet --no-deps -c "$constraints" botocore
+  mkdir -p "$target/aws_models"
+  cp -r "$models/botocore/data/s3vectors" "$target/aws_models/"
+  rm -rf "$models"
+fi
 
 host_arch="$(uname -m)"
 native=0

@@ -34,6 +34,8 @@ LIVE_ALIAS = "live"
 PACKAGED_INDEX_DIR = f"/var/task/{staging.PACKAGED_INDEX_DIR}"
 INDEX_CACHE_DIR = "/tmp/athenaeum-index"  # noqa: S108
 S3VECTORS_BACKEND = "s3vectors"
+# Where layer/build.sh puts the S3 Vectors service model (a layer is unpacked under /opt).
+AWS_MODELS_DIR = "/opt/python/aws_models"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -339,6 +341,9 @@ def _environment(
     if vector_index_uri is not None:
         environment["ATHENAEUM_INDEX_BACKEND"] = S3VECTORS_BACKEND
         environment["ATHENAEUM_S3VECTORS_INDEX"] = vector_index_uri
+        # The layer's copy of the locked botocore's S3 Vectors model (layer/build.sh): botocore
+        # reads it before the runtime's own, which may predate QueryVectors' queryTexts.
+        environment["AWS_DATA_PATH"] = AWS_MODELS_DIR
     if published is not None:
         # The pointer's prefix: new versions are downloaded to the cache and swapped in.
         environment["ATHENAEUM_INDEX_S3_URI"] = published.uri

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -540,3 +541,63 @@ def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
         client.get_object(Bucket=bucket, Key="index/reports/latest.json")["Body"].read()
     )
     assert [Path(f["key"]).name for f in report["failed"]] == [LOCKED_PDF]
+
+
+BOTOCORE_OVERRIDE = """
+import json, sys, boto3
+client = boto3.Session(region_name="us-east-1").client("s3vectors")
+shape = client.meta.service_model.operation_model("QueryVectors").input_shape
+print(json.dumps(sorted(shape.members)))
+"""
+
+
+def test_the_layer_s_s3vectors_model_is_read_before_the_runtime_s(tmp_path: Path) -> None:
+    """With index_backend=s3vectors the function sets AWS_DATA_PATH to the layer's copy of the
+    locked botocore's S3 Vectors model, so a runtime botocore that predates `queryTexts` still
+    sends it. Shown with a runtime model lacking `queryTexts` and the layer's copy beside it."""
+    import botocore
+
+    builtin = Path(botocore.__file__).parent / "data" / "s3vectors"
+    (version,) = [p.name for p in builtin.iterdir() if p.is_dir()]
+    if LAYER.is_dir():  # built by layer/build.sh: the copy is the locked botocore's own
+        copied = LAYER / "aws_models" / "s3vectors" / version
+        assert sorted(p.name for p in copied.iterdir()) == sorted(
+            p.name for p in (builtin / version).iterdir()
+        )
+        for file in copied.iterdir():
+            assert file.read_bytes() == (builtin / version / file.name).read_bytes(), file.name
+
+    # botocore reads a service's model from the first place on its search path that has it:
+    # ~/.aws/models, then each AWS_DATA_PATH entry, then its own data. An older runtime's model
+    # (QueryVectors without queryTexts) stands second here, the layer's copy first.
+    import gzip
+
+    def copy_model(root: Path) -> Path:
+        folder = root / "s3vectors" / version
+        folder.mkdir(parents=True)
+        for file in (builtin / version).iterdir():
+            (folder / file.name).write_bytes(file.read_bytes())
+        return folder
+
+    model_file = next(copy_model(tmp_path / "older").glob("service-2.json*"))
+    raw = model_file.read_bytes()
+    model = json.loads(gzip.decompress(raw) if model_file.suffix == ".gz" else raw)
+    model["shapes"]["QueryVectorsInput"]["members"].pop("queryTexts")
+    data = json.dumps(model).encode()
+    model_file.write_bytes(gzip.compress(data) if model_file.suffix == ".gz" else data)
+    copy_model(tmp_path / "layer")
+
+    def members(data_path: str) -> list[str]:
+        env = {**os.environ, "AWS_DATA_PATH": data_path, "HOME": str(tmp_path)}
+        out = subprocess.run(
+            [sys.executable, "-c", BOTOCORE_OVERRIDE],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return list(json.loads(out.stdout))
+
+    assert "queryTexts" not in members(str(tmp_path / "older"))
+    both = os.pathsep.join([str(tmp_path / "layer"), str(tmp_path / "older")])
+    assert "queryTexts" in members(both)

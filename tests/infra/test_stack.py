@@ -511,6 +511,7 @@ def test_s3vectors_function_carries_the_query_side_and_names_the_index(
     }
     assert not {k for k in variables if k.startswith("ATHENAEUM_INDEX_") and "S3" in k}
     assert "ATHENAEUM_INDEX_CACHE_DIR" not in variables
+    assert variables["AWS_DATA_PATH"] == "/opt/python/aws_models"  # the layer's service model
     # The asset: the package (with its S3 Vectors backend) and the bundle's manifest and query
     # encoder; not its vectors, chunks or BM25, which the service holds.
     staged = stack.function_dir
