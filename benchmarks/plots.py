@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import results_json
 
 try:
@@ -41,6 +42,8 @@ DEFAULT_OUT = ROOT / "docs" / "img"
 WIDTH_IN = 8.0
 DPI = 100  # 8 in at 100 dpi: 800 px wide, the width the docs are read at
 MIB = 1024 * 1024
+# How far scale.png extends the fitted lines, in chunks.
+SCALE_MAX_CHUNKS = 2e7
 
 # One colour per kind of row, the same in every picture.
 ROLE_COLOURS = {
@@ -451,6 +454,146 @@ def plot_api(doc: dict[str, Any]) -> Figure:
     return finish(fig, doc, "/search through the HTTP layers", note)
 
 
+def scale_panel(
+    ax: Axes,
+    sizes: list[dict[str, Any]],
+    series: Sequence[tuple[str, Sequence[float], dict[str, float], str]],
+    limits: Sequence[tuple[str, float, str]],
+    ylabel: str,
+) -> None:
+    """Measured points and their fitted line per series, extended to SCALE_MAX_CHUNKS; each
+    limit a horizontal line, and where a series' line reaches it, a dot and the chunk count (log
+    axes, so the straight fitted lines bend at small sizes)."""
+    chunks = [float(r["chunks"]) for r in sizes]
+    xs = np.geomspace(min(chunks), SCALE_MAX_CHUNKS, 200)
+    for label, values, line, colour in series:
+        fitted = line["intercept"] + line["per_100k"] * xs / 1e5
+        keep = fitted > 0
+        ax.plot(xs[keep], fitted[keep], color=colour, linestyle="--", linewidth=1)
+        ax.plot(chunks, values, "o", color=colour, markersize=4, label=label)
+    for name, value, style in limits:
+        ax.axhline(value, color="#c0504d", linestyle=style, linewidth=1)
+        ax.annotate(
+            name,
+            (0.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=7,
+            color="#c0504d",
+        )
+        for i, (_, _, line, colour) in enumerate(series):
+            if line["per_100k"] <= 0:
+                continue
+            at = (value - line["intercept"]) / line["per_100k"] * 1e5
+            if min(chunks) <= at <= SCALE_MAX_CHUNKS:
+                ax.plot([at], [value], "o", color=colour, markersize=5, markeredgecolor="black")
+                ax.annotate(
+                    millions(at),
+                    (at, value),
+                    xytext=(4, -11 - 9 * i),
+                    textcoords="offset points",
+                    fontsize=7,
+                    fontweight="bold",
+                    color=colour,
+                )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(min(chunks) / 1.5, SCALE_MAX_CHUNKS)
+    ax.set_ylim(top=max(value for _, value, _ in limits) * 12)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: millions(value)))
+    plain_log_axis(ax.yaxis)
+    ax.set_xlabel("chunks (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+
+
+def millions(chunks: float) -> str:
+    if chunks >= 1e6:
+        return f"{chunks / 1e6:.3g}M"
+    return f"{chunks / 1e3:.3g}k"
+
+
+def plot_scale(doc: dict[str, Any]) -> Figure:
+    res = doc["results"]
+    sizes, fit, limits = res["sizes"], res["fit"], res["limits"]
+    ours, base = ROLE_COLOURS["athenaeum"], ROLE_COLOURS["baseline"]
+    fig = Figure(figsize=(WIDTH_IN, 3.9), layout="constrained")
+    memory, load, disk = fig.subplots(1, 3)
+    scale_panel(
+        memory,
+        sizes,
+        [
+            (
+                "after the timed queries",
+                [r["rss_after_queries_mb"] for r in sizes],
+                fit["rss_after_queries_mb"],
+                ours,
+            ),
+            (
+                "every file hashed",
+                [r["full"]["median"]["rss_mb"] for r in sizes],
+                fit["rss_full_mb"],
+                base,
+            ),
+        ],
+        [(f"Lambda maximum {limits['lambda_memory_mb']:,} MB", limits["lambda_memory_mb"], "-")],
+        "peak RSS, MiB (log scale)",
+    )
+    memory.set_title("Memory", fontsize=10, loc="left")
+    scale_panel(
+        load,
+        sizes,
+        [
+            (
+                "verification record",
+                [r["record"]["median"]["first_answer"] for r in sizes],
+                fit["first_answer_record_s"],
+                ours,
+            ),
+            (
+                "every file hashed",
+                [r["full"]["median"]["first_answer"] for r in sizes],
+                fit["first_answer_full_s"],
+                base,
+            ),
+        ],
+        [
+            (
+                f"API Gateway {limits['api_gateway_timeout_s']:g} s",
+                limits["api_gateway_timeout_s"],
+                "-",
+            )
+        ],
+        "seconds (log scale)",
+    )
+    load.set_title("Spawn to first answer", fontsize=10, loc="left")
+    package = limits["package"]["bundle_budget_bytes"] / 1e6
+    scale_panel(
+        disk,
+        sizes,
+        [("bundle", [r["bundle_bytes"] / 1e6 for r in sizes], _per_mb(fit["bundle_bytes"]), ours)],
+        [
+            (f"/tmp {limits['tmp_bytes'] / 1e6:,.0f} MB", limits["tmp_bytes"] / 1e6, "-"),
+            (f"packaged {package:.0f} MB", package, ":"),
+        ],
+        "MB on disk (log scale)",
+    )
+    disk.set_title("Bundle size", fontsize=10, loc="left")
+    note = (
+        f"Bundles synthesized from the SciFact bundle (docs/scaling.md says how), measured in "
+        f"fresh processes, median of {res['repeat']}; dashed: least squares through "
+        f"{', '.join(millions(n) for n in res['fit_over'])} chunks, extended; dots on the red "
+        "lines: where a fitted line reaches a limit. Page cache warm; this machine, not Lambda."
+    )
+    return finish(fig, doc, "One bundle, one function: where the line is", note)
+
+
+def _per_mb(line: dict[str, float]) -> dict[str, float]:
+    return {"intercept": line["intercept"] / 1e6, "per_100k": line["per_100k"] / 1e6}
+
+
 @dataclass(frozen=True)
 class Plot:
     png: str
@@ -466,6 +609,7 @@ PLOTS = (
     Plot("query_latency.png", "query_latency.json", "bench_query_latency.py", plot_query_latency),
     Plot("load.png", "soak.json", "bench_soak.py", plot_load),
     Plot("api.png", "api.json", "bench_api.py", plot_api),
+    Plot("scale.png", "scale.json", "bench_scale.py", plot_scale),
 )
 
 

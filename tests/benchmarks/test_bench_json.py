@@ -15,6 +15,7 @@ import bench_api
 import bench_cold_start
 import bench_layer
 import bench_query_latency
+import bench_scale
 import bench_soak
 import plots
 import pytest
@@ -174,3 +175,29 @@ def test_layer_json(tmp_path: Path) -> None:
     results_json.write(out, results_json.start("layer", bench_layer.__file__, []), results)
     cold = drawn(out, "layer", "bench_layer.py")["results"]["cold_start"]
     assert [r["median"]["total"] for r in cold["rows"]] == pytest.approx([0.57, 1.14])
+
+
+@pytest.mark.slow
+def test_scale_json(scifact_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    argv = ["--source", str(scifact_bundle), "--dataset", str(SCIFACT_DIR)]
+    argv += ["--sizes", "300,750", "--repeat", "1", "--queries", "2"]
+    argv += ["--work", str(tmp_path / "work"), "--json", str(out)]
+    bench_scale.main(argv)
+    res = drawn(out, "scale", "bench_scale.py")["results"]
+    assert not (tmp_path / "work").exists()  # the bundles are gone unless --keep
+    sizes = res["sizes"]
+    assert [(r["chunks"], r["dense_kind"]) for r in sizes] == [(300, "flat"), (750, "flat")]
+    assert sizes[0]["bundle_bytes"] < sizes[1]["bundle_bytes"]
+    assert sizes[0]["vocabulary"] < sizes[1]["vocabulary"]
+    for row in sizes:
+        assert row["files"]["encoder/model.onnx"] < 30e6  # int8, as `athenaeum index` writes
+        assert len(row["latency_ms"]["hybrid"]["samples"]) == 2
+        for name in ("record", "full"):
+            assert len(row[name]["runs"]) == 1
+            assert 0 < row[name]["median"]["load"] < row[name]["median"]["first_answer"]
+    assert res["fit_over"] == [300, 750]
+    assert set(res["extrapolated"]) >= {"memory_chunks", "load_record_chunks", "package_chunks"}
+    record = res["s3vectors_record"]
+    assert record["vector_bytes"] == 4 * 384
+    assert 0 < record["filterable_metadata_bytes"]["max"] < 2048

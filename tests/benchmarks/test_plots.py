@@ -144,12 +144,44 @@ def synthetic_results() -> dict[str, dict[str, Any]]:
             | _summary(ms)
         )
     api = {"top_k": 5, "facts": {"chunks": 10704}, "paths": api_paths}
+    scale_sizes = []
+    for chunks in (10_000, 50_000, 100_000, 200_000):
+        k = chunks / 100_000
+        scale_sizes.append(
+            {
+                "chunks": chunks,
+                "bundle_bytes": int(25e6 + 270e6 * k),
+                "rss_after_queries_mb": 200.0 + 350 * k,
+                "record": {"median": {"first_answer": 0.6 + 1.5 * k, "rss_mb": 190.0 + 350 * k}},
+                "full": {"median": {"first_answer": 0.9 + 3.5 * k, "rss_mb": 200.0 + 430 * k}},
+            }
+        )
+    scale = {
+        "repeat": 3,
+        "sizes": scale_sizes,
+        "fit_over": [100_000, 200_000],
+        "fit": {
+            "first_answer_record_s": {"intercept": 0.6, "per_100k": 1.5},
+            "first_answer_full_s": {"intercept": 0.9, "per_100k": 3.5},
+            "rss_record_mb": {"intercept": 190.0, "per_100k": 350.0},
+            "rss_full_mb": {"intercept": 200.0, "per_100k": 430.0},
+            "rss_after_queries_mb": {"intercept": 200.0, "per_100k": 350.0},
+            "bundle_bytes": {"intercept": 25e6, "per_100k": 270e6},
+        },
+        "limits": {
+            "lambda_memory_mb": 10_240,
+            "api_gateway_timeout_s": 29.0,
+            "package": {"bundle_budget_bytes": 76_500_000},
+            "tmp_bytes": 10_468_982_784,
+        },
+    }
     return {
         "cold_start": cold_start,
         "layer": layer,
         "query_latency": query_latency,
         "soak": soak,
         "api": api,
+        "scale": scale,
     }
 
 
