@@ -59,9 +59,8 @@ ROLES = {
 }
 COLUMNS = ("first_answer", "imports", "load", "query", "total", "rss_mb")
 
-OURS = """
-import json, sys, time
-
+# The child processes' peak RSS (bench_scale.py measures with it too).
+PEAK_RSS = """
 def peak_rss_mb():
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a large parent
     # would report the parent's peak.
@@ -69,6 +68,14 @@ def peak_rss_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+"""
+
+OURS = (
+    """
+import json, sys, time
+"""
+    + PEAK_RSS
+    + """
 t0 = time.perf_counter()
 from athenaeum.retrieval.engine import SearchEngine
 t1 = time.perf_counter()
@@ -81,17 +88,14 @@ print(json.dumps({"answered_at": time.time(), "imports": t1 - t0, "load": t2 - t
                   "query": t3 - t2, "top": results[0].chunk.doc_id,
                   "rss_mb": peak_rss_mb(), "package": sys.modules["athenaeum"].__file__}))
 """
+)
 
-REFERENCE = """
+REFERENCE = (
+    """
 import json, sys, time
-
-def peak_rss_mb():
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a large parent
-    # would report the parent's peak.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+"""
+    + PEAK_RSS
+    + """
 t0 = time.perf_counter()
 from llama_index.core import StorageContext, load_index_from_storage
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -109,6 +113,7 @@ print(json.dumps({"answered_at": time.time(), "imports": t1 - t0, "load": t2 - t
                   "query": t3 - t2, "top": nodes[0].node.ref_doc_id or nodes[0].node.node_id,
                   "rss_mb": peak_rss_mb()}))
 """
+)
 
 
 def persist_reference(index: Path, model_path: str) -> Path:

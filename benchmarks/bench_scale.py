@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import results_json
+from bench_cold_start import PEAK_RSS
 from tokenizers import Tokenizer
 
 from athenaeum.build.chunking import embed_text
@@ -99,16 +100,12 @@ HEAPS_BETA = 0.5
 LAMBDA_MEMORY_MB = 10_240
 API_GATEWAY_TIMEOUT_S = 29.0
 
-CHILD = """
+CHILD = (
+    """
 import json, sys, time
-
-def peak_rss_mb():
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a large parent
-    # would report the parent's peak.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+"""
+    + PEAK_RSS
+    + """
 t0 = time.perf_counter()
 from athenaeum.retrieval.engine import SearchEngine
 t1 = time.perf_counter()
@@ -138,6 +135,7 @@ read_manifest(engine.bundle.path)  # its share of the load: parsed again, from t
 out["manifest_s"] = time.perf_counter() - t
 print(json.dumps(out))
 """
+)
 ROWS = ("record", "full")
 COLUMNS = ("first_answer", "imports", "load", "query", "rss_mb")
 

@@ -14,9 +14,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from athenaeum.bundle.format import ENCODER_DIR, MANIFEST_FILE
-from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import Manifest
-from athenaeum.bundle.reader import corrupted, read_manifest
+from athenaeum.bundle.reader import check_file, corrupted, read_manifest
 
 
 def query_side_files(manifest: Manifest) -> list[str]:
@@ -35,23 +34,7 @@ def load_query_side(path: Path, *, check_hashes: bool = True) -> Manifest:
     if not files:
         raise corrupted(path, f"{MANIFEST_FILE} lists no query encoder under {ENCODER_DIR}/")
     for rel in files:
-        pure = PurePosixPath(rel)
-        if pure.is_absolute() or ".." in pure.parts:
-            raise corrupted(path, f"{MANIFEST_FILE} lists a file outside the bundle: {rel}")
-        file = path / rel
-        info = manifest.files[rel]
-        if not file.is_file():
-            raise corrupted(path, f"{rel} is missing")
-        size = file.stat().st_size
-        if size != info.bytes:
-            raise corrupted(path, f"{rel} has {size} bytes, expected {info.bytes}")
-        if check_hashes:
-            digest = sha256_file(file)
-            if digest != info.sha256:
-                raise corrupted(
-                    path,
-                    f"{rel} sha256 mismatch (expected {info.sha256[:12]}…, got {digest[:12]}…)",
-                )
+        check_file(path, rel, manifest.files[rel], check_hashes=check_hashes)
     return manifest
 
 

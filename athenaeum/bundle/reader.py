@@ -41,7 +41,7 @@ from athenaeum.bundle.format import (
     VECTORS_FILE,
 )
 from athenaeum.bundle.hashing import sha256_file
-from athenaeum.bundle.manifest import Manifest
+from athenaeum.bundle.manifest import FileInfo, Manifest
 from athenaeum.bundle.verification import (
     Scope,
     check_record,
@@ -194,25 +194,31 @@ def _parse_manifest(path: Path, data: bytes) -> Manifest:
         raise corrupted(path, f"{MANIFEST_FILE} field {where}: {first['msg']}") from exc
 
 
+def check_file(path: Path, rel: str, info: FileInfo, *, check_hashes: bool = True) -> None:
+    """Check one file the manifest lists: inside the bundle, present, of its size and
+    (optionally) its sha256; a BundleError that names it otherwise."""
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise corrupted(path, f"{MANIFEST_FILE} lists a file outside the bundle: {rel}")
+    file = path / rel
+    if not file.is_file():
+        raise corrupted(path, f"{rel} is missing")
+    size = file.stat().st_size
+    if size != info.bytes:
+        raise corrupted(path, f"{rel} has {size} bytes, expected {info.bytes}")
+    if check_hashes:
+        digest = sha256_file(file)
+        if digest != info.sha256:
+            raise corrupted(
+                path,
+                f"{rel} sha256 mismatch (expected {info.sha256[:12]}…, got {digest[:12]}…)",
+            )
+
+
 def verify_files(path: Path, manifest: Manifest, *, check_hashes: bool = True) -> None:
     """Check every file the manifest lists: present, of the right size and (optionally) hash."""
     for rel, info in manifest.files.items():
-        pure = PurePosixPath(rel)
-        if pure.is_absolute() or ".." in pure.parts:
-            raise corrupted(path, f"{MANIFEST_FILE} lists a file outside the bundle: {rel}")
-        file = path / rel
-        if not file.is_file():
-            raise corrupted(path, f"{rel} is missing")
-        size = file.stat().st_size
-        if size != info.bytes:
-            raise corrupted(path, f"{rel} has {size} bytes, expected {info.bytes}")
-        if check_hashes:
-            digest = sha256_file(file)
-            if digest != info.sha256:
-                raise corrupted(
-                    path,
-                    f"{rel} sha256 mismatch (expected {info.sha256[:12]}…, got {digest[:12]}…)",
-                )
+        check_file(path, rel, info, check_hashes=check_hashes)
     required = list(REQUIRED_FILES)
     if manifest.dense.kind != "flat":
         required.append(DENSE_FILE)

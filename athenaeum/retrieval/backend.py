@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
-from athenaeum.bundle import ChunkRecord, DocumentInfo
+from athenaeum.bundle import ChunkRecord, DocumentInfo, Manifest
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.retrieval.text import check_text
@@ -49,6 +49,31 @@ class IndexFacts:
     documents: int
     chunks: int
     dense_kind: str
+
+    @classmethod
+    def of(
+        cls,
+        manifest: Manifest,
+        *,
+        backend: BackendKind,
+        location: str,
+        version: str,
+        dense_kind: str,
+    ) -> IndexFacts:
+        """The facts of an index built as `manifest` says, searched where `location` says."""
+        return cls(
+            backend=backend,
+            location=location,
+            version=version,
+            format_version=manifest.format_version,
+            created_at=manifest.created_at,
+            athenaeum_version=manifest.athenaeum_version,
+            model_id=manifest.embedding.model_id,
+            dimension=manifest.embedding.dimension,
+            documents=manifest.counts.documents,
+            chunks=manifest.counts.chunks,
+            dense_kind=dense_kind,
+        )
 
 
 class SearchBackend(Protocol):

@@ -126,17 +126,11 @@ class SearchEngine:
     @property
     def facts(self) -> IndexFacts:
         m = self.bundle.manifest
-        return IndexFacts(
+        return IndexFacts.of(
+            m,
             backend="bundle",
             location=str(self.bundle.path),
             version=self.bundle.verification.manifest_sha256,
-            format_version=m.format_version,
-            created_at=m.created_at,
-            athenaeum_version=m.athenaeum_version,
-            model_id=m.embedding.model_id,
-            dimension=m.embedding.dimension,
-            documents=m.counts.documents,
-            chunks=m.counts.chunks,
             dense_kind=m.dense.kind,
         )
 

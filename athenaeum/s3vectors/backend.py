@@ -125,17 +125,11 @@ class S3VectorsSearch:
     @property
     def facts(self) -> IndexFacts:
         m = self.manifest
-        return IndexFacts(
+        return IndexFacts.of(
+            m,
             backend="s3vectors",
             location=self.target.uri,
             version=self.version,
-            format_version=m.format_version,
-            created_at=m.created_at,
-            athenaeum_version=m.athenaeum_version,
-            model_id=m.embedding.model_id,
-            dimension=m.embedding.dimension,
-            documents=m.counts.documents,
-            chunks=m.counts.chunks,
             dense_kind="s3vectors",
         )
 
