@@ -268,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated ATHENAEUM_ENCODER_THREADS values for the wrk rows (default: the "
         "server's own default only)",
     )
+    parser.add_argument(
+        "--blas-threads",
+        default="",
+        help="comma-separated OPENBLAS_NUM_THREADS values for the wrk rows, each with every "
+        "--encoder-threads value (default: the server's own default only, 1)",
+    )
     results_json.add_option(parser)
     args = parser.parse_args(argv)
     run_info = results_json.start("api", __file__, argv)
@@ -290,14 +296,19 @@ def main(argv: list[str] | None = None) -> None:
             results.append(bench_uvicorn(server.url, queries, concurrency, key))
     results.append(bench_mangum(build_handler(settings, FixedEngineProvider(engine)), queries))
     if args.wrk:
-        for threads in [t for t in args.encoder_threads.split(",") if t] or [""]:
-            extra = {"ATHENAEUM_ENCODER_THREADS": threads} if threads else {}
-            label = f"uvicorn, encoder threads {threads or 'default'}"
-            with Server(args.index, key, extra) as server:
-                for concurrency in (1, 8):
-                    results.append(
-                        bench_wrk(server.url, queries, concurrency, key, args.wrk, label)
-                    )
+        for blas in [t for t in args.blas_threads.split(",") if t] or [""]:
+            for threads in [t for t in args.encoder_threads.split(",") if t] or [""]:
+                extra = {"ATHENAEUM_ENCODER_THREADS": threads} if threads else {}
+                if blas:
+                    extra["OPENBLAS_NUM_THREADS"] = blas
+                label = f"uvicorn, encoder threads {threads or 'default'}" + (
+                    f", BLAS threads {blas}" if blas else ""
+                )
+                with Server(args.index, key, extra) as server:
+                    for concurrency in (1, 8):
+                        results.append(
+                            bench_wrk(server.url, queries, concurrency, key, args.wrk, label)
+                        )
 
     facts = engine.facts
     print(
