@@ -494,21 +494,15 @@ class StackConfig(BaseModel):
             )
         return value
 
-    @field_validator("index_upload")
+    @field_validator("index_upload", "index_backend")
     @classmethod
-    def _index_upload(cls, value: str) -> str:
-        if value not in INDEX_UPLOADS:
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        allowed = {"index_upload": INDEX_UPLOADS, "index_backend": INDEX_BACKENDS}[
+            str(info.field_name)
+        ]
+        if value not in allowed:
             raise ConfigError(
-                f"context key index_upload={value!r} must be one of {', '.join(INDEX_UPLOADS)}"
-            )
-        return value
-
-    @field_validator("index_backend")
-    @classmethod
-    def _index_backend(cls, value: str) -> str:
-        if value not in INDEX_BACKENDS:
-            raise ConfigError(
-                f"context key index_backend={value!r} must be one of {', '.join(INDEX_BACKENDS)}"
+                f"context key {info.field_name}={value!r} must be one of {', '.join(allowed)}"
             )
         return value
 
