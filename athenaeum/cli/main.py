@@ -1249,6 +1249,15 @@ def ingest_command(
             show_default=False,
         ),
     ] = None,
+    keep_versions: Annotated[
+        int,
+        typer.Option(
+            "--keep-versions",
+            min=1,
+            help="Published versions to keep after publishing; older ones, and the files only "
+            "they use, are deleted (none written in the last hour).",
+        ),
+    ] = 5,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the ingest report as JSON.")
     ] = False,
@@ -1290,6 +1299,7 @@ def ingest_command(
             passwords=password or [],
             max_pages=max_pages,
             progress=on_progress,
+            keep_versions=keep_versions,
         )
     if as_json:
         console.print_json(report.to_json())

@@ -18,6 +18,8 @@ Environment:
                                         report rather than left to outrun the invocation
     ATHENAEUM_INGEST_QUEUE_URL          optional: where to ask for another run when this one
                                         had to stop before the invocation's time ran out
+    ATHENAEUM_INGEST_KEEP_VERSIONS      default 5: published versions kept after each publish
+                                        (older ones and the blobs only they name are deleted)
 
 A run that fails raises, so the batch returns to the queue and, after the queue's retries, lands
 in its dead-letter queue (which has an alarm). A run that converts part of a large batch before
@@ -112,7 +114,7 @@ def read_passwords(secret_id: str) -> list[str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.ingest.store import PublishedIndex
+    from athenaeum.ingest.store import KEEP_VERSIONS, PublishedIndex
     from athenaeum.server.s3 import s3_client
 
     logging.getLogger("athenaeum").setLevel(logging.INFO)
@@ -139,6 +141,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     secret = _setting("ATHENAEUM_INGEST_PASSWORDS_SECRET")
     passwords = read_passwords(secret) if secret else []
     max_pages = int(_setting("ATHENAEUM_INGEST_MAX_PAGES") or DEFAULT_MAX_PAGES)
+    keep_versions = int(_setting("ATHENAEUM_INGEST_KEEP_VERSIONS") or KEEP_VERSIONS)
     report = ingest(
         library,
         index,
@@ -148,6 +151,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         owner=getattr(context, "aws_request_id", None) or "ingest function",
         deadline=deadline,
         max_pages=max_pages or None,
+        keep_versions=keep_versions,
     )
     summary = {
         "event": "ingest_done",

@@ -65,6 +65,7 @@ from athenaeum.bundle import (
 )
 from athenaeum.errors import AthenaeumError, InvalidInputError
 from athenaeum.ingest.store import (
+    KEEP_VERSIONS,
     LATEST_REPORT,
     LOCK_TTL_S,
     REPORTS_DIR,
@@ -129,6 +130,9 @@ class IngestReport:
     warnings: list[dict[str, str]] = field(default_factory=list)
     # Keys left for the next run when the deadline came.
     remaining: list[str] = field(default_factory=list)
+    # Older versions deleted after this run's publish, and the blobs only they named.
+    pruned_versions: list[str] = field(default_factory=list)
+    pruned_blobs: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -239,11 +243,14 @@ def ingest(
     deadline: float | None = None,
     max_pages: int | None = None,
     progress: ProgressCallback | None = None,
+    keep_versions: int = KEEP_VERSIONS,
 ) -> IngestReport:
     """Reconcile `library` into a new version of the published index at `index` (see the
     module's docstring). `deadline` is a time.monotonic() value by which to have published;
-    `max_pages` refuses larger PDFs. Raises AthenaeumError for what stops the whole run (no
-    version and no `from_bundle`, a conflicting writer, an unreadable version)."""
+    `max_pages` refuses larger PDFs; after a publish, versions beyond the newest
+    `keep_versions` are pruned (PublishedIndex.prune). Raises AthenaeumError for what stops
+    the whole run (no version and no `from_bundle`, a conflicting writer, an unreadable
+    version)."""
     report = IngestReport(
         library=library.uri,
         index=index.uri,
@@ -257,7 +264,9 @@ def ingest(
         # run killed at its timeout blocks the next one for a minute, not for LOCK_TTL_S.
         ttl = LOCK_TTL_S if deadline is None else max(60.0, deadline - time.monotonic() + 60.0)
         with store.lock(owner, ttl_s=ttl):
-            options = _Options(from_bundle, tuple(passwords), deadline, max_pages, progress)
+            options = _Options(
+                from_bundle, tuple(passwords), deadline, max_pages, progress, keep_versions
+            )
             _run(store, library, report, run_dir, options)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -303,6 +312,7 @@ class _Options:
     deadline: float | None
     max_pages: int | None
     progress: ProgressCallback | None
+    keep_versions: int
 
 
 def _run(
@@ -480,6 +490,21 @@ def _run(
     _write_state(store, published.version, by_id, shas)
     _keep_only(versions_dir, out, published.version)
     clock.lap("publish")
+    _prune(store, report, options.keep_versions)
+    clock.lap("prune")
+
+
+def _prune(store: PublishedIndex, report: IngestReport, keep: int) -> None:
+    """Prune old versions; the version is published either way, so a failure is a warning."""
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    try:
+        pruned = store.prune(keep=keep)
+    except (AthenaeumError, BotoCoreError, ClientError) as exc:
+        report.warnings.append({"key": store.uri, "warning": f"old versions not pruned: {exc}"})
+        return
+    report.pruned_versions = pruned.versions
+    report.pruned_blobs = pruned.blobs
 
 
 def _keep_only(versions_dir: Path, bundle: Path, version: str) -> None:

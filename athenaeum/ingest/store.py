@@ -7,6 +7,10 @@
     PREFIX/state/library.json        what the last ingest saw in the library (athenaeum.ingest)
     PREFIX/lock.json                 the writer's lease: one writer at a time
 
+Old versions are pruned after each publish (`PublishedIndex.prune`): the newest few stay, and so
+does every version and blob written within the last hour, which a server that read the pointer
+just before it moved may still be fetching; blobs that no remaining version names go.
+
 Publishing uploads the blobs a version needs (those already there are skipped: a version shares
 its encoder and most of its unchanged files' bytes with the one before), then its manifest, and
 only then moves the pointer, with a conditional write (If-Match on the pointer it started from,
@@ -57,10 +61,23 @@ POINTER_FORMAT = "athenaeum-pointer"
 # A lease outlives the longest ingest (a Lambda invocation runs at most 15 minutes); a writer
 # that died holding it is replaced once it has expired.
 LOCK_TTL_S = 20 * 60
+# Versions kept after a publish (the served one among them), and how long a version or blob is
+# kept whatever its rank: longer than any server takes to fetch the version it just read.
+KEEP_VERSIONS = 5
+PRUNE_GRACE_S = 60 * 60
 
 
 class PublishConflictError(AthenaeumError):
     """Another writer moved the pointer, or holds the lock, first."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `PublishedIndex.prune` deleted."""
+
+    versions: list[str]
+    blobs: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,83 @@ class PublishedIndex:
         self.client.upload_file(
             str(path), self.location.bucket, key, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
         )
+
+    # --- pruning --------------------------------------------------------------------------------
+
+    def prune(
+        self,
+        *,
+        keep: int = KEEP_VERSIONS,
+        grace_s: float = PRUNE_GRACE_S,
+        now: datetime | None = None,
+    ) -> Pruned:
+        """Delete the versions beyond the newest `keep`, then the blobs no remaining version
+        names. Never the version the pointer names, nor a version or blob written within the
+        last `grace_s` seconds (a server that read the pointer just before it moved may still be
+        fetching that version). Call it holding the writer's lease; a version that cannot be
+        read stops it before any blob is deleted."""
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        now = now or datetime.now(UTC)
+        pointer = self.read_pointer()
+        if pointer is None:
+            return Pruned([], 0, 0)
+        listed = self._list(f"{VERSIONS_DIR}/")
+        versions = sorted(
+            (
+                (obj["LastModified"], name.removesuffix(".json"), key)
+                for key, name, obj in listed
+                if name.endswith(".json")
+            ),
+            reverse=True,
+        )
+        kept = {pointer.version}
+        doomed = []
+        for rank, (modified, version, key) in enumerate(versions):
+            if rank < keep or (now - modified).total_seconds() < grace_s:
+                kept.add(version)
+            elif version not in kept:
+                doomed.append((version, key))
+        named: set[str] = set()
+        for version in kept:
+            named.update(
+                sha for sha, _ in _all_files(self.manifest_bytes(version), self.uri).values()
+            )
+        self._delete([key for _, key in doomed])
+        blobs = [
+            (key, int(obj.get("Size", 0)))
+            for key, name, obj in self._list(f"{BLOBS_DIR}/")
+            if name not in named and (now - obj["LastModified"]).total_seconds() >= grace_s
+        ]
+        self._delete([key for key, _ in blobs])
+        pruned = Pruned(sorted(v for v, _ in doomed), len(blobs), sum(size for _, size in blobs))
+        if doomed or blobs:
+            logger.info(json.dumps({"event": "index_pruned", "uri": self.uri, **asdict(pruned)}))
+        return pruned
+
+    def _list(self, rel: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(key, name under `rel`, the listing's entry) of every object under `rel`."""
+        prefix = self.key(rel)
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=prefix
+        ):
+            for obj in page.get("Contents", []):
+                found.append((obj["Key"], obj["Key"][len(prefix) :], obj))
+        return found
+
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            answer = self.client.delete_objects(
+                Bucket=self.location.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise BundleError(
+                    f"could not delete {first.get('Key')} from {self.uri}: "
+                    f"{first.get('Code')} {first.get('Message', '')}".strip()
+                )
 
     # --- reading a version ---------------------------------------------------------------------
 
