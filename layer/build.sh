@@ -92,6 +92,8 @@ common=(--python-platform "$platform" --python-version 3.12 --only-binary :all:
 echo "layer: installing the $profile stack for $platform into $target"
 uv pip install "${common[@]}" -r "$requirements" -c "$constraints"
 uv pip install "${common[@]}" --no-deps -c "$constraints" "${no_deps[@]}"
+# A package the constraints do not name would be resolved from the registry as it is today.
+"$py312" -I "$here/lock_check.py" "$root/uv.lock" "$target"
 
 # --- trims (docs/benchmarks.md has what each one saves) ----------------------------------------
 file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
@@ -137,8 +139,17 @@ rm -rf "$target"/boto3 "$target"/botocore "$target"/s3transfer "$target"/boto3-*
 # found there before its own.
 if [[ "$profile" == api ]]; then
   models="$(mktemp -d)"
+  # The base constraints do not pin botocore (the serve side does not depend on it); the s3
+  # extra's do, through boto3.
+  botocore_constraints="$(mktemp)"
+  (cd "$root" && uv export --frozen --no-default-groups --extra s3 --no-hashes \
+    --no-emit-project --no-annotate --no-header --format requirements-txt) >"$botocore_constraints"
+  grep -q '^botocore==' "$botocore_constraints" \
+    || { echo "layer/build.sh: uv.lock pins no botocore for the s3 extra" >&2; exit 1; }
   uv pip install --python-platform "$platform" --python-version 3.12 --target "$models" \
-    --no-compile --quiet --no-deps -c "$constraints" botocore
+    --no-compile --quiet --no-deps -c "$botocore_constraints" botocore
+  "$py312" -I "$here/lock_check.py" "$root/uv.lock" "$models"
+  rm -f "$botocore_constraints"
   mkdir -p "$target/aws_models"
   cp -r "$models/botocore/data/s3vectors" "$target/aws_models/"
   rm -rf "$models"

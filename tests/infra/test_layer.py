@@ -97,3 +97,59 @@ def test_built_ingest_layer_is_trimmed_and_fits_with_its_code(tmp_path: Path) ->
     code = staging.stage_ingest(tmp_path)
     total = layer + sum(p.stat().st_size for p in code.rglob("*") if p.is_file())
     assert total <= UNZIPPED_LIMIT_BYTES, f"ingest layer and code are {total / MIB:.1f} MiB"
+
+
+def write_dist(folder: Path, name: str, version: str) -> None:
+    dist = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def lock_check(*folders: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "python3",
+            str(ROOT / "layer" / "lock_check.py"),
+            str(ROOT / "uv.lock"),
+            *map(str, folders),
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_lock_check_refuses_a_version_the_lock_does_not_pin(tmp_path: Path) -> None:
+    import tomllib
+
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    botocore = next(p["version"] for p in lock["package"] if p["name"] == "botocore")
+    write_dist(tmp_path / "ok", "botocore", botocore)
+    assert lock_check(tmp_path / "ok").returncode == 0
+
+    write_dist(tmp_path / "newer", "botocore", "99.0.0")
+    result = lock_check(tmp_path / "ok", tmp_path / "newer")
+    assert result.returncode == 1
+    assert f"botocore 99.0.0, but uv.lock pins {botocore}" in result.stderr
+
+    write_dist(tmp_path / "stranger", "left-pad", "1.0.0")
+    result = lock_check(tmp_path / "stranger")
+    assert result.returncode == 1 and "left-pad is not in uv.lock" in result.stderr
+
+
+def test_every_install_into_a_layer_is_checked_against_the_lock() -> None:
+    script = BUILD.read_text()
+    installs = script.count("uv pip install")
+    # Each install pins with a constraints file exported from uv.lock, and the folders it wrote
+    # are checked: the layer's own (after both of its installs) and the S3 Vectors model's.
+    assert installs == 3
+    assert script.count('-c "$constraints"') + script.count('-c "$botocore_constraints"') == 3
+    assert script.count("lock_check.py") == 2
+
+
+@pytest.mark.skipif(
+    not (ROOT / "build" / "layer" / "python").is_dir(), reason="no built layer; run layer/build.sh"
+)
+def test_the_built_layer_holds_the_locked_versions() -> None:
+    result = lock_check(ROOT / "build" / "layer" / "python")
+    # Whatever the trims left, metadata included, is at its locked version.
+    assert result.returncode == 0, result.stderr
