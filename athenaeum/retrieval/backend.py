@@ -21,6 +21,8 @@ SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 BackendKind = Literal["bundle", "s3vectors"]
 # The one limit on results per search, for the CLI, /search, MCP and chat alike.
 MAX_TOP_K = 50
+# The longest query any caller may search. The server refuses longer ones itself, at its
+# `max_query_chars` setting, which may not exceed this.
 MAX_QUERY_CHARS = 10_000
 
 

@@ -10,6 +10,7 @@ from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
 from athenaeum.retrieval.backend import SearchBackend
+from athenaeum.server import searching
 from athenaeum.server.provider import EngineProvider, Served
 from athenaeum.server.security import WELL_KNOWN
 from athenaeum.server.settings import Settings
@@ -27,18 +28,12 @@ def engine_provider(request: Request) -> EngineProvider:
 
 
 # The dependencies below are `async` when they do no blocking work: FastAPI runs a sync one in
-# the thread pool, and each such hop cost about 0.2 ms of a 5 ms request on two busy cores
-# (docs/benchmarks.md, "API throughput").
+# the thread pool, a hop that every request would pay for (docs/benchmarks.md, "API throughput").
 
 
 async def served(request: Request) -> Served:
-    # A cold load (seconds, or an S3 download) or a check of a published index's pointer runs
-    # in the thread pool, never on the event loop; a failure raises BundleError, a 503. Taken
-    # once per request (FastAPI caches a dependency within a request): a request runs on one
-    # version of the index even when a newer one is swapped in meanwhile.
-    provider = engine_provider(request)
-    ready = provider.ready()
-    return ready if ready is not None else await run_in_threadpool(provider.current)
+    # Taken once per request: FastAPI caches a dependency within a request.
+    return await searching.served(engine_provider(request))
 
 
 async def backend(current: Annotated[Served, Depends(served)]) -> SearchBackend:

@@ -13,7 +13,10 @@ what it is about is in the turns before it. So:
   dominates; the earlier turns supply what it leaves unsaid, and a message that changes the
   subject keeps its own results. Two searches.
 
-docs/api.md documents all of it, the prompt included; benchmarks/bench_followup.py measures it.
+Every query searched for is derived within the query limit (`max_chars`, the `max_query_chars`
+setting) and goes through the one search path (athenaeum.server.searching), which would refuse a
+longer one. docs/api.md documents all of it, the prompt included; benchmarks/bench_followup.py
+measures it.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ CONTEXT_TURNS = 2  # earlier user turns the fallback puts before the last messag
 CONTEXT_CHARS = 600
 
 Method = Literal["first-turn", "rewrite", "fallback"]
-# query, top_k -> hits, best first (SearchEngine.search in hybrid mode)
+# query, top_k -> hits, best first, in hybrid mode (athenaeum.server.searching.Searcher)
 Search = Callable[[str, int], list[Hit]]
 
 QUERY_HEADER = "X-Athenaeum-Query"
@@ -85,8 +88,11 @@ class Retrieval:
 
 
 def latest_question(turns: Sequence[Turn], max_chars: int) -> str:
-    """The last user message, cut to `max_chars`: a long pasted message is cut, not refused,
-    because chat clients send whatever the user typed."""
+    """The last user message, cut to `max_chars`: the query a first turn searches for.
+
+    A chat message is not a search query: chat clients send whatever the user typed or pasted,
+    and the query derived from it is cut to the query limit rather than the request refused. The
+    query searched for is shown to the caller (`headers`)."""
     for turn in reversed(turns):
         if turn.role == "user":
             text = turn.text.strip()

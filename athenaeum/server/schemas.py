@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from athenaeum.bundle import ChunkRecord
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.backend import MAX_TOP_K, Hit, SearchMode
-from athenaeum.retrieval.filters import MAX_PATTERNS, SearchFilter
+from athenaeum.retrieval.filters import MAX_PATTERNS
 from athenaeum.retrieval.text import check_texts
 
 
@@ -60,9 +60,6 @@ class SearchFilterModel(BaseModel):
         description='Front-matter fields of the documents: {"author": "Jane Doe", "year": '
         "[2020, 2021]}; a list matches any of its values.",
     )
-
-    def to_filter(self) -> SearchFilter:
-        return SearchFilter.parse(self.model_dump(by_alias=True, exclude_none=True))
 
 
 class SearchRequest(RequestBody):

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     # Threads the query encoder (onnxruntime) uses for one query; None: the CPUs, at most 4.
     encoder_threads: int | None = Field(default=None, ge=1, le=64)
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    # At most the retrieval layer's own ceiling (athenaeum.retrieval.backend.MAX_QUERY_CHARS),
+    # so that a query the server lets through is never refused below it with another limit. A
+    # literal, checked against it by a test: the authorizer imports these settings, and
+    # retrieval is not staged beside it.
     max_query_chars: int = Field(default=2_000, ge=1, le=10_000)
 
     _split = field_validator(

@@ -191,6 +191,22 @@ def test_every_error_path_uses_the_one_error_shape(
     assert "secret internal detail" not in e["message"]
 
 
+def test_a_query_over_the_limit_is_a_400_naming_the_query(scifact_engine: SearchEngine) -> None:
+    c = TestClient(
+        create_app(
+            Settings(insecure_no_auth=True, max_query_chars=20), FixedEngineProvider(scifact_engine)
+        )
+    )
+    e = assert_error(c.post("/search", json={"query": "vitamin D " * 3}), 400, "invalid_input")
+    assert e["param"] == "query" and e["message"] == (
+        "query is 30 characters long; the limit is 20"
+    )
+    # The limit itself is allowed, whatever the mode.
+    for mode in ("hybrid", "dense", "bm25"):
+        r = c.post("/search", json={"query": "vitamin D deficiency", "mode": mode})
+        assert r.status_code == 200, r.text
+
+
 def test_failed_load_is_retried_on_the_next_request(scifact_bundle: Path, tmp_path: Path) -> None:
     target = tmp_path / "bundle"
     c = TestClient(create_app(Settings(insecure_no_auth=True, index_dir=target)))

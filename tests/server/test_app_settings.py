@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from athenaeum.retrieval.backend import MAX_QUERY_CHARS
 from athenaeum.server.settings import Settings, get_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
@@ -43,11 +44,19 @@ def test_environment_is_read_with_the_prefix_and_cached(monkeypatch: pytest.Monk
         ({"oauth_issuer": "https://i", "oauth_audience": "a"}, "all three"),
         ({"api_key_hashes": "sha256:1234"}, "64 hex"),
         ({"max_body_bytes": 10}, "greater than or equal"),
+        # Above the retrieval layer's ceiling, a query the server let through would be refused
+        # below it with another limit.
+        ({"max_query_chars": MAX_QUERY_CHARS + 1}, "less than or equal"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_query_limit_may_reach_the_retrieval_ceiling_but_not_pass_it() -> None:
+    # With the refusal above: the setting's bound is the retrieval layer's ceiling itself.
+    assert Settings(max_query_chars=MAX_QUERY_CHARS).max_query_chars == MAX_QUERY_CHARS
 
 
 def test_secrets_do_not_show_in_reprs() -> None:

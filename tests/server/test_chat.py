@@ -501,3 +501,50 @@ def test_retrieval_model_never_calls_the_upstream(
     r = rag_client.post("/chat/completions", json={"model": RETRIEVAL, "messages": CONVERSATION})
     assert r.status_code == 200 and len(fake_llm.requests) == before
     assert _retrieved_for(r)[1] == "fallback"
+
+
+class _Recording:
+    """The engine, recording every query it is asked to search for."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self._engine = engine
+        self.queries: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def search(self, query: str, *args: Any, **kwargs: Any) -> list[Hit]:
+        self.queries.append(query)
+        return self._engine.search(query, *args, **kwargs)
+
+
+def test_a_long_message_is_searched_for_within_the_query_limit(
+    scifact_engine: SearchEngine,
+) -> None:
+    # A chat message is not a search query: a long pasted message is answered (not a 400, as
+    # /search and MCP answer an over-long query), and the query derived from it is its first
+    # max_query_chars characters, shown in the header. Every query searched for is within it.
+    recording = _Recording(scifact_engine)
+    limit = len(QUESTION)
+    c = TestClient(
+        create_app(
+            Settings(insecure_no_auth=True, max_query_chars=limit),
+            FixedEngineProvider(recording),  # type: ignore[arg-type]
+        )
+    )
+    pasted = f"{QUESTION} " + "and here is the whole article I read about it " * 20
+    r = c.post(
+        "/v1/chat/completions",
+        json={"model": RETRIEVAL, "messages": [{"role": "user", "content": pasted}]},
+    )
+    assert r.status_code == 200, r.text
+    assert _retrieved_for(r) == (QUESTION, "first-turn")
+    assert recording.queries == [QUESTION]
+
+    # A follow-up's fallback: the earlier turns get only the room the last message leaves.
+    recording.queries.clear()
+    r = c.post("/v1/chat/completions", json={"model": RETRIEVAL, "messages": CONVERSATION})
+    assert r.status_code == 200, r.text
+    assert _retrieved_for(r)[1] == "fallback"
+    assert len(recording.queries) == 2 and all(len(q) <= limit for q in recording.queries)
+    assert recording.queries[0] == FOLLOW_UP and recording.queries[1].endswith(FOLLOW_UP)

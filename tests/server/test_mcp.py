@@ -22,6 +22,7 @@ from athenaeum.server.settings import Settings
 from tests.server.test_app import assert_error
 
 QUERY = "vitamin D deficiency and bone health"
+LIMIT: int = Settings.model_fields["max_query_chars"].default
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -38,12 +39,18 @@ async def _session_calls(url: str, headers: dict[str, str] | None = None) -> dic
         fetched = await session.call_tool("fetch", {"id": first_id})
         missing = await session.call_tool("fetch", {"id": "no-such-chunk"})
         invalid = await session.call_tool("search", {"query": ""})
+        blank = await session.call_tool("search", {"query": "   "})
+        too_long = await session.call_tool("search", {"query": "x" * (LIMIT + 1)})
+        at_limit = await session.call_tool("search", {"query": ((QUERY + " ") * LIMIT)[:LIMIT]})
         return {
             "tools": tools,
             "search": found,
             "fetch": fetched,
             "missing": missing,
             "invalid": invalid,
+            "blank": blank,
+            "too_long": too_long,
+            "at_limit": at_limit,
         }
 
 
@@ -85,6 +92,12 @@ def test_official_mcp_client_lists_searches_and_fetches(
 
     assert out["missing"].is_error and "no-such-chunk" in out["missing"].content[0].text
     assert out["invalid"].is_error
+    # A query over the limit is refused as /search refuses it (a 400 there), never cut short.
+    assert out["too_long"].is_error and out["too_long"].content[0].text == (
+        f"query is {LIMIT + 1} characters long; the limit is {LIMIT}"
+    )
+    assert out["blank"].is_error and "whitespace" in out["blank"].content[0].text
+    assert not out["at_limit"].is_error and out["at_limit"].structured_content["results"]
 
 
 def _rpc(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:

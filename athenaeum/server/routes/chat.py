@@ -30,7 +30,7 @@ from athenaeum.errors import ModelNotFoundError, UpstreamError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.backend import Hit
 from athenaeum.retrieval.tokens import TokenCounter
-from athenaeum.server import followup
+from athenaeum.server import followup, searching
 from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
 from athenaeum.server.llm import LLMClient
 from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
@@ -296,11 +296,10 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         )
     turns = [followup.Turn(m.role, _text(m)) for m in body.messages]
     followup.latest_question(turns, settings.max_query_chars)  # a 400 before loading the index
-    backend = await run_in_threadpool(engine_provider(request).get)
-    search_filter = body.filter.to_filter() if body.filter else None
+    backend = (await searching.served(engine_provider(request))).backend
     found = await followup.retrieve(
         turns,
-        lambda query, top_k: backend.search(query, top_k, "hybrid", search_filter),
+        searching.Searcher.of(backend, settings.max_query_chars, body.filter),
         top_k=PASSAGES,
         max_chars=settings.max_query_chars,
         client=followup.rewriter(settings) if body.model != RETRIEVAL_MODEL else None,

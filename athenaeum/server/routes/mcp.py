@@ -28,6 +28,7 @@ from athenaeum import __version__
 from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.backend import Hit
+from athenaeum.server import searching
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import from_exception, status_response
 from athenaeum.server.provider import EngineProvider
@@ -126,11 +127,9 @@ def build_server(
 
     async def search(arguments: dict[str, Any]) -> types.CallToolResult:
         args = SearchArgs.model_validate(arguments)
-        backend = await run_in_threadpool(provider.get)
-        search_filter = args.filter.to_filter() if args.filter else None
-        hits = await run_in_threadpool(
-            backend.search, args.query[:max_query_chars], SEARCH_RESULTS, "hybrid", search_filter
-        )
+        backend = (await searching.served(provider)).backend
+        searcher = searching.Searcher.of(backend, max_query_chars, args.filter)
+        hits = await run_in_threadpool(searcher, args.query, SEARCH_RESULTS)
         sources = linker.of(backend, backend.documents)
         # The original file at the page where there is one (it opens in ChatGPT without a
         # token), else the passage; in the thread pool, as a first link hashes the file.
@@ -146,7 +145,7 @@ def build_server(
 
     async def fetch(arguments: dict[str, Any]) -> types.CallToolResult:
         args = FetchArgs.model_validate(arguments)
-        backend = await run_in_threadpool(provider.get)
+        backend = (await searching.served(provider)).backend
         # In the thread pool: on S3 Vectors a fetch is a call to the service.
         chunk = await run_in_threadpool(backend.get_chunk, args.id)
         sources = linker.of(backend, backend.documents)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from athenaeum.errors import InvalidInputError
 from athenaeum.server.deps import BackendDep, BaseUrlDep, SettingsDep, SourceLinksDep
 from athenaeum.server.schemas import (
     COMMON_ERRORS,
@@ -14,6 +13,7 @@ from athenaeum.server.schemas import (
     SearchResponse,
 )
 from athenaeum.server.schemas import error_responses as errors
+from athenaeum.server.searching import Searcher
 
 SEARCH_DESCRIPTION = (
     "Search the library for passages relevant to a question. Returns the best passages with "
@@ -41,15 +41,8 @@ def search(
     base: BaseUrlDep,
     sources: SourceLinksDep,
 ) -> Response:
-    if len(body.query) > settings.max_query_chars:
-        raise InvalidInputError(
-            f"query is {len(body.query)} characters long; the limit is {settings.max_query_chars}",
-            param="query",
-        )
-    if not body.query.strip():
-        raise InvalidInputError("query must contain more than whitespace", param="query")
-    search_filter = body.filter.to_filter() if body.filter else None
-    hits = backend.search(body.query, top_k=body.top_k, mode=body.mode, filter=search_filter)
+    searcher = Searcher.of(backend, settings.max_query_chars, body.filter)
+    hits = searcher(body.query, body.top_k, body.mode)
     results = [
         Passage.from_hit(h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base))
         for h in hits
