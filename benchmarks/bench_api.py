@@ -38,7 +38,7 @@ import results_json
 
 from athenaeum.build.evaluation import load_beir
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.auth import hash_api_key
+from athenaeum.server.auth.keys import hash_api_key
 from athenaeum.server.lambda_handler import build_handler
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings

@@ -67,6 +67,38 @@ class ConfigError(ValueError):
     """A context key is missing or invalid; the message names the key and how to fix it."""
 
 
+@dataclass(frozen=True)
+class _Range:
+    """A numeric context key's allowed values: `low` to `high` inclusive, or above `low` when
+    there is no `high`; `why` says where the limit comes from."""
+
+    low: int
+    high: int | None = None
+    why: str = ""
+
+    def check(self, key: str, value: float) -> None:
+        if self.high is None:
+            allowed, bounds = value > self.low, f"above {self.low}"
+        else:
+            allowed, bounds = self.low <= value <= self.high, f"between {self.low} and {self.high}"
+        if not allowed:
+            why = f" ({self.why})" if self.why else ""
+            raise ConfigError(f"context key {key}={value} must be {bounds}{why}")
+
+
+_RANGES = {
+    "timeout_seconds": _Range(1, MAX_TIMEOUT_SECONDS, "API Gateway's integration limit"),
+    "memory_mb": _Range(MIN_MEMORY_MB, MAX_MEMORY_MB),
+    "ingest_memory_mb": _Range(MIN_MEMORY_MB, MAX_MEMORY_MB),
+    "ingest_storage_mb": _Range(MIN_STORAGE_MB, MAX_STORAGE_MB, "Lambda's ephemeral storage range"),
+    "index_refresh_seconds": _Range(1, MAX_INDEX_REFRESH_SECONDS),
+    "authorizer_cache_seconds": _Range(0, 3600),
+    "provisioned_concurrency": _Range(0, MAX_PROVISIONED_CONCURRENCY),
+    # Zero would make the stage refuse every request.
+    "throttle_rate_limit": _Range(0, why="requests per second"),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class OAuthIssuer:
     """Who issues the access tokens the authorizer and the app accept."""
@@ -402,54 +434,10 @@ class StackConfig(BaseModel):
             raise ConfigError(f"context key oauth_jwks_url must be an https URL, not {value!r}")
         return value
 
-    @field_validator("throttle_rate_limit")
+    @field_validator(*_RANGES)
     @classmethod
-    def _rate(cls, value: float) -> float:
-        # Zero would make the stage refuse every request.
-        if not value > 0:
-            raise ConfigError(
-                f"context key throttle_rate_limit={value} must be above 0 (requests per second)"
-            )
-        return value
-
-    @field_validator("timeout_seconds")
-    @classmethod
-    def _timeout(cls, value: int) -> int:
-        if not 1 <= value <= MAX_TIMEOUT_SECONDS:
-            raise ConfigError(
-                f"context key timeout_seconds={value} must be between 1 and "
-                f"{MAX_TIMEOUT_SECONDS} (API Gateway's integration limit)"
-            )
-        return value
-
-    @field_validator("memory_mb", "ingest_memory_mb")
-    @classmethod
-    def _memory(cls, value: int, info: ValidationInfo) -> int:
-        if not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
-            raise ConfigError(
-                f"context key {info.field_name}={value} must be between {MIN_MEMORY_MB} and "
-                f"{MAX_MEMORY_MB}"
-            )
-        return value
-
-    @field_validator("ingest_storage_mb")
-    @classmethod
-    def _storage(cls, value: int) -> int:
-        if not MIN_STORAGE_MB <= value <= MAX_STORAGE_MB:
-            raise ConfigError(
-                f"context key ingest_storage_mb={value} must be between {MIN_STORAGE_MB} and "
-                f"{MAX_STORAGE_MB} (Lambda's ephemeral storage range)"
-            )
-        return value
-
-    @field_validator("index_refresh_seconds")
-    @classmethod
-    def _refresh(cls, value: int) -> int:
-        if not 1 <= value <= MAX_INDEX_REFRESH_SECONDS:
-            raise ConfigError(
-                f"context key index_refresh_seconds={value} must be between 1 and "
-                f"{MAX_INDEX_REFRESH_SECONDS}"
-            )
+    def _in_range(cls, value: float, info: ValidationInfo) -> float:
+        _RANGES[str(info.field_name)].check(str(info.field_name), value)
         return value
 
     @field_validator("ingest_passwords_secret")
@@ -476,15 +464,6 @@ class StackConfig(BaseModel):
             raise ConfigError(f"context key architecture={value!r} must be x86_64 or arm64")
         return value
 
-    @field_validator("authorizer_cache_seconds")
-    @classmethod
-    def _authorizer_cache(cls, value: int) -> int:
-        if not 0 <= value <= 3600:
-            raise ConfigError(
-                f"context key authorizer_cache_seconds={value} must be between 0 and 3600"
-            )
-        return value
-
     @field_validator("log_retention_days")
     @classmethod
     def _log_retention(cls, value: int) -> int:
@@ -503,16 +482,6 @@ class StackConfig(BaseModel):
         if value not in allowed:
             raise ConfigError(
                 f"context key {info.field_name}={value!r} must be one of {', '.join(allowed)}"
-            )
-        return value
-
-    @field_validator("provisioned_concurrency")
-    @classmethod
-    def _provisioned(cls, value: int) -> int:
-        if not 0 <= value <= MAX_PROVISIONED_CONCURRENCY:
-            raise ConfigError(
-                f"context key provisioned_concurrency={value} must be between 0 and "
-                f"{MAX_PROVISIONED_CONCURRENCY}"
             )
         return value
 

@@ -1,5 +1,5 @@
-"""`AthenaeumStack`: sizes the deployment, stages the code, and composes one construct per
-concern: the bucket with the library, the published index and a bundle too large for the
+"""`AthenaeumStack`: composes one construct per concern from what infra/assets.py checked, sized
+and staged: the bucket with the library, the published index and a bundle too large for the
 function (infra/index), the API function and its layer (infra/function), the JWT authorizer
 (infra/authorizer), the REST API in front of them (infra/gateway), the ingest that publishes the
 library as new index versions (infra/ingest) and the alarms (infra/monitoring). With
@@ -9,7 +9,6 @@ deploy.sh and the deployment guide read."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from athenaeum.bundle import read_manifest
-from athenaeum.bundle.format import MANIFEST_FILE
-from athenaeum.errors import BundleError
-from athenaeum.s3vectors.definition import IndexDefinition
-from infra import sizing, staging
+from infra import staging
+from infra.assets import prepare
 from infra.authorizer.infrastructure import JwtAuthorizer
-from infra.config import ConfigError, StackConfig
+from infra.config import StackConfig
 from infra.function.infrastructure import (
     FUNCTION_ID,
     RUNTIME,
@@ -33,7 +29,7 @@ from infra.function.infrastructure import (
     SourcesInS3,
 )
 from infra.gateway.infrastructure import Gateway
-from infra.index.infrastructure import IndexStorage, upload_mode
+from infra.index.infrastructure import IndexStorage
 from infra.ingest.infrastructure import FUNCTION_ID as INGEST_FUNCTION_ID
 from infra.ingest.infrastructure import BucketLayout, Ingest
 from infra.logical_ids import flattened_id
@@ -75,111 +71,42 @@ class AthenaeumStack(Stack):
         self._transparent_children: dict[str, list[str]] = {}
         self._allocated: dict[str, str] = {}
         staging_dir = staging_dir or project_root / "cdk.out" / "staging" / config.stack_name
+        self.assets = assets = prepare(config, project_root=project_root, staging_dir=staging_dir)
         retention = _RETENTION[config.log_retention_days]
         architecture = _ARCHITECTURE[config.architecture]
 
-        # --- sizes and the index strategy --------------------------------------------------
-        layer_dir = (project_root / config.layer_dir).resolve()
-        if not layer_dir.is_dir():
-            raise ConfigError(
-                f"no dependency layer at {layer_dir}; build it with `layer/build.sh` "
-                "(or set the context key layer_dir)"
-            )
-        ingest_layer_dir = (project_root / config.ingest_layer_dir).resolve()
-        if not config.uses_s3vectors and not ingest_layer_dir.is_dir():
-            raise ConfigError(
-                f"no ingest layer at {ingest_layer_dir}; build it with "
-                f"`layer/build.sh --profile ingest --out {config.ingest_layer_dir}` (./deploy.sh "
-                "builds both layers), or set the context key ingest_layer_dir"
-            )
-        index_dir = (project_root / config.index_dir).resolve()
-        bundle_bytes = (
-            config.index_size_bytes
-            if config.index_size_bytes is not None
-            else sizing.bundle_bytes(index_dir)
-        )
-        if not (index_dir / MANIFEST_FILE).is_file():
-            raise ConfigError(
-                f"no index bundle at {index_dir} (no manifest.json); build one with "
-                "`uv run athenaeum index ...` or set the context key index_dir"
-            )
-        self.function_dir = staging.stage_function(staging_dir)
-        if config.uses_s3vectors:
-            self.plan = self._plan_query_side(index_dir, layer_dir)
-        else:
-            self.ingest_dir = staging.stage_ingest(staging_dir)
-            sizing.check_ingest_fits(
-                layer_bytes=sizing.tree_bytes(ingest_layer_dir),
-                code_bytes=sizing.tree_bytes(self.ingest_dir),
-            )
-            self.plan = sizing.plan(
-                layer_bytes=sizing.tree_bytes(layer_dir),
-                code_bytes=sizing.tree_bytes(self.function_dir),
-                bundle_bytes=bundle_bytes,
-            )
-        # Printed by synth: which strategy was chosen and why.
-        # On stderr: `cdk synth` prints the template on stdout, which must stay valid YAML.
-        print(f"[{config.stack_name}] {self.plan.report()}", file=sys.stderr)
-        if config.snapstart and self.plan.strategy is sizing.IndexStrategy.S3:
-            raise ConfigError(
-                "context key snapstart needs the index packaged with the function, but this "
-                "bundle is too large and goes to S3: SnapStart does not combine with ephemeral "
-                "storage above 512 MB (the S3 strategy downloads the index to /tmp). Turn "
-                "snapstart off, or shrink the bundle (docs/deployment.md, 'Index size strategies')"
-            )
-
-        # --- the constructs ------------------------------------------------------------------
-        packaged = self.plan.strategy is sizing.IndexStrategy.PACKAGED
         self.vectors: VectorStore | None = None
-        if config.uses_s3vectors:
-            self.vectors = VectorStore(
-                self, "Vectors", definition=IndexDefinition.for_manifest(read_manifest(index_dir))
-            )
-        if packaged:
-            try:
-                staging.add_index(self.function_dir, index_dir)
-            except BundleError as exc:
-                raise ConfigError(f"the index cannot be packaged: {exc.message}") from exc
-        upload = (
-            None
-            if packaged or self.vectors is not None
-            else upload_mode(config.index_upload, bundle_bytes)
-        )
+        if assets.vector_index is not None:
+            self.vectors = VectorStore(self, "Vectors", definition=assets.vector_index)
         # The bucket exists either way: it keeps the source files that citations link to.
         self.index = IndexStorage(
             self,
             "Index",
-            bundle_dir=index_dir,
-            upload=upload,
-            bundle_storage_mb=self.plan.ephemeral_storage_mb,
+            bundle_dir=assets.index_dir,
+            upload=assets.upload,
+            bundle_storage_mb=assets.plan.ephemeral_storage_mb,
         )
-        if upload == "cli":
-            print(
-                f"[{config.stack_name}] index upload: by deploy.sh (python -m "
-                f"infra.index.upload) to {self.index.prefix}/, not by CloudFormation",
-                file=sys.stderr,
-            )
         domain = config.custom_domain
         metric_namespace = f"Athenaeum/{config.stack_name}"
         self.function = ApiFunction(
             self,
             "Function",
             function_name=f"{config.stack_name}-{FUNCTION_ID}",
-            code=self.function_dir,
-            layer_dir=layer_dir,
+            code=assets.function_dir,
+            layer_dir=assets.layer_dir,
             oauth=config.oauth,
             architecture=architecture,
             memory_mb=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
-            ephemeral_storage_mb=self.plan.ephemeral_storage_mb,
+            ephemeral_storage_mb=assets.plan.ephemeral_storage_mb,
             log_retention=retention,
-            packaged_index=packaged or self.vectors is not None,
+            packaged_index=assets.packaged or self.vectors is not None,
             published=(
                 PublishedIndex(
                     bucket=self.index.bucket,
                     prefix=self.index.index_root,
                     refresh_s=config.index_refresh_seconds,
-                    start_prefix=None if packaged else self.index.prefix,
+                    start_prefix=None if assets.packaged else self.index.prefix,
                 )
                 if self.vectors is None
                 else None
@@ -205,7 +132,7 @@ class AthenaeumStack(Stack):
         self.authorizer = JwtAuthorizer(
             self,
             "Authorizer",
-            code=staging.stage_authorizer(staging_dir),
+            code=assets.authorizer_dir,
             layer=self.function.layer,
             runtime=RUNTIME,
             architecture=architecture,
@@ -229,7 +156,7 @@ class AthenaeumStack(Stack):
             waf_web_acl_arn=config.waf_web_acl_arn,
         )
         self.ingest: Ingest | None = None
-        if self.vectors is None:
+        if assets.ingest is not None:
             self.ingest = Ingest(
                 self,
                 "Ingest",
@@ -239,24 +166,14 @@ class AthenaeumStack(Stack):
                     index=self.index.index_root,
                 ),
                 function_name=f"{config.stack_name}-{INGEST_FUNCTION_ID}",
-                code=self.ingest_dir,
-                layer_dir=ingest_layer_dir,
+                code=assets.ingest.code_dir,
+                layer_dir=assets.ingest.layer_dir,
                 runtime=RUNTIME,
                 architecture=architecture,
                 memory_mb=config.ingest_memory_mb,
-                storage_mb=self._ingest_storage_mb(bundle_bytes),
+                storage_mb=assets.ingest.storage_mb,
                 log_retention=retention,
                 passwords=config.ingest_passwords,
-            )
-        else:
-            # The ingest writes whole bundle versions (three copies in its /tmp), which a library
-            # past one function's bundle outgrows as well; it does not publish vectors.
-            print(
-                f"[{config.stack_name}] index_backend=s3vectors: no ingest function (its "
-                "context keys ingest_*, index_refresh_seconds and served_version_alarm_seconds "
-                "are ignored); update the index with `athenaeum publish` (./deploy.sh runs it "
-                "after each deploy; docs/deployment.md, 'Amazon S3 Vectors')",
-                file=sys.stderr,
             )
         self.alarms = Alarms(
             self,
@@ -285,36 +202,9 @@ class AthenaeumStack(Stack):
             if child.node.id in TRANSPARENT_CONSTRUCTS
         }
 
-    def _plan_query_side(self, index_dir: Path, layer_dir: Path) -> sizing.SizePlan:
-        """Stage the bundle's query side with the function (the chunks are in S3 Vectors) and
-        check that it fits."""
-        code_bytes = sizing.tree_bytes(self.function_dir)
-        try:
-            query_side = staging.add_query_side(self.function_dir, index_dir)
-        except BundleError as exc:
-            raise ConfigError(f"the index's query side cannot be packaged: {exc.message}") from exc
-        return sizing.plan_s3vectors(
-            layer_bytes=sizing.tree_bytes(layer_dir),
-            code_bytes=code_bytes,
-            query_side_bytes=sizing.tree_bytes(query_side),
-        )
-
-    def _ingest_storage_mb(self, bundle_bytes: int) -> int:
-        if self.config.ingest_storage_mb is not None:
-            return self.config.ingest_storage_mb
-        needed = sizing.ingest_storage_mb(bundle_bytes)
-        if needed > sizing.MAX_EPHEMERAL_MB:
-            print(
-                f"[{self.config.stack_name}] warning: the ingest function would need "
-                f"{needed} MB of /tmp for this bundle (three copies and a batch of documents); "
-                f"it gets Lambda's most, {sizing.MAX_EPHEMERAL_MB} MB, and may run out",
-                file=sys.stderr,
-            )
-        return min(needed, sizing.MAX_EPHEMERAL_MB)
-
     def _outputs(self) -> None:
         CfnOutput(self, "APIEndpoint", value=self.gateway.url, description="The API's base URL")
-        CfnOutput(self, "IndexStrategy", value=self.plan.strategy.value)
+        CfnOutput(self, "IndexStrategy", value=self.assets.plan.strategy.value)
         # deploy.sh reads these to upload the source files (always), to upload the bundle
         # itself (index_upload=cli) and to delete older bundles after a deploy.
         CfnOutput(self, "IndexBucketName", value=self.index.bucket.bucket_name)

@@ -21,12 +21,16 @@ AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.p
 # and the CLI never reach the API function (tests/infra/test_artifact.py lists it).
 SERVE_MODULES = ("__init__.py", "errors.py", "ingest/__init__.py", "ingest/store.py")
 SERVE_PACKAGES = ("bundle", "retrieval", "s3vectors", "server")
-# Everything the authorizer imports from the package: the validator, its settings and errors.
+# Everything the authorizer imports from the package: the validator, the bearer header, the
+# principal, its settings and errors (not the API keys, nor the middleware and its web stack).
 AUTHORIZER_MODULES = (
     "__init__.py",
     "errors.py",
     "server/__init__.py",
-    "server/auth.py",
+    "server/auth/__init__.py",
+    "server/auth/bearer.py",
+    "server/auth/jwt.py",
+    "server/auth/principal.py",
     "server/settings.py",
 )
 # The ingest function converts, chunks, embeds and writes bundles: the build side, the bundle

@@ -240,7 +240,7 @@ if (( native )); then
 import sys
 sys.path[:0] = ['$target', '$root']
 import numpy, faiss, onnxruntime, tokenizers, jwt, cryptography, Stemmer
-import athenaeum.server.lambda_handler, athenaeum.server.auth
+import athenaeum.server.lambda_handler, athenaeum.server.auth.jwt
 print('layer: imports OK under', sys.version.split()[0])
 "
   else

@@ -8,18 +8,9 @@ something changed: each invocation reconciles the whole library with the publish
 (athenaeum.ingest.pipeline), so a batch of a hundred uploads is one run, and an event delivered
 twice, late or out of order changes nothing more.
 
-Environment:
-    ATHENAEUM_LIBRARY_S3_URI            s3://BUCKET/library
-    ATHENAEUM_INDEX_S3_URI              s3://BUCKET/index
-    ATHENAEUM_INGEST_WORK_DIR           default /tmp/athenaeum-ingest (kept while warm)
-    ATHENAEUM_INGEST_PASSWORDS_SECRET   optional: a Secrets Manager secret with passwords for
-                                        encrypted PDFs (one per line, or {"passwords": [...]})
-    ATHENAEUM_INGEST_MAX_PAGES          default 2000 (0: no limit): larger PDFs are refused in the
-                                        report rather than left to outrun the invocation
-    ATHENAEUM_INGEST_QUEUE_URL          optional: where to ask for another run when this one
-                                        had to stop before the invocation's time ran out
-    ATHENAEUM_INGEST_KEEP_VERSIONS      default 5: published versions kept after each publish
-                                        (older ones and the blobs only they name are deleted)
+Its settings (the library, the published index, the work folder, the passwords secret, the
+page limit, its queue, the versions kept) are athenaeum.ingest.settings.IngestSettings, from the
+environment; docs/settings.md lists them.
 
 A run that fails raises, so the batch returns to the queue and, after the queue's retries, lands
 in its dead-letter queue (which has an alarm). A run that converts part of a large batch before
@@ -30,35 +21,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 from athenaeum.errors import ServiceUnavailableError
+from athenaeum.ingest.settings import get_ingest_settings
 from athenaeum.server.s3 import S3Location
 
 logger = logging.getLogger("athenaeum.ingest")
 
-DEFAULT_WORK_DIR = "/tmp/athenaeum-ingest"  # noqa: S108 (Lambda's only writable place)
 # Kept back from the invocation's remaining time: the run stops converting in time to publish
 # (athenaeum.ingest.pipeline.PUBLISH_RESERVE_S) and this covers the report and the reply.
 DEADLINE_MARGIN_S = 20.0
-# One PDF is converted and embedded within one invocation (15 minutes): at the 10 pages/s
-# measured on 2 cores (docs/benchmarks.md, "The living library"), 2,000 pages take a few
-# minutes, well inside it even on slower vCPUs; a larger file is refused by name.
-DEFAULT_MAX_PAGES = 2000
 CONTINUE_MESSAGE = {"athenaeum": "continue"}
 
 
 class PasswordsUnavailableError(ServiceUnavailableError):
     """The passwords secret could not be read: the run stops rather than publish without them."""
-
-
-def _setting(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or default
 
 
 def changed_keys(event: dict[str, Any], library: S3Location) -> tuple[list[str], bool]:
@@ -114,15 +94,13 @@ def read_passwords(secret_id: str) -> list[str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.ingest.store import KEEP_VERSIONS, PublishedIndex
+    from athenaeum.ingest.store import PublishedIndex
     from athenaeum.server.s3 import s3_client
 
     logging.getLogger("athenaeum").setLevel(logging.INFO)
-    library_uri = _setting("ATHENAEUM_LIBRARY_S3_URI")
-    index_uri = _setting("ATHENAEUM_INDEX_S3_URI")
-    if library_uri is None or index_uri is None:
-        raise RuntimeError("set ATHENAEUM_LIBRARY_S3_URI and ATHENAEUM_INDEX_S3_URI")
-    library, index = S3Location.parse(library_uri), S3Location.parse(index_uri)
+    settings = get_ingest_settings()
+    library = S3Location.parse(settings.library_s3_uri)
+    index = S3Location.parse(settings.index_s3_uri)
     keys, wanted = changed_keys(event, library)
     if not wanted:
         logger.info(json.dumps({"event": "ingest_skipped", "why": "no library change"}))
@@ -138,20 +116,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.monotonic()
     remaining_ms = context.get_remaining_time_in_millis() if context is not None else 900_000
     deadline = started + remaining_ms / 1000 - DEADLINE_MARGIN_S
-    secret = _setting("ATHENAEUM_INGEST_PASSWORDS_SECRET")
+    secret = settings.ingest_passwords_secret
     passwords = read_passwords(secret) if secret else []
-    max_pages = int(_setting("ATHENAEUM_INGEST_MAX_PAGES") or DEFAULT_MAX_PAGES)
-    keep_versions = int(_setting("ATHENAEUM_INGEST_KEEP_VERSIONS") or KEEP_VERSIONS)
     report = ingest(
         library,
         index,
         client=client,
-        work_dir=Path(_setting("ATHENAEUM_INGEST_WORK_DIR", DEFAULT_WORK_DIR) or DEFAULT_WORK_DIR),
+        work_dir=settings.ingest_work_dir,
         passwords=passwords,
         owner=getattr(context, "aws_request_id", None) or "ingest function",
         deadline=deadline,
-        max_pages=max_pages or None,
-        keep_versions=keep_versions,
+        max_pages=settings.max_pages,
+        keep_versions=settings.ingest_keep_versions,
     )
     summary = {
         "event": "ingest_done",
@@ -168,7 +144,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
     }
     logger.info(json.dumps(summary))
-    queue = _setting("ATHENAEUM_INGEST_QUEUE_URL")
+    queue = settings.ingest_queue_url
     if report.remaining and queue:
         import boto3  # type: ignore[import-untyped]
 

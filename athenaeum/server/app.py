@@ -19,11 +19,12 @@ from fastapi.openapi.utils import get_openapi
 
 from athenaeum import __version__
 from athenaeum.server import error_handlers, followup, routes
+from athenaeum.server.auth.discovery import WELL_KNOWN
+from athenaeum.server.auth.middleware import Authenticator, AuthMiddleware
 from athenaeum.server.deps import metadata_url
 from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.secrets import with_secret_llm_key
-from athenaeum.server.security import WELL_KNOWN, Authenticator, AuthMiddleware
 from athenaeum.server.settings import Settings, get_settings
 from athenaeum.server.sources import (
     SOURCES_ROUTE,

@@ -26,7 +26,9 @@ from athenaeum.errors import (
     InsufficientScopeError,
     SigningKeyPendingError,
 )
-from athenaeum.server.auth import JWTValidator, Principal, jwt_validator, parse_bearer
+from athenaeum.server.auth.bearer import parse_bearer
+from athenaeum.server.auth.jwt import JWTValidator, jwt_validator
+from athenaeum.server.auth.principal import Principal
 from athenaeum.server.settings import Settings
 
 logger = logging.getLogger(__name__)

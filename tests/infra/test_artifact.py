@@ -189,7 +189,7 @@ def test_authorizer_artifact_runs_under_the_layer(tmp_path: Path) -> None:
     }
     loaded = {m.removesuffix(".__init__") for m in answers["athenaeum"]}
     assert loaded <= {m.removesuffix(".__init__") for m in staged}
-    assert "athenaeum.server.auth" in loaded
+    assert "athenaeum.server.auth.jwt" in loaded
 
 
 def python312() -> str:

@@ -93,7 +93,7 @@ def test_valid_token_allows_the_whole_stage_with_context(
 
 
 def test_context_is_what_the_app_reads(server: JWKSServer, key: SigningKey) -> None:
-    from athenaeum.server.security import principal_from_authorizer
+    from athenaeum.server.auth.middleware import principal_from_authorizer
 
     result = invoke("Bearer " + key.sign(claims()))
     principal = principal_from_authorizer({**result["context"], "principalId": "user-123"})
@@ -303,7 +303,7 @@ def test_staged_authorizer_runs_alone(server: JWKSServer, key: SigningKey, tmp_p
     script = (
         "import json, sys, handler\n"
         "out = handler.handler(json.load(sys.stdin), None)\n"
-        "import athenaeum.server.auth as a\n"
+        "import athenaeum.server.auth.jwt as a\n"
         "heavy = sorted(m for m in ('fastapi', 'starlette', 'numpy', 'mangum')"
         " if m in sys.modules)\n"
         "print(json.dumps({'out': out, 'auth': a.__file__, 'heavy': heavy}))\n"

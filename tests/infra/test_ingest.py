@@ -393,7 +393,7 @@ def test_the_stack_wires_ingest_to_its_bucket_and_options(
     assert props["Layers"] == [{"Ref": logical_id(app_stack.ingest.layer)}]
     assert logical_id(app_stack.ingest.layer) != logical_id(app_stack.function.layer)
     # Its code is the package without the CLI.
-    staged = app_stack.ingest_dir / "athenaeum"
+    staged = app_stack.assets.ingest.code_dir / "athenaeum"
     assert (staged / "build" / "convert.py").is_file() and not (staged / "cli").exists()
 
 

@@ -223,13 +223,13 @@ def test_small_bundle_is_packaged_with_the_function(
     packaged: tuple[AthenaeumStack, Template],
 ) -> None:
     stack, template = packaged
-    assert stack.plan.strategy is IndexStrategy.PACKAGED
+    assert stack.assets.plan.strategy is IndexStrategy.PACKAGED
     # The bucket is there for the source files only: no copy of the bundle goes into it.
     assert stack.index.upload is None and stack.index.copy is None
     assert len(template.find_resources("AWS::S3::Bucket")) == 1
     assert template.find_resources("Custom::CDKBucketDeployment") == {}
     # The function's asset folder holds the package and the bundle, and nothing of the tests.
-    staged = stack.function_dir
+    staged = stack.assets.function_dir
     assert (staged / "athenaeum" / "server" / "lambda_handler.py").is_file()
     assert (staged / "index" / "manifest.json").is_file()
     assert not list(staged.rglob("__pycache__"))
@@ -352,9 +352,9 @@ def test_large_bundle_goes_to_s3_and_the_function_follows_the_published_index(
     in_s3: tuple[AthenaeumStack, Template],
 ) -> None:
     stack, template = in_s3
-    assert stack.plan.strategy is IndexStrategy.S3 and stack.index is not None
+    assert stack.assets.plan.strategy is IndexStrategy.S3 and stack.index is not None
     # 300 MiB declared (+ the manifest) rounds up to 301 MiB, plus 256 MiB of headroom.
-    assert stack.plan.ephemeral_storage_mb == 301 + 256
+    assert stack.assets.plan.ephemeral_storage_mb == 301 + 256
     props = function_named(template, API_FUNCTION_NAME)
     assert props["EphemeralStorage"] == {"Size": 557}
     # It serves what is published under index/ (the pointer), with no bundle in its code; the
@@ -401,7 +401,7 @@ def test_a_damaged_bundle_is_not_packaged(tmp_path: Path) -> None:
 
 def test_size_from_context_override(tmp_path: Path) -> None:
     stack = synth(tmp_path, nag=False, index_size_bytes=2 * 1024 * MIB)
-    assert stack.plan.strategy is IndexStrategy.S3
+    assert stack.assets.plan.strategy is IndexStrategy.S3
     Template.from_stack(stack).has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -440,7 +440,7 @@ def test_s3vectors_creates_the_index_publish_would_in_an_encrypted_vector_bucket
     vectors: tuple[AthenaeumStack, Template],
 ) -> None:
     stack, template = vectors
-    assert stack.plan.strategy is IndexStrategy.S3VECTORS and stack.vectors is not None
+    assert stack.assets.plan.strategy is IndexStrategy.S3VECTORS and stack.vectors is not None
     (bucket_id,) = template.find_resources("AWS::S3Vectors::VectorBucket")
     bucket = template.to_json()["Resources"][bucket_id]
     assert bucket["Properties"] == {"EncryptionConfiguration": {"SseType": "AES256"}}
@@ -514,7 +514,7 @@ def test_s3vectors_function_carries_the_query_side_and_names_the_index(
     assert variables["AWS_DATA_PATH"] == "/opt/python/aws_models"  # the layer's service model
     # The asset: the package (with its S3 Vectors backend) and the bundle's manifest and query
     # encoder; not its vectors, chunks or BM25, which the service holds.
-    staged = stack.function_dir
+    staged = stack.assets.function_dir
     assert (staged / "athenaeum" / "s3vectors" / "backend.py").is_file()
     index_files = {p.relative_to(staged / "index").as_posix() for p in staged.rglob("index/**/*")}
     assert {f for f in index_files if "." in f} == {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from athenaeum.bundle import load_bundle
 from athenaeum.errors import BundleError
 from athenaeum.ingest import lambda_handler
 from athenaeum.ingest.pipeline import ingest
+from athenaeum.ingest.settings import get_ingest_settings
 from athenaeum.ingest.store import PublishConflictError, PublishedIndex
 from athenaeum.retrieval.engine import SearchEngine
 from tests.conftest import LIBRARY_PDFS, PDF_DIR, PdfLibrary
@@ -52,6 +54,14 @@ UPLOADS = [
 PASSWORDS = ["test", "openpassword"]  # not crazyones' ("password")
 LAST_DOCUMENT = "notes/added-last.md"
 LAST_PHRASE = "The quokka colony on Rottnest Island was counted at dawn by volunteers."
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    # The function reads its settings once per container; each test is a container of its own.
+    get_ingest_settings.cache_clear()
+    yield
+    get_ingest_settings.cache_clear()
 
 
 def _configure(monkeypatch: pytest.MonkeyPatch, living: LivingLibrary, work: Path) -> None:

@@ -235,7 +235,7 @@ def test_engine_is_loaded_once_per_process(scifact_bundle: Path, monkeypatch: An
 def test_request_logs_are_json_without_secrets(
     scifact_engine: SearchEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from athenaeum.server.auth import hash_api_key
+    from athenaeum.server.auth.keys import hash_api_key
 
     key = "k3y-" + "a1b2c3d4e5f6g7h8i9j0"
     settings = Settings(api_key_hashes=[hash_api_key(key)])
@@ -393,7 +393,7 @@ def _raw(port: int, request: bytes, wait_s: float) -> tuple[bytes, float]:
 def test_bodies_are_read_only_after_authentication_and_must_keep_coming(
     scifact_engine: SearchEngine, live_server: Callable[[Any], Any]
 ) -> None:
-    from athenaeum.server.auth import hash_api_key
+    from athenaeum.server.auth.keys import hash_api_key
 
     key = "ath-" + "body-timeout-key-Zx81"
     settings = Settings(api_key_hashes=[hash_api_key(key)], body_timeout_s=1.0)
@@ -415,7 +415,7 @@ def test_slow_clients_do_not_slow_the_others(
 ) -> None:
     """Forty clients that start a body and stall hold a connection each for at most the body
     timeout; meanwhile other clients are answered as usual, and the stalled ones get 408s."""
-    from athenaeum.server.auth import hash_api_key
+    from athenaeum.server.auth.keys import hash_api_key
 
     key = "ath-" + "slow-clients-key-Qm42"
     settings = Settings(api_key_hashes=[hash_api_key(key)], body_timeout_s=2.0)

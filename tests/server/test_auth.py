@@ -1,4 +1,5 @@
-"""athenaeum.server.auth against real keys, real signatures and a JWKS served over real HTTP."""
+"""athenaeum.server.auth (the JWT validator, API keys, the bearer header, discovery) against real
+keys, real signatures and a JWKS served over real HTTP."""
 
 from __future__ import annotations
 
@@ -24,17 +25,15 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.utils import der_to_raw_signature
 
 from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
-from athenaeum.server.auth import (
+from athenaeum.server.auth.bearer import parse_bearer, www_authenticate
+from athenaeum.server.auth.discovery import protected_resource_metadata
+from athenaeum.server.auth.jwt import (
     FETCH_BACKOFF_MAX_S,
     FETCH_BACKOFF_S,
     UNKNOWN_KID_REFRESH_S,
-    APIKeyStore,
     JWTValidator,
-    hash_api_key,
-    parse_bearer,
-    protected_resource_metadata,
-    www_authenticate,
 )
+from athenaeum.server.auth.keys import APIKeyStore, hash_api_key
 
 ISSUER = "https://issuer.example.com/"
 AUDIENCE = "https://athenaeum.example.com"

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Request
 
 from athenaeum import __version__
 from athenaeum.errors import NotFoundError
-from athenaeum.server.auth import protected_resource_metadata
+from athenaeum.server.auth.discovery import WELL_KNOWN, protected_resource_metadata
 from athenaeum.server.deps import ServedDep, SettingsDep, public_base_url
 from athenaeum.server.schemas import ErrorResponse, Health, IndexFacts, Model, ModelList
 from athenaeum.server.schemas import error_responses as errors
-from athenaeum.server.security import WELL_KNOWN
 from athenaeum.server.settings import Settings
 
 RETRIEVAL_MODEL = "athenaeum-index-retrieval"

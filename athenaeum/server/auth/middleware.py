@@ -7,7 +7,6 @@ MCP endpoint (a plain ASGI app) exactly as it guards the REST routes. A few path
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,20 +19,15 @@ from athenaeum.errors import (
     AuthNotConfiguredError,
     BearerError,
 )
-from athenaeum.server.auth import (
-    APIKeyStore,
-    Principal,
-    jwt_validator,
-    parse_bearer,
-    www_authenticate,
-)
+from athenaeum.server.auth.bearer import parse_bearer, www_authenticate
+from athenaeum.server.auth.discovery import WELL_KNOWN
+from athenaeum.server.auth.jwt import jwt_validator
+from athenaeum.server.auth.keys import APIKeyStore
+from athenaeum.server.auth.principal import Principal
 from athenaeum.server.error_handlers import from_exception
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SOURCES_PATH
 
-logger = logging.getLogger("athenaeum.auth")
-
-WELL_KNOWN = "/.well-known/oauth-protected-resource"
 PUBLIC_PATHS = frozenset({"/health", WELL_KNOWN, "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 
 

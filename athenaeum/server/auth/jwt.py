@@ -1,17 +1,17 @@
-"""Bearer-token and API-key authentication, shared by the app and the Lambda TOKEN authorizer.
+"""OAuth access tokens (JWTs) verified against the issuer's JWKS, shared by the app and the Lambda
+TOKEN authorizer.
 
-Deliberately free of FastAPI/starlette (the authorizer imports this module alone) and of httpx
-(the JWKS is fetched with urllib, so the authorizer needs only pyjwt and cryptography).
-Every failure is a domain error from `athenaeum.errors`: 401 `AuthenticationError` for any bad
-credential, 403 `InsufficientScopeError`, 503 `AuthUnavailableError` when keys cannot be had.
-Tokens are never logged and never echoed in error messages.
+Deliberately free of FastAPI/starlette (the authorizer imports this package without the
+middleware) and of httpx (the JWKS is fetched with urllib, so the authorizer needs only pyjwt and
+cryptography). Every failure is a domain error from `athenaeum.errors`: 401
+`AuthenticationError` for any bad credential, 403 `InsufficientScopeError`, 503
+`AuthUnavailableError` when keys cannot be had. Tokens are never logged and never echoed in
+error messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import http.client
 import json
 import logging
@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
@@ -44,21 +44,11 @@ from athenaeum.errors import (
     InsufficientScopeError,
     SigningKeyPendingError,
 )
+from athenaeum.server.auth.bearer import MAX_TOKEN_LENGTH
+from athenaeum.server.auth.principal import Principal, check_scopes
 
 if TYPE_CHECKING:
     from athenaeum.server.settings import Settings
-
-__all__ = [
-    "ALLOWED_ALGORITHMS",
-    "APIKeyStore",
-    "JWTValidator",
-    "Principal",
-    "hash_api_key",
-    "jwt_validator",
-    "parse_bearer",
-    "protected_resource_metadata",
-    "www_authenticate",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +67,10 @@ ALLOWED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHM_KEY_TYPE)
 _EC_CURVE: dict[str, type[SECP256R1 | SECP384R1]] = {"ES256": SECP256R1, "ES384": SECP384R1}
 _MIN_RSA_BITS = 2048
 
-# API Gateway caps headers near 10 KB; anything far larger is not a token we issued.
-_MAX_TOKEN_LENGTH = 16_384
 _MAX_KID_LENGTH = 256
 _MAX_JWKS_BYTES = 1_048_576
 _MAX_LEEWAY_SECONDS = 300
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-# RFC 6750 section 2.1 b64token.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-# RFC 6749 section 3.3 scope-token.
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _USER_AGENT = "athenaeum-jwks/1"
 # A token naming a key id we do not hold makes us fetch the JWKS again, at most once per this
@@ -104,23 +88,6 @@ class Clock(Protocol):
     def time(self) -> float: ...
 
     def monotonic(self) -> float: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who made the request, after their credentials were verified."""
-
-    subject: str
-    scopes: frozenset[str]
-    client_id: str | None
-    issuer: str
-    audience: tuple[str, ...]
-    expires_at: datetime | None
-    # repr=False: claims may carry personal data that has no place in a log line.
-    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
-
-    def has_scopes(self, required: Iterable[str]) -> bool:
-        return all(scope in self.scopes for scope in required)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +175,7 @@ class JWTValidator:
         self.audiences = audiences
         self.jwks_url = jwks_url
         self.algorithms = algs
-        self.required_scopes = _check_scopes(required_scopes)
+        self.required_scopes = check_scopes(required_scopes)
         self._leeway = float(leeway_seconds)
         self._timeout = float(jwks_timeout_seconds)
         self._cache_seconds = float(jwks_cache_seconds)
@@ -267,7 +234,7 @@ class JWTValidator:
     def _header(self, token: str) -> tuple[str, str]:
         if not isinstance(token, str) or not token:
             raise _reject("empty token", "the access token is missing")
-        if len(token) > _MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
+        if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
             raise _reject("not a compact JWS", "the access token is malformed")
         try:
             header = jwt.get_unverified_header(token)
@@ -306,7 +273,7 @@ class JWTValidator:
 
         claims = self._decode(token, key, alg)
         principal = _principal_from_claims(claims)
-        needed = self.required_scopes if required_scopes is None else _check_scopes(required_scopes)
+        needed = self.required_scopes if required_scopes is None else check_scopes(required_scopes)
         missing = [s for s in needed if s not in principal.scopes]
         if missing:
             logger.info("token for subject %r lacks scopes %s", principal.subject, missing)
@@ -622,202 +589,7 @@ def jwt_validator(settings: Settings) -> JWTValidator | None:
     )
 
 
-def _check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(scopes, str):
-        scopes = scopes.split()
-    result = tuple(scopes)
-    bad = [s for s in result if not isinstance(s, str) or not _SCOPE_TOKEN.fullmatch(s)]
-    if bad:
-        raise ValueError(f"invalid OAuth scope name(s): {bad!r}")
-    return result
-
-
 def _reject(reason: str, message: str) -> AuthenticationError:
     # `reason` is for operators and never contains the token; `message` goes to the client.
     logger.info("rejected bearer token: %s", reason)
     return AuthenticationError(message)
-
-
-# --- Authorization header ----------------------------------------------------------------
-
-
-def parse_bearer(authorization_header: str | None) -> str:
-    """The token from an `Authorization: Bearer <token>` header, or AuthenticationError."""
-    if authorization_header is None or not authorization_header.strip():
-        # RFC 6750 section 3.1: no error code when the request carried no credentials.
-        raise AuthenticationError("an Authorization: Bearer token is required", bearer_error=None)
-    parts = authorization_header.split()
-    if parts[0].lower() != "bearer":
-        raise AuthenticationError(
-            "the Authorization header must use the Bearer scheme", bearer_error=None
-        )
-    if len(parts) != 2:
-        raise AuthenticationError("the Authorization header has no single bearer token")
-    token = parts[1]
-    if len(token) > _MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
-        raise AuthenticationError("the bearer token is malformed")
-    return token
-
-
-def _quoted(value: str) -> str:
-    # Header values are ASCII; anything else (and CR/LF, which could split the header) becomes
-    # "?" before quoted-string escaping.
-    safe = "".join(c if " " <= c <= "~" else "?" for c in value)
-    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def www_authenticate(
-    resource_metadata_url: str | None,
-    error: str | None = None,
-    description: str | None = None,
-    scope: str | None = None,
-) -> str:
-    """A `WWW-Authenticate` value per RFC 6750 section 3 and RFC 9728 section 5.1."""
-    params: list[str] = []
-    if resource_metadata_url:
-        params.append(f"resource_metadata={_quoted(resource_metadata_url)}")
-    if error:
-        params.append(f"error={_quoted(error)}")
-    if description:
-        params.append(f"error_description={_quoted(description)}")
-    if scope:
-        params.append(f"scope={_quoted(scope)}")
-    return "Bearer " + ", ".join(params) if params else "Bearer"
-
-
-def protected_resource_metadata(
-    resource: str, issuer: str, scopes: Sequence[str]
-) -> dict[str, Any]:
-    """The RFC 9728 document served at /.well-known/oauth-protected-resource."""
-    return {
-        "resource": resource,
-        "authorization_servers": [issuer],
-        "bearer_methods_supported": ["header"],
-        "scopes_supported": list(scopes),
-    }
-
-
-# --- static API keys ---------------------------------------------------------------------
-
-_HASH_PREFIX = "sha256:"
-_MIN_API_KEY_LENGTH = 16
-_MIN_DISTINCT_CHARS = 8
-_PLACEHOLDER_MARKERS = (
-    "changeme",
-    "change-me",
-    "change_me",
-    "placeholder",
-    "replaceme",
-    "replace-me",
-    "replace_me",
-    "yourapikey",
-    "your-api-key",
-    "your_api_key",
-    "example",
-    "secret",
-    "password",
-    "dummy",
-    "insecure",
-    "xxxxxxxx",
-)
-_PLACEHOLDER_WORDS = (
-    "changeme",
-    "secret",
-    "password",
-    "test",
-    "apikey",
-    "api-key",
-    "api_key",
-    "admin",
-    "default",
-    "example",
-    "token",
-)
-_PLACEHOLDER_DIGESTS = frozenset(hashlib.sha256(w.encode()).hexdigest() for w in _PLACEHOLDER_WORDS)
-
-
-def _check_api_key_strength(key: str) -> None:
-    # The message never repeats the key: it may be a real key with a typo.
-    if len(key) < _MIN_API_KEY_LENGTH:
-        raise ValueError(f"API keys must be at least {_MIN_API_KEY_LENGTH} characters long")
-    if any(c.isspace() for c in key) or not key.isprintable():
-        raise ValueError("API keys must not contain whitespace or control characters")
-    lowered = key.lower()
-    if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
-        raise ValueError("this API key looks like a placeholder; generate a random one")
-    if len(set(key)) < _MIN_DISTINCT_CHARS:
-        raise ValueError("this API key is too repetitive; generate a random one")
-
-
-def _digest(key: str) -> bytes:
-    # sha256 without salt or stretching is enough for keys that are long and random (enforced
-    # above); a slow hash would make every request a CPU sink for whoever sends bad keys.
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-
-
-def hash_api_key(key: str) -> str:
-    """The `sha256:<hex>` form of an API key, for settings files; refuses placeholder keys."""
-    _check_api_key_strength(key)
-    return _HASH_PREFIX + _digest(key).hex()
-
-
-class APIKeyStore:
-    """Static API keys, held only as sha256 digests and compared in constant time.
-
-    Each entry is `sha256:<64 hex>` or a plain key, which is hashed here and not kept.
-    """
-
-    def __init__(self, keys: Iterable[str], *, scopes: Iterable[str] = ()) -> None:
-        digests: list[bytes] = []
-        for entry in keys:
-            if entry.lower().startswith(_HASH_PREFIX):
-                hexdigest = entry[len(_HASH_PREFIX) :].strip().lower()
-                if not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
-                    raise ValueError("a hashed API key must be 'sha256:' followed by 64 hex digits")
-                if hexdigest in _PLACEHOLDER_DIGESTS:
-                    raise ValueError("a configured API key hash is the hash of a placeholder key")
-                digests.append(bytes.fromhex(hexdigest))
-            else:
-                _check_api_key_strength(entry)
-                digests.append(_digest(entry))
-        if not digests:
-            raise ValueError("no API keys configured")
-        self._digests = tuple(digests)
-        self._scopes = frozenset(_check_scopes(scopes))
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def __repr__(self) -> str:
-        return f"APIKeyStore({len(self._digests)} key(s))"
-
-    def _match(self, key: str) -> bytes | None:
-        presented = _digest(key)
-        matched: bytes | None = None
-        # Every entry is compared, with no early exit, so timing does not reveal which (or
-        # whether an early) entry matched.
-        for digest in self._digests:
-            if hmac.compare_digest(presented, digest):
-                matched = digest
-        return matched
-
-    def verify(self, key: str | None) -> bool:
-        if not key:
-            return False
-        return self._match(key) is not None
-
-    def authenticate(self, key: str | None) -> Principal:
-        """A principal for a valid key, else AuthenticationError (never echoing the key)."""
-        digest = self._match(key) if key else None
-        if digest is None:
-            logger.info("rejected API key")
-            raise AuthenticationError("the API key is not valid")
-        # A short digest prefix tells operators which key was used without revealing it.
-        return Principal(
-            subject=f"api-key:{digest.hex()[:12]}",
-            scopes=self._scopes,
-            client_id=None,
-            issuer="api-key",
-            audience=(),
-            expires_at=None,
-        )
