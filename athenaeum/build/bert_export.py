@@ -1,12 +1,12 @@
 """The ONNX export of a BERT sentence-transformers model, written from its files without torch.
 
-On CPU `athenaeum index` embeds documents with onnxruntime; torch was there only to load the
-model and trace it into ONNX, and torch, sentence-transformers and the model held ~950 MB before
-any work (docs/benchmarks.md, "Memory"). For a BERT model (all-MiniLM-L6-v2 is one) this module
-reads the folder's files (config.json, the sentence-transformers module configs, tokenizer.json
-and the safetensors weights) and writes the graph `torch.onnx.export` traces from the model with
-eager attention: the same inputs, operators in the same order, weights and output (pooled and,
-where the model normalises, unit vectors).
+On CPU `athenaeum index` embeds documents with onnxruntime; torch was there only to load the model
+and trace it into ONNX, and torch, sentence-transformers and the model held most of the process's
+memory before any work (docs/benchmarks.md, "Memory"). For a BERT model (all-MiniLM-L6-v2 is one)
+this module reads the folder's files (config.json, the sentence-transformers module configs,
+tokenizer.json and the safetensors weights) and writes the graph `torch.onnx.export` traces from
+the model with eager attention: the same inputs, operators in the same order, weights and output
+(pooled and, where the model normalises, unit vectors).
 
 Only what it reproduces exactly is read. `read_bert_folder` returns None, and the caller loads
 the model with sentence-transformers and exports it with torch, for anything else: another

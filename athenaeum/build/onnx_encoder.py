@@ -32,9 +32,8 @@ if TYPE_CHECKING:
 
 ONNX_OUTPUT = "embeddings"
 # On CPU the matrices of 8 texts of similar length ([8 x tokens, 384] per layer) already keep
-# onnxruntime's matrix multiplication busy; more texts only hold more activations (batch 32:
-# about 15% more CPU time per chunk and 170 MB more memory; docs/benchmarks.md, "Building an
-# index on CPU").
+# onnxruntime's matrix multiplication busy; more texts only hold more activations, costing CPU
+# time per chunk and memory (docs/benchmarks.md, "Building an index on CPU").
 DEFAULT_BATCH_SIZE = 8
 # Texts tokenized at a time before only their ids are kept.
 _TOKENIZE_SLICE = 1024

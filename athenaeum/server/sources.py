@@ -16,8 +16,8 @@ browsers' PDF viewers at the page. Clicked, the link is answered one of two ways
   prefix and nothing else.
 
 Links are short on purpose: a chat answer's Sources block must fit a `max_tokens` budget, and a
-presigned URL made with a Lambda role's session credentials is about 1,500 characters (some
-900 tokens of the index's tokenizer); the redirect keeps it out of the answer.
+presigned URL made with a Lambda role's session credentials is long (its session token alone is
+hundreds of tokens of the index's tokenizer); the redirect keeps it out of the answer.
 
 A document whose file is unknown, missing or changed gets no link (None), never a broken one.
 """
