@@ -15,12 +15,11 @@ from athenaeum.bundle.query_side import copy_query_side
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
-# The serve half: the bundle contract, retrieval, the S3 Vectors backend and the server, with the
-# modules they share, and the published index's store, which serving follows
-# (athenaeum.ingest.store; the rest of athenaeum.ingest is the ingest function's). The build side
-# and the CLI never reach the API function (tests/infra/test_artifact.py lists it).
-SERVE_MODULES = ("__init__.py", "errors.py", "ingest/__init__.py", "ingest/store.py")
-SERVE_PACKAGES = ("bundle", "retrieval", "s3vectors", "server")
+# The serve half: the storage layer, the bundle contract, retrieval, the S3 Vectors backend and
+# the server, with the modules they share. The build side, ingest and the CLI never reach the API
+# function (tests/infra/test_artifact.py lists it).
+SERVE_MODULES = ("__init__.py", "errors.py")
+SERVE_PACKAGES = ("storage", "bundle", "retrieval", "s3vectors", "server")
 # Everything the authorizer imports from the package: the validator, its settings and errors.
 AUTHORIZER_MODULES = (
     "__init__.py",

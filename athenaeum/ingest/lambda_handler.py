@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from athenaeum.errors import ServiceUnavailableError
-from athenaeum.server.s3 import S3Location
+from athenaeum.storage.location import S3Location
 
 logger = logging.getLogger("athenaeum.ingest")
 
@@ -90,7 +90,7 @@ def changed_keys(event: dict[str, Any], library: S3Location) -> tuple[list[str],
 
 def read_passwords(secret_id: str) -> list[str]:
     """The passwords in the secret: one per line, or a JSON object's `passwords` list."""
-    from athenaeum.server.secrets import read_secret_string
+    from athenaeum.storage.secrets import read_secret_string
 
     text = read_secret_string(
         secret_id,
@@ -114,15 +114,16 @@ def read_passwords(secret_id: str) -> list[str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.ingest.store import KEEP_VERSIONS, PublishedIndex
-    from athenaeum.server.s3 import s3_client
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.published import KEEP_VERSIONS, PublishedIndex
 
     logging.getLogger("athenaeum").setLevel(logging.INFO)
     library_uri = _setting("ATHENAEUM_LIBRARY_S3_URI")
     index_uri = _setting("ATHENAEUM_INDEX_S3_URI")
     if library_uri is None or index_uri is None:
         raise RuntimeError("set ATHENAEUM_LIBRARY_S3_URI and ATHENAEUM_INDEX_S3_URI")
-    library, index = S3Location.parse(library_uri), S3Location.parse(index_uri)
+    library = S3Location.parse(library_uri, what="ATHENAEUM_LIBRARY_S3_URI")
+    index = S3Location.parse(index_uri, what="ATHENAEUM_INDEX_S3_URI")
     keys, wanted = changed_keys(event, library)
     if not wanted:
         logger.info(json.dumps({"event": "ingest_skipped", "why": "no library change"}))

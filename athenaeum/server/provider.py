@@ -4,9 +4,9 @@ Four sources (athenaeum.server.settings):
 
 - a bundle folder (`ATHENAEUM_INDEX_DIR`);
 - a bundle in S3 (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds manifest.json), copied to
-  local disk and verified on the way in (athenaeum.server.s3);
+  local disk and verified on the way in (athenaeum.storage.download);
 - a published index (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds current.json, the
-  pointer the ingest function moves; athenaeum.ingest.store). It is followed: at most every
+  pointer the ingest function moves; athenaeum.storage.published). It is followed: at most every
   `ATHENAEUM_INDEX_REFRESH_S` seconds a request reads the pointer, and a newer version is
   downloaded, verified and loaded beside the one being served, then swapped in with one
   assignment. A request takes the backend once, so requests in flight finish on the version they
@@ -38,18 +38,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from athenaeum.bundle import MANIFEST_FILE, read_manifest
 from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.s3 import S3Location, describe_error, fetch_s3_bundle, s3_client
 from athenaeum.server.settings import Settings
-
-if TYPE_CHECKING:
-    from athenaeum.ingest.store import Pointer, PublishedIndex
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.download import fetch_s3_bundle
+from athenaeum.storage.errors import describe_error
+from athenaeum.storage.location import S3Location
+from athenaeum.storage.published import Pointer, PublishedIndex
 
 logger = logging.getLogger("athenaeum.index")
 
@@ -157,7 +158,7 @@ class EngineProvider:
         if s.index_backend == "s3vectors":
             return self._load_s3vectors()
         if s.index_s3_uri is not None:
-            return self._load_s3(S3Location.parse(s.index_s3_uri))
+            return self._load_s3(S3Location.parse(s.index_s3_uri, what="ATHENAEUM_INDEX_S3_URI"))
         if s.index_dir is not None:
             return _load(s.index_dir, s)
         raise BundleError(
@@ -185,8 +186,6 @@ class EngineProvider:
     def _load_s3(self, location: S3Location) -> Served:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-        from athenaeum.ingest.store import PublishedIndex
-
         s = self._settings
         store = PublishedIndex(location, s3_client(s.s3_endpoint_url))
         try:
@@ -204,7 +203,7 @@ class EngineProvider:
         self._follower = follower
         if pointer is None and s.index_dir is None and s.index_start_s3_uri is not None:
             # Nothing published yet: the starting bundle deploy.sh put in S3.
-            start = S3Location.parse(s.index_start_s3_uri)
+            start = S3Location.parse(s.index_start_s3_uri, what="ATHENAEUM_INDEX_START_S3_URI")
             local, _ = fetch_s3_bundle(start, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
             return _load(local, s)
         if s.index_dir is not None:

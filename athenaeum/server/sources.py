@@ -399,9 +399,10 @@ class SourceLinker:
 
     def _make(self, documents: Sequence[DocumentInfo]) -> SignedLinks:
         if self._s3_uri is not None:
-            from athenaeum.server.s3 import S3Location, s3_client
+            from athenaeum.storage.client import s3_client
+            from athenaeum.storage.location import S3Location
 
-            location = S3Location.parse(self._s3_uri)
+            location = S3Location.parse(self._s3_uri, what="ATHENAEUM_SOURCES_S3_URI")
             return S3Sources(
                 documents,
                 client=s3_client(self._endpoint),

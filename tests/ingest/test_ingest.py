@@ -19,8 +19,8 @@ from athenaeum.bundle import load_bundle
 from athenaeum.errors import BundleError
 from athenaeum.ingest import lambda_handler
 from athenaeum.ingest.pipeline import ingest
-from athenaeum.ingest.store import PublishConflictError, PublishedIndex
 from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.storage.published import PublishConflictError, PublishedIndex
 from tests.conftest import LIBRARY_PDFS, PDF_DIR, PdfLibrary
 from tests.ingest.conftest import LambdaContext, LivingLibrary, bodies, sqs_event
 
