@@ -282,7 +282,7 @@ class S3Sources(SignedLinks):
         self._missing: dict[str, float] = {}  # key -> when it was found missing
 
     def _object_key(self, source: SourceFile) -> str:
-        # A document ingested from the library (athenaeum.ingest) records its file's place in
+        # A document ingested from the library (by the ingest function) records its file's place in
         # this bucket; a bundle's other documents are under their sha256 (deploy.sh's upload).
         file = source.doc.source_file
         location = file.location if file is not None else None
