@@ -20,13 +20,17 @@ AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.p
 # function (tests/infra/test_artifact.py lists it).
 SERVE_MODULES = ("__init__.py", "errors.py")
 SERVE_PACKAGES = ("storage", "bundle", "retrieval", "s3vectors", "server")
-# Everything the authorizer imports from the package: the validator, its settings and errors.
+# Everything the authorizer imports from the package: the validator, its settings (with the index
+# source they check, and the S3 address it parses) and errors.
 AUTHORIZER_MODULES = (
     "__init__.py",
     "errors.py",
     "server/__init__.py",
     "server/auth.py",
+    "server/index_source.py",
     "server/settings.py",
+    "storage/__init__.py",
+    "storage/location.py",
 )
 # The ingest function converts, chunks, embeds and writes bundles: the build side, the bundle
 # contract and retrieval's encoder and BM25, so the whole package but the CLI, whose typer and

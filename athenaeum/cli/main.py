@@ -200,7 +200,7 @@ def serve_command(
         if index is not None and index.startswith("s3://"):
             overrides.update(index_s3_uri=index, index_dir=None)
         elif index is not None:
-            overrides.update(index_dir=Path(index), index_s3_uri=None)
+            overrides.update(index_dir=Path(index), index_s3_uri=None, index_start_s3_uri=None)
         if sources is not None:
             overrides.update(sources_dir=sources, sources_s3_uri=None)
         if link_ttl is not None:
