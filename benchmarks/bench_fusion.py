@@ -287,7 +287,7 @@ def main() -> None:
                 engine.rank(text, mode="dense", depth=CANDIDATES).rows,
                 engine.rank(text, mode="bm25", depth=CANDIDATES).rows,
                 (engine.bundle.vectors @ vector).astype(np.float64),
-                engine.bundle.bm25.scores(text),
+                engine.bm25.scores(text),
             )
         )
         defaults.append(

@@ -60,7 +60,8 @@ if sys.argv[1]:
     sys.path[:0] = sys.argv[1].split(":")
 from pathlib import Path
 from athenaeum.ingest.pipeline import ingest
-from athenaeum.server.s3 import S3Location, s3_client
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.location import S3Location
 t1 = time.perf_counter()
 endpoint, bucket, prefix, start, work = sys.argv[2:7]
 report = ingest(S3Location(bucket, "library"), S3Location(bucket, prefix),
@@ -226,7 +227,7 @@ def index_run(where: Path) -> dict[str, Any]:
 
 
 def throughput(args: argparse.Namespace, endpoint: str, where: Path) -> dict[str, Any]:
-    from athenaeum.server.s3 import s3_client
+    from athenaeum.storage.client import s3_client
 
     client = s3_client(endpoint)
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
@@ -330,8 +331,9 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
 
     from athenaeum.ingest.pipeline import ingest
     from athenaeum.server.app import create_app
-    from athenaeum.server.s3 import S3Location, s3_client
     from athenaeum.server.settings import Settings
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.location import S3Location
 
     client = s3_client(endpoint)
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")

@@ -222,14 +222,14 @@ def main() -> None:
 
     data = load_beir(args.dataset, split=args.split)
     base = SearchEngine.load(args.index or default_index_dir(args.dataset))
-    k1, b = base.bundle.bm25.params.k1, base.bundle.bm25.params.b
+    k1, b = base.bm25.params.k1, base.bm25.params.b
     started = time.perf_counter()
     texts = chunk_texts(base)
     rebuilt = BM25Index.build(texts, k1=k1, b=b)
     build_s = time.perf_counter() - started
-    assert same_postings(rebuilt, base.bundle.bm25), "the rebuilt texts are not the bundle's"
+    assert same_postings(rebuilt, base.bm25), "the rebuilt texts are not the bundle's"
 
-    rm3 = RM3(base.bundle.bm25, texts)
+    rm3 = RM3(base.bm25, texts)
     # (label, engine, bm25 ranker, hybrid ranker)
     rows: list[tuple[str, SearchEngine, Callable[..., Rows], Callable[..., Rows]]] = [
         (f"bundle as built: k1={k1:g}, b={b:g}", base, engine_mode("bm25"), engine_mode("hybrid"))
@@ -255,8 +255,8 @@ def main() -> None:
         for qid in data.judged_queries[:20]:
             q = data.queries[qid]
             for mine, engines in (
-                (hybrid_with(base.bundle.bm25.scores), engine_mode("hybrid")),
-                (lexical_alone(base.bundle.bm25.scores), engine_mode("bm25")),
+                (hybrid_with(base.bm25.scores), engine_mode("hybrid")),
+                (lexical_alone(base.bm25.scores), engine_mode("bm25")),
             ):
                 assert np.array_equal(mine(base, q), engines(base, q)), "fusion drifted"
 

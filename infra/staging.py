@@ -15,14 +15,14 @@ from athenaeum.bundle.query_side import copy_query_side
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "athenaeum"
 AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.py"
-# The serve half: the bundle contract, retrieval, the S3 Vectors backend and the server, with the
-# modules they share, and the published index's store, which serving follows
-# (athenaeum.ingest.store; the rest of athenaeum.ingest is the ingest function's). The build side
-# and the CLI never reach the API function (tests/infra/test_artifact.py lists it).
-SERVE_MODULES = ("__init__.py", "errors.py", "ingest/__init__.py", "ingest/store.py")
-SERVE_PACKAGES = ("bundle", "retrieval", "s3vectors", "server")
+# The serve half: the storage layer, the bundle contract, retrieval, the S3 Vectors backend and
+# the server, with the modules they share. The build side, ingest and the CLI never reach the API
+# function (tests/infra/test_artifact.py lists it).
+SERVE_MODULES = ("__init__.py", "errors.py")
+SERVE_PACKAGES = ("storage", "bundle", "retrieval", "s3vectors", "server")
 # Everything the authorizer imports from the package: the validator, the bearer header, the
-# principal, its settings and errors (not the API keys, nor the middleware and its web stack).
+# principal, its settings (with the index source they check, and the S3 address it parses) and
+# errors (not the API keys, nor the middleware and its web stack).
 AUTHORIZER_MODULES = (
     "__init__.py",
     "errors.py",
@@ -31,7 +31,10 @@ AUTHORIZER_MODULES = (
     "server/auth/bearer.py",
     "server/auth/jwt.py",
     "server/auth/principal.py",
+    "server/index_source.py",
     "server/settings.py",
+    "storage/__init__.py",
+    "storage/location.py",
 )
 # The ingest function converts, chunks, embeds and writes bundles: the build side, the bundle
 # contract and retrieval's encoder and BM25, so the whole package but the CLI, whose typer and

@@ -63,3 +63,19 @@ def test_import_contracts_catch_a_build_side_import(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "athenaeum.retrieval.engine -> athenaeum.build.chunking" in result.stdout
     assert "athenaeum.server.middleware -> typer" in result.stdout
+
+
+def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: Path) -> None:
+    # The layers must bite too: storage importing the server (upward) and the server importing
+    # push (a sibling on its layer), which no other contract forbids, are refused, naming both.
+    shutil.copytree(ROOT / "athenaeum", tmp_path / "athenaeum", ignore=_PYCACHE)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    location = tmp_path / "athenaeum" / "storage" / "location.py"
+    location.write_text(location.read_text() + "\nfrom athenaeum.server import settings  # noqa\n")
+    provider = tmp_path / "athenaeum" / "server" / "provider.py"
+    provider.write_text(provider.read_text() + "\nfrom athenaeum.library import push  # noqa\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "Contracts: 3 kept, 1 broken." in result.stdout
+    assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
+    assert "athenaeum.server.provider -> athenaeum.library.push" in result.stdout

@@ -6,7 +6,7 @@ A bundle is one directory (docs/index-format.md):
     chunks.jsonl           one ChunkRecord per line; row i of every index below
     vectors.npy            float32 [chunks, dimension], unit-normalised
     dense.faiss            the HNSW graph, only when the dense kind is "hnsw"
-    bm25.npz               BM25 postings (athenaeum.retrieval.lexical)
+    bm25.npz               BM25 postings (athenaeum.bundle.bm25)
     encoder/model.onnx     the query encoder, pooling and normalisation included
     encoder/tokenizer.json its tokenizer
     encoder/document.onnx  the fp32 encoder the documents were embedded with, only when
@@ -27,6 +27,10 @@ from typing import Literal
 FORMAT_NAME = "athenaeum-index"
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+# The version of the tokenizer (athenaeum.retrieval.lexical.tokenize) that made bm25.npz's terms,
+# recorded in the manifest. A format fact: a bundle whose terms another tokenizer made would
+# match no query terms, so the reader refuses it. Bump it when `tokenize` changes its terms.
+TOKENIZER_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"

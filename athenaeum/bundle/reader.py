@@ -25,6 +25,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from athenaeum import __version__
+from athenaeum.bundle.bm25 import BM25Postings
 from athenaeum.bundle.chunk import ChunkStore
 from athenaeum.bundle.format import (
     BM25_FILE,
@@ -38,6 +39,7 @@ from athenaeum.bundle.format import (
     MANIFEST_FILE,
     REQUIRED_FILES,
     SUPPORTED_FORMAT_VERSIONS,
+    TOKENIZER_VERSION,
     VECTORS_FILE,
 )
 from athenaeum.bundle.hashing import sha256_file
@@ -50,7 +52,6 @@ from athenaeum.bundle.verification import (
     write_record,
 )
 from athenaeum.errors import BundleError
-from athenaeum.retrieval.lexical import TOKENIZER_VERSION, BM25Index
 
 if TYPE_CHECKING:
     import faiss
@@ -87,7 +88,7 @@ class Bundle:
     manifest: Manifest
     chunks: ChunkStore
     vectors: npt.NDArray[np.float32]  # memory-mapped, read-only
-    bm25: BM25Index
+    bm25: BM25Postings
     verification: Verification
     # The stored approximate index (dense.faiss, HNSW); None for "flat" bundles, which the
     # engine searches exactly over `vectors` with numpy.
@@ -307,7 +308,7 @@ def _read(path: Path, manifest: Manifest, verification: Verification) -> Bundle:
             f"{_REBUILD}"
         )
     try:
-        bm25 = BM25Index.load(path / BM25_FILE)
+        bm25 = BM25Postings.load(path / BM25_FILE)
     except (OSError, ValueError, KeyError) as exc:
         raise corrupted(path, f"{BM25_FILE} cannot be read ({exc})") from exc
     if bm25.n_docs != n:

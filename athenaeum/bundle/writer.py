@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum import __version__
+from athenaeum.bundle.bm25 import BM25Postings
 from athenaeum.bundle.chunk import ChunkRecord
 from athenaeum.bundle.format import (
     BM25_FILE,
@@ -46,7 +47,6 @@ from athenaeum.bundle.manifest import (
 )
 from athenaeum.bundle.verification import manifest_sha256, stamps, write_record
 from athenaeum.errors import InvalidInputError
-from athenaeum.retrieval.lexical import BM25Index
 
 if TYPE_CHECKING:
     import faiss
@@ -60,7 +60,7 @@ def write_bundle(
     documents: Sequence[DocumentInfo],
     chunks: Sequence[ChunkRecord],
     vectors: npt.ArrayLike,
-    bm25_index: BM25Index,
+    bm25_index: BM25Postings,
     encoder_dir: Path,
     dense_kind: DenseKind | Literal["auto"] = "auto",
     dense_params: Mapping[str, Any] | None = None,
@@ -173,7 +173,7 @@ def _check_writer_inputs(
     documents: Sequence[DocumentInfo],
     chunks: Sequence[ChunkRecord],
     matrix: npt.NDArray[np.float32],
-    bm25_index: BM25Index,
+    bm25_index: BM25Postings,
     encoder_dir: Path,
 ) -> None:
     if matrix.ndim != 2 or matrix.shape != (len(chunks), embedding.dimension):

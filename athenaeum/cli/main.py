@@ -200,7 +200,7 @@ def serve_command(
         if index is not None and index.startswith("s3://"):
             overrides.update(index_s3_uri=index, index_dir=None)
         elif index is not None:
-            overrides.update(index_dir=Path(index), index_s3_uri=None)
+            overrides.update(index_dir=Path(index), index_s3_uri=None, index_start_s3_uri=None)
         if sources is not None:
             overrides.update(sources_dir=sources, sources_s3_uri=None)
         if link_ttl is not None:
@@ -1165,12 +1165,13 @@ def publish_command(
 
     from athenaeum.bundle import load_bundle
     from athenaeum.s3vectors.publish import S3State, VectorIndex, publish
-    from athenaeum.server.s3 import S3Location, s3_client
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.location import S3Location
 
     index = VectorIndex.parse(target)
-    if not state.startswith("s3://") or not S3Location.parse(state).prefix:
+    if not state.startswith("s3://") or not S3Location.parse(state, what="--state").prefix:
         fail(f"--state must be an s3://BUCKET/KEY address, not {state!r}")
-    where = S3Location.parse(state)
+    where = S3Location.parse(state, what="--state")
     loaded = load_bundle(bundle, verify="full")
     progress = _stage_progress(transient=True)
     on_progress = _stage_updater(progress)
@@ -1276,13 +1277,14 @@ def ingest_command(
     import tempfile
 
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.server.s3 import S3Location, s3_client
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.location import S3Location
 
     locations = []
     for name, uri in (("library", library), ("--index", index)):
         if not uri.startswith("s3://"):
             fail(f"{name} must be an s3://BUCKET/PREFIX address, not {uri!r}")
-        locations.append(S3Location.parse(uri))
+        locations.append(S3Location.parse(uri, what=name))
     if from_bundle is not None and not from_bundle.is_dir():
         fail(f"--from {from_bundle} is not a folder")
     work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"

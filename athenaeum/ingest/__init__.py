@@ -1,3 +1,2 @@
 """The living library: documents in an S3 prefix, ingested into published index versions
-(athenaeum.ingest.pipeline) that serving follows (athenaeum.ingest.store). Importing this
-package is cheap: the serve side imports its store."""
+(athenaeum.ingest.pipeline) that serving follows (athenaeum.storage.published)."""

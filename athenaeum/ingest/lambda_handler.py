@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 
 from athenaeum.errors import ServiceUnavailableError
 from athenaeum.ingest.settings import get_ingest_settings
-from athenaeum.server.s3 import S3Location
+from athenaeum.storage.location import S3Location
 
 logger = logging.getLogger("athenaeum.ingest")
 
@@ -70,7 +70,7 @@ def changed_keys(event: dict[str, Any], library: S3Location) -> tuple[list[str],
 
 def read_passwords(secret_id: str) -> list[str]:
     """The passwords in the secret: one per line, or a JSON object's `passwords` list."""
-    from athenaeum.server.secrets import read_secret_string
+    from athenaeum.storage.secrets import read_secret_string
 
     text = read_secret_string(
         secret_id,
@@ -94,13 +94,13 @@ def read_passwords(secret_id: str) -> list[str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.ingest.store import PublishedIndex
-    from athenaeum.server.s3 import s3_client
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.published import PublishedIndex
 
     logging.getLogger("athenaeum").setLevel(logging.INFO)
     settings = get_ingest_settings()
-    library = S3Location.parse(settings.library_s3_uri)
-    index = S3Location.parse(settings.index_s3_uri)
+    library = S3Location.parse(settings.library_s3_uri, what="ATHENAEUM_LIBRARY_S3_URI")
+    index = S3Location.parse(settings.index_s3_uri, what="ATHENAEUM_INDEX_S3_URI")
     keys, wanted = changed_keys(event, library)
     if not wanted:
         logger.info(json.dumps({"event": "ingest_skipped", "why": "no library change"}))

@@ -3,7 +3,7 @@
     athenaeum ingest s3://BUCKET/library --index s3://BUCKET/index [--from BUNDLE_DIR]
 
 One run reconciles the library (an S3 prefix of PDFs, .md, .markdown and .txt files) with the
-version the pointer names (athenaeum.ingest.store):
+version the pointer names (athenaeum.storage.published):
 
 1. Take the writer's lease; read the pointer. An index with no version yet starts from a bundle
    built locally (`from_bundle`: its encoders, settings and documents).
@@ -64,7 +64,10 @@ from athenaeum.bundle import (
     load_bundle,
 )
 from athenaeum.errors import AthenaeumError, InvalidInputError
-from athenaeum.ingest.store import (
+from athenaeum.storage.library import is_document
+from athenaeum.storage.listing import list_objects
+from athenaeum.storage.location import S3Location
+from athenaeum.storage.published import (
     KEEP_VERSIONS,
     LATEST_REPORT,
     LOCK_TTL_S,
@@ -73,8 +76,6 @@ from athenaeum.ingest.store import (
     Pointer,
     PublishedIndex,
 )
-from athenaeum.library.push import is_document
-from athenaeum.server.s3 import S3Location
 
 logger = logging.getLogger("athenaeum.ingest")
 
@@ -157,19 +158,16 @@ def list_library(
     prefix = f"{library.prefix}/" if library.prefix else ""
     found: list[LibraryObject] = []
     skipped: list[dict[str, str]] = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=library.bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = str(item["Key"])
-            rel = key[len(prefix) :]
-            parts = rel.split("/")
-            if not rel or any(not part or part.startswith(".") for part in parts):
-                continue  # folder markers, hidden files, empty or dot parts: as push skips them
-            if not is_document(rel):
-                reason = "not a document athenaeum reads (.pdf, .md, .markdown, .txt)"
-                skipped.append({"key": key, "reason": reason})
-                continue
-            found.append(LibraryObject(key, rel, int(item["Size"]), str(item["ETag"])))
+    for obj in list_objects(client, library.bucket, prefix):
+        rel = obj.key[len(prefix) :]
+        parts = rel.split("/")
+        if not rel or any(not part or part.startswith(".") for part in parts):
+            continue  # folder markers, hidden files, empty or dot parts: as push skips them
+        if not is_document(rel):
+            reason = "not a document athenaeum reads (.pdf, .md, .markdown, .txt)"
+            skipped.append({"key": obj.key, "reason": reason})
+            continue
+        found.append(LibraryObject(obj.key, rel, obj.size, obj.etag))
     found.sort(key=lambda o: o.rel)
     return found, skipped
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from athenaeum.ingest.store import KEEP_VERSIONS
+from athenaeum.storage.published import KEEP_VERSIONS
 
 DEFAULT_WORK_DIR = Path("/tmp/athenaeum-ingest")  # noqa: S108 (Lambda's only writable place)
 # One PDF is converted and embedded within one invocation (15 minutes): a file of this many
@@ -36,7 +36,7 @@ class IngestSettings(BaseSettings):
     ingest_max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=0)
     # The function's own queue: a run that had to stop early asks there for another.
     ingest_queue_url: str | None = None
-    # Published versions kept after each publish (athenaeum.ingest.store.PublishedIndex.prune).
+    # Published versions kept after each publish (athenaeum.storage.published.PublishedIndex.prune).
     ingest_keep_versions: int = Field(default=KEEP_VERSIONS, ge=1)
 
     @model_validator(mode="before")

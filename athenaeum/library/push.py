@@ -52,13 +52,15 @@ from athenaeum.errors import (
     AccessDeniedError,
     AthenaeumError,
     InvalidInputError,
-    MissingDependencyError,
     NotFoundError,
     ServiceUnavailableError,
 )
-from athenaeum.server.s3 import S3Location, describe_error, error_code
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.errors import MISSING, describe_error, error_code
+from athenaeum.storage.library import is_document
+from athenaeum.storage.listing import list_objects
+from athenaeum.storage.location import S3Location
 
-DOCUMENT_SUFFIXES = frozenset({".pdf", ".md", ".markdown", ".txt"})
 SHA256_METADATA = "sha256"  # as infra.index.upload records it on the bundle's files
 MEDIA_TYPES = {
     ".pdf": "application/pdf",
@@ -143,10 +145,6 @@ def _matches(rel: str, patterns: Sequence[str]) -> bool:
 
 def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     return (not include or _matches(rel, include)) and not (exclude and _matches(rel, exclude))
-
-
-def is_document(rel: str) -> bool:
-    return PurePosixPath(rel).suffix.lower() in DOCUMENT_SUFFIXES
 
 
 def scan(
@@ -395,19 +393,13 @@ def plan_push(
 def _list(client: Any, location: S3Location) -> list[RemoteObject]:
     from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-    found: list[RemoteObject] = []
     try:
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=location.bucket, Prefix=location.prefix + "/"
-        )
-        for page in pages:
-            for entry in page.get("Contents") or []:
-                found.append(
-                    RemoteObject(str(entry["Key"]), int(entry["Size"]), str(entry.get("ETag", "")))
-                )
+        return [
+            RemoteObject(obj.key, obj.size, obj.etag)
+            for obj in list_objects(client, location.bucket, location.prefix + "/")
+        ]
     except (BotoCoreError, ClientError) as exc:
         raise _fatal(exc, location, "list") from exc
-    return found
 
 
 def _compare(client: Any, location: S3Location, doc: HashedDocument) -> Change | Failure | None:
@@ -418,7 +410,7 @@ def _compare(client: Any, location: S3Location, doc: HashedDocument) -> Change |
     try:
         head = client.head_object(Bucket=location.bucket, Key=key)
     except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in MISSING:
             return Change.NEW  # deleted since it was listed
         return Failure(key, f"could not compare with the object in S3: {describe_error(exc)}")
     except BotoCoreError as exc:
@@ -457,24 +449,6 @@ class PushReport:
         return not self.failed
 
 
-def library_client(endpoint_url: str | None = None) -> Any:
-    """An S3 client for bulk transfers: more retries and longer timeouts than the serve side's
-    (athenaeum.server.s3.s3_client, tuned for a cold start that should fail fast), and a
-    connection per worker. The endpoint, when None, is boto3's own (AWS_ENDPOINT_URL)."""
-    try:
-        import boto3  # type: ignore[import-untyped]
-        from botocore.config import Config  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover - boto3 is in the dev group
-        raise MissingDependencyError("boto3", "s3") from exc
-    config = Config(
-        connect_timeout=10,
-        read_timeout=60,
-        retries={"max_attempts": 5, "mode": "standard"},
-        max_pool_connections=WORKERS * 2,
-    )
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
-
-
 def push(
     directory: Path,
     uri: str,
@@ -493,7 +467,7 @@ def push(
     the result and the others go on; a missing bucket or a refused listing raises."""
     location = parse_library_uri(uri)
     _check_folder(directory)  # before any request
-    client = client if client is not None else library_client()
+    client = client if client is not None else s3_client(transfer_workers=WORKERS)
     plan = plan_push(
         client,
         directory,

@@ -49,6 +49,7 @@ from athenaeum.retrieval.backend import (
 )
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
+from athenaeum.retrieval.lexical import BM25Index
 from athenaeum.retrieval.tokens import TokenCounter
 
 # Imported from here by the CLI, benchmarks and tests; defined with the interface.
@@ -90,6 +91,7 @@ class SearchEngine:
     def __init__(self, bundle: Bundle, encoder: OnnxQueryEncoder) -> None:
         self.bundle = bundle
         self.encoder = encoder
+        self.bm25 = BM25Index.of(bundle.bm25)
 
     @cached_property
     def _by_id(self) -> dict[str, int]:
@@ -173,17 +175,17 @@ class SearchEngine:
         if allowed is not None and not allowed.any():
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
         if mode == "bm25":
-            rows, scores = self.bundle.bm25.search(query, depth, allowed=allowed)
+            rows, scores = self.bm25.search(query, depth, allowed=allowed)
             return Ranking(rows, scores)
         if mode == "dense":
             return self._dense(query, depth, allowed)
         candidates = max(depth, CANDIDATES)
         vector = self.encoder.encode([query])
         dense = self._nearest(vector, candidates, allowed)
-        lexical_rows, _ = self.bundle.bm25.search(query, candidates, allowed=allowed)
+        lexical_rows, _ = self.bm25.search(query, candidates, allowed=allowed)
         rows = _union(dense.rows, lexical_rows)
         cosines = self.bundle.vectors[rows] @ vector[0]
-        return _convex(rows, cosines, self.bundle.bm25.scores(query)[rows], depth)
+        return _convex(rows, cosines, self.bm25.scores(query)[rows], depth)
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
         row = self._by_id.get(chunk_id)

@@ -2,25 +2,25 @@
 
 Every posting holds the full BM25 contribution of one term to one chunk, so a query is a sum over
 the postings of its terms (one `np.bincount`) with no per-query length normalisation. The same
-`tokenize` runs at build and at query time; `TOKENIZER_VERSION` is written into the bundle and
-checked at load, so an index built by an older tokenizer is refused instead of silently
-mismatching query terms.
+`tokenize` runs at build and at query time; `TOKENIZER_VERSION` (athenaeum.bundle.format) is
+written into the bundle and checked at load, so an index built by an older tokenizer is refused
+instead of silently mismatching query terms. The file itself is the bundle's
+(athenaeum.bundle.bm25).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 
-# Bump when `tokenize` changes the terms it produces for the same text.
-TOKENIZER_VERSION = 1
+from athenaeum.bundle.bm25 import BM25Params, BM25Postings
+from athenaeum.bundle.format import TOKENIZER_VERSION
+
 DEFAULT_K1 = 1.5
 DEFAULT_B = 0.75
 DEFAULT_LANGUAGE = "english"
@@ -59,7 +59,8 @@ def _stemmer(language: str) -> Any:
 
 
 def tokenize(text: str, language: str = DEFAULT_LANGUAGE) -> list[str]:
-    """Lowercase, split into unicode words, drop English stop words, Snowball-stem."""
+    """Lowercase, split into unicode words, drop English stop words, Snowball-stem. Bump
+    TOKENIZER_VERSION (athenaeum.bundle.format) when the terms it makes for a text change."""
     words = [w for w in _TOKEN_RE.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
     stems: list[str] = _stemmer(language).stemWords(words)
     return stems
@@ -70,16 +71,9 @@ def idf(n_docs: int, df: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
 
 
-@dataclass(frozen=True)
-class BM25Params:
-    k1: float
-    b: float
-    language: str
-    tokenizer_version: int
-
-
-class BM25Index:
-    """Immutable BM25 index: a vocabulary and CSR postings of (chunk row, BM25 weight)."""
+class BM25Index(BM25Postings):
+    """Immutable BM25 index: the bundle's postings (athenaeum.bundle.bm25), built from texts
+    and scored against queries here."""
 
     def __init__(
         self,
@@ -92,16 +86,31 @@ class BM25Index:
         avgdl: float,
         params: BM25Params,
     ) -> None:
-        if len(indptr) != len(vocabulary) + 1 or len(doc_ids) != len(weights):
-            raise ValueError("BM25 postings are inconsistent with the vocabulary")
-        self.vocabulary = list(vocabulary)
+        super().__init__(
+            vocabulary=vocabulary,
+            indptr=indptr,
+            doc_ids=doc_ids,
+            weights=weights,
+            n_docs=n_docs,
+            avgdl=avgdl,
+            params=params,
+        )
         self.term_ids = {term: i for i, term in enumerate(self.vocabulary)}
-        self.indptr = indptr
-        self.doc_ids = doc_ids
-        self.weights = weights
-        self.n_docs = n_docs
-        self.avgdl = avgdl
-        self.params = params
+
+    @classmethod
+    def of(cls, postings: BM25Postings) -> BM25Index:
+        """`postings` as an index to score with (the same arrays, not a copy)."""
+        if isinstance(postings, BM25Index):
+            return postings
+        return cls(
+            vocabulary=postings.vocabulary,
+            indptr=postings.indptr,
+            doc_ids=postings.doc_ids,
+            weights=postings.weights,
+            n_docs=postings.n_docs,
+            avgdl=postings.avgdl,
+            params=postings.params,
+        )
 
     @classmethod
     def build(
@@ -179,47 +188,3 @@ class BM25Index:
         order = np.lexsort((matched, -scores[matched]))
         top = matched[order].astype(np.int64)
         return top, scores[top]
-
-    def save(self, path: Path) -> None:
-        # The vocabulary is one UTF-8 blob joined by newlines (terms are \w+ so never contain
-        # one): numpy string arrays would pad every term to the longest, and pickle is refused.
-        blob = "\n".join(self.vocabulary).encode("utf-8")
-        with path.open("wb") as f:
-            np.savez(
-                f,
-                vocabulary=np.frombuffer(blob, dtype=np.uint8),
-                indptr=self.indptr,
-                doc_ids=self.doc_ids,
-                weights=self.weights,
-                n_docs=np.int64(self.n_docs),
-                avgdl=np.float64(self.avgdl),
-                k1=np.float64(self.params.k1),
-                b=np.float64(self.params.b),
-                language=np.frombuffer(self.params.language.encode("ascii"), dtype=np.uint8),
-                tokenizer_version=np.int64(self.params.tokenizer_version),
-            )
-
-    @classmethod
-    def load(cls, path: Path) -> BM25Index:
-        """Load a saved index; raises ValueError or KeyError on a malformed file."""
-        with np.load(path, allow_pickle=False) as data:
-            blob = data["vocabulary"].tobytes().decode("utf-8")
-            vocabulary = blob.split("\n") if blob else []
-            n_docs = int(data["n_docs"])
-            doc_ids = data["doc_ids"].astype(np.int32, copy=False)
-            if len(doc_ids) and (int(doc_ids.min()) < 0 or int(doc_ids.max()) >= n_docs):
-                raise ValueError("BM25 postings point outside the chunk range")
-            return cls(
-                vocabulary=vocabulary,
-                indptr=data["indptr"].astype(np.int64, copy=False),
-                doc_ids=doc_ids,
-                weights=data["weights"].astype(np.float32, copy=False),
-                n_docs=n_docs,
-                avgdl=float(data["avgdl"]),
-                params=BM25Params(
-                    k1=float(data["k1"]),
-                    b=float(data["b"]),
-                    language=data["language"].tobytes().decode("ascii"),
-                    tokenizer_version=int(data["tokenizer_version"]),
-                ),
-            )

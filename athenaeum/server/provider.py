@@ -1,12 +1,12 @@
 """Where the served search backend comes from, and which version of the index it is.
 
-Four sources (athenaeum.server.settings):
+Four sources (athenaeum.server.index_source, read from the settings once):
 
 - a bundle folder (`ATHENAEUM_INDEX_DIR`);
 - a bundle in S3 (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds manifest.json), copied to
-  local disk and verified on the way in (athenaeum.server.s3);
+  local disk and verified on the way in (athenaeum.storage.download);
 - a published index (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds current.json, the
-  pointer the ingest function moves; athenaeum.ingest.store). It is followed: at most every
+  pointer the ingest function moves; athenaeum.storage.published). It is followed: at most every
   `ATHENAEUM_INDEX_REFRESH_S` seconds a request reads the pointer, and a newer version is
   downloaded, verified and loaded beside the one being served, then swapped in with one
   assignment. A request takes the backend once, so requests in flight finish on the version they
@@ -38,18 +38,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from athenaeum.bundle import MANIFEST_FILE, read_manifest
 from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.s3 import S3Location, describe_error, fetch_s3_bundle, s3_client
+from athenaeum.server.index_source import LocalBundle, Published, S3Bundle, VectorsIndex
 from athenaeum.server.settings import Settings
-
-if TYPE_CHECKING:
-    from athenaeum.ingest.store import Pointer, PublishedIndex
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.download import fetch_s3_bundle
+from athenaeum.storage.errors import describe_error
+from athenaeum.storage.location import S3Location
+from athenaeum.storage.published import Pointer, PublishedIndex
 
 logger = logging.getLogger("athenaeum.index")
 
@@ -153,73 +155,79 @@ class EngineProvider:
         self._served = served
 
     def _load(self) -> Served:
-        s = self._settings
-        if s.index_backend == "s3vectors":
-            return self._load_s3vectors()
-        if s.index_s3_uri is not None:
-            return self._load_s3(S3Location.parse(s.index_s3_uri))
-        if s.index_dir is not None:
-            return _load(s.index_dir, s)
-        raise BundleError(
-            "no index configured: set ATHENAEUM_INDEX_DIR (a bundle folder) or "
-            "ATHENAEUM_INDEX_S3_URI (s3://bucket/prefix)"
-        )
+        source = self._settings.index_source
+        match source:
+            case LocalBundle(path):
+                return _load(path, self._settings)
+            case S3Bundle(location):
+                return self._load_s3_bundle(location)
+            case Published(location, start):
+                return self._load_published(location, start)
+            case VectorsIndex(index, query_side):
+                return self._load_s3vectors(index, query_side)
+            case None:
+                raise BundleError(
+                    "no index configured: set ATHENAEUM_INDEX_DIR (a bundle folder) or "
+                    "ATHENAEUM_INDEX_S3_URI (s3://bucket/prefix)"
+                )
 
-    def _load_s3vectors(self) -> Served:
+    def _load_s3vectors(self, index: str, query_side: Path) -> Served:
         from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
         from athenaeum.s3vectors.publish import VectorIndex
 
-        s = self._settings
-        # The settings refuse the s3vectors backend without either.
-        assert s.s3vectors_index is not None and s.index_dir is not None
         if self._s3vectors_client is None:
             self._s3vectors_client = s3vectors_client()
         backend = S3VectorsSearch.load(
-            s.index_dir,
-            VectorIndex.parse(s.s3vectors_index),
+            query_side,
+            VectorIndex.parse(index),
             client=self._s3vectors_client,
-            threads=s.encoder_threads,
+            threads=self._settings.encoder_threads,
         )
         return Served(backend, backend.facts.version)
 
-    def _load_s3(self, location: S3Location) -> Served:
+    def _fetch(self, location: S3Location) -> Served:
+        s = self._settings
+        local, _ = fetch_s3_bundle(location, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
+        return _load(local, s)
+
+    def _read_pointer(self, location: S3Location) -> tuple[PublishedIndex, Pointer | None]:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-        from athenaeum.ingest.store import PublishedIndex
-
-        s = self._settings
-        store = PublishedIndex(location, s3_client(s.s3_endpoint_url))
+        store = PublishedIndex(location, s3_client(self._settings.s3_endpoint_url))
         try:
-            pointer = store.read_pointer()
+            return store, store.read_pointer()
         except (BotoCoreError, ClientError) as exc:
             raise BundleError(
                 f"could not read the index pointer at {location.uri}: {describe_error(exc)}; "
                 "the next request retries"
             ) from exc
-        if pointer is None and s.index_dir is None and s.index_start_s3_uri is None:
+
+    def _load_s3_bundle(self, location: S3Location) -> Served:
+        store, pointer = self._read_pointer(location)
+        if pointer is None:
             # Not a published index: a bundle kept in S3 as it is, loaded once.
-            local, _ = fetch_s3_bundle(location, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
-            return _load(local, s)
-        follower = _Follower(store, s, pointer)
-        self._follower = follower
-        if pointer is None and s.index_dir is None and s.index_start_s3_uri is not None:
-            # Nothing published yet: the starting bundle deploy.sh put in S3.
-            start = S3Location.parse(s.index_start_s3_uri)
-            local, _ = fetch_s3_bundle(start, s.index_cache_dir, endpoint_url=s.s3_endpoint_url)
-            return _load(local, s)
-        if s.index_dir is not None:
-            # The packaged bundle, unless the pointer names a version published after it was
-            # built (told from its manifest, without loading it).
-            if pointer is None:
-                return _load(s.index_dir, s)
-            manifest_path = s.index_dir / MANIFEST_FILE
-            if manifest_path.is_file():
-                if manifest_sha256(manifest_path.read_bytes()) == pointer.version:
-                    return _load(s.index_dir, s, pointer.published_at)
-                if not _Follower.published_after(pointer, read_manifest(s.index_dir).created_at):
-                    return _load(s.index_dir, s)
-        assert pointer is not None
-        return follower.load(pointer)
+            return self._fetch(location)
+        self._follower = _Follower(store, self._settings, pointer)
+        return self._follower.load(pointer)
+
+    def _load_published(self, location: S3Location, start: LocalBundle | S3Bundle) -> Served:
+        store, pointer = self._read_pointer(location)
+        self._follower = _Follower(store, self._settings, pointer)
+        if isinstance(start, S3Bundle):
+            # The starting bundle deploy.sh put in S3, until a version is published.
+            return self._fetch(start.location) if pointer is None else self._follower.load(pointer)
+        s = self._settings
+        # The packaged bundle, unless the pointer names a version published after it was built
+        # (told from its manifest, without loading it).
+        if pointer is None:
+            return _load(start.path, s)
+        manifest_path = start.path / MANIFEST_FILE
+        if manifest_path.is_file():
+            if manifest_sha256(manifest_path.read_bytes()) == pointer.version:
+                return _load(start.path, s, pointer.published_at)
+            if not _Follower.published_after(pointer, read_manifest(start.path).created_at):
+                return _load(start.path, s)
+        return self._follower.load(pointer)
 
 
 class FixedEngineProvider(EngineProvider):

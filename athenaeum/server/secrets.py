@@ -10,10 +10,8 @@ generating model alone: its requests answer 503 naming the secret and the AWS er
 rest of the API keeps working, and the next such request reads again. The key's value is never
 logged and never part of an error.
 
-The endpoint comes from botocore's own variables, `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or
-`AWS_ENDPOINT_URL`), which is how the tests reach a local moto server.
-
-boto3 is imported when a secret is configured (the Lambda runtime has it).
+The secret is read by athenaeum.storage.secrets; this module says what it holds and when it is
+read.
 """
 
 from __future__ import annotations
@@ -24,13 +22,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from athenaeum.errors import (
-    AthenaeumError,
-    LLMKeyUnavailableError,
-    MissingDependencyError,
-    ServiceUnavailableError,
-)
+from athenaeum.errors import AthenaeumError, LLMKeyUnavailableError, ServiceUnavailableError
 from athenaeum.server.settings import Settings, is_placeholder
+from athenaeum.storage.secrets import read_secret_string, secret_unavailable
 
 logger = logging.getLogger("athenaeum")
 
@@ -73,18 +67,6 @@ class SecretsManagerKey(SecretStr):
         return "**********"
 
 
-class _NoSecretBodies(logging.Filter):
-    """Drops botocore's DEBUG lines that quote a secret: botocore logs every response body, and
-    a Lambda log level of DEBUG would otherwise put the key in CloudWatch."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return "SecretString" not in message and "SecretBinary" not in message
-
-
-_BODY_FILTER = _NoSecretBodies()
-
-
 def with_secret_llm_key(settings: Settings) -> Settings:
     """`settings` whose `llm_api_key` is read from the secret that `llm_api_key_secret` names
     (on first use; nothing is read here)."""
@@ -121,49 +103,9 @@ def read_secret(
     """The key held in the Secrets Manager secret `secret_id`: its SecretString, or the first
     of `KEY_FIELDS` in it when it is a JSON object; a failed read raises `error`, naming
     `purpose`."""
-    secret_string = read_secret_string(secret_id, purpose=purpose, error=error)
-    return _key_from(secret_id, secret_string, purpose, error)
-
-
-def read_secret_string(
-    secret_id: str,
-    *,
-    purpose: str,
-    error: type[ServiceUnavailableError] = ServiceUnavailableError,
-) -> str:
-    """The SecretString of the Secrets Manager secret `secret_id` (an ARN or a name), never
-    logged; a failed read raises `error`, naming `purpose` and the AWS error code only."""
-    try:
-        import boto3  # type: ignore[import-untyped]
-        from botocore.config import Config  # type: ignore[import-untyped]
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-    except ImportError as exc:  # boto3 is in the Lambda runtime; locally in the s3 extra
-        raise MissingDependencyError("boto3", "s3") from exc
-    body_log = logging.getLogger("botocore.parsers")
-    if _BODY_FILTER not in body_log.filters:
-        body_log.addFilter(_BODY_FILTER)
-    # Short timeouts and few retries: the read may run inside a request (a retry after a
-    # failed cold start), and a quick 503 that the next request retries beats a long wait.
-    config = Config(
-        connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
-    )
-    try:
-        client = boto3.client("secretsmanager", region_name=_arn_region(secret_id), config=config)
-        response = client.get_secret_value(SecretId=secret_id)
-    except ClientError as exc:
-        # The code only: AWS's message for AccessDenied names the role, which clients see.
-        code = exc.response.get("Error", {}).get("Code") or "ClientError"
-        raise _unavailable(secret_id, str(code), purpose, error) from exc
-    except BotoCoreError as exc:  # unreachable, no credentials, no region
-        raise _unavailable(secret_id, type(exc).__name__, purpose, error) from exc
-    secret_string = response.get("SecretString")
-    if not isinstance(secret_string, str):
-        raise _unavailable(
-            secret_id, "it has no SecretString; store the value as text", purpose, error
-        )
     event = "llm_key_read" if error is LLMKeyUnavailableError else "secret_read"
-    logger.info(json.dumps({"event": event, "secret": secret_id}))
-    return secret_string
+    secret_string = read_secret_string(secret_id, purpose=purpose, error=error, event=event)
+    return _key_from(secret_id, secret_string, purpose, error)
 
 
 def _key_from(
@@ -178,18 +120,18 @@ def _key_from(
         # exception chained to it would carry the key into any traceback.
         fields = _json_object(key)
         if fields is None:
-            raise _unavailable(
+            raise secret_unavailable(
                 secret_id, "its SecretString starts with '{' but is not JSON", purpose, error
             )
         found = [str(fields[f]) for f in KEY_FIELDS if isinstance(fields.get(f), str)]
         if not found:
             names = ", ".join(KEY_FIELDS[:-1]) + f" or {KEY_FIELDS[-1]}"
-            raise _unavailable(
+            raise secret_unavailable(
                 secret_id, f"its JSON has no string field named {names}", purpose, error
             )
         key = found[0].strip()
     if is_placeholder(key):
-        raise _unavailable(secret_id, "it holds an empty or placeholder key", purpose, error)
+        raise secret_unavailable(secret_id, "it holds an empty or placeholder key", purpose, error)
     return key
 
 
@@ -201,21 +143,3 @@ def _json_object(text: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     return value
-
-
-def _arn_region(secret_id: str) -> str | None:
-    # arn:aws:secretsmanager:<region>:<account>:secret:<name>: the secret's own region, which
-    # a name cannot give (then the usual AWS_DEFAULT_REGION, which Lambda sets, applies).
-    parts = secret_id.split(":")
-    if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
-        return parts[3]
-    return None
-
-
-def _unavailable(
-    secret_id: str, reason: str, purpose: str, error: type[ServiceUnavailableError]
-) -> ServiceUnavailableError:
-    return error(
-        f"{purpose} could not be read from the Secrets Manager secret "
-        f"{secret_id!r} ({reason}); the next request retries"
-    )

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from athenaeum.server.index_source import IndexSource, index_source
+
 # Values people paste from examples; a server that starts with one of them is worse than one that
 # refuses to start, because it looks configured.
 _PLACEHOLDERS = frozenset(
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    # --- the index -----------------------------------------------------------------------------
+    # --- the index (read together as `index_source`) ---------------------------------------
     # "bundle": search a bundle loaded into the process; "s3vectors": search the Amazon S3
     # Vectors index `s3vectors_index`, with the query side of its bundle (manifest and query
     # encoder) read from index_dir (athenaeum.s3vectors.backend).
@@ -259,28 +261,20 @@ class Settings(BaseSettings):
             raise ValueError("set ATHENAEUM_LINK_SECRET or ATHENAEUM_LINK_SECRET_ARN, not both")
         if self.sources_dir is not None and self.sources_s3_uri is not None:
             raise ValueError("set ATHENAEUM_SOURCES_DIR or ATHENAEUM_SOURCES_S3_URI, not both")
-        self._check_backend()
+        self.index_source  # noqa: B018 (refuses a combination that names no one source)
         return self
 
-    def _check_backend(self) -> None:
-        if self.index_backend == "bundle":
-            if self.s3vectors_index is not None:
-                raise ValueError(
-                    "ATHENAEUM_S3VECTORS_INDEX is set but ATHENAEUM_INDEX_BACKEND is bundle: set "
-                    "ATHENAEUM_INDEX_BACKEND=s3vectors to search that index, or unset it"
-                )
-            return
-        if self.s3vectors_index is None or self.index_dir is None:
-            raise ValueError(
-                "ATHENAEUM_INDEX_BACKEND=s3vectors needs ATHENAEUM_S3VECTORS_INDEX (the index, "
-                "s3vectors://VECTOR_BUCKET/INDEX) and ATHENAEUM_INDEX_DIR (the query side of the "
-                "bundle published to it: its manifest.json and encoder/)"
-            )
-        if self.index_s3_uri is not None or self.index_start_s3_uri is not None:
-            raise ValueError(
-                "ATHENAEUM_INDEX_BACKEND=s3vectors searches the service's index: unset "
-                "ATHENAEUM_INDEX_S3_URI and ATHENAEUM_INDEX_START_S3_URI (no bundle is downloaded)"
-            )
+    @property
+    def index_source(self) -> IndexSource | None:
+        """Where the index comes from (athenaeum.server.index_source); None when no setting
+        names one. Checked when the settings are made, so a misconfiguration fails at startup."""
+        return index_source(
+            backend=self.index_backend,
+            index_dir=self.index_dir,
+            s3_uri=self.index_s3_uri,
+            start_s3_uri=self.index_start_s3_uri,
+            s3vectors_index=self.s3vectors_index,
+        )
 
     @property
     def oauth_enabled(self) -> bool:

@@ -282,7 +282,7 @@ class S3Sources(SignedLinks):
         self._missing: dict[str, float] = {}  # key -> when it was found missing
 
     def _object_key(self, source: SourceFile) -> str:
-        # A document ingested from the library (athenaeum.ingest) records its file's place in
+        # A document ingested from the library (by the ingest function) records its file's place in
         # this bucket; a bundle's other documents are under their sha256 (deploy.sh's upload).
         file = source.doc.source_file
         location = file.location if file is not None else None
@@ -399,9 +399,10 @@ class SourceLinker:
 
     def _make(self, documents: Sequence[DocumentInfo]) -> SignedLinks:
         if self._s3_uri is not None:
-            from athenaeum.server.s3 import S3Location, s3_client
+            from athenaeum.storage.client import s3_client
+            from athenaeum.storage.location import S3Location
 
-            location = S3Location.parse(self._s3_uri)
+            location = S3Location.parse(self._s3_uri, what="ATHENAEUM_SOURCES_S3_URI")
             return S3Sources(
                 documents,
                 client=s3_client(self._endpoint),

@@ -23,8 +23,8 @@ from typing import Any
 
 from athenaeum.bundle import read_manifest
 from athenaeum.errors import AthenaeumError
-from athenaeum.ingest.store import PublishConflictError, PublishedIndex
-from athenaeum.server.s3 import S3Location
+from athenaeum.storage.location import S3Location
+from athenaeum.storage.published import PublishConflictError, PublishedIndex
 from infra.index.upload import UploadError, upload_sources
 
 LIBRARY_PREFIX = "library"
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from athenaeum.server.s3 import s3_client
+    from athenaeum.storage.client import s3_client
 
     try:
         print(start_library(s3_client(None), args.bucket, args.index, sources_dir=args.sources_dir))

@@ -39,6 +39,8 @@ from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.errors import AthenaeumError
 from athenaeum.server.sources import MEDIA_TYPES, SOURCES_ROOT, source_key
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.listing import list_folders, list_objects
 
 INDEX_ROOT = "index"
 BUNDLE_ID_CHARS = 16
@@ -265,16 +267,13 @@ def other_bundles(client: Any, bucket: str, keep_prefix: str) -> list[str]:
     published index's own prefixes beside them)."""
     keep = keep_prefix.strip("/") + "/"
     found = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"{INDEX_ROOT}/", Delimiter="/"):
-        for entry in page.get("CommonPrefixes") or []:
-            prefix = entry["Prefix"]
-            if not _BUNDLE_PREFIX.fullmatch(prefix) or prefix == keep:
-                continue
-            # Only prefixes that still hold objects (some S3 implementations list prefixes
-            # whose objects are all behind delete markers).
-            if client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
-                found.append(prefix)
+    for prefix in list_folders(client, bucket, f"{INDEX_ROOT}/"):
+        if not _BUNDLE_PREFIX.fullmatch(prefix) or prefix == keep:
+            continue
+        # Only prefixes that still hold objects (some S3 implementations list prefixes whose
+        # objects are all behind delete markers); the first page answers that.
+        if next(list_objects(client, bucket, prefix), None) is not None:
+            found.append(prefix)
     return found
 
 
@@ -291,10 +290,8 @@ def prune(client: Any, bucket: str, keep_prefix: str) -> tuple[str, ...]:
 
 
 def _keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents") or []:
-            yield entry["Key"]
+    for obj in list_objects(client, bucket, prefix):
+        yield obj.key
 
 
 def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -331,9 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args(argv)
 
-    import boto3  # type: ignore[import-untyped]
-
-    client = boto3.client("s3")
+    client = s3_client(transfer_workers=args.workers)
     try:
         if args.sources or args.sources_only:
             sources = upload_sources(

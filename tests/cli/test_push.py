@@ -19,13 +19,14 @@ from athenaeum.cli.main import app
 from athenaeum.errors import AccessDeniedError, NotFoundError
 from athenaeum.library.push import (
     SHA256_METADATA,
+    WORKERS,
     Change,
     _fatal,
-    library_client,
     managed_rel,
     parse_library_uri,
     push,
 )
+from athenaeum.storage.client import s3_client
 from tests.conftest import PDF_DIR
 
 PDFS = {
@@ -186,7 +187,7 @@ def test_an_object_put_by_another_tool_is_compared_by_its_md5(
     other[0] ^= 0xFF
     s3.put_object(Bucket=bucket, Key="library/bulletin.pdf", Body=bytes(other))
 
-    report = push(folder, f"s3://{bucket}/library", client=library_client())
+    report = push(folder, f"s3://{bucket}/library", client=s3_client(transfer_workers=WORKERS))
     assert report.ok
     assert [h.rel for h in report.unchanged] == ["habibi.pdf"]
     changes = {u.key: u.change for u in report.uploaded}
@@ -211,7 +212,7 @@ def test_a_large_file_goes_in_parts_and_is_verified(
 ) -> None:
     uri = f"s3://{bucket}/library"
     sizes = {"multipart_threshold": 5 * MIB, "multipart_chunksize": 5 * MIB}
-    report = push(large_document, uri, client=library_client(), **sizes)
+    report = push(large_document, uri, client=s3_client(transfer_workers=WORKERS), **sizes)
     assert report.ok, report.failed
     body = (large_document / "transcripts.txt").read_bytes()
     head = s3.head_object(Bucket=bucket, Key="library/transcripts.txt")
@@ -219,7 +220,7 @@ def test_a_large_file_goes_in_parts_and_is_verified(
     assert head["Metadata"][SHA256_METADATA] == hashlib.sha256(body).hexdigest()
     assert s3.get_object(Bucket=bucket, Key="library/transcripts.txt")["Body"].read() == body
 
-    again = push(large_document, uri, client=library_client(), **sizes)
+    again = push(large_document, uri, client=s3_client(transfer_workers=WORKERS), **sizes)
     assert not again.uploaded and len(again.unchanged) == 1
 
 
@@ -241,7 +242,7 @@ def test_a_file_changed_during_its_upload_is_reported(
     report = push(
         large_document,
         f"s3://{bucket}/library",
-        client=library_client(),
+        client=s3_client(transfer_workers=WORKERS),
         multipart_threshold=5 * MIB,
         multipart_chunksize=5 * MIB,
         on_progress=rewrite_once_hashed,
@@ -263,7 +264,10 @@ def test_one_file_failing_does_not_stop_the_others(s3: Any, bucket: str, folder:
 
     remove_once_hashed.hashed = 0  # type: ignore[attr-defined]
     report = push(
-        folder, f"s3://{bucket}/library", client=library_client(), on_progress=remove_once_hashed
+        folder,
+        f"s3://{bucket}/library",
+        client=s3_client(transfer_workers=WORKERS),
+        on_progress=remove_once_hashed,
     )
     assert [f.key for f in report.failed] == ["library/bulletin.pdf"]
     assert "upload failed" in report.failed[0].reason
@@ -338,5 +342,5 @@ def test_the_folder_is_walked_without_following_symlinked_folders(
     os.symlink(outside, root / "linked-folder")
     os.symlink(outside / "habibi.pdf", root / "linked.pdf")
 
-    report = push(root, f"s3://{bucket}/library", client=library_client())
+    report = push(root, f"s3://{bucket}/library", client=s3_client(transfer_workers=WORKERS))
     assert [u.key for u in report.uploaded] == ["library/linked.pdf"]

@@ -26,16 +26,16 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "rest_v1_authorizer.json"
 PY312_CANDIDATES = ("python3.12", str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"))
-# The serve half of the package (with the S3 Vectors backend), and the published index's store
-# that serving follows; the build side and the CLI never reach the API function.
+# The serve half of the package (with the S3 Vectors backend) and the storage layer it reads the
+# index through; the build side, ingest and the CLI never reach the API function.
 SERVE_TOP_LEVEL = {
     "__init__.py",
     "errors.py",
+    "storage",
     "bundle",
     "retrieval",
     "s3vectors",
     "server",
-    "ingest",
 }
 
 SCRIPT = """
@@ -113,19 +113,19 @@ def test_function_artifact_holds_the_serve_half_only(tmp_path: Path) -> None:
     source = ROOT / "athenaeum"
     expected = {f"athenaeum/{name}" for name in staging.SERVE_MODULES} | {
         "athenaeum/" + path.relative_to(source).as_posix()
-        for name in ("bundle", "retrieval", "s3vectors", "server")
+        for name in ("storage", "bundle", "retrieval", "s3vectors", "server")
         for path in (source / name).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
     files = staged_files(function)
     assert files == expected
     assert "athenaeum/server/lambda_handler.py" in files
-    assert not [f for f in files if f.startswith(("athenaeum/build/", "athenaeum/cli/"))]
-    # Of the ingest package, only the store that serving reads (not the pipeline).
-    assert {f for f in files if f.startswith("athenaeum/ingest/")} == {
-        "athenaeum/ingest/__init__.py",
-        "athenaeum/ingest/store.py",
-    }
+    assert "athenaeum/storage/published.py" in files  # the published index serving follows
+    assert not [
+        f
+        for f in files
+        if f.startswith(("athenaeum/build/", "athenaeum/cli/", "athenaeum/ingest/"))
+    ]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
 
@@ -444,9 +444,10 @@ def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
     import boto3
 
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.ingest.store import PublishedIndex
     from athenaeum.retrieval.engine import SearchEngine
-    from athenaeum.server.s3 import S3Location, s3_client
+    from athenaeum.storage.client import s3_client
+    from athenaeum.storage.location import S3Location
+    from athenaeum.storage.published import PublishedIndex
     from tests.conftest import PDF_DIR
 
     if not INGEST_LAYER.is_dir():

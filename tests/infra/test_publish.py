@@ -9,8 +9,9 @@ import uuid
 from pathlib import Path
 
 from athenaeum.bundle import load_bundle
-from athenaeum.ingest.store import PublishedIndex
-from athenaeum.server.s3 import S3Location, s3_client
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.location import S3Location
+from athenaeum.storage.published import PublishedIndex
 from infra.index.publish import start_library
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.s3 import S3Location, fetch_s3_bundle
+from athenaeum.storage.download import fetch_s3_bundle
+from athenaeum.storage.location import S3Location
 from infra.index import upload
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
 

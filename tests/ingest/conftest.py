@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from athenaeum.server.s3 import S3Location, s3_client
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.location import S3Location
 
 REGION = "us-east-1"
 _BUCKETS = itertools.count()

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.ingest.pipeline import ingest
-from athenaeum.ingest.store import PublishedIndex
 from athenaeum.server.app import create_app
 from athenaeum.server.lambda_handler import build_handler
 from athenaeum.server.settings import Settings
+from athenaeum.storage.published import PublishedIndex
 from tests.conftest import LIBRARY_PDFS, PDF_DIR, PdfLibrary
 from tests.ingest.conftest import LivingLibrary
 from tests.server.test_lambda import Context, body_of, v1_event

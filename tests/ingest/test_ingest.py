@@ -21,8 +21,8 @@ from athenaeum.errors import BundleError
 from athenaeum.ingest import lambda_handler
 from athenaeum.ingest.pipeline import ingest
 from athenaeum.ingest.settings import get_ingest_settings
-from athenaeum.ingest.store import PublishConflictError, PublishedIndex
 from athenaeum.retrieval.engine import SearchEngine
+from athenaeum.storage.published import PublishConflictError, PublishedIndex
 from tests.conftest import LIBRARY_PDFS, PDF_DIR, PdfLibrary
 from tests.ingest.conftest import LambdaContext, LivingLibrary, bodies, sqs_event
 

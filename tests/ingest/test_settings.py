@@ -15,7 +15,7 @@ from athenaeum.ingest.settings import (
     IngestSettingsError,
     get_ingest_settings,
 )
-from athenaeum.ingest.store import KEEP_VERSIONS
+from athenaeum.storage.published import KEEP_VERSIONS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 LIBRARY = "s3://bucket/library"

@@ -59,7 +59,7 @@ def test_hybrid_score_is_the_convex_combination(engine: SearchEngine) -> None:
     rows = np.union1d(dense, bm25)
     assert len(rows) > len(dense)  # some candidates come from BM25 alone
     cosine = engine.bundle.vectors[rows] @ engine.encoder.encode([QUERY])[0]
-    lexical = engine.bundle.bm25.scores(QUERY)[rows]
+    lexical = engine.bm25.scores(QUERY)[rows]
 
     def min_max(x: np.ndarray) -> np.ndarray:
         return (x - x.min()) / (x.max() - x.min())

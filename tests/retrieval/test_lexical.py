@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from athenaeum.retrieval.lexical import TOKENIZER_VERSION, BM25Index, tokenize
+from athenaeum.bundle.format import TOKENIZER_VERSION
+from athenaeum.retrieval.lexical import BM25Index, tokenize
 
 DOCS = ["The cat chased the cat and a mouse", "Dogs chase cats", "Birds sing"]
 

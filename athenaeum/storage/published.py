@@ -19,9 +19,9 @@ served, and a writer that lost a race is refused instead of overwriting the winn
 
 A version is content-addressed: its id is the sha256 of its manifest, which holds the sha256 of
 every file, so a reader checks the manifest against the id and each blob against the manifest
-(athenaeum.server.s3.materialize) and never serves bytes the writer did not publish.
+(athenaeum.storage.download.materialize) and never serves bytes the writer did not publish.
 
-boto3 only (the Lambda runtime has it); the serve side imports this module.
+boto3 only (the Lambda runtime has it): serving follows the pointer, ingest and deploy publish.
 """
 
 from __future__ import annotations
@@ -40,13 +40,10 @@ from typing import Any
 from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import AthenaeumError, BundleError
-from athenaeum.server.s3 import (
-    S3Location,
-    describe_error,
-    error_code,
-    manifest_files,
-    materialize,
-)
+from athenaeum.storage.download import manifest_files, materialize
+from athenaeum.storage.errors import CONFLICT, MISSING, describe_error, error_code
+from athenaeum.storage.listing import Listed, list_objects
+from athenaeum.storage.location import S3Location
 
 logger = logging.getLogger("athenaeum.index")
 
@@ -108,10 +105,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-
-
 class PublishedIndex:
     """The published index under `location`, through a boto3 S3 `client`."""
 
@@ -135,7 +128,7 @@ class PublishedIndex:
         try:
             response = self.client.get_object(Bucket=self.location.bucket, Key=self.key(rel))
         except ClientError as exc:
-            if error_code(exc) in _MISSING:
+            if error_code(exc) in MISSING:
                 return None
             raise
         return response["Body"].read(), str(response.get("ETag", ""))
@@ -199,7 +192,7 @@ class PublishedIndex:
                 **condition,
             )
         except ClientError as exc:
-            if error_code(exc) in _CONFLICT:
+            if error_code(exc) in CONFLICT:
                 raise PublishConflictError(
                     f"another writer published to {self.uri} first; nothing was changed, and "
                     "the next ingest starts from its version"
@@ -245,7 +238,7 @@ class PublishedIndex:
             if int(head.get("ContentLength", -1)) == size:
                 return  # content-addressed: the same bytes are already there
         except ClientError as exc:
-            if error_code(exc) not in _MISSING:
+            if error_code(exc) not in MISSING:
                 raise
         self.client.upload_file(
             str(path), self.location.bucket, key, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
@@ -271,11 +264,10 @@ class PublishedIndex:
         pointer = self.read_pointer()
         if pointer is None:
             return Pruned([], 0, 0)
-        listed = self._list(f"{VERSIONS_DIR}/")
         versions = sorted(
             (
-                (obj["LastModified"], name.removesuffix(".json"), key)
-                for key, name, obj in listed
+                (obj.last_modified, name.removesuffix(".json"), obj.key)
+                for name, obj in self._list(f"{VERSIONS_DIR}/")
                 if name.endswith(".json")
             ),
             reverse=True,
@@ -294,26 +286,23 @@ class PublishedIndex:
             )
         self._delete([key for _, key in doomed])
         blobs = [
-            (key, int(obj.get("Size", 0)))
-            for key, name, obj in self._list(f"{BLOBS_DIR}/")
-            if name not in named and (now - obj["LastModified"]).total_seconds() >= grace_s
+            obj
+            for name, obj in self._list(f"{BLOBS_DIR}/")
+            if name not in named and (now - obj.last_modified).total_seconds() >= grace_s
         ]
-        self._delete([key for key, _ in blobs])
-        pruned = Pruned(sorted(v for v, _ in doomed), len(blobs), sum(size for _, size in blobs))
+        self._delete([obj.key for obj in blobs])
+        pruned = Pruned(sorted(v for v, _ in doomed), len(blobs), sum(obj.size for obj in blobs))
         if doomed or blobs:
             logger.info(json.dumps({"event": "index_pruned", "uri": self.uri, **asdict(pruned)}))
         return pruned
 
-    def _list(self, rel: str) -> list[tuple[str, str, dict[str, Any]]]:
-        """(key, name under `rel`, the listing's entry) of every object under `rel`."""
+    def _list(self, rel: str) -> list[tuple[str, Listed]]:
+        """(name under `rel`, the listing's entry) of every object under `rel`."""
         prefix = self.key(rel)
-        found = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.location.bucket, Prefix=prefix
-        ):
-            for obj in page.get("Contents", []):
-                found.append((obj["Key"], obj["Key"][len(prefix) :], obj))
-        return found
+        return [
+            (obj.key[len(prefix) :], obj)
+            for obj in list_objects(self.client, self.location.bucket, prefix)
+        ]
 
     def _delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
@@ -388,7 +377,7 @@ class PublishedIndex:
                 )
                 break
             except ClientError as exc:
-                if error_code(exc) not in _CONFLICT:
+                if error_code(exc) not in CONFLICT:
                     raise
             held = self.get_bytes(LOCK_FILE)
             if held is None:
@@ -423,7 +412,7 @@ class PublishedIndex:
                 Bucket=self.location.bucket, Key=self.key(LOCK_FILE), IfMatch=etag
             )
         except ClientError as exc:
-            if error_code(exc) not in _CONFLICT | _MISSING:
+            if error_code(exc) not in CONFLICT | MISSING:
                 raise
 
 

@@ -8,7 +8,7 @@ half-written is ever loaded. A complete copy left by an earlier process in the s
 (Lambda keeps /tmp while warm) is reused when its manifest is byte-identical to the remote one
 and its record still vouches for its files; otherwise it is downloaded again.
 
-boto3 is imported on first use (the Lambda runtime has it; locally it is the `s3` extra).
+Also the copy of a published version (athenaeum.storage.published), through `materialize`.
 """
 
 from __future__ import annotations
@@ -19,55 +19,19 @@ import logging
 import shutil
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.bundle.verification import check_record, manifest_sha256, stamps, write_record
 from athenaeum.errors import BundleError, MissingDependencyError
+from athenaeum.storage.client import s3_client
+from athenaeum.storage.errors import describe_error
+from athenaeum.storage.location import S3Location
 
 logger = logging.getLogger("athenaeum.index")
 
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str
-
-    @classmethod
-    def parse(cls, uri: str) -> S3Location:
-        rest = uri.removeprefix("s3://")
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise BundleError(f"ATHENAEUM_INDEX_S3_URI {uri!r} names no bucket")
-        return cls(bucket, prefix.strip("/"))
-
-    def key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-
-def s3_client(endpoint_url: str | None) -> Any:
-    try:
-        import boto3  # type: ignore[import-untyped]
-        from botocore.config import Config  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover - boto3 is in the dev group and on Lambda
-        raise MissingDependencyError("boto3", "s3") from exc
-    # Short timeouts and few retries: a cold start that waits a minute on an unreachable
-    # bucket is worse than a quick 503 that the next request retries.
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 2, "mode": "standard"},
-        signature_version="s3v4",  # presigned source links: SigV4, which every region takes
-    )
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def cache_path(location: S3Location, cache_dir: Path) -> Path:
@@ -226,24 +190,3 @@ def _download_verified(
         raise BundleError(
             f"{uri} does not match the sha256 in the manifest; the upload is corrupted, refusing it"
         )
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError (`NoSuchKey`, `PreconditionFailed`, ...);
-    "" for anything else."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or "")
-    return ""
-
-
-def describe_error(exc: BaseException) -> str:
-    """A botocore error as `Code: Message`, for messages that say what S3 answered."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        code, message = err.get("Code"), err.get("Message")
-        if code or message:
-            return f"{code}: {message}"
-    # boto3's S3UploadFailedError wraps the ClientError: its text already names the code.
-    return " ".join(str(exc).split()) or type(exc).__name__

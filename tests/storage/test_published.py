@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from athenaeum.errors import BundleError
-from athenaeum.ingest.store import Pointer, PublishedIndex
-from tests.ingest.conftest import LivingLibrary
+from athenaeum.storage.published import Pointer, PublishedIndex
+from tests.storage.conftest import Bucket
 
 LATER = timedelta(hours=2)
 
@@ -45,8 +45,8 @@ def _publish_versions(store: PublishedIndex, tmp_path: Path, n: int) -> list[Poi
     return pointers
 
 
-def _keys(living: LivingLibrary, rel: str) -> set[str]:
-    listed = living.client.list_objects_v2(Bucket=living.bucket, Prefix=f"index/{rel}")
+def _keys(s3_bucket: Bucket, rel: str) -> set[str]:
+    listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.bucket, Prefix=f"index/{rel}")
     return {o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])}
 
 
@@ -55,23 +55,23 @@ def _sha(data: bytes) -> str:
 
 
 def test_old_versions_and_their_blobs_go_the_served_and_recent_stay(
-    living: LivingLibrary, tmp_path: Path
+    s3_bucket: Bucket, tmp_path: Path
 ) -> None:
-    store = PublishedIndex(living.index, living.client)
+    store = PublishedIndex(s3_bucket.index, s3_bucket.client)
     pointers = _publish_versions(store, tmp_path, 4)
     versions = [p.version for p in pointers]
-    assert _keys(living, "versions/") == {f"{v}.json" for v in versions}
+    assert _keys(s3_bucket, "versions/") == {f"{v}.json" for v in versions}
 
     # Everything was written within the grace period: nothing goes yet.
     assert store.prune(keep=1).versions == []
-    assert len(_keys(living, "versions/")) == 4 and len(_keys(living, "blobs/")) == 5
+    assert len(_keys(s3_bucket, "versions/")) == 4 and len(_keys(s3_bucket, "blobs/")) == 5
 
     later = datetime.now(UTC) + LATER
     pruned = store.prune(keep=2, now=later)
     assert pruned.versions == sorted(versions[:2])
     assert pruned.blobs == 2 and pruned.bytes == 2 * 100  # the two oldest vectors files
-    assert _keys(living, "versions/") == {f"{v}.json" for v in versions[2:]}
-    assert _keys(living, "blobs/") == {
+    assert _keys(s3_bucket, "versions/") == {f"{v}.json" for v in versions[2:]}
+    assert _keys(s3_bucket, "blobs/") == {
         _sha(b"shared" * 100),
         _sha(b"v2" * 50),
         _sha(b"v3" * 50),
@@ -84,24 +84,24 @@ def test_old_versions_and_their_blobs_go_the_served_and_recent_stay(
 
     # keep=1 keeps the served version only, however old.
     assert store.prune(keep=1, now=later).versions == [versions[2]]
-    assert _keys(living, "versions/") == {f"{versions[3]}.json"}
-    assert _keys(living, "blobs/") == {_sha(b"shared" * 100), _sha(b"v3" * 50)}
+    assert _keys(s3_bucket, "versions/") == {f"{versions[3]}.json"}
+    assert _keys(s3_bucket, "blobs/") == {_sha(b"shared" * 100), _sha(b"v3" * 50)}
     assert store.prune(keep=1, now=later).versions == []  # nothing more to do
     with pytest.raises(ValueError, match="keep must be at least 1"):
         store.prune(keep=0)
 
 
 def test_a_version_that_cannot_be_read_stops_pruning_before_any_blob_goes(
-    living: LivingLibrary, tmp_path: Path
+    s3_bucket: Bucket, tmp_path: Path
 ) -> None:
-    store = PublishedIndex(living.index, living.client)
+    store = PublishedIndex(s3_bucket.index, s3_bucket.client)
     pointers = _publish_versions(store, tmp_path, 3)
     # The second-newest version's manifest no longer hashes to its name.
-    living.client.put_object(
-        Bucket=living.bucket, Key=f"index/versions/{pointers[1].version}.json", Body=b"{}"
+    s3_bucket.client.put_object(
+        Bucket=s3_bucket.bucket, Key=f"index/versions/{pointers[1].version}.json", Body=b"{}"
     )
-    blobs = _keys(living, "blobs/")
+    blobs = _keys(s3_bucket, "blobs/")
     with pytest.raises(BundleError, match="does not hash to its name"):
         store.prune(keep=2, now=datetime.now(UTC) + LATER)
-    assert _keys(living, "blobs/") == blobs
-    assert f"{pointers[0].version}.json" in _keys(living, "versions/")
+    assert _keys(s3_bucket, "blobs/") == blobs
+    assert f"{pointers[0].version}.json" in _keys(s3_bucket, "versions/")

@@ -1,0 +1,34 @@
+"""The one listing of a prefix (athenaeum.storage.listing), on a local S3 (moto), and the S3
+address it lists (athenaeum.storage.location)."""
+
+from __future__ import annotations
+
+import pytest
+
+from athenaeum.errors import BundleError
+from athenaeum.storage.listing import list_folders, list_objects
+from athenaeum.storage.location import S3Location
+from tests.storage.conftest import Bucket
+
+
+def test_every_page_is_listed_and_folders_are_one_level_down(s3_bucket: Bucket) -> None:
+    client, bucket = s3_bucket.client, s3_bucket.bucket
+    keys = [f"lib/a/{i:04d}.md" for i in range(1003)] + ["lib/b/x.md", "lib/top.md", "other.md"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"12345")
+    listed = list(list_objects(client, bucket, "lib/"))
+    # Past ListObjectsV2's 1,000 keys a page, in key order, with each object's size and ETag.
+    assert [o.key for o in listed] == sorted(k for k in keys if k.startswith("lib/"))
+    assert {o.size for o in listed} == {5} and all(o.etag.startswith('"') for o in listed)
+    assert list(list_folders(client, bucket, "lib/")) == ["lib/a/", "lib/b/"]
+    assert list(list_objects(client, bucket, "none/")) == []
+
+
+def test_an_address_error_names_what_the_address_is_for() -> None:
+    assert S3Location.parse("s3://b/library/") == S3Location("b", "library")
+    assert S3Location.parse("s3://b").uri == "s3://b"
+    with pytest.raises(BundleError, match=r"^ATHENAEUM_LIBRARY_S3_URI 's3:///x' names no bucket"):
+        S3Location.parse("s3:///x", what="ATHENAEUM_LIBRARY_S3_URI")
+    with pytest.raises(BundleError) as refused:
+        S3Location.parse("s3://")
+    assert "ATHENAEUM_INDEX_S3_URI" not in refused.value.message
