@@ -273,13 +273,24 @@ def index_command(
         TaskID,
     )
 
-    from athenaeum.build.indexer import Stage, build_index
+    from athenaeum.build.indexer import BuildOptions, Stage, build_index
 
     if device not in ("auto", "cpu", "cuda", "mps"):
         fail(f"--device must be auto, cpu, cuda or mps, not {device!r}")
     if encoder_precision not in ("fp32", "int8"):
         fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
     precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
+    options = BuildOptions(
+        include=include or [],
+        exclude=exclude or [],
+        embed_model=embed_model,
+        device=device,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        overlap=overlap,
+        rebuild=rebuild,
+        encoder_precision=precision,
+    )
 
     progress = stage_progress()
     tasks: dict[str, TaskID] = {}
@@ -299,20 +310,7 @@ def index_command(
 
     started = time.perf_counter()
     try:
-        report = build_index(
-            inputs,
-            output,
-            include=include or [],
-            exclude=exclude or [],
-            embed_model=embed_model,
-            device=device,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            overlap=overlap,
-            rebuild=rebuild,
-            encoder_precision=precision,
-            progress=on_progress,
-        )
+        report = build_index(inputs, output, options, progress=on_progress)
     except KeyboardInterrupt:
         fail(f"interrupted; {output} was left as it was", code=130)
     finally:
