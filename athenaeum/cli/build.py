@@ -9,6 +9,11 @@ import typer
 
 from athenaeum.cli.console import console, err_console, fail, stage_progress
 
+# The library's `Device` and `EncoderPrecision`, which the CLI does not import before a command
+# runs (athenaeum.build.embedding is slow to import); a test keeps them equal.
+Device = Literal["auto", "cpu", "cuda", "mps"]
+EncoderPrecision = Literal["fp32", "int8"]
+
 
 def convert_command(
     inputs: Annotated[
@@ -200,7 +205,7 @@ def index_command(
         ),
     ] = "sentence-transformers/all-MiniLM-L6-v2",
     device: Annotated[
-        str,
+        Device,
         typer.Option(
             "--device",
             help="Where to embed: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps. On "
@@ -245,7 +250,7 @@ def index_command(
         ),
     ] = 32,
     encoder_precision: Annotated[
-        str,
+        EncoderPrecision,
         typer.Option(
             "--encoder-precision",
             help="Precision of the query encoder shipped in the bundle: int8 (dynamically "
@@ -275,11 +280,6 @@ def index_command(
 
     from athenaeum.build.indexer import BuildOptions, Stage, build_index
 
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        fail(f"--device must be auto, cpu, cuda or mps, not {device!r}")
-    if encoder_precision not in ("fp32", "int8"):
-        fail(f"--encoder-precision must be fp32 or int8, not {encoder_precision!r}")
-    precision: Literal["fp32", "int8"] = "int8" if encoder_precision == "int8" else "fp32"
     options = BuildOptions(
         include=include or [],
         exclude=exclude or [],
@@ -289,7 +289,7 @@ def index_command(
         max_tokens=max_tokens,
         overlap=overlap,
         rebuild=rebuild,
-        encoder_precision=precision,
+        encoder_precision=encoder_precision,
     )
 
     progress = stage_progress()

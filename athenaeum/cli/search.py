@@ -3,6 +3,7 @@ its retrieval on a BEIR dataset."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +14,16 @@ from athenaeum.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from athenaeum.retrieval.backend import Hit
+
+
+class Mode(StrEnum):
+    """The search modes (the library's `SearchMode`), as Typer offers them: a bad one is
+    refused before an index is loaded or built. An Enum, not a Literal, because eval's --mode
+    is repeatable."""
+
+    hybrid = "hybrid"
+    dense = "dense"
+    bm25 = "bm25"
 
 
 def _search_filter(
@@ -51,13 +62,13 @@ def search_command(
     ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results, 1 to 50.")] = 5,
     mode: Annotated[
-        str,
+        Mode,
         typer.Option(
             "--mode",
             help="hybrid (dense and BM25 scores fused), dense (embeddings only) or bm25 "
             "(keywords only).",
         ),
-    ] = "hybrid",
+    ] = Mode.hybrid,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON, for scripts.")
     ] = False,
@@ -106,9 +117,9 @@ def search_command(
 
     search_filter = _search_filter(documents or [], pages, metadata or [])
     engine = SearchEngine.load(index)
-    hits = engine.search(query, top_k=top_k, mode=mode, filter=search_filter)
+    hits = engine.search(query, top_k=top_k, mode=mode.value, filter=search_filter)
     if as_json:
-        payload = {"query": query, "mode": mode, "results": [_hit_json(h) for h in hits]}
+        payload = {"query": query, "mode": mode.value, "results": [_hit_json(h) for h in hits]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     if not hits:
@@ -218,7 +229,7 @@ def eval_command(
     ] = None,
     split: Annotated[str, typer.Option("--split", help="The qrels split to score.")] = "test",
     mode: Annotated[
-        list[str] | None,
+        list[Mode] | None,
         typer.Option(
             "--mode",
             help="Evaluate only this mode (hybrid, dense, bm25); repeat for several. "
@@ -278,7 +289,7 @@ def eval_command(
     from athenaeum.retrieval.backend import SEARCH_MODES, IndexFacts
     from athenaeum.retrieval.engine import SearchEngine
 
-    modes = mode or list(SEARCH_MODES)
+    modes = [m.value for m in mode] if mode else list(SEARCH_MODES)
     data = load_beir(dataset, split=split)
     if s3vectors is not None and index is None:
         fail("--s3vectors needs --index: the bundle that `athenaeum publish` put in that index")

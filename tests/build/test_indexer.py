@@ -353,7 +353,8 @@ def test_cli_index_command(tmp_path: Path, minilm_path: Path) -> None:
     assert read_manifest(out).embedding.encoder_precision == "fp32"
     result = runner.invoke(app, [*args, *precision, "fp16"], env=env)
     assert result.exit_code == 2
-    assert "--encoder-precision must be fp32 or int8" in result.output
+    assert "Invalid value for '--encoder-precision'" in result.output
+    assert "is not one of 'fp32', 'int8'" in result.output
 
     result = runner.invoke(app, [*args, "--max-tokens", "999"], env=env)
     assert result.exit_code == 2
