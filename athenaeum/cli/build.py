@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from athenaeum.cli.console import console, err_console, fail, stage_progress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from athenaeum.build.convert import ConvertOptions, ConvertReport
+    from athenaeum.build.indexer import IndexReport, ProgressCallback, Stage
 
 # The library's `Device` and `EncoderPrecision`, which the CLI does not import before a command
 # runs (athenaeum.build.embedding is slow to import); a test keeps them equal.
@@ -91,16 +97,26 @@ def convert_command(
     """
     import os
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+    from athenaeum.build.convert import ConvertOptions
 
-    from athenaeum.build.convert import ConvertOptions, FileResult, Status, convert, plan_jobs
-
-    workers = jobs or os.cpu_count() or 1
-    total = len(plan_jobs(inputs, out))
     options = ConvertOptions(
         passwords=password or [], ocr=ocr, ocr_language=ocr_language, overwrite=overwrite
     )
+    report = _convert_with_progress(inputs, out, options, jobs=jobs or os.cpu_count() or 1)
+    _print_convert(report, inputs, out)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _convert_with_progress(
+    inputs: list[Path], out: Path, options: ConvertOptions, *, jobs: int
+) -> ConvertReport:
+    """`convert` with a bar of files done, each named as it finishes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from athenaeum.build.convert import FileResult, convert, plan_jobs
+
+    total = len(plan_jobs(inputs, out))
     progress = Progress(
         TextColumn("converting"),
         BarColumn(),
@@ -115,7 +131,13 @@ def convert_command(
         def advance(result: FileResult) -> None:
             progress.update(task, advance=1, description=result.source.name)
 
-        report = convert(inputs, out, options, jobs=workers, on_result=advance)
+        return convert(inputs, out, options, jobs=jobs, on_result=advance)
+
+
+def _print_convert(report: ConvertReport, inputs: list[Path], out: Path) -> None:
+    from rich.table import Table
+
+    from athenaeum.build.convert import Status
 
     # Names relative to the input they came from, so that a row fits in 80 columns; reasons and
     # warnings go below the table, one line each, once.
@@ -143,8 +165,6 @@ def convert_command(
         f"{counts[Status.CONVERTED]} converted ({report.pages_converted} pages), "
         f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed; markdown in {out}"
     )
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 def _relative_name(source: Path, inputs: list[Path]) -> str:
@@ -274,11 +294,7 @@ def index_command(
     """
     import time
 
-    from rich.progress import (
-        TaskID,
-    )
-
-    from athenaeum.build.indexer import BuildOptions, Stage, build_index
+    from athenaeum.build.indexer import BuildOptions, build_index
 
     options = BuildOptions(
         include=include or [],
@@ -291,11 +307,25 @@ def index_command(
         rebuild=rebuild,
         encoder_precision=encoder_precision,
     )
-
     progress = stage_progress()
+    started = time.perf_counter()
+    try:
+        report = build_index(
+            inputs, output, options, progress=_index_updater(progress, embed_model)
+        )
+    except KeyboardInterrupt:
+        fail(f"interrupted; {output} was left as it was", code=130)
+    finally:
+        progress.stop()
+    _print_index(report, output, time.perf_counter() - started)
+
+
+def _index_updater(progress: Progress, embed_model: str) -> ProgressCallback:
+    """build_index's progress drawn on `progress`, started only once there is something to
+    chunk: a run with nothing to do shows no bars."""
     tasks: dict[str, TaskID] = {}
 
-    def on_progress(stage: Stage, done: int, total: int) -> None:
+    def update(stage: Stage, done: int, total: int) -> None:
         if stage == "model":
             # Only when something is to be embedded: a run with nothing to do never loads it.
             if not done:
@@ -303,19 +333,14 @@ def index_command(
             return
         if stage not in tasks:
             if not tasks:
-                progress.start()  # not before: a run with nothing to do shows no bars
-            label = "chunking" if stage == "chunking" else "embedding"
-            tasks[stage] = progress.add_task(label, total=total)
+                progress.start()
+            tasks[stage] = progress.add_task(stage, total=total)
         progress.update(tasks[stage], completed=done, total=total)
 
-    started = time.perf_counter()
-    try:
-        report = build_index(inputs, output, options, progress=on_progress)
-    except KeyboardInterrupt:
-        fail(f"interrupted; {output} was left as it was", code=130)
-    finally:
-        progress.stop()
-    seconds = time.perf_counter() - started
+    return update
+
+
+def _print_index(report: IndexReport, output: Path, seconds: float) -> None:
     if report.rebuild_reason:
         console.print(f"Rebuilt every document: {report.rebuild_reason}.")
     console.print(

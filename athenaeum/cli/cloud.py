@@ -3,6 +3,8 @@ index in the cloud. The one place the CLI reaches S3 addresses and clients."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +13,9 @@ import typer
 from athenaeum.cli.console import console, err_console, fail, stage_progress, stage_updater
 
 if TYPE_CHECKING:
+    from athenaeum.ingest.pipeline import IngestReport
     from athenaeum.library.push import PushReport
+    from athenaeum.server.s3 import S3Location
 
 
 def push_command(
@@ -77,60 +81,67 @@ def push_command(
 
     Example: athenaeum push ~/manuals s3://my-bucket/library --delete
     """
-    import threading
-
     from athenaeum.library.push import push
 
-    progress = None
-    on_progress = None
-    if err_console.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TaskID,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        progress = Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-        )
-        tasks: dict[str, TaskID] = {}
-        adding = threading.Lock()  # uploads report from the transfer manager's threads
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            assert progress is not None
-            with adding:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], advance=done)
-
-        progress.start()
-    try:
-        report = push(
-            folder,
-            library,
-            delete=delete,
-            dry_run=dry_run,
-            include=include or [],
-            exclude=exclude or [],
-            on_progress=on_progress,
-        )
-    except KeyboardInterrupt:
-        fail("interrupted; what was uploaded stays, run push again to finish", code=130)
-    finally:
-        if progress is not None:
-            progress.stop()
+    with _transfer_progress() as on_progress:
+        try:
+            report = push(
+                folder,
+                library,
+                delete=delete,
+                dry_run=dry_run,
+                include=include or [],
+                exclude=exclude or [],
+                on_progress=on_progress,
+            )
+        except KeyboardInterrupt:
+            fail("interrupted; what was uploaded stays, run push again to finish", code=130)
     _print_push(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _transfer_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """A bar of bytes per stage for push's `on_progress`, on a terminal only (None elsewhere),
+    stopped however the push ends."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    import threading
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    tasks: dict[str, TaskID] = {}
+    adding = threading.Lock()  # uploads report from the transfer manager's threads
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        with adding:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], advance=done)
+
+    progress.start()
+    try:
+        yield on_progress
+    finally:
+        progress.stop()
 
 
 def _print_push(report: PushReport) -> None:
@@ -356,45 +367,50 @@ def ingest_command(
     import tempfile
 
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.server.s3 import S3Location, s3_client
+    from athenaeum.server.s3 import s3_client
 
-    locations = []
-    for name, uri in (("library", library), ("--index", index)):
-        if not uri.startswith("s3://"):
-            fail(f"{name} must be an s3://BUCKET/PREFIX address, not {uri!r}")
-        locations.append(S3Location.parse(uri))
+    source, target = _s3_prefix("library", library), _s3_prefix("--index", index)
     if from_bundle is not None and not from_bundle.is_dir():
         fail(f"--from {from_bundle} is not a folder")
-    work = work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest"
     progress = stage_progress(transient=True)
-    on_progress = stage_updater(progress)
-
     with progress:
         report = ingest(
-            locations[0],
-            locations[1],
+            source,
+            target,
             client=s3_client(None),
-            work_dir=work,
+            work_dir=work_dir or Path(tempfile.gettempdir()) / "athenaeum-ingest",
             from_bundle=from_bundle,
             passwords=password or [],
             max_pages=max_pages,
-            progress=on_progress,
+            progress=stage_updater(progress),
             keep_versions=keep_versions,
         )
-    if as_json:
-        console.print_json(report.to_json())
-    else:
-        verb = "Published" if report.published else "Nothing to publish:"
-        console.print(
-            f"{verb} version {(report.version or '')[:12]} of {report.index}: "
-            f"{report.documents_total} documents, {report.chunks_total} chunks "
-            f"({report.documents_added} added, {report.documents_changed} changed, "
-            f"{report.documents_removed} removed, {report.documents_unchanged} unchanged; "
-            f"{report.chunks_embedded} chunks embedded)."
-        )
-        for item in report.failed:
-            err_console.print(f"[yellow]not published[/] {item['key']}: {item['reason']}")
-        for item in report.skipped:
-            err_console.print(f"[dim]skipped[/] {item['key']}: {item['reason']}")
+    _print_ingest(report, as_json=as_json)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _s3_prefix(name: str, uri: str) -> S3Location:
+    from athenaeum.server.s3 import S3Location
+
+    if not uri.startswith("s3://"):
+        fail(f"{name} must be an s3://BUCKET/PREFIX address, not {uri!r}")
+    return S3Location.parse(uri)
+
+
+def _print_ingest(report: IngestReport, *, as_json: bool) -> None:
+    if as_json:
+        console.print_json(report.to_json())
+        return
+    verb = "Published" if report.published else "Nothing to publish:"
+    console.print(
+        f"{verb} version {(report.version or '')[:12]} of {report.index}: "
+        f"{report.documents_total} documents, {report.chunks_total} chunks "
+        f"({report.documents_added} added, {report.documents_changed} changed, "
+        f"{report.documents_removed} removed, {report.documents_unchanged} unchanged; "
+        f"{report.chunks_embedded} chunks embedded)."
+    )
+    for item in report.failed:
+        err_console.print(f"[yellow]not published[/] {item['key']}: {item['reason']}")
+    for item in report.skipped:
+        err_console.print(f"[dim]skipped[/] {item['key']}: {item['reason']}")

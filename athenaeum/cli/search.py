@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from athenaeum.cli.console import console, err_console, fail, stage_progress
+from athenaeum.cli.console import console, err_console, fail, stage_progress, stage_updater
 from athenaeum.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from athenaeum.retrieval.backend import Hit
+    from athenaeum.build.evaluation import ModeReport, Ranker
+    from athenaeum.retrieval.backend import Hit, IndexFacts
 
 
 class Mode(StrEnum):
@@ -110,9 +111,6 @@ def search_command(
     """
     import json
 
-    from rich.text import Text
-
-    from athenaeum.retrieval import citations
     from athenaeum.retrieval.engine import SearchEngine
 
     search_filter = _search_filter(documents or [], pages, metadata or [])
@@ -121,7 +119,15 @@ def search_command(
     if as_json:
         payload = {"query": query, "mode": mode.value, "results": [_hit_json(h) for h in hits]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
-        return
+    else:
+        _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    from rich.text import Text
+
+    from athenaeum.retrieval import citations
+
     if not hits:
         console.print("No results.")
         return
@@ -272,53 +278,16 @@ def eval_command(
     import dataclasses
     import json
 
-    from rich.progress import (
-        TaskID,
-    )
-    from rich.table import Table
-
-    from athenaeum.build.evaluation import (
-        Ranker,
-        build_dataset_index,
-        bundle_ranker,
-        default_index_dir,
-        evaluate_ranker,
-        hits_ranker,
-        load_beir,
-    )
-    from athenaeum.retrieval.backend import SEARCH_MODES, IndexFacts
-    from athenaeum.retrieval.engine import SearchEngine
+    from athenaeum.build.evaluation import evaluate_ranker, load_beir
+    from athenaeum.retrieval.backend import SEARCH_MODES
 
     modes = [m.value for m in mode] if mode else list(SEARCH_MODES)
     data = load_beir(dataset, split=split)
     if s3vectors is not None and index is None:
         fail("--s3vectors needs --index: the bundle that `athenaeum publish` put in that index")
     if index is None:
-        index = work_dir or default_index_dir(dataset)
-        err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
-        with stage_progress() as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def on_progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            build_dataset_index(dataset, index, embed_model=embed_model, progress=on_progress)
-    ranker: Ranker
-    facts: IndexFacts
-    if s3vectors is not None:
-        from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
-        from athenaeum.s3vectors.publish import VectorIndex
-
-        backend = S3VectorsSearch.load(
-            index, VectorIndex.parse(s3vectors), client=s3vectors_client()
-        )
-        ranker = hits_ranker(lambda query, how, depth: backend.rank(query, mode=how, depth=depth))
-        facts = backend.facts
-    else:
-        engine = SearchEngine.load(index)
-        ranker, facts = bundle_ranker(engine), engine.facts
+        index = _build_dataset_index(dataset, work_dir, embed_model)
+    ranker, facts = _ranker(index, s3vectors)
     reports = evaluate_ranker(ranker, data, modes, ignore_identical_ids=not keep_identical_ids)
     if as_json:
         payload = {
@@ -331,7 +300,42 @@ def eval_command(
             "modes": [dataclasses.asdict(r) for r in reports],
         }
         typer.echo(json.dumps(payload, indent=2))
-        return
+    else:
+        _print_eval(dataset, split, reports, facts)
+
+
+def _build_dataset_index(dataset: Path, work_dir: Path | None, embed_model: str | None) -> Path:
+    """The dataset's bundle, built (or brought up to date) in `work_dir` or the cache."""
+    from athenaeum.build.evaluation import build_dataset_index, default_index_dir
+
+    index = work_dir or default_index_dir(dataset)
+    err_console.print(f"Indexing {dataset / 'corpus.jsonl'} into {index}…")
+    with stage_progress() as bar:
+        build_dataset_index(dataset, index, embed_model=embed_model, progress=stage_updater(bar))
+    return index
+
+
+def _ranker(index: Path, s3vectors: str | None) -> tuple[Ranker, IndexFacts]:
+    """The ranker the evaluation runs: the bundle's engine, or the S3 Vectors index it was
+    published to."""
+    from athenaeum.build.evaluation import bundle_ranker, hits_ranker
+
+    if s3vectors is None:
+        from athenaeum.retrieval.engine import SearchEngine
+
+        engine = SearchEngine.load(index)
+        return bundle_ranker(engine), engine.facts
+    from athenaeum.s3vectors.backend import S3VectorsSearch, s3vectors_client
+    from athenaeum.s3vectors.publish import VectorIndex
+
+    backend = S3VectorsSearch.load(index, VectorIndex.parse(s3vectors), client=s3vectors_client())
+    ranker = hits_ranker(lambda query, how, depth: backend.rank(query, mode=how, depth=depth))
+    return ranker, backend.facts
+
+
+def _print_eval(dataset: Path, split: str, reports: list[ModeReport], facts: IndexFacts) -> None:
+    from rich.table import Table
+
     table = Table(
         title=f"{dataset.name} ({split}): {reports[0].queries} queries, "
         f"{facts.documents} documents, {facts.chunks} chunks, {facts.model_id}"

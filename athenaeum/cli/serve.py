@@ -4,11 +4,14 @@ action."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from athenaeum.cli.console import err_console, fail
+
+if TYPE_CHECKING:
+    from athenaeum.server.settings import Settings
 
 
 def serve_command(
@@ -88,10 +91,7 @@ def serve_command(
 
     athenaeum serve --index index/ --s3vectors s3vectors://vectors/library
     """
-    from pydantic import ValidationError
-
     from athenaeum.server.local import serve
-    from athenaeum.server.settings import Settings
 
     if sources is not None and not sources.is_dir():
         fail(f"--sources {sources} is not a folder")
@@ -100,24 +100,37 @@ def serve_command(
             "--s3vectors searches the service's index: give --index a local folder (the bundle "
             "published to it, or its query side), not an s3:// address"
         )
+    settings = _settings(index, sources=sources, link_ttl=link_ttl, s3vectors=s3vectors)
+    err_console.print(f"Loading the index and serving on http://{host}:{port} …")
+    serve(settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
+
+
+def _settings(
+    index: str | None, *, sources: Path | None, link_ttl: int | None, s3vectors: str | None
+) -> Settings:
+    """The server's settings: ATHENAEUM_* from the environment, overridden by the options."""
+    from pydantic import ValidationError
+
+    from athenaeum.server.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if s3vectors is not None:
+        overrides.update(
+            index_backend="s3vectors",
+            s3vectors_index=s3vectors,
+            index_s3_uri=None,
+            index_start_s3_uri=None,
+        )
+    if index is not None and index.startswith("s3://"):
+        overrides.update(index_s3_uri=index, index_dir=None)
+    elif index is not None:
+        overrides.update(index_dir=Path(index), index_s3_uri=None)
+    if sources is not None:
+        overrides.update(sources_dir=sources, sources_s3_uri=None)
+    if link_ttl is not None:
+        overrides["link_ttl_s"] = link_ttl
     try:
-        overrides: dict[str, object] = {}
-        if s3vectors is not None:
-            overrides.update(
-                index_backend="s3vectors",
-                s3vectors_index=s3vectors,
-                index_s3_uri=None,
-                index_start_s3_uri=None,
-            )
-        if index is not None and index.startswith("s3://"):
-            overrides.update(index_s3_uri=index, index_dir=None)
-        elif index is not None:
-            overrides.update(index_dir=Path(index), index_s3_uri=None)
-        if sources is not None:
-            overrides.update(sources_dir=sources, sources_s3_uri=None)
-        if link_ttl is not None:
-            overrides["link_ttl_s"] = link_ttl
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fail(
             "invalid settings: "
@@ -126,8 +139,6 @@ def serve_command(
                 for e in exc.errors()
             )
         )
-    err_console.print(f"Loading the index and serving on http://{host}:{port} …")
-    serve(settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
 
 
 def openapi_command(
