@@ -89,11 +89,12 @@ def default_model() -> str:
 def build_library(name: str, embed_model: str) -> Path:
     """Convert and index a library into the cache (both steps skip what is unchanged)."""
     from athenaeum.build.convert import ConvertOptions, convert
-    from athenaeum.build.indexer import build_index
+    from athenaeum.build.indexer import BuildOptions, build_index
 
     work = CACHE / "followup" / name
     convert([LIBRARIES[name]], work / "markdown", ConvertOptions(passwords=PASSWORDS))
-    build_index([work / "markdown"], work / "index", embed_model=embed_model, device="cpu")
+    options = BuildOptions(embed_model=embed_model, device="cpu")
+    build_index([work / "markdown"], work / "index", options)
     return work / "index"
 
 

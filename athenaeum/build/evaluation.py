@@ -261,9 +261,9 @@ def build_dataset_index(
 ) -> IndexReport:
     """Index the dataset's corpus.jsonl into `output` with the build side (needs the `build`
     extra); incremental, so a second run over an unchanged corpus embeds nothing."""
-    from athenaeum.build.indexer import build_index  # build side: torch, sentence-transformers
+    # build side: torch, sentence-transformers
+    from athenaeum.build.indexer import BuildOptions, build_index
 
     corpus = [Path(dataset) / "corpus.jsonl"]
-    if embed_model is None:
-        return build_index(corpus, Path(output), progress=progress)
-    return build_index(corpus, Path(output), progress=progress, embed_model=embed_model)
+    options = BuildOptions() if embed_model is None else BuildOptions(embed_model=embed_model)
+    return build_index(corpus, Path(output), options, progress=progress)

@@ -77,6 +77,32 @@ ProgressCallback = Callable[[Stage, int, int], None]
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """How `build_index` finds, chunks and embeds documents; the defaults are `athenaeum index`'s.
+
+    `max_tokens` defaults to what the model reads (its max_seq_length less special tokens and
+    the document prefix) and may not exceed it. `encoder_precision` is that of the query
+    encoder shipped in the bundle ("int8": dynamically quantized, a quarter of the size, a
+    little less exact); documents are embedded in fp32 either way. The prefixes default to
+    those the model's folder saves.
+    """
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    embed_model: str = DEFAULT_MODEL
+    device: str = "auto"
+    batch_size: int | None = None
+    max_tokens: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    context: bool = True
+    query_prefix: str | None = None
+    document_prefix: str | None = None
+    rebuild: bool = False
+    dense: DenseChoice = "auto"
+    encoder_precision: EncoderPrecision = "int8"
+
+
+@dataclass(frozen=True)
 class IndexReport:
     output: Path
     documents_added: int
@@ -223,18 +249,7 @@ def _read_existing(output: Path) -> tuple[Bundle | None, str | None]:
         return None, f"the existing bundle cannot be read ({exc.message})"
 
 
-def _unchanged(
-    bundle: Bundle,
-    documents: Sequence[SourceDocument],
-    *,
-    embed_model: str,
-    max_tokens: int | None,
-    overlap: int,
-    context: bool,
-    query_prefix: str | None,
-    document_prefix: str | None,
-    encoder_precision: str,
-) -> bool:
+def _unchanged(bundle: Bundle, documents: Sequence[SourceDocument], options: BuildOptions) -> bool:
     """Whether `bundle` already is what indexing `documents` would write, told without loading
     the model: the same documents (content hashes), the same model files (the fingerprint
     `load_embedder` records), the same prefixes, chunking and encoder precision.
@@ -244,20 +259,21 @@ def _unchanged(
     manifest = bundle.manifest
     if {d.doc_id: d.sha256 for d in documents} != {d.doc_id: d.sha256 for d in manifest.documents}:
         return False
-    model = locate(embed_model)
+    model = locate(options.embed_model)
     if model is None or manifest.chunking.get("model_fingerprint") != model.fingerprint:
         return False
     # The model's files are those the bundle was built from, so what the model would report
     # (dimension, pooling, max_seq_length, tokenizer) is what the bundle records.
     defaults = default_prefixes(model.path)
     if defaults is None:
-        if query_prefix is None or document_prefix is None:
+        if options.query_prefix is None or options.document_prefix is None:
             return False
         defaults = ("", "")  # unused: both prefixes are given
-    query = defaults[0] if query_prefix is None else query_prefix
-    document = defaults[1] if document_prefix is None else document_prefix
+    query = defaults[0] if options.query_prefix is None else options.query_prefix
+    document = defaults[1] if options.document_prefix is None else options.document_prefix
     embedding = manifest.embedding
-    asked = (embed_model, model.revision, query, document, encoder_precision)
+    precision = options.encoder_precision
+    asked = (options.embed_model, model.revision, query, document, precision)
     recorded = (
         embedding.model_id,
         embedding.revision,
@@ -267,11 +283,12 @@ def _unchanged(
     )
     if asked != recorded:
         return False
-    if encoder_precision != "fp32" and manifest.document_encoder is None:
+    if precision != "fp32" and manifest.document_encoder is None:
         return False  # written before bundles kept their document encoder: write it now
+    max_tokens = options.max_tokens
     if max_tokens is None:
         max_tokens = _token_cap(bundle, document)
-    params = ChunkingParams(max_tokens=max_tokens, overlap=overlap, context=context)
+    params = ChunkingParams(max_tokens=max_tokens, overlap=options.overlap, context=options.context)
     recipe = _recipe(
         params,
         model_fingerprint=model.fingerprint,
@@ -401,36 +418,128 @@ def write_documents(
 def build_index(
     inputs: Sequence[Path],
     output: Path,
+    options: BuildOptions | None = None,
     *,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    embed_model: str = DEFAULT_MODEL,
-    device: str = "auto",
-    batch_size: int | None = None,
-    max_tokens: int | None = None,
-    overlap: int = DEFAULT_OVERLAP,
-    context: bool = True,
-    query_prefix: str | None = None,
-    document_prefix: str | None = None,
-    rebuild: bool = False,
-    dense: DenseChoice = "auto",
-    encoder_precision: EncoderPrecision = "int8",
     progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
 ) -> IndexReport:
     """Index the documents under `inputs` into the bundle directory `output`.
 
-    `max_tokens` defaults to what the model reads (its max_seq_length less special tokens and
-    the document prefix) and may not exceed it. `encoder_precision` is that of the query
-    encoder shipped in the bundle ("int8": dynamically quantized, a quarter of the size, a
-    little less exact); documents are embedded in fp32 either way. `embedder` reuses an already
-    loaded model (then `embed_model`, `device`, `batch_size` and the prefixes are ignored).
+    `embedder` reuses an already loaded model (then the options' `embed_model`, `device`,
+    `batch_size` and prefixes are ignored).
     """
     started = time.perf_counter()
+    options = options or BuildOptions()
     output = Path(output)
-    if encoder_precision not in ENCODER_PRECISIONS:
+    _check_output(output, options)
+    documents = _find_documents(inputs, output, options)
+
+    existing: Bundle | None = None
+    reason: str | None = "--rebuild" if options.rebuild else None
+    if not options.rebuild:
+        existing, reason = _read_existing(output)
+    if embedder is None and existing is not None and _unchanged(existing, documents, options):
+        manifest = existing.manifest
+        return _up_to_date(
+            output,
+            options,
+            None,
+            documents=len(documents),
+            chunks=manifest.counts.chunks,
+            dense_kind=manifest.dense.kind,
+            encoder_bytes=manifest.files[ENCODER_MODEL].bytes,
+            started=started,
+        )
+
+    if embedder is None:
+        embedder = _load_embedder(options, progress)
+    params = _chunking_params(embedder, options)
+    recipe = _recipe(
+        params,
+        model_fingerprint=embedder.info.fingerprint,
+        document_prefix=embedder.info.document_prefix,
+        max_seq_length=embedder.info.max_seq_length,
+    )
+    previous: _Previous | None = None
+    if existing is not None:
+        previous, reason = _reusable(existing, recipe, embedder)
+    sorted_ = _sort_and_chunk(documents, previous, embedder, params, progress)
+
+    embedding = embedder.info.embedding_info(options.encoder_precision)
+    if previous is not None and _nothing_to_write(sorted_, previous, embedding, options):
+        return _up_to_date(
+            output,
+            options,
+            embedder,
+            documents=sorted_.unchanged,
+            chunks=sum(len(c) for c in previous.chunks.values()),
+            dense_kind=previous.dense_kind,
+            encoder_bytes=previous.encoder_bytes,
+            started=started,
+        )
+
+    kind, manifest = _embed_and_write(
+        output, sorted_, previous, embedder, embedding, recipe, options, progress
+    )
+    return IndexReport(
+        output=output,
+        documents_added=sorted_.added,
+        documents_changed=sorted_.changed,
+        documents_unchanged=sorted_.unchanged,
+        documents_removed=sorted_.removed,
+        chunks_total=manifest.counts.chunks,
+        chunks_embedded=len(sorted_.new_texts),
+        full_rebuild=previous is None,
+        rebuild_reason=reason if previous is None else None,
+        written=True,
+        dense_kind=kind,
+        model_id=embedder.info.model_id,
+        device=embedder.device,
+        backend=embedder.backend,
+        encoder_precision=options.encoder_precision,
+        encoder_bytes=manifest.files[ENCODER_MODEL].bytes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _up_to_date(
+    output: Path,
+    options: BuildOptions,
+    embedder: Embedder | None,
+    *,
+    documents: int,
+    chunks: int,
+    dense_kind: str,
+    encoder_bytes: int,
+    started: float,
+) -> IndexReport:
+    """The report of a build that left the bundle as it was; `embedder` is None when the model
+    was not loaded."""
+    return IndexReport(
+        output=output,
+        documents_added=0,
+        documents_changed=0,
+        documents_unchanged=documents,
+        documents_removed=0,
+        chunks_total=chunks,
+        chunks_embedded=0,
+        full_rebuild=False,
+        rebuild_reason=None,
+        written=False,
+        dense_kind=dense_kind,
+        model_id=options.embed_model if embedder is None else embedder.info.model_id,
+        device=None if embedder is None else embedder.device,
+        backend=None if embedder is None else embedder.backend,
+        encoder_precision=options.encoder_precision,
+        encoder_bytes=encoder_bytes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_output(output: Path, options: BuildOptions) -> None:
+    if options.encoder_precision not in ENCODER_PRECISIONS:
         raise InvalidInputError(
-            f"unknown encoder precision {encoder_precision!r}; use fp32 or int8",
+            f"unknown encoder precision {options.encoder_precision!r}; use fp32 or int8",
             param="encoder_precision",
         )
     if output.is_file():
@@ -441,8 +550,18 @@ def build_index(
             f"output {output} exists and is not an index bundle; choose an empty or new folder",
             param="output",
         )
+
+
+def _find_documents(
+    inputs: Sequence[Path], output: Path, options: BuildOptions
+) -> list[SourceDocument]:
     documents = read_documents(
-        discover_files([Path(p) for p in inputs], include=include, exclude=exclude, skip=output)
+        discover_files(
+            [Path(p) for p in inputs],
+            include=options.include,
+            exclude=options.exclude,
+            skip=output,
+        )
     )
     if not documents:
         raise InvalidInputError(
@@ -450,195 +569,152 @@ def build_index(
             "corpus.jsonl files, after --include/--exclude)",
             param="inputs",
         )
+    return documents
 
-    existing: Bundle | None = None
-    reason: str | None = "--rebuild" if rebuild else None
-    if not rebuild:
-        existing, reason = _read_existing(output)
-    if (
-        embedder is None
-        and existing is not None
-        and _unchanged(
-            existing,
-            documents,
-            embed_model=embed_model,
-            max_tokens=max_tokens,
-            overlap=overlap,
-            context=context,
-            query_prefix=query_prefix,
-            document_prefix=document_prefix,
-            encoder_precision=encoder_precision,
-        )
-    ):
-        return IndexReport(
-            output=output,
-            documents_added=0,
-            documents_changed=0,
-            documents_unchanged=len(documents),
-            documents_removed=0,
-            chunks_total=existing.manifest.counts.chunks,
-            chunks_embedded=0,
-            full_rebuild=False,
-            rebuild_reason=None,
-            written=False,
-            dense_kind=existing.manifest.dense.kind,
-            model_id=embed_model,
-            device=None,
-            backend=None,
-            encoder_precision=encoder_precision,
-            encoder_bytes=existing.manifest.files[ENCODER_MODEL].bytes,
-            seconds=time.perf_counter() - started,
-        )
 
-    if embedder is None:
-        if progress is not None:
-            progress("model", 0, 1)
-        embedder = load_embedder(
-            embed_model,
-            device=device,
-            batch_size=batch_size,
-            query_prefix=query_prefix,
-            document_prefix=document_prefix,
-        )
-        if progress is not None:
-            progress("model", 1, 1)
+def _load_embedder(options: BuildOptions, progress: ProgressCallback | None) -> Embedder:
+    if progress is not None:
+        progress("model", 0, 1)
+    embedder = load_embedder(
+        options.embed_model,
+        device=options.device,
+        batch_size=options.batch_size,
+        query_prefix=options.query_prefix,
+        document_prefix=options.document_prefix,
+    )
+    if progress is not None:
+        progress("model", 1, 1)
+    return embedder
+
+
+def _chunking_params(embedder: Embedder, options: BuildOptions) -> ChunkingParams:
     cap = embedder.token_cap()
-    if max_tokens is not None and max_tokens > cap:
+    if options.max_tokens is not None and options.max_tokens > cap:
         raise InvalidInputError(
-            f"--max-tokens {max_tokens} is more than the model reads ({cap} tokens of text "
-            f"after special tokens and the document prefix)",
+            f"--max-tokens {options.max_tokens} is more than the model reads ({cap} tokens of "
+            f"text after special tokens and the document prefix)",
             param="max_tokens",
         )
-    params = ChunkingParams(max_tokens=max_tokens or cap, overlap=overlap, context=context)
-    recipe = _recipe(
-        params,
-        model_fingerprint=embedder.info.fingerprint,
-        document_prefix=embedder.info.document_prefix,
-        max_seq_length=embedder.info.max_seq_length,
+    return ChunkingParams(
+        max_tokens=options.max_tokens or cap, overlap=options.overlap, context=options.context
     )
 
-    previous: _Previous | None = None
-    if existing is not None:
-        previous, reason = _reusable(existing, recipe, embedder)
 
-    # Sort documents into reused and to-embed, and chunk the latter.
+@dataclass
+class _Sorted:
+    """The documents sorted into reused and to-embed, the latter chunked."""
+
+    added: int
+    changed: int
+    unchanged: int
+    removed: int
+    # In document order: None for a document whose chunks and vectors are reused.
+    per_doc: list[tuple[SourceDocument, list[ChunkRecord] | None]]
+    new_texts: list[str]  # what the model embeds for each new chunk
+    new_ids: list[npt.NDArray[np.int32] | None]
+
+
+def _sort_and_chunk(
+    documents: Sequence[SourceDocument],
+    previous: _Previous | None,
+    embedder: Embedder,
+    params: ChunkingParams,
+    progress: ProgressCallback | None,
+) -> _Sorted:
     count = embedder.count_tokens
-    added = changed = unchanged = 0
-    per_doc: list[tuple[SourceDocument, list[ChunkRecord] | None]] = []
-    new_chunks: list[ChunkRecord] = []
-    new_texts: list[str] = []  # what the model embeds for each new chunk
-    new_ids: list[npt.NDArray[np.int32] | None] = []
+    result = _Sorted(0, 0, 0, 0, [], [], [])
     for done, doc in enumerate(documents, 1):
         old_sha = previous.sha256.get(doc.doc_id) if previous else None
         if previous is not None and old_sha == doc.sha256:
-            unchanged += 1
-            per_doc.append((doc, None))
+            result.unchanged += 1
+            result.per_doc.append((doc, None))
         else:
             if old_sha is None:
-                added += 1
+                result.added += 1
             else:
-                changed += 1
+                result.changed += 1
             # Every chunk's text is counted while chunking: its tokens, kept, spare the
             # embedding stage a second tokenization.
             with embedder.recording_tokens() as model_ids:
                 records = chunk_document(doc, count, params)
                 for c in records:
                     text = embed_text(c.text, c.title, c.heading_path, count, params)
-                    new_texts.append(text)
-                    new_ids.append(model_ids(embedder.info.document_prefix + text))
-            new_chunks.extend(records)
-            per_doc.append((doc, records))
+                    result.new_texts.append(text)
+                    result.new_ids.append(model_ids(embedder.info.document_prefix + text))
+            result.per_doc.append((doc, records))
         if progress is not None:
             progress("chunking", done, len(documents))
     current_ids = {doc.doc_id for doc in documents}
-    removed = len(set(previous.sha256) - current_ids) if previous else 0
+    result.removed = len(set(previous.sha256) - current_ids) if previous else 0
+    return result
 
-    info = embedder.info
-    embedding = info.embedding_info(encoder_precision)
-    nothing_changed = not added and not changed and not removed
-    if (
-        previous is not None
-        and nothing_changed
+
+def _nothing_to_write(
+    sorted_: _Sorted, previous: _Previous, embedding: EmbeddingInfo, options: BuildOptions
+) -> bool:
+    """Whether the existing bundle already is what this build would write."""
+    return (
+        not sorted_.added
+        and not sorted_.changed
+        and not sorted_.removed
         and previous.embedding == embedding
         and previous.recipe_current
-        and (encoder_precision == "fp32" or previous.has_document_encoder)
-    ):
-        return IndexReport(
-            output=output,
-            documents_added=0,
-            documents_changed=0,
-            documents_unchanged=unchanged,
-            documents_removed=0,
-            chunks_total=sum(len(c) for c in previous.chunks.values()),
-            chunks_embedded=0,
-            full_rebuild=False,
-            rebuild_reason=None,
-            written=False,
-            dense_kind=previous.dense_kind,
-            model_id=embedder.info.model_id,
-            device=embedder.device,
-            backend=embedder.backend,
-            encoder_precision=encoder_precision,
-            encoder_bytes=previous.encoder_bytes,
-            seconds=time.perf_counter() - started,
-        )
+        and (options.encoder_precision == "fp32" or previous.has_document_encoder)
+    )
 
+
+def _embed_and_write(
+    output: Path,
+    sorted_: _Sorted,
+    previous: _Previous | None,
+    embedder: Embedder,
+    embedding: EmbeddingInfo,
+    recipe: Mapping[str, object],
+    options: BuildOptions,
+    progress: ProgressCallback | None,
+) -> tuple[str, Manifest]:
+    """Embed the new chunks and write the bundle; its dense index kind and manifest."""
+    precision = options.encoder_precision
     # Exported (and for int8 quantized and checked) before embedding, so that a model that
     # cannot be exported fails now rather than after minutes of embedding.
-    encoder_dir = embedder.encoder_dir(encoder_precision)
+    encoder_dir = embedder.encoder_dir(precision)
 
     def on_batch(done: int, total: int) -> None:
         if progress is not None:
             progress("embedding", done, total)
 
-    new_vectors = embedder.embed_documents(new_texts, progress=on_batch, token_ids=new_ids)
+    new_vectors = embedder.embed_documents(
+        sorted_.new_texts, progress=on_batch, token_ids=sorted_.new_ids
+    )
 
     # In document order: reused rows from the old bundle, new rows just embedded.
     parts: list[DocumentRows] = []
     cursor = 0
-    for doc, fresh in per_doc:
+    dimension = embedder.info.dimension
+    for doc, fresh in sorted_.per_doc:
         if fresh is None:
             assert previous is not None
             records = previous.chunks.get(doc.doc_id, [])
-            vectors = previous.vectors.get(doc.doc_id, np.zeros((0, info.dimension), np.float32))
+            vectors = previous.vectors.get(doc.doc_id, np.zeros((0, dimension), np.float32))
         else:
             records = fresh
             vectors = new_vectors[cursor : cursor + len(records)]
             cursor += len(records)
         parts.append(DocumentRows(document_info(doc, len(records)), records, vectors))
+    dense = options.dense
     kind = choose_dense_kind(sum(len(p.chunks) for p in parts)) if dense == "auto" else dense
     manifest = write_documents(
         output,
         parts,
         embedding=embedding,
         recipe=recipe,
-        count=count,
+        count=embedder.count_tokens,
         encoder_dir=encoder_dir,
         # The fp32 graph the documents were embedded with, so that documents can be added to
         # the bundle later without the model's weights (the ingest function does).
         document_encoder=(
-            None
-            if encoder_precision == "fp32"
-            else embedder.encoder_dir("fp32") / ENCODER_MODEL_FILE
+            None if precision == "fp32" else embedder.encoder_dir("fp32") / ENCODER_MODEL_FILE
         ),
         dense_kind=kind,
     )
-    return IndexReport(
-        output=output,
-        documents_added=added,
-        documents_changed=changed,
-        documents_unchanged=unchanged,
-        documents_removed=removed,
-        chunks_total=manifest.counts.chunks,
-        chunks_embedded=len(new_chunks),
-        full_rebuild=previous is None,
-        rebuild_reason=reason if previous is None else None,
-        written=True,
-        dense_kind=kind,
-        model_id=info.model_id,
-        device=embedder.device,
-        backend=embedder.backend,
-        encoder_precision=encoder_precision,
-        encoder_bytes=manifest.files[ENCODER_MODEL].bytes,
-        seconds=time.perf_counter() - started,
-    )
+    return kind, manifest

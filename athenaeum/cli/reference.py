@@ -35,6 +35,9 @@ def _option_row(param: Any, ctx: Any) -> str:
             kind = "flag"
         else:
             kind = str(param.display_type(ctx)).strip("<>").replace("list[str]", "text")
+            if kind.startswith("list["):  # a repeatable choice: its choices
+                kind = kind.removeprefix("list[").removesuffix("]")
+            kind = kind.replace("|", "\\|")  # a choice's bar is not a column of the table
             if param.multiple:
                 kind += ", repeatable"
         default = param.default

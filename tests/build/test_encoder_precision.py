@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from athenaeum.build.embedding import Embedder, quantize_query_encoder
-from athenaeum.build.indexer import IndexReport, build_index
+from athenaeum.build.indexer import BuildOptions, IndexReport, build_index
 from athenaeum.bundle import load_bundle, read_manifest
 from athenaeum.errors import BundleError, InvalidInputError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
@@ -25,6 +25,8 @@ from tests.fresh import run_fresh
 from tests.retrieval.test_import_guard import FORBIDDEN
 
 N_DOCS = 24
+INT8 = BuildOptions(encoder_precision="int8")
+FP32 = BuildOptions(encoder_precision="fp32")
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +54,7 @@ def int8_build(
 ) -> tuple[Path, IndexReport]:
     """A bundle built from scratch with the int8 encoder; tests copy it before changing it."""
     out = tmp_path_factory.mktemp("int8") / "index"
-    return out, build_index([corpus], out, embedder=minilm_embedder, encoder_precision="int8")
+    return out, build_index([corpus], out, INT8, embedder=minilm_embedder)
 
 
 @pytest.fixture
@@ -135,8 +137,8 @@ def test_switching_precision_re_exports_the_encoder_and_embeds_nothing(
     to_fp32 = build_index(
         [corpus],
         out,
+        FP32,
         embedder=minilm_embedder,
-        encoder_precision="fp32",
         progress=lambda stage, done, total: stages.add(stage),
     )
     assert sum(embed_calls) == 0 and "embedding" not in stages
@@ -150,11 +152,11 @@ def test_switching_precision_re_exports_the_encoder_and_embeds_nothing(
     assert to_fp32.encoder_bytes == fp32_model.stat().st_size
 
     # The same precision again: nothing to do, the bundle is left alone.
-    again = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
+    again = build_index([corpus], out, FP32, embedder=minilm_embedder)
     assert not again.written and again.encoder_bytes == to_fp32.encoder_bytes
 
     # And back: the quantization is deterministic, so the very same int8 file.
-    back = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="int8")
+    back = build_index([corpus], out, INT8, embedder=minilm_embedder)
     assert back.written and back.chunks_embedded == 0 and sum(embed_calls) == 0
     assert _sha256(out / "encoder" / "model.onnx") == int8_sha
     assert _sha256(out / "vectors.npy") == vectors_sha
@@ -169,14 +171,14 @@ def test_a_bundle_from_before_the_field_reads_as_fp32_and_is_not_rewritten(
 ) -> None:
     out = tmp_path / "index"
     shutil.copytree(int8_build[0], out)
-    build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
+    build_index([corpus], out, FP32, embedder=minilm_embedder)
     raw = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     del raw["embedding"]["encoder_precision"]
     (out / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
     old = (out / "manifest.json").read_bytes()
 
     assert read_manifest(out).embedding.encoder_precision == "fp32"
-    report = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
+    report = build_index([corpus], out, FP32, embedder=minilm_embedder)
     assert not report.written and report.encoder_precision == "fp32"
     assert (out / "manifest.json").read_bytes() == old
     # The default is int8: a run without the option switches the encoder, embedding nothing.
@@ -205,8 +207,8 @@ def test_an_unknown_precision_is_a_user_error(corpus: Path, minilm_embedder: Emb
         build_index(
             [corpus],
             corpus.parent / "never",
+            BuildOptions(encoder_precision="fp16"),  # type: ignore[arg-type]
             embedder=minilm_embedder,
-            encoder_precision="fp16",  # type: ignore[arg-type]
         )
     assert info.value.param == "encoder_precision"
 
@@ -288,7 +290,7 @@ def test_an_int8_bundle_without_a_document_encoder_gets_one_without_embedding(
     (out / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
     with pytest.raises(BundleError, match="written before bundles kept one"):
         load_bundle(out).document_encoder()
-    report = build_index([corpus], out, embedder=minilm_embedder, encoder_precision="int8")
+    report = build_index([corpus], out, INT8, embedder=minilm_embedder)
     assert report.written and report.chunks_embedded == 0 and sum(embed_calls) == 0
     assert load_bundle(out).document_encoder().is_file()
 
@@ -301,7 +303,7 @@ def test_an_fp32_bundle_documents_are_embedded_by_its_query_encoder(
 ) -> None:
     out = tmp_path / "index"
     shutil.copytree(int8_build[0], out)
-    build_index([corpus], out, embedder=minilm_embedder, encoder_precision="fp32")
+    build_index([corpus], out, FP32, embedder=minilm_embedder)
     assert read_manifest(out).document_encoder is None
     assert not (out / "encoder" / "document.onnx").exists()
     assert load_bundle(out).document_encoder() == out / "encoder" / "model.onnx"

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from athenaeum.build.embedding import Embedder
-from athenaeum.build.indexer import IndexReport, build_index
+from athenaeum.build.indexer import BuildOptions, IndexReport, build_index
 from athenaeum.bundle import load_bundle, read_manifest
 from athenaeum.cli.main import app
 
@@ -136,7 +136,9 @@ def _docs(tmp_path: Path) -> Path:
 def _check(docs: Path, bundle: Path, minilm_path: Path, **options: Any) -> IndexReport:
     """build_index as `athenaeum index` calls it, stopped where it would load the model."""
     options.setdefault("embed_model", str(minilm_path))
-    return build_index([docs], bundle, device="cpu", progress=_refuse_model, **options)
+    return build_index(
+        [docs], bundle, BuildOptions(device="cpu", **options), progress=_refuse_model
+    )
 
 
 @pytest.mark.parametrize(
@@ -216,7 +218,7 @@ def test_a_model_folder_whose_files_changed_is_another_model(
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(path)
     docs, out = _docs(tmp_path), tmp_path / "index"
-    first = build_index([docs], out, embed_model=str(model), device="cpu")
+    first = build_index([docs], out, BuildOptions(embed_model=str(model), device="cpu"))
     assert first.written and first.device == "cpu"
     again = _check(docs, out, minilm_path, embed_model=str(model))  # the recorded fingerprint
     assert not again.written and again.device is None

