@@ -274,9 +274,9 @@ def index_command(
         typer.Option(
             "--encoder-precision",
             help="Precision of the query encoder shipped in the bundle: int8 (dynamically "
-            "quantized per channel: a quarter of the size, 23 MB instead of 90 MB for "
-            "all-MiniLM-L6-v2, and about twice as fast per query, with SciFact nDCG@10 within "
-            "noise of fp32; see docs/index-format.md) or fp32. Documents are embedded as before "
+            "quantized per channel: a quarter of the size and faster per query, with retrieval "
+            "quality within noise of fp32; docs/index-format.md has the measurements) or fp32. "
+            "Documents are embedded as before "
             "either way (fp32 on CPU, fp16 on CUDA), so switching an existing bundle re-exports "
             "the encoder and embeds nothing.",
         ),
