@@ -16,7 +16,7 @@ from athenaeum.server.app import create_app
 from athenaeum.server.provider import EngineProvider
 from athenaeum.server.s3 import S3Location, cache_path, fetch_s3_bundle
 from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error
 
 QUERY = "vitamin D deficiency"
 
