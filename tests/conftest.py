@@ -38,7 +38,17 @@ _BUNDLE_INPUTS = [
 _ENV = pytest.MonkeyPatch()
 
 
+def _no_data_reason() -> str:
+    return (
+        f"the evaluation data is not at {DATA_DIR}: put the shared data folder there, or set "
+        "ATHENAEUM_TEST_DATA to the folder that holds beir/, pdfs/ and pdf-groundtruth/"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Without the evaluation data, CI stops with the reason before any worker starts.
+    if os.environ.get("CI") and not DATA_DIR.is_dir():
+        raise pytest.UsageError(_no_data_reason())
     # The Hugging Face Hub is never reached: models load from local folders only. Set before any
     # test module imports huggingface_hub, which reads it once; undone when the run ends.
     _ENV.setenv("HF_HUB_OFFLINE", "1")
@@ -48,17 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without the evaluation data, CI stops with the reason; elsewhere the tests that read it
-    are skipped with the reason, and the rest run."""
+    """The files with slow tests first; without the evaluation data (outside CI), the tests
+    that read it are skipped with the reason, and the rest run."""
+    # The workers take whole files in this order: the longest start first, so that the run ends
+    # on short ones and not on one worker alone. Each file's tests stay together, in order.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
     if DATA_DIR.is_dir():
         return
-    reason = (
-        f"the evaluation data is not at {DATA_DIR}: put the shared data folder there, or set "
-        "ATHENAEUM_TEST_DATA to the folder that holds beir/, pdfs/ and pdf-groundtruth/"
-    )
-    if os.environ.get("CI"):
-        raise pytest.UsageError(reason)
-    skip = pytest.mark.skip(reason=reason)
+    skip = pytest.mark.skip(reason=_no_data_reason())
     for item in items:
         module = getattr(item, "module", None)
         reads_data = (
