@@ -65,7 +65,7 @@ def test_a_foreign_origin_is_refused_in_the_error_shape(client: TestClient) -> N
     assert "MCP transport" in error["message"] and "Origin" in error["message"]
 
 
-def test_json_rpc_errors_stay_jsonrpc(client: TestClient) -> None:
+def test_json_rpc_errors_stay_json_rpc(client: TestClient) -> None:
     r = client.post(
         "/mcp",
         json=rpc("no/such/method"),
