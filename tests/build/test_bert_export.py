@@ -19,7 +19,7 @@ from athenaeum.build.bert_export import read_bert_folder
 from athenaeum.build.embedding import Embedder, load_embedder
 from athenaeum.bundle import load_bundle
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
-from tests.build.test_index_noop import STACK, _athenaeum
+from tests.build.helpers import STACK, athenaeum_fresh, linked_copy
 from tests.conftest import SCIFACT_DIR
 
 Vectors = npt.NDArray[np.float32]
@@ -40,16 +40,6 @@ def _cosine(a: Vectors, b: Vectors) -> Vectors:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     result: Vectors = (a * b).sum(axis=1) / norms
     return result
-
-
-def _linked_copy(source: Path, target: Path) -> Path:
-    """`source`'s files as links in `target` (the model is 90 MB), so one can be replaced."""
-    for path in source.rglob("*"):
-        if path.is_file():
-            link = target / path.relative_to(source)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(path)
-    return target
 
 
 def _rewrite(folder: Path, name: str, edit: Callable[[Any], Any]) -> None:
@@ -94,7 +84,7 @@ def test_vectors_match_sentence_transformers_on_300_scifact_documents(
 
 
 def _variant(minilm_path: Path, target: Path, pooling: dict[str, Any], normalize: bool) -> Path:
-    folder = _linked_copy(minilm_path, target)
+    folder = linked_copy(minilm_path, target)
     _rewrite(folder, "1_Pooling/config.json", lambda _: pooling)
     if not normalize:
         _rewrite(folder, "modules.json", lambda modules: modules[:2])
@@ -199,7 +189,7 @@ def _edit(name: str, change: dict[str, Any]) -> Callable[[Path], None]:
 def test_what_it_does_not_rebuild_exactly_is_left_to_torch(
     edit: Callable[[Path], None], minilm_path: Path, tmp_path: Path
 ) -> None:
-    folder = _linked_copy(minilm_path, tmp_path / "model")
+    folder = linked_copy(minilm_path, tmp_path / "model")
     assert read_bert_folder(folder) is not None
     edit(folder)
     assert read_bert_folder(folder) is None
@@ -219,7 +209,7 @@ def test_index_on_cpu_never_imports_torch_and_builds_what_the_torch_export_build
 ) -> None:
     docs = _scifact_slice(tmp_path / "docs", 40)
     ours, traced = tmp_path / "index", tmp_path / "traced"
-    run = _athenaeum(
+    run = athenaeum_fresh(
         "index", str(docs), "--output", str(ours), "--embed-model", str(minilm_path),
         "--device", "cpu",
     )  # fmt: skip
@@ -227,9 +217,9 @@ def test_index_on_cpu_never_imports_torch_and_builds_what_the_torch_export_build
     assert run.loaded == []
 
     # The same weights as a sharded checkpoint: loaded and traced with torch, in the same way.
-    sharded = _linked_copy(minilm_path, tmp_path / "sharded")
+    sharded = linked_copy(minilm_path, tmp_path / "sharded")
     _sharded(sharded)
-    run = _athenaeum(
+    run = athenaeum_fresh(
         "index", str(docs), "--output", str(traced), "--embed-model", str(sharded),
         "--device", "cpu",
     )  # fmt: skip

@@ -5,66 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from athenaeum.build.embedding import Embedder
 from athenaeum.build.indexer import BuildOptions, IndexReport, build_index
 from athenaeum.bundle import load_bundle, read_manifest
-from athenaeum.cli.main import app
+from tests.build.helpers import athenaeum_fresh
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "source"
-STACK = ("torch", "sentence_transformers", "transformers")
-
-# The `athenaeum` command in a fresh interpreter; its last line says how it exited and which
-# packages of the embedding stack the process imported.
-CLI = """
-import json, sys
-from athenaeum.cli.main import main
-
-stack = tuple(json.loads(sys.argv[1]))
-sys.argv = ["athenaeum", *sys.argv[2:]]
-try:
-    main()
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-loaded = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in stack})
-print(json.dumps({"code": code, "loaded": loaded}))
-"""
-
-
-@dataclass
-class CliRun:
-    code: int
-    loaded: list[str]
-    output: str  # stdout before the last line
-
-
-def _athenaeum(*args: str) -> CliRun:
-    proc = subprocess.run(
-        [sys.executable, "-c", CLI, json.dumps(STACK), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    *output, last = proc.stdout.strip().splitlines()
-    answer = json.loads(last)
-    assert answer["code"] == 0, proc.stdout + proc.stderr[-3000:]
-    return CliRun(answer["code"], answer["loaded"], "\n".join(output))
 
 
 def test_a_second_run_with_nothing_changed_never_imports_torch(
@@ -75,14 +29,14 @@ def test_a_second_run_with_nothing_changed_never_imports_torch(
     args = ["index", str(docs), "--output", str(out), "--embed-model", str(minilm_path)]
     args += ["--device", "cpu"]
 
-    first = _athenaeum(*args)
+    first = athenaeum_fresh(*args)
     assert "3 documents: 3 added" in first.output and "Index bundle written" in first.output
     # A BERT model on CPU is exported from its files (tests/build/test_bert_export.py shows
     # the check sees the stack where a model needs it).
     assert first.loaded == []
     manifest = (out / "manifest.json").read_bytes()
 
-    second = _athenaeum(*args)
+    second = athenaeum_fresh(*args)
     assert "3 documents: 0 added, 0 changed, 3 unchanged, 0 removed." in second.output
     assert "the embedding model was not loaded" in second.output
     assert f"Nothing changed; {out} is up to date." in second.output
@@ -95,16 +49,17 @@ def test_a_second_run_with_nothing_changed_never_imports_torch(
         "\n## The reader lost power\n\nUnplug the reader, wait ten seconds and plug it in.\n"
     )
     changed.write_text(text, encoding="utf-8")
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "3 documents: 0 added, 1 changed, 2 unchanged, 0 removed." in result.output
-    assert f"Index bundle written to {out}" in result.output
+    # In a fresh interpreter as well: the CLI's console takes its width when it is imported, and
+    # a worker's temporary folder is long enough to wrap at the default width.
+    third = athenaeum_fresh(*args)
+    assert "3 documents: 0 added, 1 changed, 2 unchanged, 0 removed." in third.output
+    assert f"Index bundle written to {out}" in third.output
     bundle = load_bundle(out)
     (info,) = [d for d in bundle.manifest.documents if d.doc_id == "troubleshooting.md"]
     assert info.sha256 == hashlib.sha256(text.encode()).hexdigest()
     ours = [c for c in bundle.chunks if c.doc_id == "troubleshooting.md"]
     assert any("wait ten seconds" in c.text for c in ours)
-    embedded = re.search(r"(\d+) chunks embedded", result.output)
+    embedded = re.search(r"(\d+) chunks embedded", third.output)
     assert embedded is not None and int(embedded.group(1)) == len(ours)
 
 

@@ -14,18 +14,9 @@ from athenaeum.build.model_folder import (
     files_fingerprint,
     locate,
 )
+from tests.build.helpers import linked_copy
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def _linked_copy(source: Path, target: Path) -> Path:
-    """`source`'s files as links in `target` (the model is 90 MB), so one can be replaced."""
-    for path in source.rglob("*"):
-        if path.is_file():
-            link = target / path.relative_to(source)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(path)
-    return target
 
 
 def test_a_local_folder_is_known_by_its_files_as_a_full_build_records_it(
@@ -37,7 +28,7 @@ def test_a_local_folder_is_known_by_its_files_as_a_full_build_records_it(
     assert found.fingerprint.startswith(FILES_FINGERPRINT_PREFIX)
 
     # The same files elsewhere are the same model; any changed file is another.
-    copy = _linked_copy(minilm_path, tmp_path / "copy")
+    copy = linked_copy(minilm_path, tmp_path / "copy")
     (copy / ".cache").mkdir()
     (copy / ".cache" / "download.metadata").write_text("etag, time", encoding="utf-8")
     assert files_fingerprint(copy) == found.fingerprint
@@ -54,7 +45,7 @@ def test_a_hub_id_is_its_cached_commit_as_a_full_build_records_it(
 ) -> None:
     # A Hugging Face cache as the Hub client leaves it, holding the packaged model as a commit.
     repo = tmp_path / "hub" / "models--athenaeum-test--minilm"
-    _linked_copy(minilm_path, repo / "snapshots" / COMMIT)
+    linked_copy(minilm_path, repo / "snapshots" / COMMIT)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT, encoding="utf-8")
     monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "hub"))

@@ -20,7 +20,7 @@ from athenaeum.server.settings import Settings
 from athenaeum.storage.published import PublishedIndex
 from tests.conftest import LIBRARY_PDFS, PDF_DIR, PdfLibrary
 from tests.ingest.conftest import LivingLibrary
-from tests.server.test_lambda import Context, body_of, v1_event
+from tests.server.helpers import Context, body_of, v1_event
 
 NEW_PDF = "scotus-transcript-p1.pdf"
 NEW_QUERY = "oral argument petitioner Supreme Court"

@@ -13,8 +13,7 @@ from athenaeum.bundle import load_bundle, write_bundle
 from athenaeum.bundle.query_side import copy_query_side
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.s3vectors.publish import VectorIndex, publish
-from tests.s3vectors.standin import S3VectorsStandIn
-from tests.s3vectors.test_publish import MemoryState
+from tests.s3vectors.standin import MemoryState, S3VectorsStandIn
 
 VECTOR_INDEX = "s3vectors://library-vectors/athenaeum"
 TARGET = VectorIndex.parse(VECTOR_INDEX)

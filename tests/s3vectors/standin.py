@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -200,3 +201,18 @@ class S3VectorsStandIn:
             if score > 0:
                 scores[k] = score
         return scores
+
+
+class MemoryState:
+    """The published-state record, kept in memory instead of an S3 object."""
+
+    def __init__(self, value: dict[str, str] | None = None) -> None:
+        self.value = value
+        self.writes = 0
+
+    def read(self) -> dict[str, str] | None:
+        return None if self.value is None else dict(self.value)
+
+    def write(self, state: Mapping[str, str]) -> None:
+        self.value = dict(state)
+        self.writes += 1

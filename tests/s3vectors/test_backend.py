@@ -16,8 +16,7 @@ from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.s3vectors.backend import S3VectorsSearch
 from athenaeum.s3vectors.publish import VectorIndex, publish
 from tests.conftest import SCIFACT_DIR, PdfLibrary
-from tests.s3vectors.standin import S3VectorsStandIn
-from tests.s3vectors.test_publish import MemoryState
+from tests.s3vectors.standin import MemoryState, S3VectorsStandIn
 
 TARGET = VectorIndex("library-vectors", "athenaeum")
 

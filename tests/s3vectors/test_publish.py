@@ -4,7 +4,7 @@ and the stub checks them against what the test expects)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,23 +22,11 @@ from athenaeum.s3vectors.publish import (
     vector_records,
 )
 from tests.conftest import PdfLibrary
+from tests.s3vectors.standin import MemoryState
 
 TARGET = VectorIndex.parse("s3vectors://library-vectors/athenaeum")
 WHERE = {"vectorBucketName": "library-vectors", "indexName": "athenaeum"}
 ARN = "arn:aws:s3vectors:us-east-1:123456789012:bucket/library-vectors/index/athenaeum"
-
-
-class MemoryState:
-    def __init__(self, value: dict[str, str] | None = None) -> None:
-        self.value = value
-        self.writes = 0
-
-    def read(self) -> dict[str, str] | None:
-        return None if self.value is None else dict(self.value)
-
-    def write(self, state: Mapping[str, str]) -> None:
-        self.value = dict(state)
-        self.writes += 1
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,7 @@ from athenaeum.server.settings import Settings
 from tests.fresh import FORBID, FORBIDDEN, run_fresh
 from tests.s3vectors.conftest import TARGET, VECTOR_INDEX
 from tests.s3vectors.standin import S3VectorsStandIn
-from tests.server.test_app import assert_error
-from tests.server.test_mcp import MCP_HEADERS, _rpc
+from tests.server.helpers import MCP_HEADERS, assert_error, rpc
 
 QUERY = "vitamin D deficiency and bone health"
 
@@ -225,7 +224,7 @@ def test_mcp_search_and_fetch(client: TestClient, backend: S3VectorsSearch) -> N
     def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         r = client.post(
             "/mcp",
-            json=_rpc("tools/call", {"name": name, "arguments": arguments}),
+            json=rpc("tools/call", {"name": name, "arguments": arguments}),
             headers={**MCP_HEADERS, "mcp-protocol-version": "2025-06-18"},
         )
         assert r.status_code == 200, r.text

@@ -1,4 +1,5 @@
-"""The server's fixtures: apps under a real uvicorn, and a fake OpenAI-compatible upstream."""
+"""The server's fixtures: the open app's client, apps under a real uvicorn, and a fake
+OpenAI-compatible upstream (the plain helpers are in tests/server/helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,26 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 # Module level: FastAPI resolves the fake upstream's string annotations (`from __future__`) here.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.testclient import TestClient
 
 from athenaeum.server.followup import REWRITE_PROMPT
+from tests.server.helpers import open_client
+
+if TYPE_CHECKING:
+    from athenaeum.retrieval.engine import SearchEngine
+
+
+@pytest.fixture
+def client(scifact_engine: SearchEngine) -> TestClient:
+    """The app with no authentication, serving the SciFact slice."""
+    return open_client(scifact_engine)
 
 
 class LiveServer:

@@ -19,7 +19,7 @@ from athenaeum.server.app import create_app
 from athenaeum.server.auth.keys import hash_api_key
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
-from tests.server.test_chat import parse_sse
+from tests.server.helpers import parse_sse
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 EXAMPLE_CHUNK = "16256507%230"

@@ -27,29 +27,9 @@ from athenaeum.server.app import create_app
 from athenaeum.server.local import is_loopback
 from athenaeum.server.provider import EngineProvider, FixedEngineProvider, Served
 from athenaeum.server.settings import Settings
+from tests.server.helpers import LOCAL_URL, assert_error
 
 QUERY = "vitamin D deficiency and bone health"
-
-
-@pytest.fixture
-def client(scifact_engine: SearchEngine) -> TestClient:
-    settings = Settings(insecure_no_auth=True)
-    return TestClient(create_app(settings, FixedEngineProvider(scifact_engine)))
-
-
-def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """Every error is OpenAI's shape, with exactly these keys, and no traceback."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in response.text
-    if code is not None:
-        assert body["error"]["code"] == code
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 def test_health_reports_the_index(client: TestClient, scifact_engine: SearchEngine) -> None:
@@ -96,7 +76,7 @@ def test_search_returns_cited_passages(
     }
     # The SciFact slice was not converted from files: nothing to link to, never a broken link.
     assert first["source_url"] is None
-    assert first["url"] == f"http://testserver/chunks/{quote(first['id'], safe='')}"
+    assert first["url"] == f"{LOCAL_URL}/chunks/{quote(first['id'], safe='')}"
     assert "vitamin d" in first["text"].lower()
 
 

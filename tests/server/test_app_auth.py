@@ -23,7 +23,7 @@ from athenaeum.server.auth.keys import hash_api_key
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import LiveServer
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error
 from tests.server.test_auth import (
     AUDIENCE,
     ISSUER,

@@ -3,7 +3,6 @@ upstream on 127.0.0.1, streaming, and the official openai SDK against a live ser
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,35 +19,11 @@ from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error, parse_sse, stream_text
 
 QUESTION = "Does vitamin D deficiency affect bone health?"
 RETRIEVAL = "athenaeum-index-retrieval"
 RAG = "athenaeum-index-rag"
-
-
-def parse_sse(text: str) -> list[Any]:
-    """The data payloads of an SSE body; asserts the framing is valid and ends in [DONE]."""
-    assert text.endswith("\n\n")
-    events = [e for e in text.split("\n\n") if e]
-    payloads: list[Any] = []
-    for event in events:
-        assert event.startswith("data: "), event
-        data = event[len("data: ") :]
-        payloads.append(data if data == "[DONE]" else json.loads(data))
-    assert payloads[-1] == "[DONE]" and payloads.count("[DONE]") == 1
-    return payloads[:-1]
-
-
-def stream_text(chunks: list[Any]) -> str:
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-
-
-@pytest.fixture
-def client(scifact_engine: SearchEngine) -> TestClient:
-    return TestClient(
-        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
-    )
 
 
 @pytest.fixture

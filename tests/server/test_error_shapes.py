@@ -18,14 +18,7 @@ from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
-from tests.server.test_mcp import MCP_HEADERS, _rpc
-
-
-@pytest.fixture
-def client(scifact_engine: SearchEngine) -> TestClient:
-    app = create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
-    return TestClient(app, base_url="http://127.0.0.1:8000")
+from tests.server.helpers import MCP_HEADERS, assert_error, rpc
 
 
 @pytest.mark.parametrize("path", ["/chunks/", "/mcp/", "/search/", "/health/"])
@@ -54,7 +47,7 @@ def test_head_is_answered_where_get_is(client: TestClient, path: str) -> None:
     ],
 )
 def test_mcp_transport_refusals_are_json(client: TestClient, headers: dict[str, str]) -> None:
-    r = client.post("/mcp", content=json.dumps(_rpc("tools/list")), headers=headers)
+    r = client.post("/mcp", content=json.dumps(rpc("tools/list")), headers=headers)
     assert 400 <= r.status_code < 500
     assert r.headers["content-type"].startswith("application/json"), r.text
     body = r.json()
@@ -65,7 +58,7 @@ def test_mcp_transport_refusals_are_json(client: TestClient, headers: dict[str, 
 def test_a_foreign_origin_is_refused_in_the_error_shape(client: TestClient) -> None:
     r = client.post(
         "/mcp",
-        content=json.dumps(_rpc("tools/list")),
+        content=json.dumps(rpc("tools/list")),
         headers={**MCP_HEADERS, "Origin": "https://evil.example"},
     )
     error = assert_error(r, 403)
@@ -75,7 +68,7 @@ def test_a_foreign_origin_is_refused_in_the_error_shape(client: TestClient) -> N
 def test_json_rpc_errors_stay_json_rpc(client: TestClient) -> None:
     r = client.post(
         "/mcp",
-        json=_rpc("no/such/method"),
+        json=rpc("no/such/method"),
         headers={**MCP_HEADERS, "mcp-protocol-version": "2025-06-18"},
     )
     body = r.json()

@@ -9,11 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
-from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
-from tests.server.test_mcp import MCP_HEADERS, _rpc
+from tests.server.helpers import MCP_HEADERS, assert_error, open_client, rpc
 
 QUERY = "child injuries report agency investigation"
 REPORTS = {"reports/150109DSP-Milw-505-90D.pdf", "reports/mistitled_outlines_example.pdf"}
@@ -21,8 +17,8 @@ REPORTS = {"reports/150109DSP-Milw-505-90D.pdf", "reports/mistitled_outlines_exa
 
 @pytest.fixture
 def client(pdf_engine: SearchEngine) -> TestClient:
-    app = create_app(Settings(insecure_no_auth=True), FixedEngineProvider(pdf_engine))
-    return TestClient(app, base_url="http://127.0.0.1:8000")
+    """The open app, serving the PDF library."""
+    return open_client(pdf_engine)
 
 
 def search(client: TestClient, flt: Any, **extra: Any) -> Any:
@@ -64,7 +60,7 @@ def test_search_refuses_a_bad_filter_with_400(client: TestClient, flt: Any, para
 def _mcp_search(client: TestClient, arguments: dict[str, Any]) -> dict[str, Any]:
     r = client.post(
         "/mcp",
-        json=_rpc("tools/call", {"name": "search", "arguments": arguments}),
+        json=rpc("tools/call", {"name": "search", "arguments": arguments}),
         headers={**MCP_HEADERS, "mcp-protocol-version": "2025-06-18"},
     )
     assert r.status_code == 200, r.text
@@ -85,7 +81,7 @@ def test_mcp_search_takes_the_same_filter(client: TestClient, pdf_engine: Search
 
     bad = _mcp_search(client, {"query": QUERY, "filter": {"metadata": {"author": "x"}}})
     assert bad["isError"] and "author" in bad["content"][0]["text"]
-    tools = client.post("/mcp", json=_rpc("tools/list"), headers={**MCP_HEADERS})
+    tools = client.post("/mcp", json=rpc("tools/list"), headers={**MCP_HEADERS})
     schema = {t["name"]: t for t in tools.json()["result"]["tools"]}["search"]["inputSchema"]
     assert "filter" in schema["properties"] and schema["required"] == ["query"]
 

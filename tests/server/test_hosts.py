@@ -12,7 +12,7 @@ from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.routes.meta import public_model_name
 from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error
 
 OAUTH = {
     "oauth_issuer": "https://issuer.example.org/",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,10 +17,16 @@ from athenaeum.server.lambda_handler import build_handler
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings, get_settings
 from tests.fresh import run_fresh
-from tests.server.test_chat import parse_sse, stream_text
+from tests.server.helpers import (
+    EVENTS,
+    Context,
+    body_of,
+    parse_sse,
+    rpc,
+    stream_text,
+    v1_event,
+)
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-V1 = json.loads((EVENTS / "rest_v1_authorizer.json").read_text())
 V2 = json.loads((EVENTS / "http_v2.json").read_text())
 V1_BASE = "https://70ixmpl4fl.execute-api.us-east-2.amazonaws.com/prod"
 V2_BASE = "https://r3pmxmplak.execute-api.us-east-2.amazonaws.com"
@@ -30,40 +35,6 @@ MCP_HEADERS = {
     "Accept": "application/json, text/event-stream",
     "mcp-protocol-version": "2025-06-18",
 }
-
-
-@dataclass
-class Context:
-    """The attributes of the Lambda context object that Mangum and the app read."""
-
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    function_name: str = "athenaeum-api"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-2:123456789012:function:athenaeum-api"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
-def v1_event(
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    authorizer: bool = True,
-) -> dict[str, Any]:
-    event: dict[str, Any] = copy.deepcopy(V1)
-    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
-    event["path"] = path
-    event["requestContext"]["path"] = "/prod" + path
-    event["pathParameters"] = {"proxy": path.lstrip("/")}
-    event["body"] = None if body is None else json.dumps(body)
-    for name, value in (headers or {}).items():
-        event["headers"][name] = value
-        event["multiValueHeaders"][name] = [value]
-    if not authorizer:
-        del event["requestContext"]["authorizer"]
-    return event
 
 
 def v2_event(
@@ -91,20 +62,11 @@ def handler(scifact_engine: SearchEngine) -> Any:
     return build_handler(settings, FixedEngineProvider(scifact_engine))
 
 
-def body_of(response: dict[str, Any]) -> Any:
-    assert response["isBase64Encoded"] is False
-    return json.loads(response["body"])
-
-
 def headers_of(response: dict[str, Any]) -> dict[str, str]:
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     for k, v in (response.get("multiValueHeaders") or {}).items():
         headers[k.lower()] = v[0]
     return headers
-
-
-def mcp_rpc(method: str, params: dict[str, Any], rid: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
 
 
 @pytest.mark.parametrize("make, base", [(v1_event, V1_BASE), (v2_event, V2_BASE)])
@@ -148,7 +110,7 @@ def test_every_route_through_mangum(
     assert r["statusCode"] == 200 and body_of(r)["resource"] == base
 
     # MCP: repeated invocations of the same warm handler, each request on its own.
-    initialize = mcp_rpc(
+    initialize = rpc(
         "initialize",
         {
             "protocolVersion": "2025-06-18",
@@ -160,13 +122,13 @@ def test_every_route_through_mangum(
         r = handler(make("POST", "/mcp", initialize, MCP_HEADERS), ctx)
         assert r["statusCode"] == 200, r["body"]
         assert body_of(r)["result"]["serverInfo"]["name"] == "athenaeum"
-        r = handler(make("POST", "/mcp", mcp_rpc("tools/list", {}, 2), MCP_HEADERS), ctx)
+        r = handler(make("POST", "/mcp", rpc("tools/list", {}, 2), MCP_HEADERS), ctx)
         assert {t["name"] for t in body_of(r)["result"]["tools"]} == {"search", "fetch"}
-        call = mcp_rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}, 3)
+        call = rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}, 3)
         r = handler(make("POST", "/mcp", call, MCP_HEADERS), ctx)
         hits = body_of(r)["result"]["structuredContent"]["results"]
         assert hits[0]["url"].startswith(base + "/chunks/")
-        call = mcp_rpc("tools/call", {"name": "fetch", "arguments": {"id": hits[0]["id"]}}, 4)
+        call = rpc("tools/call", {"name": "fetch", "arguments": {"id": hits[0]["id"]}}, 4)
         r = handler(make("POST", "/mcp", call, MCP_HEADERS), ctx)
         assert body_of(r)["result"]["structuredContent"]["id"] == hits[0]["id"]
 

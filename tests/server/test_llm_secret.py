@@ -29,8 +29,8 @@ from athenaeum.server.secrets import (
 from athenaeum.server.settings import Settings, get_settings
 from tests.fresh import FORBIDDEN, run_fresh
 from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FakeLLM
-from tests.server.test_chat import parse_sse
-from tests.server.test_lambda import QUERY, Context, body_of, v1_event
+from tests.server.helpers import Context, body_of, parse_sse, v1_event
+from tests.server.test_lambda import QUERY
 
 RAG = "athenaeum-index-rag"
 RETRIEVAL = "athenaeum-index-retrieval"

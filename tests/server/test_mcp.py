@@ -19,11 +19,10 @@ from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.app import create_app
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
+from tests.server.helpers import MCP_HEADERS, assert_error, open_client, rpc
 
 QUERY = "vitamin D deficiency and bone health"
 LIMIT: int = Settings.model_fields["max_query_chars"].default
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 async def _session_calls(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -100,21 +99,14 @@ def test_official_mcp_client_lists_searches_and_fetches(
     assert not out["at_limit"].is_error and out["at_limit"].structured_content["results"]
 
 
-def _rpc(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
-
-
 def test_mcp_is_stateless_across_requests(scifact_engine: SearchEngine) -> None:
     # Each POST stands alone (as on Lambda): tools/call works without an initialize first and
     # without a session id, many times over.
-    c = TestClient(
-        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine)),
-        base_url="http://127.0.0.1:8000",
-    )
+    c = open_client(scifact_engine)
     for i in range(3):
         r = c.post(
             "/mcp",
-            json=_rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}, i),
+            json=rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}, i),
             headers={**MCP_HEADERS, "mcp-protocol-version": "2025-06-18"},
         )
         assert r.status_code == 200, r.text
@@ -125,7 +117,7 @@ def test_mcp_is_stateless_across_requests(scifact_engine: SearchEngine) -> None:
 
 
 def test_dns_rebinding_protection_admits_only_known_hosts(scifact_engine: SearchEngine) -> None:
-    body = _rpc("tools/list")
+    body = rpc("tools/list")
     headers = {**MCP_HEADERS, "mcp-protocol-version": "2025-06-18"}
     provider = FixedEngineProvider(scifact_engine)
     local = TestClient(create_app(Settings(insecure_no_auth=True), provider))
@@ -148,10 +140,7 @@ def test_dns_rebinding_protection_admits_only_known_hosts(scifact_engine: Search
 def test_mcp_get_and_delete_are_405_not_a_hanging_stream(
     scifact_engine: SearchEngine, method: str
 ) -> None:
-    c = TestClient(
-        create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine)),
-        base_url="http://127.0.0.1:8000",
-    )
+    c = open_client(scifact_engine)
     r = c.request(method, "/mcp", headers={"Accept": "application/json, text/event-stream"})
     assert_error(r, 405, "method_not_allowed")
     assert r.headers["allow"] == "POST"

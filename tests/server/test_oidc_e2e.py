@@ -33,7 +33,7 @@ from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from infra.authorizer import handler as authorizer
 from tests.infra.test_authorizer import STAGE_ARN, assert_unauthorized, invoke
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error
 from tests.server.test_auth import FakeClock
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,7 @@ from athenaeum.server.auth.keys import hash_api_key
 from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
-from tests.server.test_app import assert_error
-from tests.server.test_mcp import MCP_HEADERS, _rpc
+from tests.server.helpers import MCP_HEADERS, assert_error, rpc
 
 API_KEY = "ath-" + "links-test-key-4Hq9"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -177,7 +176,7 @@ def test_chat_and_mcp_cite_the_pdf_pages(client: TestClient, pdf_engine: SearchE
 
     r = client.post(
         "/mcp",
-        json=_rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}),
+        json=rpc("tools/call", {"name": "search", "arguments": {"query": QUERY}}),
         headers={**MCP_HEADERS, **AUTH, "mcp-protocol-version": "2025-06-18"},
     )
     hits = r.json()["result"]["structuredContent"]["results"]

@@ -15,11 +15,7 @@ from hypothesis import strategies as st
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.retrieval.text import problem
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
-from athenaeum.server.settings import Settings
-from tests.server.test_app import assert_error
-from tests.server.test_mcp import MCP_HEADERS
+from tests.server.helpers import MCP_HEADERS, assert_error, open_client
 
 RETRIEVAL = "athenaeum-index-retrieval"
 # Every code point, lone surrogates included (hypothesis leaves them out unless told), with the
@@ -39,8 +35,8 @@ PROPERTY = settings(
 
 @pytest.fixture(scope="module")
 def client(scifact_engine: SearchEngine) -> TestClient:
-    app = create_app(Settings(insecure_no_auth=True), FixedEngineProvider(scifact_engine))
-    return TestClient(app, base_url="http://127.0.0.1:8000")
+    # One for the module: hypothesis runs each test many times, and refuses a function's fixture.
+    return open_client(scifact_engine)
 
 
 def post(client: TestClient, path: str, body: Any, **headers: str) -> Any:

@@ -17,7 +17,7 @@ from athenaeum.server.provider import EngineProvider
 from athenaeum.server.settings import Settings
 from athenaeum.storage.download import cache_path, fetch_s3_bundle
 from athenaeum.storage.location import S3Location
-from tests.server.test_app import assert_error
+from tests.server.helpers import assert_error
 
 QUERY = "vitamin D deficiency"
 
