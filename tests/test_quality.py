@@ -82,3 +82,34 @@ def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: P
     assert "Contracts: 3 kept, 1 broken." in result.stdout
     assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
     assert "athenaeum.server.provider -> athenaeum.library.push" in result.stdout
+
+
+def _s3_clients(source: str) -> list[int]:
+    """Lines of `source` that make an S3 client or resource (boto3's or a session's)."""
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"client", "resource"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == "s3"
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_storage_layer_makes_s3_clients() -> None:
+    assert _s3_clients('import boto3\nboto3.client("s3", endpoint_url=None)\n') == [2]
+    sources = [*(ROOT / "athenaeum").rglob("*.py"), *(ROOT / "infra").rglob("*.py")]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sources
+        if "storage" not in path.relative_to(ROOT).parts
+        for line in _s3_clients(path.read_text())
+    ]
+    assert not found, f"S3 clients made outside athenaeum/storage: {found}"
+    assert _s3_clients((ROOT / "athenaeum" / "storage" / "client.py").read_text())
