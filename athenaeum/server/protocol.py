@@ -81,6 +81,10 @@ def _head_size(request: h11.Request) -> int:
     return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw_items()) + 2
 
 
+# How long a connection answered with a 408 stays open to read what the client still sends.
+LINGER_S = 2.0
+
+
 class AthenaeumH11Protocol(H11Protocol):
     """See the module docstring. Built by uvicorn once per connection."""
 
@@ -96,6 +100,7 @@ class AthenaeumH11Protocol(H11Protocol):
         self._inner_app = self.app
         self.app = self._limited_app
         self._head_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     # --- the head's deadline -------------------------------------------------------------------
 
@@ -104,6 +109,8 @@ class AthenaeumH11Protocol(H11Protocol):
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the 408 is written; what the client sent before it saw it is dropped
         if self._head_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_head_timer()  # the first byte of the next request on this connection
         super().data_received(data)
@@ -135,7 +142,19 @@ class AthenaeumH11Protocol(H11Protocol):
         )
         logger.info("closing a connection: %s", message)
         self.transport.write(error_bytes(408, message))
-        self.transport.close()
+        self._close_after_answer()
+
+    def _close_after_answer(self) -> None:
+        # A close with unread bytes in the socket (a client still trickling its head) is a
+        # reset, which can discard the 408 from the client's buffer before it reads it. So the
+        # write side ends first (the 408, then EOF) and the connection closes after a grace
+        # period in which anything more the client sends is read and dropped.
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     # --- uvicorn's own answers, in the error shape ---------------------------------------------
 
