@@ -72,10 +72,10 @@ def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: P
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     location = tmp_path / "athenaeum" / "storage" / "location.py"
     location.write_text(location.read_text() + "\nfrom athenaeum.server import settings  # noqa\n")
-    provider = tmp_path / "athenaeum" / "server" / "provider.py"
+    provider = tmp_path / "athenaeum" / "server" / "index" / "provider.py"
     provider.write_text(provider.read_text() + "\nfrom athenaeum.library import push  # noqa\n")
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
     assert "Contracts: 3 kept, 1 broken." in result.stdout
     assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
-    assert "athenaeum.server.provider -> athenaeum.library.push" in result.stdout
+    assert "athenaeum.server.index.provider -> athenaeum.library.push" in result.stdout

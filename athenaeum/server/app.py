@@ -22,8 +22,8 @@ from athenaeum.server import error_handlers, followup, routes
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.auth.middleware import Authenticator, AuthMiddleware
 from athenaeum.server.deps import metadata_url
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
-from athenaeum.server.provider import EngineProvider
 from athenaeum.server.secrets import with_secret_llm_key
 from athenaeum.server.settings import Settings, get_settings
 from athenaeum.server.sources import (

@@ -12,7 +12,7 @@ from athenaeum.errors import UntrustedHostError
 from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.server import searching
 from athenaeum.server.auth.discovery import WELL_KNOWN
-from athenaeum.server.provider import EngineProvider, Served
+from athenaeum.server.index.provider import EngineProvider, Served
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SignedLinks, SourceLinker
 

@@ -21,7 +21,7 @@ from mangum import Mangum
 from pydantic import ValidationError
 
 from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.secrets import preload_llm_key, with_secret_llm_key
 from athenaeum.server.settings import Settings, get_settings
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from athenaeum.errors import InvalidInputError
 from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
 
 

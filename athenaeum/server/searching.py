@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.backend import Hit, SearchBackend, SearchMode
 from athenaeum.retrieval.filters import SearchFilter
-from athenaeum.server.provider import EngineProvider, Served
+from athenaeum.server.index.provider import EngineProvider, Served
 from athenaeum.server.schemas import SearchFilterModel
 
 

@@ -17,7 +17,7 @@ from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit, SearchEngine
 from athenaeum.server import followup
 from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
 from tests.server.test_app import assert_error

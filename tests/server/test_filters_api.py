@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.test_app import assert_error
 from tests.server.test_mcp import MCP_HEADERS, _rpc

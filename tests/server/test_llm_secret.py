@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server import lambda_handler
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.lambda_handler import build_handler
-from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.secrets import (
     KEY_FIELDS,
     LLMKeyUnavailableError,

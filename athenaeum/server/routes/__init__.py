@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.routes import chat, meta, search, sources
 from athenaeum.server.routes.mcp import MCPEndpoint
 from athenaeum.server.settings import Settings

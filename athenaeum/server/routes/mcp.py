@@ -31,7 +31,7 @@ from athenaeum.retrieval.backend import Hit
 from athenaeum.server import searching
 from athenaeum.server.deps import public_base_url
 from athenaeum.server.error_handlers import from_exception, status_response
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.schemas import RequestBody, SearchFilterModel
 from athenaeum.server.settings import Settings
 from athenaeum.server.sources import SourceLinker, citation_links
