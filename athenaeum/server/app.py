@@ -18,7 +18,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from athenaeum import __version__
-from athenaeum.server import error_handlers, followup, routes
+from athenaeum.server import error_handlers, routes
+from athenaeum.server.answers import followup
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.auth.middleware import Authenticator, AuthMiddleware
 from athenaeum.server.deps import metadata_url

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from athenaeum.server.followup import REWRITE_PROMPT
+from athenaeum.server.answers.followup import REWRITE_PROMPT
 
 
 class LiveServer:

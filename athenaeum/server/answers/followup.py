@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from athenaeum.errors import AthenaeumError, InvalidInputError
 from athenaeum.retrieval.backend import MAX_TOP_K, Hit
-from athenaeum.server.llm import LLMClient
+from athenaeum.server.answers.llm import LLMClient
 from athenaeum.server.settings import Settings
 
 logger = logging.getLogger("athenaeum.chat")
