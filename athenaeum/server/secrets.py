@@ -1,5 +1,5 @@
 """Keys that settings name in AWS Secrets Manager instead of holding them: the generating model's
-API key, and the secret that signs links to the original files (athenaeum.server.sources, which
+API key, and the secret that signs links to the original files (athenaeum.server.http.sources, which
 reads it with `read_secret`). Beside the settings, since the Lambda handler, the app and the
 links all read them.
 

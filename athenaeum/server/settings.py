@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # A follow-up's query rewrite waits at most this (or llm_timeout_s, when shorter).
     llm_rewrite_timeout_s: float = Field(default=10.0, gt=0)
 
-    # --- links to the original files (athenaeum.server.sources) -------------------------------
+    # --- links to the original files (athenaeum.server.http.sources) --------------------------
     # Where the original files are when not where `convert` recorded them (`serve --sources`).
     sources_dir: Path | None = None
     # On AWS: the bucket prefix deploy.sh uploads them to; links are then presigned S3 URLs.

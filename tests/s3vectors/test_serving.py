@@ -23,7 +23,7 @@ from athenaeum.bundle.query_side import query_side_files
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.s3vectors.backend import S3VectorsSearch
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import EngineProvider, FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.fresh import FORBID, FORBIDDEN, run_fresh

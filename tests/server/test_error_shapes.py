@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.test_app import assert_error

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.retrieval.text import problem
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.test_app import assert_error

@@ -31,22 +31,22 @@ from starlette.responses import Response, StreamingResponse
 from athenaeum.errors import ModelNotFoundError, UpstreamError
 from athenaeum.retrieval.backend import Hit
 from athenaeum.retrieval.tokens import TokenCounter
-from athenaeum.server import searching
 from athenaeum.server.answers import followup
 from athenaeum.server.answers.llm import LLMClient
 from athenaeum.server.answers.prompt import upstream_messages
 from athenaeum.server.answers.retrieval import retrieval_answer, source_lines
-from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
-from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
-from athenaeum.server.schemas import (
+from athenaeum.server.http import searching
+from athenaeum.server.http.deps import app_settings, base_url, engine_provider, source_links
+from athenaeum.server.http.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
+from athenaeum.server.http.schemas import (
     COMMON_ERRORS,
     ErrorResponse,
     RequestBody,
     SearchFilterModel,
     error_responses,
 )
+from athenaeum.server.http.sources import citation_links
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import citation_links
 
 PASSAGES = 5
 _WORD = re.compile(r"\s*\S+")

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.backend import Hit, SearchBackend, SearchMode
 from athenaeum.retrieval.filters import SearchFilter
+from athenaeum.server.http.schemas import SearchFilterModel
 from athenaeum.server.index.provider import EngineProvider, Served
-from athenaeum.server.schemas import SearchFilterModel
 
 
 async def served(provider: EngineProvider) -> Served:
