@@ -2,7 +2,7 @@
 
 Each class declares the HTTP status it maps to, its OpenAI error `type` and a default `code`.
 The core raises them; the CLI prints their message (athenaeum.cli.main), the server turns them
-into responses in exactly one place (athenaeum.server.error_handlers), and the API Gateway's
+into responses in exactly one place (athenaeum.server.http.error_handlers), and the API Gateway's
 own responses use the same body (infra/gateway). The shape is OpenAI's:
 
     {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}

@@ -39,8 +39,8 @@ import results_json
 from athenaeum.build.evaluation import load_beir
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.auth.keys import hash_api_key
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.lambda_handler import build_handler
-from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"

@@ -4,7 +4,7 @@ The dialogues (benchmarks/data/followups.jsonl) were written from the converted 
 first question, then a follow-up that cannot be understood without it, and the pages that
 answer the follow-up. A dialogue counts as found at k when one of the top k passages comes from
 the answer's source and its page range overlaps the answer's pages. Each way of retrieving runs
-the code chat runs (athenaeum.server.followup) on a real bundle, in hybrid mode:
+the code chat runs (athenaeum.server.answers.followup) on a real bundle, in hybrid mode:
 
 - last message only: what chat did before follow-ups were read with the conversation;
 - earlier turns + last message: one search for the concatenation (tried, not used);
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from athenaeum.retrieval.engine import Hit, SearchEngine
-from athenaeum.server import followup
+from athenaeum.server.answers import followup
 from athenaeum.server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -334,7 +334,7 @@ def upload_to_searchable(args: argparse.Namespace, endpoint: str, where: Path) -
     from fastapi.testclient import TestClient
 
     from athenaeum.ingest.pipeline import ingest
-    from athenaeum.server.app import create_app
+    from athenaeum.server.http.app import create_app
     from athenaeum.server.settings import Settings
     from athenaeum.storage.client import s3_client
     from athenaeum.storage.location import S3Location

@@ -60,12 +60,12 @@ def test_import_contracts_catch_a_build_side_import(tmp_path: Path) -> None:
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     engine = tmp_path / "athenaeum" / "retrieval" / "engine.py"
     engine.write_text(engine.read_text() + "\nfrom athenaeum.build import chunking  # noqa\n")
-    middleware = tmp_path / "athenaeum" / "server" / "middleware.py"
+    middleware = tmp_path / "athenaeum" / "server" / "http" / "middleware.py"
     middleware.write_text(middleware.read_text() + "\nimport typer  # noqa\n")
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
     assert "athenaeum.retrieval.engine -> athenaeum.build.chunking" in result.stdout
-    assert "athenaeum.server.middleware -> typer" in result.stdout
+    assert "athenaeum.server.http.middleware -> typer" in result.stdout
 
 
 def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: Path) -> None:
@@ -75,13 +75,13 @@ def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: P
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     location = tmp_path / "athenaeum" / "storage" / "location.py"
     location.write_text(location.read_text() + "\nfrom athenaeum.server import settings  # noqa\n")
-    provider = tmp_path / "athenaeum" / "server" / "provider.py"
+    provider = tmp_path / "athenaeum" / "server" / "index" / "provider.py"
     provider.write_text(provider.read_text() + "\nfrom athenaeum.library import push  # noqa\n")
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
     assert "Contracts: 3 kept, 1 broken." in result.stdout
     assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
-    assert "athenaeum.server.provider -> athenaeum.library.push" in result.stdout
+    assert "athenaeum.server.index.provider -> athenaeum.library.push" in result.stdout
 
 
 def _s3_clients(source: str) -> list[int]:

@@ -178,7 +178,7 @@ def openapi_command(
     """
     import json
 
-    from athenaeum.server.gpt_action import gpt_action_schema
+    from athenaeum.server.http.gpt_action import gpt_action_schema
 
     text = json.dumps(gpt_action_schema(server_url, allow_http=allow_http), indent=2) + "\n"
     if out is None:

@@ -2,7 +2,7 @@
 
 A citation names the chunk by its label (document title, else headings, else source file), its
 pages, and a link: to the original file at the page where the server has one
-(athenaeum.server.sources), else to the passage under the server's base URL.
+(athenaeum.server.http.sources), else to the passage under the server's base URL.
 """
 
 from __future__ import annotations

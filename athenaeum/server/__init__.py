@@ -1,9 +1,12 @@
-"""The server: one FastAPI app (`app`) run by `athenaeum serve` (`local`) and by the Lambda
-handler (`lambda_handler`), its routes (`routes`), authentication (`auth`, `security`), the
-generating model's client (`llm`, `secrets`), middleware and settings.
+"""The server: one FastAPI app (`http.app`, its routes, middleware and the one search path)
+run by `athenaeum serve` (`local`) and by the Lambda handler (`lambda_handler`); who may call
+(`auth`); what chat answers with (`answers`: the retrieval model's answer, the generating
+model's prompt and client, follow-ups); the index being served (`index`: its source and the
+provider on the storage layer); the one settings class (`settings`) and the keys it names in
+Secrets Manager (`secrets`).
 
 Serve side: nothing here imports the build side. This package's own import is free of FastAPI,
-so the Lambda authorizer can use `auth` and `settings` alone.
+so the Lambda authorizer can use `auth`, `settings` and `index.source` alone.
 """
 
 import os

@@ -20,8 +20,8 @@ from typing import Any
 from mangum import Mangum
 from pydantic import ValidationError
 
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.secrets import preload_llm_key, with_secret_llm_key
 from athenaeum.server.settings import Settings, get_settings
 

@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 from athenaeum.errors import InvalidInputError
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
 
 
@@ -33,7 +33,7 @@ def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> Any
     HTTP/1.1 protocol whose own errors are in the API's shape (see `protocol`)."""
     import uvicorn
 
-    from athenaeum.server.protocol import protocol_class
+    from athenaeum.server.http.protocol import protocol_class
 
     return uvicorn.Config(
         app,

@@ -1,4 +1,7 @@
-"""The generating model's API key, read from AWS Secrets Manager instead of the environment.
+"""Keys that settings name in AWS Secrets Manager instead of holding them: the generating model's
+API key, and the secret that signs links to the original files (athenaeum.server.http.sources, which
+reads it with `read_secret`). Beside the settings, since the Lambda handler, the app and the
+links all read them.
 
 `ATHENAEUM_LLM_API_KEY_SECRET` names the secret (an ARN or a name). Its SecretString is either
 the key itself or a JSON object holding the key under one of `KEY_FIELDS`. The key is read once

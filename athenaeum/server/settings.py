@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from athenaeum.server.index_source import IndexSource, index_source
+from athenaeum.server.index.source import IndexSource, index_source
 
 # Values people paste from examples; a server that starts with one of them is worse than one that
 # refuses to start, because it looks configured.
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     # first request (read by athenaeum.server.lambda_handler at import).
     preload_index: bool = False
     # A published index (index_s3_uri holding current.json): read its pointer at most this
-    # often, and serve a newer version once it is loaded (athenaeum.server.provider).
+    # often, and serve a newer version once it is loaded (athenaeum.server.index.provider).
     index_refresh_s: float = Field(default=60.0, gt=0, le=86_400)
     # A bundle in S3 (a prefix holding manifest.json) to serve while the published index at
     # index_s3_uri has no version yet: what INDEX_DIR is for a packaged bundle.
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # A follow-up's query rewrite waits at most this (or llm_timeout_s, when shorter).
     llm_rewrite_timeout_s: float = Field(default=10.0, gt=0)
 
-    # --- links to the original files (athenaeum.server.sources) -------------------------------
+    # --- links to the original files (athenaeum.server.http.sources) --------------------------
     # Where the original files are when not where `convert` recorded them (`serve --sources`).
     sources_dir: Path | None = None
     # On AWS: the bucket prefix deploy.sh uploads them to; links are then presigned S3 URLs.
@@ -266,7 +266,7 @@ class Settings(BaseSettings):
 
     @property
     def index_source(self) -> IndexSource | None:
-        """Where the index comes from (athenaeum.server.index_source); None when no setting
+        """Where the index comes from (athenaeum.server.index.source); None when no setting
         names one. Checked when the settings are made, so a misconfiguration fails at startup."""
         return index_source(
             backend=self.index_backend,

@@ -130,7 +130,7 @@ class ApiFunction(Construct):
             self._vpc_placement(vpc) if vpc is not None else (None, None, None)
         )
         self.security_group: ec2.SecurityGroup | None = security_group
-        # Signs the short links to source files (athenaeum.server.sources); every instance of
+        # Signs the short links to source files (athenaeum.server.http.sources); every instance of
         # the function must sign and check with the same key, so it lives in Secrets Manager.
         self.link_secret: secretsmanager.Secret | None = None
         if sources is not None:

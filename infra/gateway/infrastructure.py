@@ -29,7 +29,7 @@ from infra.nag import acknowledge, managed_policy
 
 WELL_KNOWN = ".well-known"
 METADATA_PATH = f"{WELL_KNOWN}/oauth-protected-resource"
-# What the app's CORSMiddleware allows (athenaeum/server/app.py); the gateway answers
+# What the app's CORSMiddleware allows (athenaeum/server/http/app.py); the gateway answers
 # preflights alike.
 CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
 CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version")

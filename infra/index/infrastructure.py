@@ -21,7 +21,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
-from athenaeum.server.sources import SOURCES_ROOT
+from athenaeum.server.http.sources import SOURCES_ROOT
 from infra import sizing
 from infra.index.upload import INDEX_ROOT, bundle_prefix
 from infra.nag import acknowledge, managed_policy

@@ -38,7 +38,7 @@ from athenaeum.bundle import read_manifest
 from athenaeum.bundle.format import MANIFEST_FILE
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.errors import AthenaeumError
-from athenaeum.server.sources import MEDIA_TYPES, SOURCES_ROOT, source_key
+from athenaeum.server.http.sources import MEDIA_TYPES, SOURCES_ROOT, source_key
 from athenaeum.storage.client import s3_client
 from athenaeum.storage.listing import list_folders, list_objects
 

@@ -54,7 +54,7 @@ def test_a_bad_index_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_one_top_k_limit_for_the_cli_and_the_api(scifact_bundle: Path) -> None:
     from athenaeum.retrieval.engine import MAX_TOP_K
-    from athenaeum.server.app import create_app
+    from athenaeum.server.http.app import create_app
     from athenaeum.server.settings import Settings
 
     over = str(MAX_TOP_K + 1)

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.ingest.pipeline import ingest
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.lambda_handler import build_handler
 from athenaeum.server.settings import Settings
 from athenaeum.storage.published import PublishedIndex

@@ -23,8 +23,8 @@ from athenaeum.bundle.query_side import query_side_files
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.s3vectors.backend import S3VectorsSearch
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider, FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import EngineProvider, FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.fresh import FORBID, FORBIDDEN, run_fresh
 from tests.s3vectors.conftest import TARGET, VECTOR_INDEX
@@ -412,7 +412,7 @@ os.environ.update({
 from athenaeum.bundle import load_bundle
 from athenaeum.s3vectors.publish import VectorIndex, publish
 from athenaeum.server.lambda_handler import build_handler
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import get_settings
 from tests.s3vectors.standin import S3VectorsStandIn
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
 
-from athenaeum.server.followup import REWRITE_PROMPT
+from athenaeum.server.answers.followup import REWRITE_PROMPT
 from tests.server.helpers import open_client
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.testclient import TestClient
 
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from athenaeum.cli.main import app as cli_app
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import EngineProvider, FixedEngineProvider, Served
 from athenaeum.server.local import is_loopback
-from athenaeum.server.provider import EngineProvider, FixedEngineProvider, Served
 from athenaeum.server.settings import Settings
 from tests.server.helpers import LOCAL_URL, assert_error
 

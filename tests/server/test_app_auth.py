@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
 from athenaeum.server.auth.keys import hash_api_key
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import LiveServer
 from tests.server.helpers import assert_error

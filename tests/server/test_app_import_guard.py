@@ -61,7 +61,7 @@ def test_app_and_lambda_handler_import_without_the_build_stack(scifact_bundle: P
 LAZY = """
 import json, sys
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.server.settings import Settings
 create_app(Settings(insecure_no_auth=True, index_dir=sys.argv[1]))
 SearchEngine.load(sys.argv[1]).search("vitamin D", top_k=3)

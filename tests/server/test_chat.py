@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.engine import Hit, SearchEngine
-from athenaeum.server import followup
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.answers import followup
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
 from tests.server.helpers import assert_error, parse_sse, stream_text

@@ -11,8 +11,8 @@ import pytest
 from athenaeum.bundle import ChunkRecord
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.engine import Hit
-from athenaeum.server import followup
-from athenaeum.server.followup import RRF_K, Retrieval, Turn
+from athenaeum.server.answers import followup
+from athenaeum.server.answers.followup import RRF_K, Retrieval, Turn
 from athenaeum.server.settings import Settings
 
 

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
-from athenaeum.server.routes.meta import public_model_name
+from athenaeum.server.http.app import create_app
+from athenaeum.server.http.routes.meta import public_model_name
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.helpers import assert_error
 

@@ -1,4 +1,4 @@
-"""The index settings read once into one source (athenaeum.server.index_source), and the
+"""The index settings read once into one source (athenaeum.server.index.source), and the
 combinations refused at startup."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from athenaeum.server.index_source import LocalBundle, Published, S3Bundle, VectorsIndex
+from athenaeum.server.index.source import LocalBundle, Published, S3Bundle, VectorsIndex
 from athenaeum.server.settings import Settings
 from athenaeum.storage.location import S3Location
 

@@ -13,8 +13,8 @@ import pytest
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server import lambda_handler
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.lambda_handler import build_handler
-from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings, get_settings
 from tests.fresh import run_fresh
 from tests.server.helpers import (

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server import lambda_handler
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.lambda_handler import build_handler
-from athenaeum.server.provider import FixedEngineProvider
 from athenaeum.server.secrets import (
     KEY_FIELDS,
     LLMKeyUnavailableError,
@@ -342,7 +342,7 @@ class Forbid(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Forbid())
 
-from athenaeum.server.app import create_app
+from athenaeum.server.http.app import create_app
 from athenaeum.errors import AthenaeumError
 from athenaeum.server.lambda_handler import build_handler
 from athenaeum.server.secrets import read_llm_key

@@ -16,8 +16,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.helpers import MCP_HEADERS, assert_error, open_client, rpc
 

@@ -27,9 +27,9 @@ from fastapi.testclient import TestClient
 
 from athenaeum.errors import AuthenticationError
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
 from athenaeum.server.auth.jwt import JWTValidator
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from infra.authorizer import handler as authorizer
 from tests.infra.test_authorizer import STAGE_ARN, assert_unauthorized, invoke

@@ -11,8 +11,8 @@ from openapi_spec_validator import validate
 from typer.testing import CliRunner
 
 from athenaeum.cli.main import app as cli_app
-from athenaeum.server.app import create_app
-from athenaeum.server.gpt_action import (
+from athenaeum.server.http.app import create_app
+from athenaeum.server.http.gpt_action import (
     MAX_OPERATION_DESCRIPTION,
     MAX_PARAMETER_DESCRIPTION,
     check_gpt_limits,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 
 GET_HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

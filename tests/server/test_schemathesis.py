@@ -13,9 +13,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
 from athenaeum.server.auth.keys import hash_api_key
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 
 EXAMPLES = 25

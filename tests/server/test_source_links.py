@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.app import create_app
 from athenaeum.server.auth.keys import hash_api_key
-from athenaeum.server.provider import FixedEngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
 from tests.server.helpers import MCP_HEADERS, assert_error, rpc

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from athenaeum.bundle import VERIFICATION_FILE, load_bundle
-from athenaeum.server.app import create_app
-from athenaeum.server.provider import EngineProvider
+from athenaeum.server.http.app import create_app
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
 from athenaeum.storage.download import cache_path, fetch_s3_bundle
 from athenaeum.storage.location import S3Location

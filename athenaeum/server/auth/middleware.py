@@ -24,9 +24,9 @@ from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.auth.jwt import jwt_validator
 from athenaeum.server.auth.keys import APIKeyStore
 from athenaeum.server.auth.principal import Principal
-from athenaeum.server.error_handlers import from_exception
+from athenaeum.server.http.error_handlers import from_exception
+from athenaeum.server.http.sources import SOURCES_PATH
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import SOURCES_PATH
 
 PUBLIC_PATHS = frozenset({"/health", WELL_KNOWN, "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 

@@ -1,5 +1,5 @@
 """`/sources/{key}`: the original file behind a citation, through a signed, expiring link
-(athenaeum.server.sources). Public: the signature is the credential, so a browser opens it."""
+(athenaeum.server.http.sources). Public: the signature is the credential, so a browser opens it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from athenaeum.server.deps import BackendDep, source_links
-from athenaeum.server.schemas import error_responses
-from athenaeum.server.sources import SOURCES_ROUTE
+from athenaeum.server.http.deps import BackendDep, source_links
+from athenaeum.server.http.schemas import error_responses
+from athenaeum.server.http.sources import SOURCES_ROUTE
 
 router = APIRouter(tags=["sources"])
 

@@ -1,6 +1,6 @@
 """Where the served search backend comes from, and which version of the index it is.
 
-Four sources (athenaeum.server.index_source, read from the settings once):
+Four sources (athenaeum.server.index.source, read from the settings once):
 
 - a bundle folder (`ATHENAEUM_INDEX_DIR`);
 - a bundle in S3 (`ATHENAEUM_INDEX_S3_URI` naming a prefix that holds manifest.json), copied to
@@ -45,7 +45,7 @@ from athenaeum.bundle.verification import manifest_sha256
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.backend import SearchBackend
 from athenaeum.retrieval.engine import SearchEngine
-from athenaeum.server.index_source import LocalBundle, Published, S3Bundle, VectorsIndex
+from athenaeum.server.index.source import LocalBundle, Published, S3Bundle, VectorsIndex
 from athenaeum.server.settings import Settings
 from athenaeum.storage.client import s3_client
 from athenaeum.storage.download import fetch_s3_bundle

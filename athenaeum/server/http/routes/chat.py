@@ -1,10 +1,12 @@
 """OpenAI-compatible `/chat/completions`: answers grounded in the index, streamed or not.
 
 `athenaeum-index-retrieval` needs no language model: it answers with the passages retrieved for
-the last user message, as markdown with numbered citations. `athenaeum-index-rag` (only when an
-upstream is configured) retrieves the same passages, prompts the upstream with them and returns
-its answer followed by the numbered sources. A follow-up is retrieved for with the earlier turns
-(athenaeum.server.followup: the generating model's rewrite, else a fallback without a model).
+the last user message, as markdown with numbered citations (athenaeum.server.answers.retrieval).
+`athenaeum-index-rag` (only when an upstream is configured) retrieves the same passages, prompts
+the upstream with them (athenaeum.server.answers.prompt) and returns its answer followed by the
+numbered sources. A follow-up is retrieved for with the earlier turns
+(athenaeum.server.answers.followup: the generating model's rewrite, else a fallback without a
+model). This module is the route: the request, the response and its server-sent events.
 
 Token counts: `usage` and `max_tokens` count tokens of the bundle's own tokenizer
 (athenaeum.retrieval.tokens), the generating model's usage the upstream's counts where it gives
@@ -27,37 +29,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from athenaeum.errors import ModelNotFoundError, UpstreamError
-from athenaeum.retrieval import citations
 from athenaeum.retrieval.backend import Hit
 from athenaeum.retrieval.tokens import TokenCounter
-from athenaeum.server import followup, searching
-from athenaeum.server.deps import app_settings, base_url, engine_provider, source_links
-from athenaeum.server.llm import LLMClient
-from athenaeum.server.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
-from athenaeum.server.schemas import (
+from athenaeum.server.answers import followup
+from athenaeum.server.answers.llm import LLMClient
+from athenaeum.server.answers.prompt import upstream_messages
+from athenaeum.server.answers.retrieval import retrieval_answer, source_lines
+from athenaeum.server.http import searching
+from athenaeum.server.http.deps import app_settings, base_url, engine_provider, source_links
+from athenaeum.server.http.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
+from athenaeum.server.http.schemas import (
     COMMON_ERRORS,
     ErrorResponse,
     RequestBody,
     SearchFilterModel,
     error_responses,
 )
+from athenaeum.server.http.sources import citation_links
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import citation_links
 
 PASSAGES = 5
 _WORD = re.compile(r"\s*\S+")
 _STREAM_WORDS = 12  # words per streamed chunk of the retrieval model
-# A shortened passage gets at least this many tokens of text, or is shown by its source alone.
-_MIN_PASSAGE_TOKENS = 12
-# ... and the best passage gets at least this many, if need be at the cost of the lowest ranked.
-_FIRST_PASSAGE_TOKENS = 64
-
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages below, which come from the user's "
-    "document library. Cite the passages you use by their numbers in square brackets, like [1] "
-    "or [2][3]. If the passages do not contain the answer, say that the library does not "
-    "answer it; do not invent facts or sources.\n\n"
-)
 
 
 # --- request and response ----------------------------------------------------------------------
@@ -143,92 +136,6 @@ def _text(message: ChatMessage) -> str:
     if message.content is None:
         return ""
     return "\n".join(part.text for part in message.content if part.text)
-
-
-def _sources(hits: list[Hit], links: list[str]) -> str:
-    return "\n".join(
-        citations.citation_line(n, h.chunk, url)
-        for n, (h, url) in enumerate(zip(hits, links, strict=True), 1)
-    )
-
-
-def retrieval_answer(
-    query: str, hits: list[Hit], links: list[str], tokens: TokenCounter, limit: int | None = None
-) -> tuple[str, bool]:
-    """The retrieval model's answer: the passages, numbered, then the Sources block with a link
-    for each. Within `limit` tokens the Sources block stays whole and the passages are shortened,
-    the longest first; a passage left with too little room is shown by its source line alone;
-    and when even the source lines do not fit, the lowest ranked go (the best one always stays).
-    The flag says whether anything had to be shortened or left out."""
-    if not hits:
-        return f"The library has no passages matching: {query}", False
-    header = f"Passages from the library for: {query}\n"
-    heads = [citations.heading(n, h.chunk) for n, h in enumerate(hits, 1)]
-    texts = [h.chunk.text.strip() for h in hits]
-
-    def render(bodies: list[str]) -> str:
-        n = len(bodies)
-        blocks = [
-            f"{head}\n\n{body}\n" for head, body in zip(heads[:n], bodies, strict=True) if body
-        ]
-        return "\n".join([header, *blocks, "Sources:\n" + _sources(hits[:n], links[:n])])
-
-    answer = render(texts)
-    if limit is None or tokens.count(answer) <= limit:
-        return answer, False
-    # What each shown passage costs beyond its source line: its heading and its text. The best
-    # passage keeps some of its text: sources alone do not answer anything.
-    head_costs = [tokens.count(f"{head}\n\n") + 1 for head in heads]
-    first = head_costs[0] + min(_FIRST_PASSAGE_TOKENS, tokens.count(texts[0]))
-    kept = len(texts)
-    while kept > 1 and tokens.count(render([""] * kept)) + first > limit:
-        kept -= 1
-    lengths = [tokens.count(t) for t in texts[:kept]]
-    needs = [c + n for c, n in zip(head_costs[:kept], lengths, strict=True)]
-    floors = [min(_FIRST_PASSAGE_TOKENS, lengths[0])] + [_MIN_PASSAGE_TOKENS] * (kept - 1)
-    room = limit - tokens.count(render([""] * kept))
-    bodies = [""] * kept
-    for _ in range(4):  # the joins between blocks cost a token or two; settle in a few rounds
-        shown = list(range(kept))
-        while True:
-            shares = _shares([needs[i] for i in shown], max(0, room))
-            short = [
-                i
-                for i, share in zip(shown, shares, strict=True)
-                if share - head_costs[i] < floors[i]
-            ]
-            if not short:
-                break
-            # Room is short: the lowest ranked passage goes (the best one last of all).
-            shown.remove(max(shown) if len(shown) > 1 else shown[0])
-        given = dict(zip(shown, shares, strict=True))
-        bodies = [
-            tokens.cut(texts[i], given[i] - head_costs[i]) if i in given else ""
-            for i in range(kept)
-        ]
-        over = tokens.count(render(bodies)) - limit
-        if over <= 0:
-            break
-        room -= over
-    else:
-        bodies = [""] * kept
-    return render(bodies), True
-
-
-def _shares(lengths: list[int], budget: int) -> list[int]:
-    """Split `budget` tokens among texts of these lengths: short texts keep all of theirs, the
-    rest share what is left equally (so the longest are shortened first)."""
-    shares = list(lengths)
-    pending = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    left = budget
-    while pending:
-        each = left // len(pending)
-        if lengths[pending[0]] > each:
-            for i in pending:
-                shares[i] = each
-            break
-        left -= lengths[pending.pop(0)]
-    return shares
 
 
 def _completion_id() -> str:
@@ -322,7 +229,7 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         else:
             response = _completion(body.model, answer, finish, usage)
     else:
-        response = await _generate(body, settings, results, links, tokens, include_usage)
+        response = await _generate(body, turns, settings, results, links, tokens, include_usage)
     response.headers.update(followup.headers(found))
     return response
 
@@ -355,21 +262,9 @@ async def _stream_text(
     yield _sse("[DONE]")
 
 
-def _upstream_messages(body: ChatCompletionRequest, hits: Iterable[Hit]) -> list[dict[str, Any]]:
-    passages = "\n\n".join(
-        f"[{n}] {h.chunk.title or h.chunk.source} ({citations.where(h.chunk)})\n"
-        f"{h.chunk.text.strip()}"
-        for n, h in enumerate(hits, 1)
-    )
-    system = SYSTEM_PROMPT + (passages or "(no passages matched)")
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    for m in body.messages:
-        messages.append({"role": m.role, "content": _text(m)})
-    return messages
-
-
 async def _generate(
     body: ChatCompletionRequest,
+    turns: list[followup.Turn],
     settings: Settings,
     results: list[Hit],
     links: list[str],
@@ -392,8 +287,8 @@ async def _generate(
         "max_tokens": body.max_tokens,
         "max_completion_tokens": body.max_completion_tokens,
     }
-    messages = _upstream_messages(body, results)
-    sources = "\n\nSources:\n" + _sources(results, links) if results else ""
+    messages = upstream_messages(turns, results)
+    sources = "\n\nSources:\n" + source_lines(results, links) if results else ""
     if body.stream:
         upstream = client.stream(messages, **options, stream_options={"include_usage": True})
         # Pull the first chunk before answering, so that an unreachable or refusing upstream is

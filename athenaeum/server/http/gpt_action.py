@@ -25,7 +25,7 @@ CHUNK_ID_DESCRIPTION = (
 
 
 def gpt_action_schema(server_url: str, *, allow_http: bool = False) -> dict[str, Any]:
-    from athenaeum.server.app import create_app
+    from athenaeum.server.http.app import create_app
     from athenaeum.server.settings import Settings
 
     if not server_url.startswith("https://") and not server_url.startswith("http://"):

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from athenaeum.errors import InvalidInputError, RequestTimeoutError, RequestTooLargeError
-from athenaeum.server.error_handlers import from_exception, internal_error
+from athenaeum.server.http.error_handlers import from_exception, internal_error
 
 access_log = logging.getLogger("athenaeum.access")
 error_log = logging.getLogger("athenaeum.error")

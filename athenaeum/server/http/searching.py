@@ -5,7 +5,7 @@ one limit with one answer.
 The limit is the `max_query_chars` setting, and a query over it is refused, never cut: an
 InvalidInputError naming `query`, which is a 400 on HTTP and a tool error on MCP. Chat sends no
 query of its own: it searches for queries it derives from the conversation
-(athenaeum.server.followup), which that module keeps within the same limit.
+(athenaeum.server.answers.followup), which that module keeps within the same limit.
 
 The retrieval layer, which reads no settings, keeps a ceiling of its own for every caller
 (athenaeum.retrieval.backend.MAX_QUERY_CHARS, the CLI's and evaluation's too); the setting may
@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.backend import Hit, SearchBackend, SearchMode
 from athenaeum.retrieval.filters import SearchFilter
-from athenaeum.server.provider import EngineProvider, Served
-from athenaeum.server.schemas import SearchFilterModel
+from athenaeum.server.http.schemas import SearchFilterModel
+from athenaeum.server.index.provider import EngineProvider, Served
 
 
 async def served(provider: EngineProvider) -> Served:

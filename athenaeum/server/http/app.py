@@ -18,21 +18,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from athenaeum import __version__
-from athenaeum.server import error_handlers, followup, routes
+from athenaeum.server.answers import followup
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.auth.middleware import Authenticator, AuthMiddleware
-from athenaeum.server.deps import metadata_url
-from athenaeum.server.middleware import BodyLimitMiddleware, RequestLogMiddleware
-from athenaeum.server.provider import EngineProvider
-from athenaeum.server.secrets import with_secret_llm_key
-from athenaeum.server.settings import Settings, get_settings
-from athenaeum.server.sources import (
+from athenaeum.server.http import error_handlers, routes
+from athenaeum.server.http.deps import metadata_url
+from athenaeum.server.http.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from athenaeum.server.http.sources import (
     SOURCES_ROUTE,
     SecretsManagerSecret,
     SourceLinker,
     fixed_secret,
     random_secret,
 )
+from athenaeum.server.index.provider import EngineProvider
+from athenaeum.server.secrets import with_secret_llm_key
+from athenaeum.server.settings import Settings, get_settings
 
 logger = logging.getLogger("athenaeum")
 

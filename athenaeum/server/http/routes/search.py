@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from athenaeum.server.deps import BackendDep, BaseUrlDep, SettingsDep, SourceLinksDep
-from athenaeum.server.schemas import (
+from athenaeum.server.http.deps import BackendDep, BaseUrlDep, SettingsDep, SourceLinksDep
+from athenaeum.server.http.schemas import (
     COMMON_ERRORS,
     Chunk,
     Passage,
     SearchRequest,
     SearchResponse,
 )
-from athenaeum.server.schemas import error_responses as errors
-from athenaeum.server.searching import Searcher
+from athenaeum.server.http.schemas import error_responses as errors
+from athenaeum.server.http.searching import Searcher
 
 SEARCH_DESCRIPTION = (
     "Search the library for passages relevant to a question. Returns the best passages with "

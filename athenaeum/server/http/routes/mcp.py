@@ -28,13 +28,13 @@ from athenaeum import __version__
 from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
 from athenaeum.retrieval.backend import Hit
-from athenaeum.server import searching
-from athenaeum.server.deps import public_base_url
-from athenaeum.server.error_handlers import from_exception, status_response
-from athenaeum.server.provider import EngineProvider
-from athenaeum.server.schemas import RequestBody, SearchFilterModel
+from athenaeum.server.http import searching
+from athenaeum.server.http.deps import public_base_url
+from athenaeum.server.http.error_handlers import from_exception, status_response
+from athenaeum.server.http.schemas import RequestBody, SearchFilterModel
+from athenaeum.server.http.sources import SourceLinker, citation_links
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import SourceLinker, citation_links
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server

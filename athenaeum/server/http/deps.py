@@ -10,11 +10,11 @@ from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
 from athenaeum.retrieval.backend import SearchBackend
-from athenaeum.server import searching
 from athenaeum.server.auth.discovery import WELL_KNOWN
-from athenaeum.server.provider import EngineProvider, Served
+from athenaeum.server.http import searching
+from athenaeum.server.http.sources import SignedLinks, SourceLinker
+from athenaeum.server.index.provider import EngineProvider, Served
 from athenaeum.server.settings import Settings
-from athenaeum.server.sources import SignedLinks, SourceLinker
 
 
 def app_settings(request: Request) -> Settings:
@@ -45,7 +45,7 @@ async def _settings(request: Request) -> Settings:
 
 
 def source_links(request: Request, backend: SearchBackend) -> SignedLinks:
-    """The links to original files for the backend being served (athenaeum.server.sources)."""
+    """The links to original files for the backend being served (athenaeum.server.http.sources)."""
     linker: SourceLinker = request.app.state.source_linker
     return linker.of(backend, backend.documents)
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from athenaeum import __version__
 from athenaeum.errors import NotFoundError
 from athenaeum.server.auth.discovery import WELL_KNOWN, protected_resource_metadata
-from athenaeum.server.deps import ServedDep, SettingsDep, public_base_url
-from athenaeum.server.schemas import ErrorResponse, Health, IndexFacts, Model, ModelList
-from athenaeum.server.schemas import error_responses as errors
+from athenaeum.server.http.deps import ServedDep, SettingsDep, public_base_url
+from athenaeum.server.http.schemas import ErrorResponse, Health, IndexFacts, Model, ModelList
+from athenaeum.server.http.schemas import error_responses as errors
 from athenaeum.server.settings import Settings
 
 RETRIEVAL_MODEL = "athenaeum-index-retrieval"

@@ -14,9 +14,9 @@ what it is about is in the turns before it. So:
   subject keeps its own results. Two searches.
 
 Every query searched for is derived within the query limit (`max_chars`, the `max_query_chars`
-setting) and goes through the one search path (athenaeum.server.searching), which would refuse a
-longer one. docs/api.md documents all of it, the prompt included; benchmarks/bench_followup.py
-measures it.
+setting) and goes through the one search path (athenaeum.server.http.searching), which would
+refuse a longer one. docs/api.md documents all of it, the prompt included;
+benchmarks/bench_followup.py measures it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from athenaeum.errors import AthenaeumError, InvalidInputError
 from athenaeum.retrieval.backend import MAX_TOP_K, Hit
-from athenaeum.server.llm import LLMClient
+from athenaeum.server.answers.llm import LLMClient
 from athenaeum.server.settings import Settings
 
 logger = logging.getLogger("athenaeum.chat")
@@ -58,7 +58,7 @@ CONTEXT_TURNS = 2  # earlier user turns the fallback puts before the last messag
 CONTEXT_CHARS = 600
 
 Method = Literal["first-turn", "rewrite", "fallback"]
-# query, top_k -> hits, best first, in hybrid mode (athenaeum.server.searching.Searcher)
+# query, top_k -> hits, best first, in hybrid mode (athenaeum.server.http.searching.Searcher)
 Search = Callable[[str, int], list[Hit]]
 
 QUERY_HEADER = "X-Athenaeum-Query"

@@ -13,9 +13,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from athenaeum.server.provider import EngineProvider
-from athenaeum.server.routes import chat, meta, search, sources
-from athenaeum.server.routes.mcp import MCPEndpoint
+from athenaeum.server.http.routes import chat, meta, search, sources
+from athenaeum.server.http.routes.mcp import MCPEndpoint
+from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
 
 V1 = "/v1"
