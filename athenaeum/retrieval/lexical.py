@@ -11,7 +11,8 @@ instead of silently mismatching query terms. The file itself is the bundle's
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -75,27 +76,9 @@ class BM25Index(BM25Postings):
     """Immutable BM25 index: the bundle's postings (athenaeum.bundle.bm25), built from texts
     and scored against queries here."""
 
-    def __init__(
-        self,
-        *,
-        vocabulary: Sequence[str],
-        indptr: npt.NDArray[np.int64],
-        doc_ids: npt.NDArray[np.int32],
-        weights: npt.NDArray[np.float32],
-        n_docs: int,
-        avgdl: float,
-        params: BM25Params,
-    ) -> None:
-        super().__init__(
-            vocabulary=vocabulary,
-            indptr=indptr,
-            doc_ids=doc_ids,
-            weights=weights,
-            n_docs=n_docs,
-            avgdl=avgdl,
-            params=params,
-        )
-        self.term_ids = {term: i for i, term in enumerate(self.vocabulary)}
+    @cached_property
+    def term_ids(self) -> dict[str, int]:
+        return {term: i for i, term in enumerate(self.vocabulary)}
 
     @classmethod
     def of(cls, postings: BM25Postings) -> BM25Index:
