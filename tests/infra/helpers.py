@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Stack, Validations
+from aws_cdk import App, Environment, Stack, Validations
 from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.config import OAuthIssuer
+from infra.config import OAuthIssuer, StackConfig
+from infra.stack import AthenaeumStack
 
 CONTEXT = {
     "oauth_issuer": "https://issuer.test/",
@@ -178,3 +180,30 @@ def invoked(method: dict[str, Any]) -> list[Any]:
     """The parts of a proxy method's integration URI (the function or alias ARN among them)."""
     parts: list[Any] = method["Integration"]["Uri"]["Fn::Join"][1]
     return parts
+
+
+def synth(
+    tmp: Path,
+    *,
+    nag: bool = True,
+    declared_bytes: int | None = None,
+    env: Environment | None = None,
+    **context: Any,
+) -> AthenaeumStack:
+    config = StackConfig.from_context(
+        {
+            **CONTEXT,
+            "layer_dir": str(make_layer(tmp)),
+            "ingest_layer_dir": str(make_layer(tmp, "ingest-layer")),
+            "index_dir": str(make_bundle(tmp, declared_bytes=declared_bytes)),
+            **context,
+        }.get
+    )
+    app = App()
+    stack = AthenaeumStack(
+        app, config.stack_name, config=config, staging_dir=tmp / "staging", env=env
+    )
+    if nag:
+        # Template.from_stack synthesizes the app: any unacknowledged finding raises.
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack

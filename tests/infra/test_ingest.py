@@ -11,12 +11,11 @@ import pytest
 
 pytest.importorskip("aws_cdk", reason="needs the deploy extra: uv sync --extra deploy")
 
-from aws_cdk import App, Stack, Validations
+from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
-from cdk_nag import AwsSolutionsChecks
 
 from infra import sizing
 from infra.config import ConfigError, PasswordsSecret, StackConfig
@@ -29,9 +28,9 @@ from tests.infra.helpers import (
     acknowledged,
     function_named,
     logical_id,
-    make_bundle,
     make_code,
     make_layer,
+    synth,
 )
 
 INGEST_FUNCTION_NAME = "AtheneumStack-IngestFunction"
@@ -61,20 +60,8 @@ def build_alone(
     return ingest, Template.from_stack(stack)
 
 
-def synth(tmp: Path, *, nag: bool = True, declared_bytes: int | None = None, **context: Any) -> Any:
-    config = StackConfig.from_context(
-        {
-            **CONTEXT,
-            "layer_dir": str(make_layer(tmp)),
-            "ingest_layer_dir": str(make_layer(tmp, "ingest-layer")),
-            "index_dir": str(make_bundle(tmp, declared_bytes=declared_bytes)),
-            **context,
-        }.get
-    )
-    app = App()
-    stack = AthenaeumStack(app, config.stack_name, config=config, staging_dir=tmp / "staging")
-    if nag:
-        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+def synth_with_template(tmp: Path, **context: Any) -> tuple[AthenaeumStack, Template]:
+    stack = synth(tmp, **context)
     return stack, Template.from_stack(stack)
 
 
@@ -87,7 +74,7 @@ def alone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ingest, Template]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[AthenaeumStack, Template]:
     # Every ingest option, the alarms mailed, and cdk-nag: synthesis raises on any finding that
     # is not acknowledged.
-    return synth(  # type: ignore[no-any-return]
+    return synth_with_template(
         tmp_path_factory.mktemp("stack"),
         alarm_email="ops@example.org",
         ingest_passwords_secret=SECRET_ARN,
@@ -329,18 +316,18 @@ def test_storage_is_three_bundles_and_a_batch(bundle_mib: int, storage_mb: int) 
 
 
 def test_storage_from_the_bundle_and_from_context(tmp_path: Path) -> None:
-    _, template = synth(tmp_path / "s3", nag=False, declared_bytes=400 * MIB)
+    _, template = synth_with_template(tmp_path / "s3", nag=False, declared_bytes=400 * MIB)
     assert function_named(template, INGEST_FUNCTION_NAME)["EphemeralStorage"] == {
         "Size": 3 * 401 + 1024
     }
-    _, template = synth(tmp_path / "set", nag=False, ingest_storage_mb="4096")
+    _, template = synth_with_template(tmp_path / "set", nag=False, ingest_storage_mb="4096")
     assert function_named(template, INGEST_FUNCTION_NAME)["EphemeralStorage"] == {"Size": 4096}
 
 
 def test_storage_is_capped_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, template = synth(tmp_path, nag=False, index_size_bytes=4 * 1024 * MIB)
+    _, template = synth_with_template(tmp_path, nag=False, index_size_bytes=4 * 1024 * MIB)
     assert function_named(template, INGEST_FUNCTION_NAME)["EphemeralStorage"] == {"Size": 10240}
     assert "the ingest function would need 13312 MB of /tmp" in capsys.readouterr().err
 
@@ -348,7 +335,7 @@ def test_storage_is_capped_with_a_warning(
 def test_synth_refuses_without_the_ingest_layer(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(ConfigError, match=r"layer/build\.sh --profile ingest --out .*nowhere"):
-        synth(tmp_path, nag=False, ingest_layer_dir=str(missing))
+        synth_with_template(tmp_path, nag=False, ingest_layer_dir=str(missing))
 
 
 def test_synth_refuses_an_ingest_layer_too_large_for_lambda(tmp_path: Path) -> None:
@@ -356,7 +343,7 @@ def test_synth_refuses_an_ingest_layer_too_large_for_lambda(tmp_path: Path) -> N
     with (layer / "python" / "big.bin").open("wb") as f:
         f.truncate(250 * MIB)  # sparse: the size Lambda would count, without the disk
     with pytest.raises(SizingError, match=r"ingest layer .* exceed Lambda's 250 MiB"):
-        synth(tmp_path, nag=False, ingest_layer_dir=str(layer))
+        synth_with_template(tmp_path, nag=False, ingest_layer_dir=str(layer))
 
 
 @pytest.mark.parametrize(
@@ -432,7 +419,7 @@ def test_the_api_function_follows_the_published_index(
 
 
 def test_a_bundle_in_s3_starts_from_the_published_index(tmp_path: Path) -> None:
-    app_stack, template = synth(tmp_path, nag=False, declared_bytes=300 * MIB)
+    app_stack, template = synth_with_template(tmp_path, nag=False, declared_bytes=300 * MIB)
     variables = function_named(template, API_FUNCTION_NAME)["Environment"]["Variables"]
     bucket = logical_id(app_stack.index.bucket)
     assert variables["ATHENAEUM_INDEX_S3_URI"] == {
