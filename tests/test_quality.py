@@ -79,7 +79,7 @@ def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: P
     provider.write_text(provider.read_text() + "\nfrom athenaeum.library import push  # noqa\n")
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
-    assert "Contracts: 3 kept, 1 broken." in result.stdout
+    assert "Contracts: 4 kept, 1 broken." in result.stdout
     assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
     assert "athenaeum.server.index.provider -> athenaeum.library.push" in result.stdout
 
