@@ -111,7 +111,15 @@ def test_the_app_swaps_versions_while_requests_run(
     assert hits[0]["source"] == NEW_PDF
     _opens_the_library_copy(living, tmp_path, NEW_PDF)
     # The copy of the replaced version is kept (its requests may still read it); older ones go.
-    assert len(list((tmp_path / "cache" / "published").glob("version-*"))) == 2
+    copies = sorted((tmp_path / "cache" / "published").glob("version-*"))
+    assert len(copies) == 2
+    # A check that read the pointer before the swap landed, and starts its load after it (two
+    # requests racing), brings nothing in again and keeps the replaced copy.
+    provider = client.app.state.engine_provider
+    pointer = provider._follower.store.read_pointer()
+    provider._follower._swap_to(provider, pointer)
+    assert provider.current().version == second
+    assert sorted((tmp_path / "cache" / "published").glob("version-*")) == copies
 
 
 def _opens_the_library_copy(living: LivingLibrary, tmp_path: Path, name: str) -> None:

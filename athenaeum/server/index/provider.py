@@ -315,6 +315,10 @@ class _Follower:
 
     def _swap_to(self, provider: EngineProvider, pointer: Pointer) -> None:
         old = provider._served
+        if old is not None and not self.newer(pointer, old):
+            # A check that read the pointer before another one's swap landed: that version is
+            # served already, and swapping it again would prune the copy it just replaced.
+            return
         try:
             new = self.load(pointer)
         except Exception as exc:  # a bad version keeps the old one serving; the next check retries
