@@ -18,6 +18,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# A parallel run gives each worker a core: the math libraries' own thread pools (OpenBLAS, OpenMP
+# in torch and onnxruntime) would otherwise start a thread per core in every worker and in every
+# process a test spawns, and their spinning threads take the core the other worker is using.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+
 if TYPE_CHECKING:
     from athenaeum.retrieval.engine import SearchEngine
 
