@@ -53,16 +53,26 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
+def _lint_with_imports(tmp_path: Path, added: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """lint-imports over a copy of the package with `added[module path]` appended to each."""
+    shutil.copytree(ROOT / "athenaeum", tmp_path / "athenaeum", ignore=_PYCACHE)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for rel, line in added.items():
+        module = tmp_path / "athenaeum" / rel
+        module.write_text(module.read_text() + f"\n{line}  # noqa\n")
+    return _lint_imports(tmp_path)
+
+
 def test_import_contracts_catch_a_build_side_import(tmp_path: Path) -> None:
     # The contract must bite: the same package with one serve module importing the build side
     # and one importing typer is refused, naming both.
-    shutil.copytree(ROOT / "athenaeum", tmp_path / "athenaeum", ignore=_PYCACHE)
-    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    engine = tmp_path / "athenaeum" / "retrieval" / "engine.py"
-    engine.write_text(engine.read_text() + "\nfrom athenaeum.build import chunking  # noqa\n")
-    middleware = tmp_path / "athenaeum" / "server" / "http" / "middleware.py"
-    middleware.write_text(middleware.read_text() + "\nimport typer  # noqa\n")
-    result = _lint_imports(tmp_path)
+    result = _lint_with_imports(
+        tmp_path,
+        {
+            "retrieval/engine.py": "from athenaeum.build import chunking",
+            "server/http/middleware.py": "import typer",
+        },
+    )
     assert result.returncode != 0
     assert "athenaeum.retrieval.engine -> athenaeum.build.chunking" in result.stdout
     assert "athenaeum.server.http.middleware -> typer" in result.stdout
@@ -71,13 +81,13 @@ def test_import_contracts_catch_a_build_side_import(tmp_path: Path) -> None:
 def test_the_layers_contract_catches_an_upward_and_a_sideways_import(tmp_path: Path) -> None:
     # The layers must bite too: storage importing the server (upward) and the server importing
     # push (a sibling on its layer), which no other contract forbids, are refused, naming both.
-    shutil.copytree(ROOT / "athenaeum", tmp_path / "athenaeum", ignore=_PYCACHE)
-    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    location = tmp_path / "athenaeum" / "storage" / "location.py"
-    location.write_text(location.read_text() + "\nfrom athenaeum.server import settings  # noqa\n")
-    provider = tmp_path / "athenaeum" / "server" / "index" / "provider.py"
-    provider.write_text(provider.read_text() + "\nfrom athenaeum.library import push  # noqa\n")
-    result = _lint_imports(tmp_path)
+    result = _lint_with_imports(
+        tmp_path,
+        {
+            "storage/location.py": "from athenaeum.server import settings",
+            "server/index/provider.py": "from athenaeum.library import push",
+        },
+    )
     assert result.returncode != 0
     assert "Contracts: 4 kept, 1 broken." in result.stdout
     assert "athenaeum.storage.location -> athenaeum.server.settings" in result.stdout
