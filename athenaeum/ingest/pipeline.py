@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from athenaeum.build.chunking import (
     CHUNKER_VERSION,
+    ChunkingParams,
     SourceDocument,
     chunk_document,
     chunk_id,
@@ -313,6 +314,20 @@ class _Options:
     keep_versions: int
 
 
+@dataclass
+class _Plan:
+    """What becomes of each library file: `parts` reuse the base version's rows (`claimed`
+    names the base documents reused), `to_convert` are new or changed."""
+
+    parts: dict[str, DocumentRows] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
+    to_convert: list[tuple[str, LibraryObject]] = field(default_factory=list)
+
+    def reuse(self, base: _Base, base_id: str, doc_id: str, obj: LibraryObject, uri: str) -> None:
+        self.parts[doc_id] = base.reuse(base_id, obj, uri)
+        self.claimed.add(base_id)
+
+
 def _run(
     store: PublishedIndex,
     library: S3Location,
@@ -320,148 +335,34 @@ def _run(
     run_dir: Path,
     options: _Options,
 ) -> None:
-    from_bundle, deadline, progress = options.from_bundle, options.deadline, options.progress
     clock = _Clock(report)
     versions_dir = run_dir.parent / "versions"
-    pointer = store.read_pointer()
-    if pointer is None:
-        if from_bundle is None:
-            raise InvalidInputError(
-                f"{store.uri} holds no published version yet; start it from a bundle built "
-                "locally with --from BUNDLE_DIR (deploy.sh does this on the first deploy)",
-                param="from",
-            )
-        base_dir = Path(from_bundle)
-        bundle = load_bundle(base_dir, verify="full")
-    else:
-        if from_bundle is not None:
-            logger.info(
-                json.dumps({"event": "ingest_from_ignored", "why": "the index has a version"})
-            )
-        # Kept under work_dir between runs (a warm Lambda container reuses its /tmp): the next
-        # run starts from the version this one publishes, or reuses this copy.
-        base_dir = store.fetch(pointer.version, versions_dir, document_encoder=True)
-        bundle = load_bundle(base_dir)
-        report.previous = pointer.version
-    report.version = pointer.version if pointer is not None else None
-    base = _Base.of(bundle)
-    recipe = dict(bundle.manifest.chunking)
-    if recipe.get("version") != CHUNKER_VERSION:
-        raise InvalidInputError(
-            f"the index was chunked by chunker version {recipe.get('version')} and this "
-            f"athenaeum chunks with version {CHUNKER_VERSION}: rebuild it with `athenaeum "
-            "index` and publish that (docs/deployment.md, 'Updating')"
-        )
+    pointer, bundle = _open_base(store, report, versions_dir, options.from_bundle)
     clock.lap("open")
 
     objects, report.skipped = list_library(store.client, library)
     state = _read_state(store, pointer)
+    by_id = _by_document(objects, report)
     clock.lap("list")
 
-    # Which files are new or changed: by sha256, from the last run's record where the ETag
-    # and size are those it saw, else by downloading the file.
-    by_id: dict[str, LibraryObject] = {}
-    for obj in objects:
-        doc_id = doc_id_for(obj.rel)
-        if doc_id in by_id:
-            report.failed.append(
-                {
-                    "key": obj.key,
-                    "reason": f"{by_id[doc_id].rel} already becomes document {doc_id}; rename one",
-                }
-            )
-            continue
-        by_id[doc_id] = obj
-    downloads: dict[str, Path] = {}
-    shas: dict[str, str] = {}
-    unknown = [o for o in by_id.values() if not _known(state, o)]
-    for done, obj in enumerate(unknown, 1):
-        dest = run_dir / "library" / obj.rel
-        shas[obj.rel] = _download(store.client, library.bucket, obj.key, dest)
-        downloads[obj.rel] = dest
-        if progress is not None:
-            progress("download", done, len(unknown))
-    for obj in by_id.values():
-        if obj.rel not in shas:
-            shas[obj.rel] = str(state[obj.rel]["sha256"])
+    downloads, shas = _fetch_unknown(store, library, by_id, state, run_dir, options.progress)
     clock.lap("download")
 
-    # Match each file with a document of the base: by id, else (a bundle built from another
-    # folder layout) by the source file's sha256.
-    by_sha: dict[str, str] = {}
-    for info in bundle.manifest.documents:
-        sha = info.source_file.sha256 if info.source_file is not None else info.sha256
-        by_sha.setdefault(sha, info.doc_id)
-    parts: dict[str, DocumentRows] = {}
-    to_convert: list[tuple[str, LibraryObject]] = []
-    claimed: set[str] = set()
-    for doc_id, obj in by_id.items():
-        uri = f"s3://{library.bucket}/{obj.key}"
-        old = base.infos.get(doc_id)
-        if old is not None and _source_sha(old, obj.is_pdf) == shas[obj.rel]:
-            parts[doc_id] = base.reuse(doc_id, obj, uri)
-            claimed.add(doc_id)
-            report.documents_unchanged += 1
-            continue
-        other = by_sha.get(shas[obj.rel])
-        if old is None and other is not None and other not in by_id and other not in claimed:
-            parts[doc_id] = base.reuse(other, obj, uri)
-            claimed.add(other)
-            report.documents_unchanged += 1
-            continue
-        to_convert.append((doc_id, obj))
-
-    # Convert, chunk and embed what is new or changed.
+    base = _Base.of(bundle)
+    plan = _plan(base, bundle, library, by_id, shas, report)
     encoder = _LazyEncoder(bundle)
-    params = chunking_params(recipe)
-    fresh: list[tuple[SourceDocument, list[ChunkRecord]]] = []
-    for done, (doc_id, obj) in enumerate(to_convert, 1):
-        if deadline is not None and time.monotonic() > deadline - PUBLISH_RESERVE_S:
-            for left_id, left in to_convert[done - 1 :]:
-                report.remaining.append(left.key)
-                if left_id in base.infos:  # keeps its previous version until the next run
-                    left_uri = f"s3://{library.bucket}/{left.key}"
-                    parts[left_id] = base.reuse(left_id, left, left_uri)
-                    claimed.add(left_id)
-            break
-        path = downloads.get(obj.rel)
-        if path is None:  # known by its record, but changed: cannot be; download to be sure
-            path = run_dir / "library" / obj.rel
-            shas[obj.rel] = _download(store.client, library.bucket, obj.key, path)
-        uri = f"s3://{library.bucket}/{obj.key}"
-        doc = _read_document(doc_id, obj, path, uri, run_dir, options, report)
-        if progress is not None:
-            progress("convert", done, len(to_convert))
-        if doc is None:
-            # Not convertible: named in the report. Its previous version, if any, is dropped:
-            # the library no longer holds the file that version was made from.
-            continue
-        fresh.append((doc, chunk_document(doc, encoder.count_tokens, params)))
-        if doc_id in base.infos:
-            report.documents_changed += 1
-        else:
-            report.documents_added += 1
+    params = chunking_params(dict(bundle.manifest.chunking))
+    fresh = _convert_changed(
+        store, plan, base, library, downloads, shas, encoder, params, run_dir, options, report
+    )
     clock.lap("convert")
 
-    texts = [
-        embed_text(c.text, c.title, c.heading_path, encoder.count_tokens, params)
-        for _, chunks in fresh
-        for c in chunks
-    ]
-    vectors = encoder.embed_documents(
-        texts, progress=(lambda d, t: progress("embedding", d, t)) if progress else None
-    )
-    cursor = 0
-    for doc, chunks in fresh:
-        block: npt.NDArray[np.float32] = vectors[cursor : cursor + len(chunks)]
-        cursor += len(chunks)
-        parts[doc.doc_id] = DocumentRows(document_info(doc, len(chunks)), chunks, block)
-    report.chunks_embedded = len(texts)
+    _embed(fresh, plan, encoder, params, report, options.progress)
     clock.lap("embedding")
 
-    kept = {part.info.doc_id for part in parts.values()}
-    report.documents_removed = len(set(base.infos) - claimed - kept)
-    ordered = [parts[doc_id] for doc_id in sorted(parts)]
+    kept = {part.info.doc_id for part in plan.parts.values()}
+    report.documents_removed = len(set(base.infos) - plan.claimed - kept)
+    ordered = [plan.parts[doc_id] for doc_id in sorted(plan.parts)]
     report.documents_total = len(ordered)
     report.chunks_total = sum(len(p.chunks) for p in ordered)
 
@@ -474,7 +375,7 @@ def _run(
         out,
         ordered,
         embedding=bundle.manifest.embedding,
-        recipe=recipe,
+        recipe=dict(bundle.manifest.chunking),
         count=encoder.count_tokens,
         encoder_dir=bundle.encoder_dir,
         document_encoder=(
@@ -490,6 +391,184 @@ def _run(
     clock.lap("publish")
     _prune(store, report, options.keep_versions)
     clock.lap("prune")
+
+
+def _open_base(
+    store: PublishedIndex, report: IngestReport, versions_dir: Path, from_bundle: Path | None
+) -> tuple[Pointer | None, Bundle]:
+    """The pointer and the version it names (or the starting bundle, for an index with no
+    version yet), refused if another chunker version made it."""
+    pointer = store.read_pointer()
+    if pointer is None:
+        if from_bundle is None:
+            raise InvalidInputError(
+                f"{store.uri} holds no published version yet; start it from a bundle built "
+                "locally with --from BUNDLE_DIR (deploy.sh does this on the first deploy)",
+                param="from",
+            )
+        bundle = load_bundle(Path(from_bundle), verify="full")
+    else:
+        if from_bundle is not None:
+            logger.info(
+                json.dumps({"event": "ingest_from_ignored", "why": "the index has a version"})
+            )
+        # Kept under work_dir between runs (a warm Lambda container reuses its /tmp): the next
+        # run starts from the version this one publishes, or reuses this copy.
+        bundle = load_bundle(store.fetch(pointer.version, versions_dir, document_encoder=True))
+        report.previous = pointer.version
+    report.version = pointer.version if pointer is not None else None
+    version = bundle.manifest.chunking.get("version")
+    if version != CHUNKER_VERSION:
+        raise InvalidInputError(
+            f"the index was chunked by chunker version {version} and this "
+            f"athenaeum chunks with version {CHUNKER_VERSION}: rebuild it with `athenaeum "
+            "index` and publish that (docs/deployment.md, 'Updating')"
+        )
+    return pointer, bundle
+
+
+def _by_document(
+    objects: Sequence[LibraryObject], report: IngestReport
+) -> dict[str, LibraryObject]:
+    """The library's files by the document id each becomes; a second file that would become
+    the same document is reported and left out."""
+    by_id: dict[str, LibraryObject] = {}
+    for obj in objects:
+        doc_id = doc_id_for(obj.rel)
+        if doc_id in by_id:
+            report.failed.append(
+                {
+                    "key": obj.key,
+                    "reason": f"{by_id[doc_id].rel} already becomes document {doc_id}; rename one",
+                }
+            )
+            continue
+        by_id[doc_id] = obj
+    return by_id
+
+
+def _fetch_unknown(
+    store: PublishedIndex,
+    library: S3Location,
+    by_id: dict[str, LibraryObject],
+    state: dict[str, dict[str, Any]],
+    run_dir: Path,
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Every file's sha256: from the last run's record where the ETag and size are those it
+    saw, else by downloading the file (returned with where it went)."""
+    downloads: dict[str, Path] = {}
+    shas: dict[str, str] = {}
+    unknown = [o for o in by_id.values() if not _known(state, o)]
+    for done, obj in enumerate(unknown, 1):
+        dest = run_dir / "library" / obj.rel
+        shas[obj.rel] = _download(store.client, library.bucket, obj.key, dest)
+        downloads[obj.rel] = dest
+        if progress is not None:
+            progress("download", done, len(unknown))
+    for obj in by_id.values():
+        if obj.rel not in shas:
+            shas[obj.rel] = str(state[obj.rel]["sha256"])
+    return downloads, shas
+
+
+def _plan(
+    base: _Base,
+    bundle: Bundle,
+    library: S3Location,
+    by_id: dict[str, LibraryObject],
+    shas: dict[str, str],
+    report: IngestReport,
+) -> _Plan:
+    """Match each file with a document of the base: by id, else (a bundle built from another
+    folder layout) by the source file's sha256; the others are to be converted."""
+    by_sha: dict[str, str] = {}
+    for info in bundle.manifest.documents:
+        sha = info.source_file.sha256 if info.source_file is not None else info.sha256
+        by_sha.setdefault(sha, info.doc_id)
+    plan = _Plan()
+    for doc_id, obj in by_id.items():
+        uri = f"s3://{library.bucket}/{obj.key}"
+        old = base.infos.get(doc_id)
+        if old is not None and _source_sha(old, obj.is_pdf) == shas[obj.rel]:
+            plan.reuse(base, doc_id, doc_id, obj, uri)
+            report.documents_unchanged += 1
+            continue
+        other = by_sha.get(shas[obj.rel])
+        if old is None and other is not None and other not in by_id and other not in plan.claimed:
+            plan.reuse(base, other, doc_id, obj, uri)
+            report.documents_unchanged += 1
+            continue
+        plan.to_convert.append((doc_id, obj))
+    return plan
+
+
+def _convert_changed(
+    store: PublishedIndex,
+    plan: _Plan,
+    base: _Base,
+    library: S3Location,
+    downloads: dict[str, Path],
+    shas: dict[str, str],
+    encoder: _LazyEncoder,
+    params: ChunkingParams,
+    run_dir: Path,
+    options: _Options,
+    report: IngestReport,
+) -> list[tuple[SourceDocument, list[ChunkRecord]]]:
+    """Convert and chunk what is new or changed, until the deadline leaves only the time to
+    publish: what is left then keeps its previous version, if it has one."""
+    fresh: list[tuple[SourceDocument, list[ChunkRecord]]] = []
+    for done, (doc_id, obj) in enumerate(plan.to_convert, 1):
+        if options.deadline is not None and time.monotonic() > options.deadline - PUBLISH_RESERVE_S:
+            for left_id, left in plan.to_convert[done - 1 :]:
+                report.remaining.append(left.key)
+                if left_id in base.infos:  # keeps its previous version until the next run
+                    plan.reuse(base, left_id, left_id, left, f"s3://{library.bucket}/{left.key}")
+            break
+        path = downloads.get(obj.rel)
+        if path is None:  # known by its record, but changed: cannot be; download to be sure
+            path = run_dir / "library" / obj.rel
+            shas[obj.rel] = _download(store.client, library.bucket, obj.key, path)
+        uri = f"s3://{library.bucket}/{obj.key}"
+        doc = _read_document(doc_id, obj, path, uri, run_dir, options, report)
+        if options.progress is not None:
+            options.progress("convert", done, len(plan.to_convert))
+        if doc is None:
+            # Not convertible: named in the report. Its previous version, if any, is dropped:
+            # the library no longer holds the file that version was made from.
+            continue
+        fresh.append((doc, chunk_document(doc, encoder.count_tokens, params)))
+        if doc_id in base.infos:
+            report.documents_changed += 1
+        else:
+            report.documents_added += 1
+    return fresh
+
+
+def _embed(
+    fresh: list[tuple[SourceDocument, list[ChunkRecord]]],
+    plan: _Plan,
+    encoder: _LazyEncoder,
+    params: ChunkingParams,
+    report: IngestReport,
+    progress: ProgressCallback | None,
+) -> None:
+    """Embed the fresh documents' chunks, in one pass, into the plan's parts."""
+    texts = [
+        embed_text(c.text, c.title, c.heading_path, encoder.count_tokens, params)
+        for _, chunks in fresh
+        for c in chunks
+    ]
+    vectors = encoder.embed_documents(
+        texts, progress=(lambda d, t: progress("embedding", d, t)) if progress else None
+    )
+    cursor = 0
+    for doc, chunks in fresh:
+        block: npt.NDArray[np.float32] = vectors[cursor : cursor + len(chunks)]
+        cursor += len(chunks)
+        plan.parts[doc.doc_id] = DocumentRows(document_info(doc, len(chunks)), chunks, block)
+    report.chunks_embedded = len(texts)
 
 
 def _prune(store: PublishedIndex, report: IngestReport, keep: int) -> None:
