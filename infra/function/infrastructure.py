@@ -132,23 +132,7 @@ class ApiFunction(Construct):
         self.security_group: ec2.SecurityGroup | None = security_group
         # Signs the short links to source files (athenaeum.server.http.sources); every instance of
         # the function must sign and check with the same key, so it lives in Secrets Manager.
-        self.link_secret: secretsmanager.Secret | None = None
-        if sources is not None:
-            self.link_secret = secretsmanager.Secret(
-                self,
-                "LinkSecret",
-                description="Signs Athenaeum's links to source files (HMAC-SHA256)",
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    password_length=64, exclude_punctuation=True
-                ),
-                removal_policy=RemovalPolicy.DESTROY,
-            )
-            acknowledge(
-                self.link_secret,
-                "AwsSolutions-SMG4",
-                "the key only signs links that expire within hours; replacing it (a new "
-                "deployment of the secret) just ends the links already given out",
-            )
+        self.link_secret = self._link_secret() if sources is not None else None
         self.function = lambda_.Function(
             self,
             FUNCTION_ID,
@@ -186,20 +170,9 @@ class ApiFunction(Construct):
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
         )
         acknowledge_lambda_defaults(self.function)
-        self.live_alias: lambda_.Alias | None = None
-        if publishes_versions:
-            self.live_alias = lambda_.Alias(
-                self,
-                "LiveAlias",
-                alias_name=LIVE_ALIAS,
-                version=self.function.current_version,
-                provisioned_concurrent_executions=provisioned_concurrency or None,
-            )
-        if snapstart:
-            Annotations.of(self.function).acknowledge_warning(
-                "@aws-cdk/aws-lambda:snapStartRequirePublish",
-                "the live alias publishes a version on every deploy and API Gateway calls it",
-            )
+        self.live_alias = (
+            self._live_alias(provisioned_concurrency, snapstart) if publishes_versions else None
+        )
         if vpc is not None:
             acknowledge(
                 self.function,
@@ -207,6 +180,53 @@ class ApiFunction(Construct):
                 "AWSLambdaVPCAccessExecutionRole only lets Lambda manage the function's network "
                 "interfaces in the configured subnets; it is the AWS-managed policy for that",
             )
+        self._grant_reads(llm, published, vector_index, sources, library)
+
+    def _link_secret(self) -> secretsmanager.Secret:
+        """Signs the short links to source files (athenaeum.server.http.sources); every instance
+        of the function must sign and check with the same key, so it lives in Secrets Manager."""
+        secret = secretsmanager.Secret(
+            self,
+            "LinkSecret",
+            description="Signs Athenaeum's links to source files (HMAC-SHA256)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "the key only signs links that expire within hours; replacing it (a new "
+            "deployment of the secret) just ends the links already given out",
+        )
+        return secret
+
+    def _live_alias(self, provisioned_concurrency: int, snapstart: bool) -> lambda_.Alias:
+        """The `live` alias on the version each deploy publishes, warm or from a snapshot."""
+        alias = lambda_.Alias(
+            self,
+            "LiveAlias",
+            alias_name=LIVE_ALIAS,
+            version=self.function.current_version,
+            provisioned_concurrent_executions=provisioned_concurrency or None,
+        )
+        if snapstart:
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "the live alias publishes a version on every deploy and API Gateway calls it",
+            )
+        return alias
+
+    def _grant_reads(
+        self,
+        llm: LlmUpstream | None,
+        published: PublishedIndex | None,
+        vector_index: VectorStore | None,
+        sources: SourcesInS3 | None,
+        library: SourcesInS3 | None,
+    ) -> None:
+        """Read access to what the options name, and to nothing else."""
         if llm is not None:
             self._grant_llm_secret(llm)
         if published is not None:
