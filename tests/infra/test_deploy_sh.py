@@ -220,7 +220,6 @@ def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         AWS_EC2_METADATA_DISABLED="true",
         CDK_DISABLE_CLI_TELEMETRY="true",
-        PYTHONDONTWRITEBYTECODE="1",
         JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1",
     )
 
