@@ -4,7 +4,9 @@ the app's own schema is valid and says what the app really does (400s, not FastA
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
@@ -40,8 +42,15 @@ def test_gpt_schema_is_valid_and_within_chatgpt_limits() -> None:
         assert 0 < len(op["description"]) <= MAX_OPERATION_DESCRIPTION
         assert len(op.get("summary", "")) <= MAX_OPERATION_DESCRIPTION
         assert op["security"] == [{"bearerAuth": []}]
+        # Both only read: ChatGPT may offer "Always allow" instead of asking every time.
+        assert op["x-openai-isConsequential"] is False
         for parameter in op.get("parameters", []):
             assert 0 < len(parameter["description"]) <= MAX_PARAMETER_DESCRIPTION
+            assert parameter["in"] in ("path", "query")  # actions send no custom headers
+    body = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    assert {"query", "top_k", "mode", "filter"} <= set(body)
+    for spec in body.values():
+        assert len(spec.get("description", "")) <= MAX_PARAMETER_DESCRIPTION
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     # Only the types the two operations use; nothing about chat or MCP leaks in.
     assert "ChatCompletionRequest" not in schema["components"]["schemas"]
@@ -66,6 +75,43 @@ def test_limits_are_enforced() -> None:
     schema = gpt_action_schema(SERVER)
     del schema["paths"]["/search"]["post"]["operationId"]
     with pytest.raises(ValueError, match="operationId"):
+        check_gpt_limits(schema)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["paths"]["/search"]["post"].pop("x-openai-isConsequential"), "POST /search"),
+        (
+            lambda s: s["paths"]["/chunks/{chunk_id}"]["get"].update(
+                {"x-openai-isConsequential": True}
+            ),
+            "GET /chunks",
+        ),
+        (
+            lambda s: s["paths"]["/chunks/{chunk_id}"]["get"]["parameters"].append(
+                {"name": "X-Library", "in": "header", "description": "which library"}
+            ),
+            "X-Library is a header",
+        ),
+        (lambda s: s["servers"].append({"url": SERVER + "2"}), "exactly one servers entry"),
+        (lambda s: s.update(servers=[{"url": "http://api.example.org"}]), "not https"),
+        (
+            lambda s: s["components"]["schemas"]["SearchRequest"]["properties"]["query"].update(
+                description="z" * 701
+            ),
+            "body field query description is over 700",
+        ),
+    ],
+    ids=["no-consequential-flag", "consequential", "header", "two-servers", "http", "body-field"],
+)
+def test_what_chatgpt_refuses_or_asks_about_is_refused(
+    edit: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    schema = gpt_action_schema(SERVER)
+    check_gpt_limits(schema)
+    edit(schema)
+    with pytest.raises(ValueError, match=message):
         check_gpt_limits(schema)
 
 

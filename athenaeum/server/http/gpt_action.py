@@ -1,10 +1,10 @@
 """The OpenAPI schema to paste into a ChatGPT custom GPT's action.
 
 It is the app's own schema cut down to what a GPT should call (search and fetch a passage),
-with the `servers` entry ChatGPT requires, bearer security, and text within ChatGPT's limits
-(300 characters for an operation's description, 700 for a parameter's), which
-`check_gpt_limits` enforces so that a longer docstring fails a test rather than an import in
-the GPT editor.
+with the `servers` entry ChatGPT requires, bearer security, every operation marked as not
+consequential (both only read), and text within ChatGPT's limits (300 characters for an
+operation's description, 700 for a parameter's), which `check_gpt_limits` enforces so that a
+longer docstring fails a test rather than an import in the GPT editor.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from athenaeum.errors import InvalidInputError
 GPT_OPERATIONS: dict[str, str] = {"/search": "post", "/chunks/{chunk_id}": "get"}
 MAX_OPERATION_DESCRIPTION = 300
 MAX_PARAMETER_DESCRIPTION = 700
+CONSEQUENTIAL = "x-openai-isConsequential"
 
 CHUNK_ID_DESCRIPTION = (
     "The id of a passage, exactly as a search result's `id` gave it, URL-encoded "
@@ -46,6 +47,9 @@ def gpt_action_schema(server_url: str, *, allow_http: bool = False) -> dict[str,
         operation = copy.deepcopy(full["paths"][path][method])
         operation.pop("tags", None)
         operation["security"] = [{"bearerAuth": []}]
+        # Every operation of the action only reads. Without the field ChatGPT treats a POST as
+        # consequential and asks the user to confirm every search, with no "Always allow".
+        operation[CONSEQUENTIAL] = False
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "chunk_id":
                 parameter["description"] = CHUNK_ID_DESCRIPTION
@@ -66,7 +70,7 @@ def gpt_action_schema(server_url: str, *, allow_http: bool = False) -> dict[str,
         },
         "security": [{"bearerAuth": []}],
     }
-    check_gpt_limits(schema)
+    check_gpt_limits(schema, allow_http=allow_http)
     return schema
 
 
@@ -97,23 +101,46 @@ def _refs(node: Any) -> list[str]:
     return found
 
 
-def check_gpt_limits(schema: dict[str, Any]) -> None:
-    """Raise ValueError naming the first operation or parameter that ChatGPT would refuse."""
-    if not schema.get("servers"):
-        raise ValueError("the schema has no servers entry")
+def check_gpt_limits(schema: dict[str, Any], *, allow_http: bool = False) -> None:
+    """Raise ValueError naming the first thing that ChatGPT would refuse, or that would make it
+    ask the user before each call: OpenAI's production notes for GPT actions allow 300
+    characters for an operation's summary or description and 700 for a parameter's, no custom
+    headers, one https server; an operation without `x-openai-isConsequential: false` other
+    than a GET needs a confirmation click every time."""
+    servers = schema.get("servers") or []
+    if len(servers) != 1:
+        raise ValueError(f"the schema needs exactly one servers entry, it has {len(servers)}")
+    if not str(servers[0].get("url", "")).startswith("https://") and not allow_http:
+        raise ValueError("the server URL is not https")
+    components = schema.get("components", {}).get("schemas", {})
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             where = f"{method.upper()} {path}"
             if not operation.get("operationId"):
                 raise ValueError(f"{where} has no operationId")
+            if operation.get(CONSEQUENTIAL) is not False:
+                raise ValueError(f"{where} is not marked {CONSEQUENTIAL}: false")
             for field in ("summary", "description"):
                 if len(operation.get(field, "")) > MAX_OPERATION_DESCRIPTION:
                     raise ValueError(
                         f"{where} {field} is over {MAX_OPERATION_DESCRIPTION} characters"
                     )
             for parameter in operation.get("parameters", []):
-                if len(parameter.get("description", "")) > MAX_PARAMETER_DESCRIPTION:
+                if parameter.get("in") in ("header", "cookie"):
                     raise ValueError(
-                        f"{where} parameter {parameter.get('name')} description is over "
-                        f"{MAX_PARAMETER_DESCRIPTION} characters"
+                        f"{where} parameter {parameter.get('name')} is a {parameter['in']}: "
+                        "actions send no custom headers"
                     )
+                _check_description(where, f"parameter {parameter.get('name')}", parameter)
+            body = operation.get("requestBody", {}).get("content", {})
+            for media in body.values():
+                for name in _refs(media):
+                    for field, spec in components[name].get("properties", {}).items():
+                        _check_description(where, f"body field {field}", spec)
+
+
+def _check_description(where: str, what: str, spec: dict[str, Any]) -> None:
+    if len(spec.get("description", "")) > MAX_PARAMETER_DESCRIPTION:
+        raise ValueError(
+            f"{where} {what} description is over {MAX_PARAMETER_DESCRIPTION} characters"
+        )

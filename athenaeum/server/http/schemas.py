@@ -117,6 +117,11 @@ class SearchResponse(BaseModel):
     query: str
     mode: str
     results: list[Passage]
+    omitted: int = Field(
+        default=0,
+        description="Lower-ranked passages left out to keep the response under 90,000 "
+        "characters (ChatGPT refuses larger ones); fetch fewer or narrow the query to see them.",
+    )
 
 
 class Chunk(BaseModel):

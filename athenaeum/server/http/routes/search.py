@@ -15,6 +15,10 @@ from athenaeum.server.http.schemas import (
 from athenaeum.server.http.schemas import error_responses as errors
 from athenaeum.server.http.searching import Searcher
 
+# A GPT action's response must stay under 100,000 characters (OpenAI's production notes for GPT
+# actions); what is left below that is room for what a proxy adds.
+MAX_RESPONSE_CHARS = 90_000
+
 SEARCH_DESCRIPTION = (
     "Search the library for passages relevant to a question. Returns the best passages with "
     "their source document, pages, headings and a citation URL. Cite sources by title and page."
@@ -50,7 +54,27 @@ def search(
     # Serialized here from the model just built and validated: returned as the model, FastAPI
     # would validate it a second time, in another trip through the thread pool.
     response = SearchResponse(query=body.query, mode=body.mode, results=results)
-    return Response(response.model_dump_json(), media_type="application/json")
+    return Response(fit_response(response), media_type="application/json")
+
+
+def fit_response(response: SearchResponse, budget: int = MAX_RESPONSE_CHARS) -> str:
+    """`response` as JSON of at most `budget` characters: the best-ranked passages that fit,
+    the number left out in `omitted`. The first passage is always kept (a chunk is at most what
+    the embedding model reads, far below the budget)."""
+    parts = [p.model_dump_json() for p in response.results]
+    envelope = len(
+        response.model_copy(update={"results": [], "omitted": len(parts)}).model_dump_json()
+    )
+    size, kept = envelope, 0
+    for part in parts:
+        size += len(part) + (1 if kept else 0)
+        if kept and size > budget:
+            break
+        kept += 1
+    fitted = response.model_copy(
+        update={"results": response.results[:kept], "omitted": len(parts) - kept}
+    )
+    return fitted.model_dump_json()
 
 
 @chunks_router.get(
