@@ -114,6 +114,34 @@ def test_missing_credentials_point_to_the_resource_metadata(client: TestClient) 
         assert r.headers["www-authenticate"] == f"Bearer {METADATA}"
 
 
+@pytest.mark.parametrize("oauth", [True, False], ids=["oauth-and-keys", "keys-only"])
+def test_a_401_points_only_at_metadata_that_exists(
+    scifact_engine: SearchEngine, jwks_server: JWKSServer, oauth: bool
+) -> None:
+    """A 401's `resource_metadata` is fetched as a client would fetch it: with OAuth it answers;
+    with API keys alone the header names none (the URL would be a 404)."""
+    settings = Settings(api_key_hashes=[hash_api_key(API_KEY)])
+    if oauth:
+        settings = Settings(
+            oauth_issuer=ISSUER,
+            oauth_audience=AUDIENCE,
+            oauth_jwks_url=jwks_server.url,
+            api_key_hashes=[hash_api_key(API_KEY)],
+        )
+    with TestClient(create_app(settings, FixedEngineProvider(scifact_engine))) as c:
+        r = c.post("/search", json={"query": "vitamin D"})
+        assert_error(r, 401)
+        challenge = r.headers["www-authenticate"]
+        assert challenge.startswith("Bearer")
+        if not oauth:
+            assert "resource_metadata" not in challenge
+            assert c.get("/.well-known/oauth-protected-resource").status_code == 404
+            return
+        url = challenge.split('resource_metadata="', 1)[1].split('"', 1)[0]
+        meta = c.get(url)
+        assert meta.status_code == 200 and meta.json()["authorization_servers"] == [ISSUER]
+
+
 def test_public_paths_need_no_token(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
     meta = client.get("/.well-known/oauth-protected-resource").json()

@@ -78,8 +78,11 @@ def public_base_url(settings: Settings, scope: Scope) -> str:
 
 
 def metadata_url(settings: Settings, scope: Scope) -> str | None:
-    """The RFC 9728 metadata URL for a 401's WWW-Authenticate, or None for an untrusted host
-    (the 401 then names no metadata)."""
+    """The RFC 9728 metadata URL for a 401's WWW-Authenticate, or None where there is none to
+    point at: without OAuth (API keys alone; the URL would answer 404) or for an untrusted host.
+    The 401 then names no metadata."""
+    if not settings.oauth_enabled:
+        return None
     try:
         return public_base_url(settings, scope) + WELL_KNOWN
     except UntrustedHostError:
