@@ -75,6 +75,13 @@ def test_requests_uvicorn_cannot_parse_get_400_in_the_error_shape(
         (b"GARBAGE\r\n\r\n", b""),
         (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"Content-Length"),
         (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n\r\n", b""),
+        # Both framings (RFC 9112, 6.3): answered at once, not held open waiting for chunks.
+        (
+            b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 17\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'{"query": "cell"}',
+            b"both Content-Length and Transfer-Encoding",
+        ),
     ]:
         with socket.create_connection(address) as sock:
             sock.sendall(request)

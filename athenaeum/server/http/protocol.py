@@ -2,7 +2,8 @@
 itself brought into the API's error shape, and a deadline for the request head.
 
 uvicorn answers some requests before the app sees them: a request it cannot parse (a malformed
-request line, a bad Content-Length) or whose head is too large gets a plain-text 400, and a
+request line, a bad Content-Length; here also one with both Content-Length and
+Transfer-Encoding) or whose head is too large gets a plain-text 400, and a
 connection over the concurrency limit a plain-text 503. Here each is a JSON error in the one
 shape every other error has (a head that is too large is a 431, as RFC 6585 says), so a client
 parses every error the same way.
@@ -67,8 +68,18 @@ class _Connection(h11.Connection):
     def next_event(self) -> Any:
         try:
             event = super().next_event()
-            if isinstance(event, h11.Request) and _head_size(event) > self.max_head:
-                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            if isinstance(event, h11.Request):
+                if _head_size(event) > self.max_head:
+                    raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+                names = {name for name, _ in event.headers}
+                if {b"content-length", b"transfer-encoding"} <= names:
+                    # h11 would frame the body by Transfer-Encoding and wait for chunks that a
+                    # client framing it by Content-Length never sends. RFC 9112 section 6.3: such
+                    # a message may be an attempt at request smuggling; a server may reject it.
+                    raise h11.RemoteProtocolError(
+                        "a request may not carry both Content-Length and Transfer-Encoding "
+                        "(RFC 9112, section 6.3)"
+                    )
             return event
         except h11.RemoteProtocolError as exc:
             self.last_error = exc
