@@ -678,6 +678,40 @@ def _eager_attention(transformer: Any) -> Iterator[None]:
 _HUB_PROBE_TIMEOUT_S = 3.0
 
 
+# What a model folder holds at its top: a sentence-transformers folder, or a transformers one.
+_MODEL_FOLDER_FILES = ("modules.json", "config_sentence_transformers.json", "config.json")
+
+
+def _check_local_folder(model: str) -> None:
+    """Refuse at once a model given as a path (./x, ../x, /x, ~/x, or x/y/z) that is not a model
+    folder: the Hub would otherwise be asked for it as a model id, and the error would blame the
+    network or the id; an empty folder would get as far as importing torch."""
+    path = Path(model).expanduser()
+    looks_like_path = model.startswith((".", "/", "~", "\\")) or model.count("/") > 1
+    if not path.exists():
+        if looks_like_path:
+            raise InvalidInputError(
+                f"cannot load embedding model {model!r}: there is no folder "
+                f"{path.absolute()}. Give the folder of a sentence-transformers model, or a "
+                "Hugging Face model id "
+                "(for example sentence-transformers/all-MiniLM-L6-v2)",
+                param="embed_model",
+            )
+        return
+    if not path.is_dir():
+        raise InvalidInputError(
+            f"cannot load embedding model {model!r}: {path} is a file; give the model's folder",
+            param="embed_model",
+        )
+    if not any((path / name).is_file() for name in _MODEL_FOLDER_FILES):
+        raise InvalidInputError(
+            f"cannot load embedding model {model!r}: {path} is not a model folder (it has none "
+            f"of {', '.join(_MODEL_FOLDER_FILES)}); give the folder a sentence-transformers "
+            "model was saved to",
+            param="embed_model",
+        )
+
+
 def _check_hub_reachable(model: str) -> None:
     """Fail in seconds, saying what to do, when `model` is a hub id and the hub cannot be
     reached: the Hub client would otherwise retry for a minute and a half and then blame the
@@ -726,6 +760,7 @@ def load_embedder(
         raise InvalidInputError(
             f"batch size must be at least 1, got {batch_size}", param="batch_size"
         )
+    _check_local_folder(model)
     _check_hub_reachable(model)
     if not torch_export and backend != "torch" and _cpu_without_torch(device):
         embedder = _load_without_torch(

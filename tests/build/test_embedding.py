@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -187,6 +188,43 @@ def test_devices_and_bad_models_are_user_errors(minilm_path: Path) -> None:
         load_embedder(str(minilm_path / "no-such-folder"), device="cpu")
     with pytest.raises(InvalidInputError, match="batch size"):
         load_embedder(str(minilm_path), batch_size=0)
+
+
+def test_a_model_path_that_is_no_model_folder_says_so_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without asking the Hub (unreachable here, and HF_HUB_OFFLINE is unset as for a user) and
+    without importing torch, in a fresh interpreter."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"")
+    script = (
+        "import sys, time\n"
+        "from athenaeum.build.embedding import load_embedder\n"
+        "from athenaeum.errors import InvalidInputError\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    load_embedder(sys.argv[1], device='cpu')\n"
+        "except InvalidInputError as exc:\n"
+        "    print(exc.message)\n"
+        "print(time.monotonic() - start, 'torch' in sys.modules)\n"
+    )
+    for model, message in (
+        ("./missing", f"there is no folder {tmp_path / 'missing'}."),
+        ("../nowhere/model", "there is no folder"),
+        ("models/minilm/v2", "there is no folder"),
+        ("empty", "is not a model folder (it has none of modules.json"),
+        (str(tmp_path / "empty"), "is not a model folder"),
+        ("weights.bin", "is a file; give the model's folder"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-c", script, model], capture_output=True, text=True, timeout=60
+        )
+        said, timing = run.stdout.strip().splitlines()
+        assert message in said and "Hugging Face Hub" not in said.split(".")[0], said
+        seconds, torch_loaded = timing.split()
+        assert float(seconds) < 1.0 and torch_loaded == "False", timing
 
 
 def test_missing_sentence_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
