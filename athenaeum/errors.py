@@ -26,6 +26,7 @@ STATUS_TYPES: Mapping[int, tuple[str, str]] = {
     405: ("invalid_request_error", "method_not_allowed"),
     408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
     431: ("invalid_request_error", "request_header_too_large"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
     500: ("server_error", "internal_error"),
@@ -130,6 +131,14 @@ class RequestTooLargeError(AthenaeumError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "request_too_large"
+
+
+class UnsupportedMediaTypeError(AthenaeumError):
+    """A body the route reads as JSON, sent as something else (a form, plain text)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class BearerError(AthenaeumError):

@@ -430,3 +430,27 @@ def test_slow_clients_do_not_slow_the_others(
     finally:
         for sock in stalled:
             sock.close()
+
+
+@pytest.mark.parametrize("path", ["/search", "/v1/search", "/chat/completions"])
+def test_a_body_not_sent_as_json_is_a_415_saying_how_to_send_it(
+    client: TestClient, path: str
+) -> None:
+    json_body: dict[str, Any] = {"query": "vitamin D"}
+    if "chat" in path:
+        messages = [{"role": "user", "content": "vitamin D"}]
+        json_body = {"model": "athenaeum-index-retrieval", "messages": messages}
+    for kwargs, sent in (
+        ({"data": {"query": "vitamin D"}}, "application/x-www-form-urlencoded"),  # curl -d
+        (
+            {"content": json.dumps(json_body), "headers": {"content-type": "text/plain"}},
+            "text/plain",
+        ),
+        ({"content": json.dumps(json_body)}, "none"),
+    ):
+        error = assert_error(client.post(path, **kwargs), 415, "unsupported_media_type")
+        assert error["param"] == "Content-Type"
+        assert f"has Content-Type: {sent};" in error["message"]
+        assert "-H 'Content-Type: application/json'" in error["message"]
+    # The same body as JSON is answered.
+    assert client.post(path, json=json_body).status_code == 200

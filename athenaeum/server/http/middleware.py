@@ -16,7 +16,12 @@ import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from athenaeum.errors import InvalidInputError, RequestTimeoutError, RequestTooLargeError
+from athenaeum.errors import (
+    InvalidInputError,
+    RequestTimeoutError,
+    RequestTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from athenaeum.server.http.error_handlers import from_exception, internal_error
 
 access_log = logging.getLogger("athenaeum.access")
@@ -108,6 +113,21 @@ class RequestLogMiddleware:
                     }
                 )
             )
+
+
+# The routes whose body is a JSON object (MCP refuses other bodies in its own transport's way).
+JSON_BODY_PATHS = frozenset({"/search", "/v1/search", "/chat/completions", "/v1/chat/completions"})
+
+
+def _not_json(scope: Scope) -> UnsupportedMediaTypeError:
+    """The 415 for a body sent as something else than JSON; curl's `-d` sends a form unless
+    told otherwise, so the message says how to tell it."""
+    media = Headers(scope=scope).get("content-type", "").split(";")[0].strip() or "none"
+    return UnsupportedMediaTypeError(
+        f"the request body must be JSON, sent with Content-Type: application/json (this one "
+        f"has Content-Type: {media}; with curl, add -H 'Content-Type: application/json')",
+        param="Content-Type",
+    )
 
 
 def _is_json(scope: Scope) -> bool:
@@ -203,6 +223,9 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if body and scope.get("path", "") in JSON_BODY_PATHS and not _is_json(scope):
+            await from_exception(_not_json(scope))(scope, receive, send)
+            return
         if not scope.get("path", "").startswith("/mcp") and _is_json(scope):
             # The MCP transport answers a body it cannot decode with JSON-RPC's parse error.
             problem = utf8_problem(body)

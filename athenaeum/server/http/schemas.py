@@ -226,6 +226,7 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "Valid credentials without the required scope",
     404: "Not found",
     413: "Request body too large",
+    415: "The body is not sent as JSON (Content-Type: application/json)",
     429: "The language model is rate limited",
     502: "The language model failed",
     503: "The index (or an upstream it needs) is unavailable; retry later",

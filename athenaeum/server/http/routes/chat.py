@@ -189,7 +189,7 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`chat.completion.chunk` server-sent events ending in `data: [DONE]`.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
-    **error_responses(*COMMON_ERRORS, 429, 502),
+    **error_responses(*COMMON_ERRORS, 415, 429, 502),
     404: {"model": ErrorResponse, "description": "Unknown model"},
 }
 

@@ -35,7 +35,7 @@ chunks_router = APIRouter(tags=["search"])
     name="searchLibrary",
     summary="Search the library",
     description=SEARCH_DESCRIPTION,
-    responses=errors(*COMMON_ERRORS),
+    responses=errors(*COMMON_ERRORS, 415),
     response_model=SearchResponse,
 )
 def search(
