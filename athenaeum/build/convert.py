@@ -155,7 +155,10 @@ def plan_jobs(inputs: Iterable[Path], out_dir: Path) -> list[Job]:
         if not given.exists():
             raise InvalidInputError(f"input not found: {given}")
         if given.is_dir():
-            pdfs = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
+            files = [p for p in given.rglob("*") if p.is_file()]
+            pdfs = sorted(p for p in files if p.suffix.lower() == ".pdf")
+            if not pdfs:
+                raise InvalidInputError(_no_pdf_message(given, files))
             pairs = [(p, p.relative_to(given)) for p in pdfs]
         elif given.suffix.lower() == ".pdf":
             pairs = [(given, Path(given.name))]
@@ -170,6 +173,23 @@ def plan_jobs(inputs: Iterable[Path], out_dir: Path) -> list[Job]:
                 )
             jobs[output] = Job(pdf, output, rel.as_posix())
     return list(jobs.values())
+
+
+def _no_pdf_message(folder: Path, files: list[Path]) -> str:
+    """What to say of a folder with no PDF in it: what it holds instead, and where that goes."""
+    if not files:
+        return f"no PDF to convert: {folder} has no files (is it the right folder?)"
+    names = sorted({p.suffix.lower() or p.name for p in files})
+    text = [p for p in files if p.suffix.lower() in (".md", ".markdown", ".txt")]
+    advice = (
+        "; markdown and text files need no conversion: give the folder to `athenaeum index`"
+        if text
+        else "; convert reads .pdf files"
+    )
+    return (
+        f"no PDF to convert: {folder} holds {len(files)} file(s), none a PDF "
+        f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}){advice}"
+    )
 
 
 def _recorded_sha256(output: Path) -> str | None:

@@ -91,7 +91,7 @@ def convert_command(
     results can cite pages. Running headers, footers and page numbers are dropped and words
     hyphenated across lines are joined. A file that cannot be converted (encrypted without a
     password, malformed, no text layer) is reported and the others go on; the exit status is
-    0 only when nothing failed.
+    0 only when nothing failed. A folder with no PDF in it is an error that says what it holds.
 
     Example: athenaeum convert manuals/ --out converted/ --jobs 4
     """

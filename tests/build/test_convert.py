@@ -345,3 +345,24 @@ def test_an_unchanged_pdf_that_moved_gets_its_new_location_without_converting(
     assert {k: v for k, v in after.metadata.items() if k != "source_path"} == {
         k: v for k, v in before.metadata.items() if k != "source_path"
     }
+
+
+def test_a_folder_with_no_pdf_is_an_error_that_says_what_it_holds(tmp_path: Path) -> None:
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["convert", str(empty), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert f"no PDF to convert: {empty} has no files" in result.output
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "readme.md").write_text("# Notes\n", encoding="utf-8")
+    (notes / "sub" / "deck.pptx").write_bytes(b"PK")
+    result = runner.invoke(app, ["convert", str(notes), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "holds 2 file(s), none a PDF (.md, .pptx)" in result.output
+    assert "give the folder to `athenaeum index`" in result.output
+    assert not (tmp_path / "out").exists()  # nothing written
+    # A PDF anywhere below is enough.
+    (notes / "sub" / "doc.PDF").write_bytes(b"%PDF-1.4")
+    assert [j.display for j in plan_jobs([notes], tmp_path / "out")] == ["sub/doc.PDF"]
