@@ -7,9 +7,11 @@ function never needs it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -105,11 +107,54 @@ def serve(
         settings = settings.model_copy(
             update={"trusted_hosts": [*settings.trusted_hosts, host.strip("[]")]}
         )
-    provider = EngineProvider(settings)
-    facts = provider.get().facts
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = uvicorn_config(create_app(settings, provider), settings, host=host, port=port)
-    ready = f"{facts.chunks:,} chunks"
-    if facts.backend == "s3vectors":
-        ready += f" in {facts.location}"
-    uvicorn_server(config, settings, ready=ready).run()
+    # The port is taken before the index loads: a busy one is said at once, not after.
+    sock = listening_socket(host, port)
+    try:
+        provider = EngineProvider(settings)
+        facts = provider.get().facts
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        config = uvicorn_config(create_app(settings, provider), settings, host=host, port=port)
+        ready = f"{facts.chunks:,} chunks"
+        if facts.backend == "s3vectors":
+            ready += f" in {facts.location}"
+        uvicorn_server(config, settings, ready=ready).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (as uvicorn binds its own), or an InvalidInputError
+    that says why not and what to do: a port in use names the option that picks another."""
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InvalidInputError(
+            f"cannot listen on {where}: {host!r} is not an address of this machine "
+            f"({exc.strerror})",
+            param="host",
+        ) from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else 8000
+            raise InvalidInputError(
+                f"port {port} on {host} is already in use (another `athenaeum serve`, or another "
+                f"server); pick a free one with --port, for example --port {other}",
+                param="port",
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise InvalidInputError(
+                f"cannot listen on {where}: ports below 1024 need privileges; use --port 8000 "
+                "or another port above 1023",
+                param="port",
+            ) from exc
+        raise InvalidInputError(f"cannot listen on {where}: {exc.strerror}", param="host") from exc
+    sock.set_inheritable(True)
+    return sock

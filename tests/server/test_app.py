@@ -352,6 +352,27 @@ def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
     assert f"Athenaeum is ready at http://127.0.0.1:{port} (300 chunks)" in out
 
 
+def test_a_busy_port_is_said_at_once_with_the_option_to_pick_another(tmp_path: Path) -> None:
+    """Before the index is read (this one does not exist: its error would come first if it
+    were), with the port, the option and a free-looking neighbour named."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = ["serve", "--index", str(tmp_path / "no-index"), "--port", str(port)]
+        run = subprocess.run(
+            [sys.executable, "-c", "from athenaeum.cli.main import main; main()", *command],
+            env={k: v for k, v in os.environ.items() if not k.startswith("ATHENAEUM_")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in run.stderr
+    assert f"--port {port + 1}" in run.stderr
+    assert "no-index" not in run.stderr.split("\n", 1)[1] and "Traceback" not in run.stderr
+
+
 def _raw(port: int, request: bytes, wait_s: float) -> tuple[bytes, float]:
     """What the server sends back for `request` within `wait_s`, and when its first byte came."""
     started = time.monotonic()
