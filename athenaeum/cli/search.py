@@ -27,6 +27,24 @@ class Mode(StrEnum):
     bm25 = "bm25"
 
 
+# The filter's parts as the API names them, and the options that give them here.
+_FILTER_OPTIONS = {
+    "filter.documents": "--document",
+    "filter.pages": "--pages",
+    "filter.metadata": "--meta",
+}
+
+
+def _in_option_terms(exc: InvalidInputError) -> InvalidInputError:
+    """A filter's refusal, naming the option the user typed instead of the API's field."""
+    message = exc.message
+    for field, option in _FILTER_OPTIONS.items():
+        if message.startswith(field):
+            message = option + message[len(field) :]
+            break
+    return InvalidInputError(message, param=exc.param, code=exc.code)
+
+
 def _search_filter(
     documents: list[str], pages: str | None, metadata: list[str]
 ) -> dict[str, object]:
@@ -115,7 +133,10 @@ def search_command(
 
     search_filter = _search_filter(documents or [], pages, metadata or [])
     engine = SearchEngine.load(index)
-    hits = engine.search(query, top_k=top_k, mode=mode.value, filter=search_filter)
+    try:
+        hits = engine.search(query, top_k=top_k, mode=mode.value, filter=search_filter)
+    except InvalidInputError as exc:
+        raise _in_option_terms(exc) from None
     if as_json:
         payload = {"query": query, "mode": mode.value, "results": [_hit_json(h) for h in hits]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))

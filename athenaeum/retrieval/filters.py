@@ -10,13 +10,15 @@ A filter has up to three parts, all of which a chunk must pass:
                of the values (a list-valued field matches when any of its items does)
 
 `SearchFilter.parse` turns the JSON the API and MCP accept into one, refusing unknown keys and
-malformed values; `SearchFilter.check_fields` (which `mask` runs) refuses a metadata field that
-no document in the index has.
+malformed values; `SearchFilter.check_fields` (which `mask` runs) refuses a `documents` pattern
+that matches no document in the index (naming the closest) and a metadata field that no
+document has.
 Every refusal is an InvalidInputError (400) whose `param` names the offending part.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,8 +93,16 @@ class SearchFilter:
         return keep
 
     def check_fields(self, documents: Sequence[DocumentInfo], *, param: str = "filter") -> None:
-        """Refuse a metadata field that none of `documents` has (a typo would otherwise match
-        nothing, silently)."""
+        """Refuse a `documents` pattern that matches none of `documents`, naming the closest
+        ones, and a metadata field that none of them has: a typo would otherwise match nothing,
+        silently."""
+        for pattern in self.documents:
+            if not any(_matches(d, pattern) for d in documents):
+                raise InvalidInputError(
+                    f"{param}.documents: no document in this index matches {pattern!r}; "
+                    f"{_closest(pattern, documents)}",
+                    param=f"{param}.documents",
+                )
         known_fields = {key.casefold() for d in documents for key in d.metadata}
         for key in self.metadata:
             if key.casefold() not in known_fields:
@@ -221,6 +231,23 @@ def _has_value(metadata: Mapping[str, Any], key: str, wanted: tuple[str, ...]) -
             have = value if isinstance(value, list) else [value]
             return any(normal_value(v) in wanted for v in have)
     return False
+
+
+def _closest(pattern: str, documents: Sequence[DocumentInfo], n: int = 3) -> str:
+    """The documents whose paths or file names are nearest `pattern`, as a hint."""
+    if not documents:
+        return "the index has no documents"
+    sources = sorted({d.source for d in documents})
+    by_name: dict[str, str] = {}
+    for source in sources:
+        by_name.setdefault(source.casefold(), source)
+        by_name.setdefault(PurePosixPath(source).name.casefold(), source)
+    wanted = pattern.casefold().strip("*/")
+    near = difflib.get_close_matches(wanted, list(by_name), n=n * 2, cutoff=0.4)
+    closest = list(dict.fromkeys(by_name[name] for name in near))[:n]
+    if closest:
+        return "the closest: " + ", ".join(closest)
+    return f"it has {len(sources):,}, for example: " + ", ".join(sources[:n])
 
 
 def _matches(document: DocumentInfo, pattern: str) -> bool:

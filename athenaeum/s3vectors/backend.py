@@ -34,7 +34,7 @@ from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.s3vectors.publish import RETRIED, TEXT_KEY, VectorIndex
-from athenaeum.s3vectors.query import NothingPasses, filter_expression, query_params
+from athenaeum.s3vectors.query import filter_expression, query_params
 
 MAX_ATTEMPTS = 4
 # The most results one QueryVectors call returns: how deep `rank` (evaluation) can go.
@@ -183,10 +183,7 @@ class S3VectorsSearch:
             raise ValueError(f"depth must be from 1 to {MAX_DEPTH}, got {depth}")
         query = check_query(query)
         check_mode(mode)
-        try:
-            expression = filter_expression(SearchFilter.parse(filter), self.documents)
-        except NothingPasses:
-            return []
+        expression = filter_expression(SearchFilter.parse(filter), self.documents)
         params = query_params(
             self.target,
             query=query,

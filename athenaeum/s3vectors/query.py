@@ -47,25 +47,18 @@ def query_text(query: str) -> str:
     return head.rstrip()
 
 
-class NothingPasses(Exception):
-    """The filter's documents part matches no published document: the search finds nothing,
-    and the service need not be asked."""
-
-
 def filter_expression(
     search_filter: SearchFilter | None, documents: Sequence[DocumentInfo]
 ) -> dict[str, Any] | None:
     """The S3 Vectors metadata filter for `search_filter`, or None for no filter; raises
-    NothingPasses when no chunk can pass, InvalidInputError for a metadata field that none of
-    `documents` has."""
+    InvalidInputError, before the service is asked, for a documents pattern that matches none
+    of `documents` or a metadata field that none of them has (SearchFilter.check_fields)."""
     if search_filter is None or search_filter.empty:
         return None
     search_filter.check_fields(documents)
     clauses: list[dict[str, Any]] = []
     if search_filter.documents:
         ids = [d.doc_id for d in documents if search_filter.allows_document(d)]
-        if not ids:
-            raise NothingPasses
         clauses.append({"doc_id": {"$in": ids}})
     if search_filter.page_to is not None:
         clauses.append({"page_start": {"$lte": search_filter.page_to}})

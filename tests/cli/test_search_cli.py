@@ -85,4 +85,9 @@ def test_search_filters_from_the_command_line(pdf_library: PdfLibrary) -> None:
     code, output = run("--pages", "two")
     assert code == 2 and "--pages" in output and "Traceback" not in output
     code, output = run("--meta", "author=x")
-    assert code == 2 and "'author'" in output
+    assert code == 2 and "'author'" in output and output.startswith("error: --meta:")
+    # A --document that matches nothing says so, with the closest documents, not "no results".
+    code, output = run("--document", "scotus.pdf")
+    assert code == 2 and "Traceback" not in output
+    assert output.startswith("error: --document: no document in this index matches 'scotus.pdf'")
+    assert "the closest: scotus-transcript-p1.pdf" in output

@@ -111,8 +111,24 @@ def test_metadata_filter(pdf_engine: SearchEngine) -> None:
 
 
 def test_a_filter_nothing_passes_is_an_empty_result(pdf_engine: SearchEngine) -> None:
-    assert pdf_engine.search(QUERY, filter={"documents": ["no-such.pdf"]}) == []
     assert pdf_engine.search(QUERY, filter={"pages": {"from": 500}}) == []
+
+
+def test_a_document_pattern_that_matches_nothing_names_the_closest(
+    pdf_engine: SearchEngine,
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        pdf_engine.search(QUERY, filter={"documents": ["scotus-transcript.pdf"]})
+    assert caught.value.param == "filter.documents"
+    assert caught.value.message == (
+        "filter.documents: no document in this index matches 'scotus-transcript.pdf'; "
+        "the closest: scotus-transcript-p1.pdf, multicolumn.pdf"
+    )
+    # One pattern of several that matches nothing is refused too (a typo would narrow silently).
+    with pytest.raises(InvalidInputError, match="matches 'reprots/'"):
+        pdf_engine.search(QUERY, filter={"documents": ["multicolumn.pdf", "reprots/"]})
+    with pytest.raises(InvalidInputError, match=r"it has 4, for example: multicolumn\.pdf"):
+        pdf_engine.search(QUERY, filter={"documents": ["zzzz"]})
 
 
 @pytest.mark.parametrize(

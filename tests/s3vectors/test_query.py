@@ -15,7 +15,6 @@ from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.s3vectors.publish import VectorIndex
 from athenaeum.s3vectors.query import (
     MAX_TEXT_CHARS,
-    NothingPasses,
     filter_expression,
     query_params,
     query_text,
@@ -78,8 +77,11 @@ def test_filters_become_metadata_expressions(pdf_library: PdfLibrary) -> None:
         documents,
     )
     assert both == {"$and": [{"page_end": {"$gte": 2}}, {"fm_tags": {"$in": ["outline", "x"]}}]}
-    with pytest.raises(NothingPasses):
+    # A pattern that matches no document is refused, as the bundle refuses it, before any
+    # expression is built.
+    with pytest.raises(InvalidInputError, match=r"matches 'nope\.pdf'") as unmatched:
         filter_expression(SearchFilter.parse({"documents": ["nope.pdf"]}), documents)
+    assert unmatched.value.param == "filter.documents"
     # A field no document has is refused, as the bundle refuses it.
     with pytest.raises(InvalidInputError, match="author") as refused:
         filter_expression(SearchFilter.parse({"metadata": {"author": "x"}}), documents)

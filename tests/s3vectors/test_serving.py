@@ -172,8 +172,11 @@ def test_bad_and_empty_filters(client: TestClient, shelved_standin: S3VectorsSta
     )["param"] == ("filter.folder")
     before = shelved_standin.calls["QueryVectors"]
     for mode in ("dense", "bm25", "hybrid"):
-        assert _search(client, mode=mode, filter={"documents": ["nothing-like-this"]}) == []
-    assert shelved_standin.calls["QueryVectors"] == before  # nothing can pass: no call
+        r = client.post(
+            "/search", json={"query": QUERY, "mode": mode, "filter": {"documents": ["nothing-x"]}}
+        )
+        assert assert_error(r, 400)["param"] == "filter.documents"
+    assert shelved_standin.calls["QueryVectors"] == before  # refused before any call
 
 
 def test_chunks_by_id(client: TestClient, shelved_engine: SearchEngine) -> None:

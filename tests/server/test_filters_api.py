@@ -37,8 +37,9 @@ def test_search_documents_pages_and_metadata(client: TestClient) -> None:
     r = search(client, {"metadata": {"category": "court"}})
     assert {p["source"] for p in r.json()["results"]} == {"scotus-transcript-p1.pdf"}
 
-    r = search(client, {"documents": ["nothing-like-this.pdf"]})
-    assert r.status_code == 200 and r.json()["results"] == []
+    error = assert_error(search(client, {"documents": ["mistitled.pdf"]}), 400)
+    assert error["param"] == "filter.documents"
+    assert "; the closest: reports/mistitled_outlines_example.pdf, " in error["message"]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +82,8 @@ def test_mcp_search_takes_the_same_filter(client: TestClient, pdf_engine: Search
 
     bad = _mcp_search(client, {"query": QUERY, "filter": {"metadata": {"author": "x"}}})
     assert bad["isError"] and "author" in bad["content"][0]["text"]
+    typo = _mcp_search(client, {"query": QUERY, "filter": {"documents": ["multicolumns.pdf"]}})
+    assert typo["isError"] and "the closest: multicolumn.pdf" in typo["content"][0]["text"]
     tools = client.post("/mcp", json=rpc("tools/list"), headers={**MCP_HEADERS})
     schema = {t["name"]: t for t in tools.json()["result"]["tools"]}["search"]["inputSchema"]
     assert "filter" in schema["properties"] and schema["required"] == ["query"]
@@ -104,8 +107,9 @@ def test_chat_filter_extension_field(client: TestClient) -> None:
     assert "scotus-transcript-p1.pdf" in sources
     assert "150109DSP" not in answer and "multicolumn.pdf" not in answer
 
-    r = ask({"documents": ["none.pdf"]})
+    r = ask({"pages": {"from": 900}})
     assert "no passages" in r.json()["choices"][0]["message"]["content"]
+    assert assert_error(ask({"documents": ["none.pdf"]}), 400)["param"] == "filter.documents"
 
     error = assert_error(ask({"metadata": {"author": "x"}}), 400)
     assert error["param"] == "filter.metadata.author"
