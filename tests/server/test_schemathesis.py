@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from athenaeum.retrieval.engine import SearchEngine
 from athenaeum.server.auth.keys import hash_api_key
@@ -49,8 +50,22 @@ def test_every_operation_conforms_to_the_schema(api_schema: Any) -> None:
             database=None,
         )
         def check(case: Any) -> None:
-            response = case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"})
+            response = case.call_and_validate(
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                excluded_checks=[positive_data_acceptance],
+            )
             assert response.status_code < 500, (case.as_curl_command(), response.text)
+            # Schema-valid data is refused only in the filter, for what JSON Schema cannot say:
+            # a page range that ends before it starts, a document or metadata field this index
+            # does not have (docs/api.md, filters). Any other refusal of schema-valid data
+            # fails, as schemathesis's own check would.
+            if response.status_code in (400, 422):
+                error = response.json()["error"]
+                assert response.status_code == 400, (case.as_curl_command(), response.text)
+                assert (error["param"] or "").startswith("filter"), (
+                    case.as_curl_command(),
+                    response.text,
+                )
 
         check()
         tested.append(operation.label)
