@@ -30,13 +30,13 @@ from typing import Any
 
 from athenaeum import __version__
 from athenaeum.build.sources import (
-    SOURCE_PATH_FIELD,
     meaningful_title,
     page_marker,
     parse_markdown,
     readable_stem,
     render_markdown,
 )
+from athenaeum.bundle.format import SOURCE_PATH_FIELD
 from athenaeum.errors import InvalidInputError, MissingDependencyError
 
 CONVERTER_NAME = "athenaeum-pymupdf"

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from athenaeum.bundle.format import CONVERSION_FIELDS, SOURCE_PATH_FIELD
 from athenaeum.bundle.manifest import SourceFileInfo
 
 PAGE_MARKER_RE = re.compile(r"^<!-- page: (\d+) -->[ \t]*$", re.MULTILINE)
@@ -49,12 +50,6 @@ def parse_markdown(text: str) -> MarkdownDocument:
     return MarkdownDocument(meta, text[match.end() :])
 
 
-# Front-matter fields that `convert` writes about the conversion itself; every other field is the
-# document's own metadata, which search filters match.
-SOURCE_PATH_FIELD = "source_path"
-CONVERSION_FIELDS = frozenset(
-    {"source", SOURCE_PATH_FIELD, "title", "pages", "sha256", "converter", "converter_version"}
-)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

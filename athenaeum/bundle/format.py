@@ -32,6 +32,13 @@ SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 # match no query terms, so the reader refuses it. Bump it when `tokenize` changes its terms.
 TOKENIZER_VERSION = 1
 
+# Front-matter fields that `convert` writes about the conversion itself; every other field is the
+# document's own metadata, which search filters match.
+SOURCE_PATH_FIELD = "source_path"
+CONVERSION_FIELDS = frozenset(
+    {"source", SOURCE_PATH_FIELD, "title", "pages", "sha256", "converter", "converter_version"}
+)
+
 MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"
 VECTORS_FILE = "vectors.npy"

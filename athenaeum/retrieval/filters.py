@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.format import CONVERSION_FIELDS
 from athenaeum.bundle.manifest import DocumentInfo
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.text import check_texts
@@ -105,6 +106,12 @@ class SearchFilter:
                 )
         known_fields = {key.casefold() for d in documents for key in d.metadata}
         for key in self.metadata:
+            if key.casefold() in CONVERSION_FIELDS:  # never in known_fields: convert writes them
+                raise InvalidInputError(
+                    f"{param}.metadata: {key!r} is a field `convert` writes about the conversion, "
+                    f"not the document's own metadata; {_INSTEAD[key.casefold()]}",
+                    param=f"{param}.metadata.{key}",
+                )
             if key.casefold() not in known_fields:
                 fields = sorted(known_fields)
                 hint = (
@@ -231,6 +238,18 @@ def _has_value(metadata: Mapping[str, Any], key: str, wanted: tuple[str, ...]) -
             have = value if isinstance(value, list) else [value]
             return any(normal_value(v) in wanted for v in have)
     return False
+
+
+# What to use instead of filtering on a field `convert` writes itself.
+_INSTEAD = {
+    "source": "to narrow to files, filter by documents (--document in the CLI)",
+    "source_path": "to narrow to files, filter by documents (--document in the CLI)",
+    "title": "to narrow to files, filter by documents; to find a title, put its words in the query",
+    "pages": "to narrow to pages, filter by pages (--pages in the CLI)",
+    "sha256": "documents are not filtered by their hash; filter by documents instead",
+    "converter": "every document of an index was converted the same way",
+    "converter_version": "every document of an index was converted the same way",
+}
 
 
 def _closest(pattern: str, documents: Sequence[DocumentInfo], n: int = 3) -> str:

@@ -91,3 +91,5 @@ def test_search_filters_from_the_command_line(pdf_library: PdfLibrary) -> None:
     assert code == 2 and "Traceback" not in output
     assert output.startswith("error: --document: no document in this index matches 'scotus.pdf'")
     assert "the closest: scotus-transcript-p1.pdf" in output
+    code, output = run("--meta", "source=multicolumn.pdf")
+    assert code == 2 and output.startswith("error: --meta: 'source' is a field `convert` writes")

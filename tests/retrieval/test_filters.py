@@ -175,3 +175,23 @@ def test_filtered_hnsw_search_is_exact_on_narrow_filters(
     flt = {"documents": ["multicolumn.pdf"]}
     expected = [h.chunk.id for h in flat.search(QUERY, top_k=5, mode="dense", filter=flt)]
     assert [h.chunk.id for h in graph.search(QUERY, top_k=5, mode="dense", filter=flt)] == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "advice"),
+    [
+        ("source", "filter by documents (--document in the CLI)"),
+        ("Title", "put its words in the query"),
+        ("pages", "filter by pages (--pages in the CLI)"),
+        ("sha256", "not filtered by their hash"),
+        ("converter_version", "converted the same way"),
+    ],
+)
+def test_a_field_convert_writes_is_not_metadata_and_says_what_to_use(
+    pdf_engine: SearchEngine, field: str, advice: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        pdf_engine.search(QUERY, filter={"metadata": {field: "x"}})
+    assert caught.value.param == f"filter.metadata.{field}"
+    assert f"{field!r} is a field `convert` writes about the conversion" in caught.value.message
+    assert advice in caught.value.message
