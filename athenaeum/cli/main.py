@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from athenaeum import __version__
-from athenaeum.cli import build, cloud, search, serve
+from athenaeum.cli import build, cloud, keys, search, serve
 from athenaeum.cli.console import console, fail
 from athenaeum.errors import AthenaeumError
 
@@ -49,6 +49,7 @@ for name, command in (
     ("ingest", cloud.ingest_command),
 ):
     app.command(name)(command)
+app.add_typer(keys.app, name="keys")
 
 
 def _version_callback(value: bool) -> None:

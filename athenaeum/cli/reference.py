@@ -49,6 +49,32 @@ def _option_row(param: Any, ctx: Any) -> str:
     raise TypeError(param)
 
 
+def _section(name: str, command: Any, ctx: Any) -> list[str]:
+    """The reference of `athenaeum NAME`; a group (`athenaeum keys`) gives one per subcommand."""
+    sub = command.context_class(command, info_name=name.rsplit(" ", 1)[-1], parent=ctx)
+    if hasattr(command, "list_commands"):
+        parts: list[str] = []
+        for child in command.list_commands(sub):
+            parts.extend(_section(f"{name} {child}", command.get_command(sub, child), sub))
+        return parts
+    arguments = [p for p in command.params if not _is_option(p)]
+    usage = " ".join(
+        [f"athenaeum {name}"]
+        + [f"{a.name.upper()}{'...' if a.nargs == -1 else ''}" for a in arguments if a.name]
+        + ["[OPTIONS]"]
+    )
+    parts = [f"## `athenaeum {name}`\n\n```\n{usage}\n```\n"]
+    parts.append(inspect.cleandoc(command.help or "") + "\n")
+    for argument in arguments:
+        help_text = " ".join((getattr(argument, "help", None) or "").split())
+        parts.append(f"- `{(argument.name or '').upper()}`: {help_text}\n")
+    options = [p for p in command.params if _is_option(p)]
+    if options:
+        rows = "\n".join(_option_row(o, sub) for o in options)
+        parts.append(f"| option | value | default | meaning |\n|---|---|---|---|\n{rows}\n")
+    return parts
+
+
 def render() -> str:
     root: Any = typer.main.get_command(app)
     parts = [HEADER]
@@ -56,22 +82,7 @@ def render() -> str:
     for name in sorted(root.list_commands(ctx)):
         command = root.get_command(ctx, name)
         assert command is not None
-        arguments = [p for p in command.params if not _is_option(p)]
-        usage = " ".join(
-            [f"athenaeum {name}"]
-            + [f"{a.name.upper()}{'...' if a.nargs == -1 else ''}" for a in arguments if a.name]
-            + ["[OPTIONS]"]
-        )
-        parts.append(f"## `athenaeum {name}`\n\n```\n{usage}\n```\n")
-        parts.append(inspect.cleandoc(command.help or "") + "\n")
-        for argument in arguments:
-            help_text = " ".join((getattr(argument, "help", None) or "").split())
-            parts.append(f"- `{(argument.name or '').upper()}`: {help_text}\n")
-        options = [p for p in command.params if _is_option(p)]
-        if options:
-            sub = command.context_class(command, info_name=name, parent=ctx)
-            rows = "\n".join(_option_row(o, sub) for o in options)
-            parts.append(f"| option | value | default | meaning |\n|---|---|---|---|\n{rows}\n")
+        parts.extend(_section(name, command, ctx))
     return "\n".join(parts)
 
 

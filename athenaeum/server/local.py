@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from athenaeum.errors import InvalidInputError
+from athenaeum.server.auth.keystores import default_keys_file
 from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
@@ -92,11 +93,12 @@ def serve(
 ) -> None:
     """Run the app under uvicorn after loading the index (so a bad bundle fails here)."""
 
+    settings = with_keys_file(settings)
     if not settings.auth_configured:
         if not is_loopback(host) and not insecure_no_auth:
             raise InvalidInputError(
-                f"refusing to listen on {host} without authentication: configure OAuth "
-                "(ATHENAEUM_OAUTH_*) or API keys (ATHENAEUM_API_KEY_HASHES), or pass "
+                f"refusing to listen on {host} without authentication: create an API key "
+                "(athenaeum keys create NAME) or configure OAuth (ATHENAEUM_OAUTH_*), or pass "
                 "--insecure-no-auth if this network is private",
                 param="host",
             )
@@ -117,9 +119,31 @@ def serve(
         ready = f"{facts.chunks:,} chunks"
         if facts.backend == "s3vectors":
             ready += f" in {facts.location}"
+        if settings.api_keys_file is not None:
+            ready += f"; API keys from {settings.api_keys_file}"
         uvicorn_server(config, settings, ready=ready).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def with_keys_file(settings: Settings) -> Settings:
+    """`settings` reading the key set `athenaeum keys` keeps in its default place, when no
+    other key set is named and that file exists; an InvalidInputError when a named keys file
+    does not exist (a typo would otherwise serve with no key accepted)."""
+    if settings.api_keys_secret is not None:
+        return settings
+    if settings.api_keys_file is not None:
+        if not settings.api_keys_file.expanduser().is_file():
+            raise InvalidInputError(
+                f"ATHENAEUM_API_KEYS_FILE names {settings.api_keys_file}, which does not exist; "
+                "`athenaeum keys create NAME` makes it",
+                param="api_keys_file",
+            )
+        return settings
+    default = default_keys_file()
+    if default.is_file():
+        return settings.model_copy(update={"api_keys_file": default})
+    return settings
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

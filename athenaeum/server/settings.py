@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     oauth_required_scopes: CommaList = Field(default_factory=list)
     jwks_timeout_s: float = Field(default=3.0, gt=0, le=30)
     api_key_hashes: CommaList = Field(default_factory=list)
+    # The key set `athenaeum keys` manages: a local file (`athenaeum serve` uses the default
+    # one, athenaeum.server.auth.keystores.default_keys_file, when it exists) or, on AWS, the
+    # Secrets Manager secret the stack creates. Re-read at most every api_keys_refresh_s.
+    api_keys_file: Path | None = None
+    api_keys_secret: str | None = None
+    api_keys_refresh_s: float = Field(default=60.0, gt=0, le=3600)
     trust_gateway_authorizer: bool = False
     insecure_no_auth: bool = False
 
@@ -216,7 +222,7 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("llm_api_key_secret")
+    @field_validator("llm_api_key_secret", "api_keys_secret")
     @classmethod
     def _llm_key_secret(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -259,6 +265,10 @@ class Settings(BaseSettings):
             )
         if self.link_secret is not None and self.link_secret_arn is not None:
             raise ValueError("set ATHENAEUM_LINK_SECRET or ATHENAEUM_LINK_SECRET_ARN, not both")
+        if self.api_keys_file is not None and self.api_keys_secret is not None:
+            raise ValueError(
+                "set ATHENAEUM_API_KEYS_FILE or ATHENAEUM_API_KEYS_SECRET, not both (one key set)"
+            )
         if self.sources_dir is not None and self.sources_s3_uri is not None:
             raise ValueError("set ATHENAEUM_SOURCES_DIR or ATHENAEUM_SOURCES_S3_URI, not both")
         self.index_source  # noqa: B018 (refuses a combination that names no one source)
@@ -288,7 +298,17 @@ class Settings(BaseSettings):
     def auth_configured(self) -> bool:
         """Whether any credential check is configured (the app refuses to run open otherwise,
         unless `insecure_no_auth` says so explicitly)."""
-        return self.oauth_enabled or bool(self.api_key_hashes) or self.trust_gateway_authorizer
+        return self.oauth_enabled or self.api_keys_enabled or self.trust_gateway_authorizer
+
+    @property
+    def api_keys_enabled(self) -> bool:
+        """Whether API keys are checked: hashes in the environment, or a key set (which may be
+        empty: then every key is refused, not every request let in)."""
+        return (
+            bool(self.api_key_hashes)
+            or self.api_keys_file is not None
+            or self.api_keys_secret is not None
+        )
 
 
 @lru_cache(maxsize=1)

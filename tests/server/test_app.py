@@ -304,9 +304,16 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
+def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path, tmp_path: Path) -> None:
+    """`athenaeum keys create` then `athenaeum serve`, with no further setting: the key is
+    required and accepted, and a revoked one is refused at once, without a restart."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENAEUM_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    cli_env = {"XDG_CONFIG_HOME": env["XDG_CONFIG_HOME"]}
+    made = CliRunner().invoke(cli_app, ["keys", "create", "laptop"], env=cli_env)
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -334,8 +341,19 @@ def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
                     raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
                 time.sleep(0.2)
         assert r.status_code == 200
-        r = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": QUERY, "top_k": 2})
+        url = f"http://127.0.0.1:{port}/search"
+        body = {"query": QUERY, "top_k": 2}
+        assert httpx.post(url, json=body).status_code == 401
+        bearer = {"Authorization": f"Bearer {key}"}
+        r = httpx.post(url, json=body, headers=bearer)
         assert r.status_code == 200 and len(r.json()["results"]) == 2
+        revoked = CliRunner().invoke(cli_app, ["keys", "revoke", "laptop"], env=cli_env)
+        assert revoked.exit_code == 0, revoked.output
+        deadline = time.monotonic() + 3  # the file is looked at every second
+        while (r := httpx.post(url, json=body, headers=bearer)).status_code == 200:
+            assert time.monotonic() < deadline, "the revoked key still works"
+            time.sleep(0.1)
+        assert r.status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -348,8 +366,15 @@ def test_athenaeum_serve_command_end_to_end(scifact_bundle: Path) -> None:
         json.loads(line) for line in out.splitlines() if line.startswith('{"event": "request"')
     ]
     assert {a["route"] for a in access} >= {"/health", "/search"}
-    # One line says where it is ready, once it accepts requests.
-    assert f"Athenaeum is ready at http://127.0.0.1:{port} (300 chunks)" in out
+    # The key's name is logged, never the key.
+    assert "api-key:laptop" in {a.get("principal") for a in access}
+    assert key not in out
+    # One line says where it is ready, once it accepts requests, and whose keys it takes.
+    keys_file = tmp_path / "config" / "athenaeum" / "api-keys.json"
+    assert (
+        f"Athenaeum is ready at http://127.0.0.1:{port} (300 chunks; API keys from {keys_file})"
+        in out
+    )
 
 
 def test_a_busy_port_is_said_at_once_with_the_option_to_pick_another(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Who may call the API: OAuth JWTs, static API keys, or API Gateway's authorizer verdict.
+"""Who may call the API: OAuth JWTs, API keys (from `athenaeum keys` or hashes in the
+environment), or API Gateway's authorizer verdict.
 
 Authentication is an ASGI middleware rather than a FastAPI dependency so that it guards the
 MCP endpoint (a plain ASGI app) exactly as it guards the REST routes. A few paths are public:
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,6 +25,7 @@ from athenaeum.server.auth.bearer import parse_bearer, www_authenticate
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.auth.jwt import jwt_validator
 from athenaeum.server.auth.keys import APIKeyStore
+from athenaeum.server.auth.keystores import live_keyring
 from athenaeum.server.auth.principal import Principal
 from athenaeum.server.http.error_handlers import from_exception
 from athenaeum.server.http.sources import SOURCES_PATH
@@ -36,6 +39,14 @@ class Authenticator:
         self.settings = settings
         self.jwt = jwt_validator(settings)
         self.keys = APIKeyStore(settings.api_key_hashes) if settings.api_key_hashes else None
+        # The key set `athenaeum keys` manages, re-read when it changes (a file) or every
+        # api_keys_refresh_s (a secret).
+        self.keyring = live_keyring(
+            keys_file=settings.api_keys_file,
+            keys_secret=settings.api_keys_secret,
+            refresh_s=settings.api_keys_refresh_s,
+            required_scopes=settings.oauth_required_scopes,
+        )
         self.open = not settings.auth_configured and settings.insecure_no_auth
 
     def _gateway(self, scope: Scope) -> Principal | None:
@@ -56,7 +67,7 @@ class Authenticator:
         gateway = self._gateway(scope)
         if gateway is not None:
             return gateway
-        if self.jwt is None and self.keys is None:
+        if self.jwt is None and self.keys is None and self.keyring is None:
             if self.settings.trust_gateway_authorizer:
                 raise AuthenticationError(
                     "no API Gateway authorizer context on this request, and no other credentials "
@@ -64,13 +75,20 @@ class Authenticator:
                     bearer_error=None,
                 )
             raise AuthNotConfiguredError(
-                "this server has no authentication configured; set ATHENAEUM_OAUTH_* or "
-                "ATHENAEUM_API_KEY_HASHES, or ATHENAEUM_INSECURE_NO_AUTH=true for a private "
-                "network"
+                "this server has no authentication configured: create an API key with "
+                "`athenaeum keys create`, or set ATHENAEUM_OAUTH_*, or "
+                "ATHENAEUM_INSECURE_NO_AUTH=true for a private network"
             )
         token = parse_bearer(Headers(scope=scope).get("authorization"))
         if self.keys is not None and self.keys.verify(token):
             return self.keys.authenticate(token)
+        if self.keyring is not None and (self.jwt is None or "." not in token):
+            # Keys never hold a dot and JWTs always do: a JWT is not hashed and compared.
+            # Reading the key set may touch the disk or the network: not on the event loop.
+            ring = self.keyring.cached()
+            if ring is None:
+                ring = await anyio.to_thread.run_sync(self.keyring.current)
+            return ring.authenticate(token)
         if self.jwt is not None:
             # Not in a worker thread: while the issuer hangs, requests waiting for its keys
             # would fill the pool that sync routes (/health, /search) need.
