@@ -216,9 +216,14 @@ if [[ -n "$bucket" && "$bucket" != None && "$index_strategy" != s3vectors ]]; th
     || fail "could not start the library (above); the deployment itself is done"
 fi
 say "deployed: $endpoint"
+keys_secret="$(output ApiKeysSecretArn)"
 cat <<EOT
 
-Try it (with an access token from your OAuth provider in \$TOKEN):
+Make an API key (printed once; only its hash is stored, in the stack's key set):
+
+  TOKEN=\$(uv run athenaeum keys create my-first-key --secret $keys_secret)
+
+Try it (the key works within a minute; an OAuth access token works too, if configured):
 
   curl -s ${endpoint}health
   curl -s -X POST ${endpoint}search -H "Authorization: Bearer \$TOKEN" \\

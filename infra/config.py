@@ -20,7 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-REQUIRED_KEYS = ("oauth_issuer", "oauth_audience", "oauth_jwks_url")
+# OAuth is optional (API keys made with `athenaeum keys` always work), but all three or none.
+OAUTH_KEYS = ("oauth_issuer", "oauth_audience", "oauth_jwks_url")
 DEFAULT_ENVIRONMENT = "prod"
 BASE_STACK_NAME = "AtheneumStack"
 # API Gateway REST APIs end every integration at 29 s.
@@ -93,6 +94,7 @@ _RANGES = {
     "ingest_storage_mb": _Range(MIN_STORAGE_MB, MAX_STORAGE_MB, "Lambda's ephemeral storage range"),
     "index_refresh_seconds": _Range(1, MAX_INDEX_REFRESH_SECONDS),
     "authorizer_cache_seconds": _Range(0, 3600),
+    "api_keys_refresh_seconds": _Range(1, 3600),
     "provisioned_concurrency": _Range(0, MAX_PROVISIONED_CONCURRENCY),
     # Zero would make the stage refuse every request.
     "throttle_rate_limit": _Range(0, why="requests per second"),
@@ -202,9 +204,9 @@ class StackConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    oauth_issuer: str
-    oauth_audience: str
-    oauth_jwks_url: str
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_jwks_url: str | None = None
     environment: str = DEFAULT_ENVIRONMENT
     index_dir: str = "index"
     # "s3vectors": the stack creates an S3 Vectors index and the function queries it, carrying
@@ -230,6 +232,9 @@ class StackConfig(BaseModel):
     timeout_seconds: int = MAX_TIMEOUT_SECONDS
     architecture: str = "x86_64"
     authorizer_cache_seconds: int = 300
+    # How often the authorizer reads the API key set again: with authorizer_cache_seconds, how
+    # long a revoked key keeps working.
+    api_keys_refresh_seconds: int = 60
     required_scopes: tuple[str, ...] = ()
     private_health: bool = False
     throttle_rate_limit: float = 50
@@ -275,7 +280,7 @@ class StackConfig(BaseModel):
     @property
     def uses_placeholders(self) -> bool:
         return any(
-            PLACEHOLDER_MARKER in value
+            PLACEHOLDER_MARKER in (value or "")
             for value in (self.oauth_issuer, self.oauth_audience, self.oauth_jwks_url)
         )
 
@@ -289,7 +294,10 @@ class StackConfig(BaseModel):
         return self.index_backend == "s3vectors"
 
     @property
-    def oauth(self) -> OAuthIssuer:
+    def oauth(self) -> OAuthIssuer | None:
+        """Who issues the JWTs accepted beside API keys; None: API keys only."""
+        if self.oauth_issuer is None or self.oauth_audience is None or self.oauth_jwks_url is None:
+            return None
         return OAuthIssuer(
             issuer=self.oauth_issuer,
             audience=self.oauth_audience,
@@ -333,20 +341,21 @@ class StackConfig(BaseModel):
     def _required_and_unset(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        missing = [key for key in REQUIRED_KEYS if not _text(data.get(key))]
-        if missing:
+        given = [key for key in OAUTH_KEYS if _text(data.get(key))]
+        if given and len(given) < len(OAUTH_KEYS):
+            missing = [key for key in OAUTH_KEYS if key not in given]
             raise ConfigError(
-                f"missing required CDK context key(s): {', '.join(missing)}. Copy "
-                "cdk.context.json.example to cdk.context.json and fill them in, or pass "
-                f"--context {missing[0]}=..."
+                f"OAuth needs all three of {', '.join(OAUTH_KEYS)}; missing CDK context "
+                f"key(s): {', '.join(missing)}. Set them in cdk.context.json (or pass "
+                f"--context {missing[0]}=...), or leave all three empty to accept API keys only"
             )
         # An empty value (null, "", [] in the file, `key=` on the command line) is no value.
         return {key: value for key, value in data.items() if not _is_unset(value)}
 
     @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", mode="before")
     @classmethod
-    def _as_given(cls, value: Any) -> str:
-        return str(value)
+    def _as_given(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
 
     @field_validator(
         "environment",
@@ -379,6 +388,7 @@ class StackConfig(BaseModel):
         "served_version_alarm_seconds",
         "timeout_seconds",
         "authorizer_cache_seconds",
+        "api_keys_refresh_seconds",
         "throttle_burst_limit",
         "log_retention_days",
         "index_size_bytes",
@@ -429,8 +439,8 @@ class StackConfig(BaseModel):
 
     @field_validator("oauth_jwks_url")
     @classmethod
-    def _jwks_url(cls, value: str) -> str:
-        if not value.startswith("https://"):
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
             raise ConfigError(f"context key oauth_jwks_url must be an https URL, not {value!r}")
         return value
 

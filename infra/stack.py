@@ -19,7 +19,7 @@ from constructs import Construct
 
 from infra import staging
 from infra.assets import prepare
-from infra.authorizer.infrastructure import JwtAuthorizer
+from infra.authorizer.infrastructure import BearerAuthorizer
 from infra.config import StackConfig
 from infra.function.infrastructure import (
     FUNCTION_ID,
@@ -129,7 +129,7 @@ class AthenaeumStack(Stack):
         if self.index.copy is not None:
             # The starting bundle is in the bucket before the function can be asked for it.
             self.function.function.node.add_dependency(self.index.copy)
-        self.authorizer = JwtAuthorizer(
+        self.authorizer = BearerAuthorizer(
             self,
             "Authorizer",
             code=assets.authorizer_dir,
@@ -137,6 +137,8 @@ class AthenaeumStack(Stack):
             runtime=RUNTIME,
             architecture=architecture,
             oauth=config.oauth,
+            required_scopes=config.required_scopes,
+            keys_refresh_s=config.api_keys_refresh_seconds,
             cache_ttl=Duration.seconds(config.authorizer_cache_seconds),
             log_retention=retention,
         )
@@ -147,6 +149,7 @@ class AthenaeumStack(Stack):
             stage_name=config.environment,
             target=self.function.target,
             authorizer=self.authorizer.authorizer,
+            oauth=config.oauth is not None,
             log_retention=retention,
             throttle_rate_limit=config.throttle_rate_limit,
             throttle_burst_limit=config.throttle_burst_limit,
@@ -204,6 +207,12 @@ class AthenaeumStack(Stack):
 
     def _outputs(self) -> None:
         CfnOutput(self, "APIEndpoint", value=self.gateway.url, description="The API's base URL")
+        CfnOutput(
+            self,
+            "ApiKeysSecretArn",
+            value=self.authorizer.api_keys.secret_arn,
+            description="The API key set: athenaeum keys create NAME --secret <this>",
+        )
         CfnOutput(self, "IndexStrategy", value=self.assets.plan.strategy.value)
         # deploy.sh reads these to upload the source files (always), to upload the bundle
         # itself (index_upload=cli) and to delete older bundles after a deploy.

@@ -20,9 +20,9 @@ AUTHORIZER_HANDLER = Path(__file__).resolve().parent / "authorizer" / "handler.p
 # function (tests/infra/test_artifact.py lists it).
 SERVE_MODULES = ("__init__.py", "errors.py")
 SERVE_PACKAGES = ("storage", "bundle", "retrieval", "s3vectors", "server")
-# Everything the authorizer imports from the package: the validator, the bearer header, the
-# principal, its settings (with the index source they check, and the S3 address it parses) and
-# errors (not the API keys, nor the middleware and its web stack).
+# Everything the authorizer imports from the package: the validator, the key ring and its
+# Secrets Manager store, the bearer header, the principal, its settings (with the index source
+# they check, and the S3 address it parses) and errors (not the middleware and its web stack).
 AUTHORIZER_MODULES = (
     "__init__.py",
     "errors.py",
@@ -30,12 +30,15 @@ AUTHORIZER_MODULES = (
     "server/auth/__init__.py",
     "server/auth/bearer.py",
     "server/auth/jwt.py",
+    "server/auth/keyring.py",
+    "server/auth/keystores.py",
     "server/auth/principal.py",
     "server/index/__init__.py",
     "server/index/source.py",
     "server/settings.py",
     "storage/__init__.py",
     "storage/location.py",
+    "storage/secrets.py",
 )
 # The ingest function converts, chunks, embeds and writes bundles: the build side, the bundle
 # contract and retrieval's encoder and BM25, so the whole package but the CLI, whose typer and

@@ -1,23 +1,28 @@
-"""API Gateway TOKEN authorizer: verifies the bearer JWT with the app's own validator.
+"""API Gateway TOKEN authorizer: verifies the bearer credential, an API key made by
+`athenaeum keys` or an OAuth JWT, with the app's own code.
 
 Deployed beside the few modules of `athenaeum` it imports (infra/staging.py lists them; pyjwt,
-cryptography and pydantic-settings come from the layer). It reads the app's own settings
-(athenaeum.server.settings), OAuth fields only. The validator, and so its JWKS cache, lives as
-long as the container.
+cryptography and pydantic-settings come from the layer, boto3 from the runtime). It reads the
+app's own settings (athenaeum.server.settings): the OAuth fields, and ATHENAEUM_API_KEYS_SECRET,
+the Secrets Manager secret holding the key set, read again every ATHENAEUM_API_KEYS_REFRESH_S.
+The validator and the key ring, and so their caches, live as long as the container.
 
-- valid token: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for one
-  route holds for every other; context carries sub, scopes, client_id and iss.
-- bad token, or a malformed event: `Unauthorized` (API Gateway answers 401 with the
+- valid token or key: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for
+  one route holds for every other; context carries sub, scopes, client_id and iss (a key's sub
+  is `api-key:<its name>`; the key itself is never logged).
+- bad token or key, or a malformed event: `Unauthorized` (API Gateway answers 401 with the
   WWW-Authenticate challenge).
-- valid token without the required scopes: Deny (403).
-- keys unavailable (JWKS down, no cached key), or a key id it does not hold when the JWKS was
-  fetched too recently to fetch again: an error, which API Gateway answers with its
-  AUTHORIZER_FAILURE response (503) and does not cache: fail closed, never Allow.
+- valid credential without the required scopes: Deny (403).
+- keys unavailable (JWKS down, no cached key; the key set secret unreadable), or a key id it
+  does not hold when the JWKS was fetched too recently to fetch again: an error, which API
+  Gateway answers with its AUTHORIZER_FAILURE response (503) and does not cache: fail closed,
+  never Allow.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from athenaeum.errors import (
@@ -28,6 +33,8 @@ from athenaeum.errors import (
 )
 from athenaeum.server.auth.bearer import parse_bearer
 from athenaeum.server.auth.jwt import JWTValidator, jwt_validator
+from athenaeum.server.auth.keyring import LiveKeyRing
+from athenaeum.server.auth.keystores import live_keyring
 from athenaeum.server.auth.principal import Principal
 from athenaeum.server.settings import Settings
 
@@ -40,30 +47,61 @@ UNAUTHORIZED = "Unauthorized"
 # are not.
 KEYS_UNAVAILABLE = "AUTHORIZER_KEYS_UNAVAILABLE"
 FAILURE = "AUTHORIZER_FAILURE"
-_validator: JWTValidator | None = None
+_credentials: Credentials | None = None
 
 
 class AuthorizerUnavailable(Exception):
-    """The token could not be checked (JWKS unreachable); API Gateway answers 503."""
+    """The credential could not be checked (JWKS or key set unreachable); API Gateway answers
+    503."""
 
 
-def get_validator() -> JWTValidator:
-    global _validator
-    if _validator is None:
-        validator = jwt_validator(Settings())
-        if validator is None:
+@dataclass(frozen=True)
+class Credentials:
+    """What this authorizer accepts: OAuth JWTs, API keys from the stack's key set, or both."""
+
+    jwt: JWTValidator | None
+    keys: LiveKeyRing | None
+
+
+def get_credentials() -> Credentials:
+    global _credentials
+    if _credentials is None:
+        settings = Settings()
+        credentials = Credentials(
+            jwt=jwt_validator(settings),
+            keys=live_keyring(
+                keys_file=None,
+                keys_secret=settings.api_keys_secret,
+                refresh_s=settings.api_keys_refresh_s,
+                required_scopes=settings.oauth_required_scopes,
+            ),
+        )
+        if credentials.jwt is None and credentials.keys is None:
             raise RuntimeError(
-                "the authorizer needs ATHENAEUM_OAUTH_ISSUER, ATHENAEUM_OAUTH_AUDIENCE and "
-                "ATHENAEUM_OAUTH_JWKS_URL"
+                "the authorizer needs ATHENAEUM_API_KEYS_SECRET, or ATHENAEUM_OAUTH_ISSUER, "
+                "ATHENAEUM_OAUTH_AUDIENCE and ATHENAEUM_OAUTH_JWKS_URL"
             )
-        _validator = validator
-    return _validator
+        _credentials = credentials
+    return _credentials
 
 
 def reset() -> None:
-    """Forget the validator (and its JWKS cache); for tests and configuration changes."""
-    global _validator
-    _validator = None
+    """Forget the validator, the key ring and their caches; for tests and configuration
+    changes."""
+    global _credentials
+    _credentials = None
+
+
+def verify(token: str) -> Principal:
+    """The principal of a bearer credential. Keys never hold a dot and JWTs always do, so each
+    goes to its own check: a JWT is never hashed and compared with the keys, nor a key sent to
+    the JWKS."""
+    credentials = get_credentials()
+    if credentials.keys is not None and ("." not in token or credentials.jwt is None):
+        return credentials.keys.current().authenticate(token)
+    if credentials.jwt is None:
+        raise AuthenticationError("the API key is not valid")
+    return credentials.jwt.validate(token)
 
 
 def stage_arn(method_arn: str) -> str:
@@ -135,7 +173,7 @@ def _authorize(event: Any) -> dict[str, Any]:
         raise Exception(UNAUTHORIZED)
     try:
         token = parse_bearer(header)
-        principal = get_validator().validate(token)
+        principal = verify(token)
     except InsufficientScopeError as exc:
         # The token is genuine: a Deny (403), with the subject for the access log.
         logger.info("denied: %s", exc.message)

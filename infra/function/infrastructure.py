@@ -77,7 +77,7 @@ class ApiFunction(Construct):
         function_name: str,
         code: Path,
         layer_dir: Path,
-        oauth: OAuthIssuer,
+        oauth: OAuthIssuer | None,
         architecture: lambda_.Architecture,
         memory_mb: int,
         timeout: Duration,
@@ -335,7 +335,7 @@ class ApiFunction(Construct):
 
 def _environment(
     *,
-    oauth: OAuthIssuer,
+    oauth: OAuthIssuer | None,
     packaged_index: bool,
     published: PublishedIndex | None,
     vector_index_uri: str | None,
@@ -350,7 +350,8 @@ def _environment(
 ) -> Mapping[str, str]:
     """The app's settings (athenaeum.server.settings), as the function reads them."""
     environment = {
-        **oauth.environment(),
+        # The issuer, for the RFC 9728 metadata that tells clients where to log in.
+        **(oauth.environment() if oauth is not None else {}),
         # API Gateway's authorizer has already verified the token on every protected route.
         "ATHENAEUM_TRUST_GATEWAY_AUTHORIZER": "true",
     }

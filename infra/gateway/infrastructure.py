@@ -123,6 +123,7 @@ class Gateway(Construct):
         stage_name: str,
         target: lambda_.IFunction,
         authorizer: apigw.IAuthorizer,
+        oauth: bool,
         log_retention: logs.RetentionDays,
         throttle_rate_limit: float,
         throttle_burst_limit: int,
@@ -136,6 +137,7 @@ class Gateway(Construct):
         self.stage_name = stage_name
         self.cors_origins = tuple(cors_origins)
         self.custom_domain = custom_domain
+        self.oauth = oauth
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -265,7 +267,13 @@ class Gateway(Construct):
         )
 
     def _gateway_responses(self) -> None:
-        challenge = Fn.join("", ["'Bearer resource_metadata=\"", self._metadata_url(), "\"'"])
+        # The RFC 9728 metadata exists only where there is an authorization server to name;
+        # with API keys alone the challenge is a bare scheme, never a link to a 404.
+        challenge = (
+            Fn.join("", ["'Bearer resource_metadata=\"", self._metadata_url(), "\"'"])
+            if self.oauth
+            else "'Bearer'"
+        )
         common = {"Content-Type": "'application/json'", **self._cors_response_headers()}
         for error in GATEWAY_ERRORS:
             headers = dict(common)

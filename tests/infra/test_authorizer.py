@@ -282,7 +282,7 @@ def test_an_unexpected_error_fails_closed_and_is_marked(
     def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(authorizer, "get_validator", broken)
+    monkeypatch.setattr(authorizer, "get_credentials", broken)
     with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
         invoke("Bearer a.b.c")
     assert authorizer.FAILURE in caplog.text

@@ -4,6 +4,7 @@ handler's behaviour is tests/infra/test_authorizer.py."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -15,18 +16,18 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match, Template
 
-from infra.authorizer.infrastructure import JwtAuthorizer
+from infra.authorizer.infrastructure import BearerAuthorizer
 from tests.infra.helpers import CONTEXT, OAUTH, logical_id, make_code, make_layer
 
 
 @pytest.fixture(scope="module")
 def built(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[JwtAuthorizer, lambda_.LayerVersion, Template]:
+) -> tuple[BearerAuthorizer, lambda_.LayerVersion, Template]:
     tmp = tmp_path_factory.mktemp("authorizer")
     stack = Stack(App(), "Bare")
     layer = lambda_.LayerVersion(stack, "Layer", code=lambda_.Code.from_asset(str(make_layer(tmp))))
-    authorizer = JwtAuthorizer(
+    authorizer = BearerAuthorizer(
         stack,
         "Authorizer",
         code=make_code(tmp),
@@ -34,6 +35,8 @@ def built(
         runtime=lambda_.Runtime.PYTHON_3_12,
         architecture=lambda_.Architecture.ARM_64,
         oauth=dataclasses.replace(OAUTH, required_scopes=("search:read", "chat")),
+        required_scopes=("search:read", "chat"),
+        keys_refresh_s=60,
         cache_ttl=Duration.seconds(300),
         log_retention=logs.RetentionDays.ONE_WEEK,
     )
@@ -44,7 +47,7 @@ def built(
 
 
 def test_token_authorizer_reads_the_bearer_header_and_caches(
-    built: tuple[JwtAuthorizer, lambda_.LayerVersion, Template],
+    built: tuple[BearerAuthorizer, lambda_.LayerVersion, Template],
 ) -> None:
     authorizer, _, template = built
     template.has_resource_properties(
@@ -65,7 +68,7 @@ def test_token_authorizer_reads_the_bearer_header_and_caches(
 
 
 def test_function_runs_the_handler_with_the_oauth_settings(
-    built: tuple[JwtAuthorizer, lambda_.LayerVersion, Template],
+    built: tuple[BearerAuthorizer, lambda_.LayerVersion, Template],
 ) -> None:
     authorizer, layer, template = built
     template.has_resource_properties(
@@ -89,8 +92,44 @@ def test_function_runs_the_handler_with_the_oauth_settings(
                     # As the API function gets them: the app's settings split on commas.
                     "ATHENAEUM_OAUTH_REQUIRED_SCOPES": "search:read,chat",
                     "ATHENAEUM_JWKS_TIMEOUT_S": "3",
+                    # The key set it reads, and how often.
+                    "ATHENAEUM_API_KEYS_SECRET": {"Ref": logical_id(authorizer.api_keys)},
+                    "ATHENAEUM_API_KEYS_REFRESH_S": "60",
                 }
             },
         },
     )
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
+
+
+def test_the_key_set_is_a_secret_only_the_authorizer_reads(
+    built: tuple[BearerAuthorizer, lambda_.LayerVersion, Template],
+) -> None:
+    """Created by the stack with a valid, empty key set as its value (KMS encrypted by Secrets
+    Manager's own key); the authorizer may read it, and nothing in the stack may write it."""
+    authorizer, _, template = built
+    secret = template.to_json()["Resources"][logical_id(authorizer.api_keys)]
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generated["SecretStringTemplate"]) == {
+        "format": "athenaeum-api-keys",
+        "version": 1,
+        "keys": [],
+    }
+    assert "SecretString" not in secret["Properties"]
+    from athenaeum.server.auth.keyring import parse_keyset
+
+    value = json.loads(generated["SecretStringTemplate"])
+    value[generated["GenerateStringKey"]] = "x" * 16
+    assert parse_keyset(json.dumps(value), "the stack's initial value") == []
+    policies = [
+        statement
+        for resource in template.find_resources("AWS::IAM::Policy").values()
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    on_secret = [s for s in policies if s["Resource"] == {"Ref": logical_id(authorizer.api_keys)}]
+    actions = {
+        a
+        for s in on_secret
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}

@@ -231,7 +231,16 @@ def test_context_example_parses_as_deploy_sh_passes_it() -> None:
     for context in (example, as_flags):
         parsed = StackConfig.from_context(context.get)
         assert parsed.custom_domain is None and parsed.vpc is None and parsed.llm is None
-        assert parsed.uses_placeholders
+        # The first deploy needs no identity provider: API keys only.
+        assert parsed.oauth is None and not parsed.uses_placeholders
+
+
+def test_oauth_is_all_three_keys_or_none() -> None:
+    keys_only = StackConfig.from_context(
+        {k: v for k, v in CONTEXT.items() if not k.startswith("oauth_")}.get
+    )
+    assert keys_only.oauth is None
+    assert StackConfig.from_context(CONTEXT.get).oauth is not None
 
 
 def test_every_context_key_read_is_documented() -> None:

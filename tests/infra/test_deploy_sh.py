@@ -275,7 +275,12 @@ def template(deploy: Deploy) -> dict[str, Any]:
 def test_refuses_placeholder_oauth_values_from_the_file(
     deploy: Deploy, scifact_bundle: Path
 ) -> None:
-    result = deploy.run(example_context(index_dir=str(scifact_bundle)))
+    placeholders = {
+        "oauth_issuer": "https://login.example.com/",
+        "oauth_audience": "https://athenaeum.example.com",
+        "oauth_jwks_url": "https://login.example.com/.well-known/jwks.json",
+    }
+    result = deploy.run(example_context(index_dir=str(scifact_bundle), **placeholders))
     assert result.returncode == 1
     assert (
         "placeholder OAuth values (example.com) in oauth_issuer, oauth_audience, oauth_jwks_url"
@@ -378,6 +383,8 @@ def test_first_deploy_bootstraps_then_uploads_after_the_deploy(
     assert f"==> deployed: {ENDPOINT}" in result.stdout
     assert f"curl -s {ENDPOINT}health" in result.stdout
     assert f'curl -s -X POST {ENDPOINT}search -H "Authorization: Bearer $TOKEN"' in result.stdout
+    # The key the curl sends is made against the stack's own key set.
+    assert "TOKEN=$(uv run athenaeum keys create my-first-key --secret " in result.stdout
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ class Built:
             log_retention=logs.RetentionDays.ONE_MONTH,
             throttle_rate_limit=50,
             throttle_burst_limit=100,
-            **options,
+            **{"oauth": True, **options},
         )
         self.template = Template.from_stack(stack)
 
@@ -262,6 +262,14 @@ def test_custom_domain_is_regional_tls12_and_mapped_to_the_stage(with_options: B
         "AWS::ApiGateway::RestApi", {"DisableExecuteApiEndpoint": Match.absent()}
     )
     assert Token.is_unresolved(gateway.url)
+
+
+def test_with_api_keys_alone_the_challenge_names_no_metadata() -> None:
+    """Without OAuth there is no authorization server, so no RFC 9728 metadata to point at:
+    the challenge is the bare scheme, never a link that would answer 404."""
+    keys_only = Built(oauth=False)
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert keys_only.challenge(kind) == "'Bearer'"
 
 
 def test_custom_domain_is_the_public_url_in_the_challenges(with_options: Built) -> None:
