@@ -38,10 +38,10 @@ def retrieval_answer(
     Whole, it is a line with the question, each passage under a heading with its source's
     number, then the Sources block. Within `limit` tokens, the passages shown are the best
     ranked that fit with their source lines and at least `_MIN_PASSAGE_TOKENS` of text each (the
-    best one `_FIRST_PASSAGE_TOKENS`); a passage left out takes its source line with it, and the
-    passages shown share what is left (the longest shortened first, ending in " …"). When not
-    even the best passage fits with its source line, the answer is as much of its text as fits,
-    under its name when that fits too. Never more than `limit` tokens."""
+    best one `_FIRST_PASSAGE_TOKENS`); a passage left out takes its source line with it, and
+    what is left goes to the passages shown, the best ranked first (a shortened one ends in
+    " …"). When not even the best passage fits with its source line, the answer is as much of
+    its text as fits, under its name when that fits too. Never more than `limit` tokens."""
     if not hits:
         return f"The library has no passages matching: {query}", False
     header = f"Passages from the library for: {query}\n"
@@ -83,7 +83,7 @@ def retrieval_answer(
             def count(bodies: list[str], with_header: bool = with_header) -> int:
                 return tokens.count(render(bodies, with_header))
 
-            fitted = _fill(count, texts[:kept], tokens, limit)
+            fitted = _fill(count, texts[:kept], floors[:kept], tokens, limit)
             if fitted is not None:
                 return render(fitted, with_header), True
     # Not even the best passage with its source line fits: as much of its text as does.
@@ -100,18 +100,24 @@ def retrieval_answer(
 
 
 def _fill(
-    count: Callable[[list[str]], int], texts: list[str], tokens: TokenCounter, limit: int
+    count: Callable[[list[str]], int],
+    texts: list[str],
+    floors: list[int],
+    tokens: TokenCounter,
+    limit: int,
 ) -> list[str] | None:
-    """The texts, shortened so that the answer `count` measures fits in `limit` tokens: they
-    share the room the rest of the answer leaves, short ones whole and the longest shortened
-    first. None when no text can be shown."""
+    """The texts, shortened so that the answer `count` measures fits in `limit` tokens: each
+    gets its floor, then what the rest of the answer leaves goes to them in rank order (the
+    retriever's order is the best guess of which text answers). None when no text can be
+    shown."""
     lengths = [tokens.count(t) for t in texts]
     room = limit - (count([_PLACEHOLDER] * len(texts)) - len(texts))
     for _ in range(4):  # the joins between blocks cost a token or two; settle in a few rounds
         if room <= 0:
             return None
         bodies = [
-            tokens.cut(t, share) for t, share in zip(texts, _shares(lengths, room), strict=True)
+            tokens.cut(t, share)
+            for t, share in zip(texts, _shares(lengths, floors, room), strict=True)
         ]
         if not any(bodies):
             return None
@@ -122,9 +128,17 @@ def _fill(
     return None
 
 
-def _shares(lengths: list[int], budget: int) -> list[int]:
-    """Split `budget` tokens among texts of these lengths: short texts keep all of theirs, the
-    rest share what is left equally (so the longest are shortened first)."""
+def _shares(lengths: list[int], floors: list[int], budget: int) -> list[int]:
+    """Split `budget` tokens among texts of these lengths: each its floor, then the rest to
+    the best ranked first; below the floors' sum, equal shares (short texts whole)."""
+    shares = [min(n, floor) for n, floor in zip(lengths, floors, strict=True)]
+    left = budget - sum(shares)
+    if left >= 0:
+        for i, n in enumerate(lengths):
+            more = min(n - shares[i], left)
+            shares[i] += more
+            left -= more
+        return shares
     shares = list(lengths)
     pending = sorted(range(len(lengths)), key=lambda i: lengths[i])
     left = budget
