@@ -209,8 +209,9 @@ def test_chat_completions_cite_the_retrieved_passages(
     content = r.json()["choices"][0]["message"]["content"]
     top = backend.search(QUERY, top_k=5)
     assert len(top) == 5
-    for n, hit in enumerate(top, 1):
-        assert citations.heading(n, hit.chunk) in content
+    _, numbers = citations.sources([hit.chunk for hit in top])
+    for number, hit in zip(numbers, top, strict=True):
+        assert citations.heading(number, hit.chunk) in content
     assert "Sources:" in content and "/chunks/" in content
     # Tokens of the bundle's own tokenizer, from the query side.
     assert r.json()["usage"]["completion_tokens"] == backend.tokens.count(content)

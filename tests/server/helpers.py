@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 
 if TYPE_CHECKING:
-    from athenaeum.retrieval.backend import SearchBackend
+    from athenaeum.retrieval.backend import Hit, SearchBackend
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 V1 = json.loads((EVENTS / "rest_v1_authorizer.json").read_text())
@@ -106,3 +107,46 @@ def v1_event(
 def body_of(response: dict[str, Any]) -> Any:
     assert response["isBase64Encoded"] is False
     return json.loads(response["body"])
+
+
+# --- chat answers -----------------------------------------------------------------------------
+
+
+def sources_block(content: str) -> list[str]:
+    """The lines of a chat answer's Sources block."""
+    return content.split("Sources:\n", 1)[1].splitlines() if "Sources:\n" in content else []
+
+
+_HEADING = re.compile(r"^\*\*\[(\d+)\] (.+?)\*\*(?: \((p{1,2}\. [\d-]+)\))?$")
+
+
+def passages(content: str) -> list[tuple[int, str]]:
+    """The passages an answer shows: each one's source number and text."""
+    body = content.split("\nSources:\n", 1)[0]
+    found = []
+    for block in re.split(r"\n(?=\*\*\[\d+\] )", body):
+        heading, _, text = block.partition("\n\n")
+        match = _HEADING.match(heading)
+        if match:
+            found.append((int(match[1]), text.strip()))
+    return found
+
+
+def assert_fitted(content: str, hits: list[Hit], limit: int) -> list[tuple[int, str]]:
+    """What every fitted answer keeps to: each passage shown is the start of a retrieved
+    passage's text (ending in " …" when shortened), the best ranked first; each has its source
+    line and each source line a passage; no two source lines alike. The passages, for more
+    checks."""
+    shown = passages(content)
+    sources = sources_block(content)
+    numbers = [int(line[1 : line.index("]")]) for line in sources]
+    assert numbers == list(range(1, len(sources) + 1))
+    assert {n for n, _ in shown} == set(numbers)
+    assert len({line.split("] ", 1)[1] for line in sources}) == len(sources)
+    texts = [h.chunk.text.strip() for h in hits]
+    for _, text in shown:
+        start = text.removesuffix(" …")
+        assert any(t.startswith(start) for t in texts), text[:80]
+    if shown:
+        assert texts[0].startswith(shown[0][1].removesuffix(" …"))
+    return shown

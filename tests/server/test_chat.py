@@ -19,7 +19,14 @@ from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
-from tests.server.helpers import assert_error, parse_sse, stream_text
+from tests.server.helpers import (
+    assert_error,
+    assert_fitted,
+    parse_sse,
+    passages,
+    sources_block,
+    stream_text,
+)
 
 QUESTION = "Does vitamin D deficiency affect bone health?"
 RETRIEVAL = "athenaeum-index-retrieval"
@@ -75,67 +82,56 @@ def test_retrieval_model_answers_with_numbered_citations(
     assert usage["completion_tokens"] > len(content.split())  # word pieces, not words
 
 
-def _sources_block(content: str) -> list[str]:
-    return content.split("Sources:\n", 1)[1].splitlines()
-
-
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
-def test_retrieval_model_fits_its_answer_and_keeps_every_source(
+def test_retrieval_model_answers_within_any_budget(
     client: TestClient, scifact_engine: SearchEngine, field: str
 ) -> None:
-    def ask(limit: int | None) -> dict[str, Any]:
+    def ask(limit: int | None, stream: bool = False) -> tuple[str, str, int]:
         extra = {field: limit} if limit is not None else {}
         messages = [{"role": "user", "content": QUESTION}]
-        r = client.post(
-            "/chat/completions", json={"model": RETRIEVAL, "messages": messages, **extra}
-        )
+        body = {"model": RETRIEVAL, "messages": messages, "stream": stream, **extra}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        r = client.post("/chat/completions", json=body)
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        if stream:
+            chunks = parse_sse(r.text)
+            finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1]
+            return stream_text(chunks), finish, chunks[-1]["usage"]["completion_tokens"]
+        choice = r.json()["choices"][0]
+        return (
+            choice["message"]["content"],
+            choice["finish_reason"],
+            r.json()["usage"]["completion_tokens"],
+        )
 
-    full = ask(None)
-    full_content = full["choices"][0]["message"]["content"]
-    sources = _sources_block(full_content)
-    assert len(sources) == 5 and all("/chunks/" in line for line in sources)
-    needed = full["usage"]["completion_tokens"]
     tokens = scifact_engine.tokens
-
+    hits = scifact_engine.search(QUESTION, top_k=5)
+    full, finish, needed = ask(None)
+    assert finish == "stop" and needed == tokens.count(full)
+    assert [text for _, text in assert_fitted(full, hits, needed)] == [
+        h.chunk.text.strip() for h in hits
+    ]
     # Room for everything: the same answer, finished.
-    roomy = ask(needed)
-    assert roomy["choices"][0]["finish_reason"] == "stop"
-    assert roomy["choices"][0]["message"]["content"] == full_content
+    assert ask(needed) == (full, "stop", needed)
 
-    # Less room: passages shortened (with an ellipsis), every source line whole, within budget.
-    for limit in (needed - 40, needed // 2, 500 if needed > 500 else needed - 1):
-        body = ask(limit)
-        content = body["choices"][0]["message"]["content"]
-        assert body["choices"][0]["finish_reason"] == "length"
-        assert _sources_block(content) == sources
-        assert " …" in content
-        assert body["usage"]["completion_tokens"] == tokens.count(content) <= limit
-
-    # Little room: every source line stays, some passages are shown by their source alone.
-    header = full_content.split("\n\n", 1)[0]
-    sources_only = tokens.count(f"{header}\n\n" + "Sources:\n" + "\n".join(sources))
-    limit = sources_only + 140
-    body = ask(limit)
-    content = body["choices"][0]["message"]["content"]
-    assert body["choices"][0]["finish_reason"] == "length"
-    assert _sources_block(content) == sources
-    assert 1 <= content.count("**[") < 5 and "**[1]" in content
-    assert body["usage"]["completion_tokens"] <= limit
-    # No room for every source line: the lowest ranked go, the rest stay whole and numbered as
-    # before; the best one always stays.
-    limit = sources_only * 3 // 5 + 100
-    body = ask(limit)
-    content = body["choices"][0]["message"]["content"]
-    kept = _sources_block(content)
-    assert body["choices"][0]["finish_reason"] == "length"
-    assert 1 < len(kept) < 5 and kept == sources[: len(kept)]
-    assert body["usage"]["completion_tokens"] <= limit
-    tiny = ask(7)
-    content = tiny["choices"][0]["message"]["content"]
-    assert tiny["choices"][0]["finish_reason"] == "length"
-    assert _sources_block(content) == sources[:1]  # over budget, but never without a source
+    # Any less, down to a single token, streamed or not: within the budget, counted as usage
+    # counts, and `length`.
+    for limit in (1, 2, 5, 16, 40, 50, 100, 150, 300, needed // 2, needed - 1):
+        for stream in (False, True):
+            content, finish, used = ask(limit, stream)
+            assert used == tokens.count(content) <= limit, (limit, stream)
+            assert finish == "length"
+            shown = assert_fitted(content, hits, limit)
+            if limit >= 150:
+                # The best passage's text with its source line, at least.
+                assert shown and shown[0][0] == 1 and len(shown[0][1]) > 40
+                assert len(sources_block(content)) >= 1
+    # Passages fill what the sources leave: the more room, the more text and passages.
+    shown_at = {limit: passages(ask(limit)[0]) for limit in (150, 300, needed - 1)}
+    assert len(shown_at[150]) <= len(shown_at[300]) <= len(shown_at[needed - 1]) == 5
+    text_at = {limit: sum(len(t) for _, t in shown) for limit, shown in shown_at.items()}
+    assert text_at[150] < text_at[300] < text_at[needed - 1]
 
 
 def test_retrieval_model_streams_sse_chunks(client: TestClient) -> None:
@@ -187,7 +183,7 @@ def test_generating_model_is_listed_only_when_configured(
     )
 
 
-def test_generating_model_prompts_the_upstream_with_passages(
+def test_generating_model_prompts_the_upstream_withpassages(
     rag_client: TestClient, fake_llm: FakeLLM, scifact_engine: SearchEngine
 ) -> None:
     before = len(fake_llm.requests)
@@ -205,7 +201,8 @@ def test_generating_model_prompts_the_upstream_with_passages(
     content = body["choices"][0]["message"]["content"]
     assert content.startswith("Vitamin D matters [1].")
     top = scifact_engine.search(QUESTION, top_k=5)
-    assert citations.citation_line(1, top[0].chunk, "http://testserver") in content
+    source, *_ = citations.sources([top[0].chunk])[0]
+    assert citations.source_line(1, source, "http://testserver") in content
     assert body["model"] == RAG
     assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 4, "total_tokens": 46}
     sent = fake_llm.requests[before]
@@ -291,9 +288,12 @@ def test_openai_sdk_against_a_live_server(
         model=RETRIEVAL, messages=[{"role": "user", "content": QUESTION}], max_completion_tokens=40
     )
     assert completion.choices[0].finish_reason == "length"
-    assert completion.choices[0].message.content
-    # 40 tokens hold one passage's heading and source line: the others go, whole sources stay
-    assert completion.choices[0].message.content.count("/chunks/") == 1
+    assert completion.usage is not None and completion.usage.completion_tokens <= 40
+    # 40 tokens do not hold a passage with its source line: the best passage under its name
+    best = scifact_engine.search(QUESTION, top_k=1)[0].chunk
+    content = completion.choices[0].message.content
+    assert content and content.startswith(f"**{best.label}**")
+    assert scifact_engine.tokens.count(content) == completion.usage.completion_tokens
 
     stream = sdk.chat.completions.create(
         model=RAG,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,7 +23,8 @@ from athenaeum.server.http.app import create_app
 from athenaeum.server.index.provider import FixedEngineProvider
 from athenaeum.server.settings import Settings
 from tests.conftest import LIBRARY_PDFS, PdfLibrary
-from tests.server.helpers import MCP_HEADERS, assert_error, rpc
+from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FakeLLM
+from tests.server.helpers import MCP_HEADERS, assert_error, assert_fitted, rpc
 
 API_KEY = "ath-" + "links-test-key-4Hq9"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -66,9 +68,10 @@ def test_every_result_opens_its_pdf_at_the_page_without_a_token(
         assert link is not None, r["source"]
         assert link.startswith("http://127.0.0.1:8000/sources/")
         assert link.endswith(f"#page={r['page_start']}")
-        # a document is named by an opaque key, never by its path
-        _, root, key = urlsplit(link).path.split("/")
-        assert (root, len(key)) == ("sources", 16) and "reports" not in link
+        # a document is named by an opaque token in one path segment, never by its path
+        _, root, token = urlsplit(link).path.split("/")
+        assert (root, len(token)) == ("sources", 38) and not urlsplit(link).query
+        assert "reports" not in link
         response = fetch(client, link)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/pdf"
@@ -80,10 +83,26 @@ def test_every_result_opens_its_pdf_at_the_page_without_a_token(
     assert client.get(found[0]["url"]).status_code == 401
 
 
-def _with(link: str, **changes: str) -> str:
-    parts = urlsplit(link.split("#", 1)[0])
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
-    return f"{parts.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+def _parts(link: str) -> tuple[str, int, str]:
+    """A link's key (hex), expiry and signature (base64url)."""
+    token = urlsplit(link).path.rsplit("/", 1)[1]
+    raw = base64.urlsafe_b64decode(token + "==")
+    assert len(raw) == 28
+    mac = base64.urlsafe_b64encode(raw[12:]).rstrip(b"=").decode()
+    return raw[:8].hex(), int.from_bytes(raw[8:12], "big"), mac
+
+
+def _link(key: str, expires: int, signature: str) -> str:
+    raw = (
+        bytes.fromhex(key) + expires.to_bytes(4, "big") + base64.urlsafe_b64decode(signature + "==")
+    )
+    return "/sources/" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _with(link: str, **changes: Any) -> str:
+    key, expires, signature = _parts(link)
+    parts = {"key": key, "expires": expires, "signature": signature} | changes
+    return _link(parts["key"], parts["expires"], parts["signature"])
 
 
 def _sign(key: str, expires: int, secret: str = SECRET) -> str:
@@ -95,27 +114,27 @@ def test_tampered_expired_and_foreign_links_are_403(
     client: TestClient, pdf_engine: SearchEngine
 ) -> None:
     link = results(client)[0]["source_url"]
-    key = urlsplit(link).path.split("/")[2]
-    expires = int(parse_qs(urlsplit(link.split("#")[0]).query)["expires"][0])
-    signature = parse_qs(urlsplit(link.split("#")[0]).query)["signature"][0]
+    key, expires, signature = _parts(link)
+    assert signature == _sign(key, expires)
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
     other_key = next(
         d.source_file.sha256[:16]
         for d in pdf_engine.bundle.manifest.documents
         if d.source_file and not d.source_file.sha256.startswith(key)
     )
+    now = int(time.time())
     refused = {
         "tampered signature": _with(link, signature=flipped),
-        "later expiry, same signature": _with(link, expires=str(expires + 3600)),
-        "no signature": _with(link, signature=""),
-        "malformed expiry": _with(link, expires="soon"),
-        "another file, same signature": _with(link).replace(key, other_key),
-        "expired, correctly signed": _with(
-            link, expires=str(int(time.time()) - 1), signature=_sign(key, int(time.time()) - 1)
-        ),
+        "later expiry, same signature": _with(link, expires=expires + 3600),
+        "another file, same signature": _with(link, key=other_key),
+        "expired, correctly signed": _with(link, expires=now - 1, signature=_sign(key, now - 1)),
         "signed by another server": _with(
             link, signature=_sign(key, expires, "another-server-secret-0123456789abcdef")
         ),
+        # The earlier form of a link, key and query parameters, is held to the same checks.
+        "earlier form, tampered": f"/sources/{key}?expires={expires}&signature={flipped}",
+        "earlier form, no signature": f"/sources/{key}?expires={expires}&signature=",
+        "earlier form, malformed expiry": f"/sources/{key}?expires=soon&signature={signature}",
     }
     for what, url in refused.items():
         error = assert_error(client.get(url), 403, "invalid_link")
@@ -123,12 +142,21 @@ def test_tampered_expired_and_foreign_links_are_403(
     assert (
         "expired" in assert_error(client.get(refused["expired, correctly signed"]), 403)["message"]
     )
+    # A token changed anywhere, or cut short, opens nothing.
+    token = urlsplit(link).path.rsplit("/", 1)[1]
+    for i in range(len(token)):
+        changed = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        assert client.get(f"/sources/{changed}").status_code in (403, 404), i
+    assert client.get(f"/sources/{token[:-1]}").status_code in (403, 404)
+    # Links made before tokens, key and query parameters, still open.
+    earlier = f"/sources/{key}?expires={expires}&signature={signature}"
+    assert client.get(earlier).content.startswith(b"%PDF")
     # A link from another server (another secret) fails here too.
     other = make_client(pdf_engine, link_secret="another-server-secret-0123456789abcdef")
     assert fetch(other, link).status_code == 403
     # Traversal has nothing to act on: the path names a key, and the file name must match.
     for path in ("/sources/../../etc/passwd", f"/sources/{key}%2F..%2F..%2Fetc%2Fpasswd"):
-        response = client.get(path + "?" + urlsplit(link.split("#")[0]).query)
+        response = client.get(path + f"?expires={expires}&signature={signature}")
         assert response.status_code in (401, 403, 404) and b"root:" not in response.content
 
 
@@ -151,28 +179,42 @@ def test_changed_or_missing_files_get_no_link(
 
 
 def test_chat_and_mcp_cite_the_pdf_pages(client: TestClient, pdf_engine: SearchEngine) -> None:
-    r = client.post(
-        "/v1/chat/completions",
-        json={
-            "model": "athenaeum-index-retrieval",
-            "messages": [{"role": "user", "content": QUERY}],
-            "max_tokens": 500,
-        },
-        headers=AUTH,
-    )
-    assert r.status_code == 200, r.text
-    content = r.json()["choices"][0]["message"]["content"]
+    hits = pdf_engine.search(QUERY, top_k=5)
+    # The retrieved passages come from fewer pages than there are passages: one source line each.
+    pages = {(h.chunk.doc_id, h.chunk.page_start, h.chunk.page_end) for h in hits}
+    assert len(pages) < len(hits)
+
+    def ask(limit: int) -> tuple[str, dict[str, Any]]:
+        r = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "athenaeum-index-retrieval",
+                "messages": [{"role": "user", "content": QUERY}],
+                "max_tokens": limit,
+            },
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["message"]["content"], r.json()
+
+    content, body = ask(500)
+    assert body["usage"]["completion_tokens"] == pdf_engine.tokens.count(content) <= 500
+    shown = assert_fitted(content, hits, 500)
+    # At 500 tokens: the text of at least three passages, each with its source line.
+    assert len(shown) >= 3 and all(len(text) > 100 for _, text in shown)
     lines = content.split("Sources:\n", 1)[1].strip().splitlines()
-    # Every passage in the answer has its source line; at 500 tokens some of the five
-    # retrieved may be left out whole (their line alone costs ~100 tokens), never cut.
-    assert 3 <= len(lines) <= 5
-    assert [line.split("]")[0] for line in lines] == [f"[{n}" for n in range(1, len(lines) + 1)]
-    assert r.json()["usage"]["completion_tokens"] <= 500
+    assert len(lines) == len({n for n, _ in shown})
     for line in lines:
         link = line.rsplit(": ", 1)[1]
-        assert "/sources/" in link and "#page=" in link
+        assert "/sources/" in link and "#page=" in link and len(link) < 100
         response = fetch(client, link)
         assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    # At 150: the best passage's text and its source.
+    content, body = ask(150)
+    assert body["usage"]["completion_tokens"] <= 150
+    shown = assert_fitted(content, hits, 150)
+    assert shown and shown[0][0] == 1 and len(shown[0][1]) > 100
+    assert content.split("Sources:\n", 1)[1].startswith("[1] ")
 
     r = client.post(
         "/mcp",
@@ -213,7 +255,7 @@ def test_s3_sources_link_by_presigned_url_and_skip_what_is_missing(
             continue
         # A short signed link to the API (it fits in an answer) ...
         url = r["source_url"]
-        assert url.startswith("http://127.0.0.1:8000/sources/") and len(url) < 120
+        assert url.startswith("http://127.0.0.1:8000/sources/") and len(url) < 100
         assert url.endswith(f"#page={r['page_start']}")
         # ... that redirects to a presigned URL made for this click, valid for minutes.
         redirect = c.get(url.split("#")[0], follow_redirects=False)
@@ -254,3 +296,38 @@ def test_every_instance_signs_with_the_stacks_secret(
     assert assert_error(fetch(missing, link), 503, "link_secret_unavailable")["message"].startswith(
         "the source-link secret could not be read"
     )
+
+
+def test_generating_model_cites_each_document_and_page_range_once(
+    pdf_engine: SearchEngine, fake_llm: FakeLLM
+) -> None:
+    """With a language model, the Sources block after its answer has one line per document and
+    page range too, numbered as the passages it was given."""
+    settings = Settings(
+        api_key_hashes=[hash_api_key(API_KEY)],
+        link_secret=SECRET,
+        llm_base_url=fake_llm.url,
+        llm_api_key=FAKE_LLM_KEY,
+        llm_model=FAKE_LLM_MODEL,
+        llm_timeout_s=10,
+    )
+    app = create_app(settings, FixedEngineProvider(pdf_engine))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    before = len(fake_llm.requests)
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "athenaeum-index-rag", "messages": [{"role": "user", "content": QUERY}]},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    hits = pdf_engine.search(QUERY, top_k=5)
+    ranges = list(dict.fromkeys((h.chunk.doc_id, h.chunk.page_start) for h in hits))
+    assert len(ranges) < len(hits)  # some passages share a page
+    lines = r.json()["choices"][0]["message"]["content"].split("Sources:\n", 1)[1].splitlines()
+    assert len(lines) == len({line.split("] ", 1)[1] for line in lines}) <= len(ranges)
+    # The prompt numbers the passages as the Sources block does: a shared page, a shared number.
+    system = next(r for r in fake_llm.requests[before:] if r["messages"][-1]["content"] == QUERY)
+    numbers = re.findall(r"^\[(\d+)\] ", system["messages"][0]["content"], re.MULTILINE)
+    assert len(numbers) == len(hits) and sorted(set(numbers)) == [
+        str(n) for n in range(1, len(lines) + 1)
+    ]

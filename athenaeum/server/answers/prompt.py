@@ -4,7 +4,7 @@ Sources block appended after it resolves them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from athenaeum.retrieval import citations
@@ -19,13 +19,15 @@ SYSTEM_PROMPT = (
 )
 
 
-def upstream_messages(turns: Iterable[Turn], hits: Iterable[Hit]) -> list[dict[str, Any]]:
+def upstream_messages(turns: Iterable[Turn], hits: Sequence[Hit]) -> list[dict[str, Any]]:
     """The generating model's messages: the system prompt with the passages, numbered as the
-    Sources block numbers them, then the conversation as the caller sent it."""
+    Sources block numbers them (passages from one document and page range share a number),
+    then the conversation as the caller sent it."""
+    _, numbers = citations.sources([h.chunk for h in hits])
     passages = "\n\n".join(
         f"[{n}] {h.chunk.title or h.chunk.source} ({citations.where(h.chunk)})\n"
         f"{h.chunk.text.strip()}"
-        for n, h in enumerate(hits, 1)
+        for n, h in zip(numbers, hits, strict=True)
     )
     system = SYSTEM_PROMPT + (passages or "(no passages matched)")
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}]

@@ -1,11 +1,14 @@
 """Links that open a cited document's original file at the cited page, without a bearer token.
 
-A link is `{base}/sources/{key}?expires=…&signature=…#page=N`. The key is the start of the
-file's sha256, so a link names a document, never a path, and no request can reach a file the
-index does not name; the signature is an HMAC-SHA256 over the key and the expiry with a secret
-of the server's (`ATHENAEUM_LINK_SECRET`, or on AWS a generated Secrets Manager secret), so a
-link is scoped to that one file and expires (`link_ttl_s`, one hour by default). `#page=N` opens
-browsers' PDF viewers at the page. Clicked, the link is answered one of two ways:
+A link is `{base}/sources/{token}#page=N`, the token one path segment of 38 base64url
+characters that packs three things: the key, the start of the file's sha256 (8 bytes), so a link
+names a document, never a path, and no request can reach a file the index does not name; the
+expiry (4 bytes, Unix seconds); and an HMAC-SHA256 over the key and the expiry (16 bytes) with a
+secret of the server's (`ATHENAEUM_LINK_SECRET`, or on AWS a generated Secrets Manager secret),
+so a link is scoped to that one file and expires (`link_ttl_s`, one hour by default). Links of
+the earlier form, `{base}/sources/{key}?expires=…&signature=…`, the same three in hex, digits
+and base64url, still open. `#page=N` opens browsers' PDF viewers at the page. Clicked, the link
+is answered one of two ways:
 
 - `LocalSources` (`athenaeum serve`): the server streams the file from where `convert` recorded
   it, or from `--sources DIR`, while its sha256 is still the one the index recorded.
@@ -17,7 +20,9 @@ browsers' PDF viewers at the page. Clicked, the link is answered one of two ways
 
 Links are short on purpose: a chat answer's Sources block must fit a `max_tokens` budget, and a
 presigned URL made with a Lambda role's session credentials is long (its session token alone is
-hundreds of tokens of the index's tokenizer); the redirect keeps it out of the answer.
+hundreds of tokens of the index's tokenizer); the redirect keeps it out of the answer. The token
+is one segment of base64url because the index's word-piece tokenizer spends fewer tokens on it
+than on the same bytes as hex, decimal digits and named query parameters.
 
 A document whose file is unknown, missing or changed gets no link (None), never a broken one.
 """
@@ -28,6 +33,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -57,6 +63,10 @@ SOURCES_ROUTE = SOURCES_PATH + "{key}"
 SOURCES_ROOT = "sources"  # the bucket prefix deploy.sh uploads the files to
 KEY_CHARS = 16  # hex digits of the file's sha256: 64 bits name a file in one library
 SIGNATURE_BYTES = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5)
+_KEY_BYTES = KEY_CHARS // 2
+_EXPIRY_BYTES = 4  # Unix seconds, unsigned: until 2106
+TOKEN_CHARS = -(-(_KEY_BYTES + _EXPIRY_BYTES + SIGNATURE_BYTES) * 4 // 3)  # unpadded base64
+_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
 REDIRECT_TTL_S = 300  # a presigned URL behind a link: the browser follows it at once
 MEDIA_TYPES = {".pdf": "application/pdf", ".md": "text/markdown", ".txt": "text/plain"}
 _MISSING_RETRY_S = 60.0  # how long "not in the bucket" is believed before asking again
@@ -145,15 +155,37 @@ class SignedLinks:
         source = self._by_doc.get(doc_id)
         if source is None or not self.available(source):
             return None
-        expires = int(self._clock()) + self._ttl_s
+        expires = min(int(self._clock()) + self._ttl_s, 2 ** (8 * _EXPIRY_BYTES) - 1)
         try:
             signature = self._sign(source.key, expires)
         except AthenaeumError as exc:  # the secret could not be read: no links, not a 500
             logger.warning("no source links: %s", exc.message)
             return None
+        token = base64.urlsafe_b64encode(
+            bytes.fromhex(source.key)
+            + expires.to_bytes(_EXPIRY_BYTES, "big")
+            + base64.urlsafe_b64decode(signature + "==")
+        )
         return (
-            f"{base_url}{SOURCES_PATH}{source.key}?expires={expires}&signature={signature}"
+            f"{base_url}{SOURCES_PATH}{token.rstrip(b'=').decode()}"
             f"{page_fragment(source.name, page)}"
+        )
+
+    def open_path(self, segment: str, expires: str, signature: str) -> Response:
+        """The answer to a click on `{base}/sources/{segment}`: a token, or a key with the
+        expiry and signature as query parameters (the earlier form)."""
+        if expires or signature or not _TOKEN.fullmatch(segment):
+            return self.open(segment, expires, signature)
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
+            # The last character's unused bits set: one link, one spelling.
+            raise LinkRefusedError("the link is malformed", param="signature")
+        key, rest = raw[:_KEY_BYTES], raw[_KEY_BYTES:]
+        expiry, mac = rest[:_EXPIRY_BYTES], rest[_EXPIRY_BYTES:]
+        return self.open(
+            key.hex(),
+            str(int.from_bytes(expiry, "big")),
+            base64.urlsafe_b64encode(mac).rstrip(b"=").decode(),
         )
 
     def open(self, key: str, expires: str, signature: str) -> Response:

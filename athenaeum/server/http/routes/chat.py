@@ -34,7 +34,7 @@ from athenaeum.retrieval.tokens import TokenCounter
 from athenaeum.server.answers import followup
 from athenaeum.server.answers.llm import LLMClient
 from athenaeum.server.answers.prompt import upstream_messages
-from athenaeum.server.answers.retrieval import retrieval_answer, source_lines
+from athenaeum.server.answers.retrieval import retrieval_answer, sources_block
 from athenaeum.server.http import searching
 from athenaeum.server.http.deps import app_settings, base_url, engine_provider, source_links
 from athenaeum.server.http.routes.meta import GENERATION_MODEL, RETRIEVAL_MODEL, model_ids
@@ -288,7 +288,7 @@ async def _generate(
         "max_completion_tokens": body.max_completion_tokens,
     }
     messages = upstream_messages(turns, results)
-    sources = "\n\nSources:\n" + source_lines(results, links) if results else ""
+    sources = "\n\nSources:\n" + sources_block(results, links) if results else ""
     if body.stream:
         upstream = client.stream(messages, **options, stream_options={"include_usage": True})
         # Pull the first chunk before answering, so that an unreachable or refusing upstream is

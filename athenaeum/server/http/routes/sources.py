@@ -32,8 +32,12 @@ async def get_source_file(
     key: str,
     request: Request,
     backend: BackendDep,
-    expires: str = Query(default="", description="When the link expires (Unix seconds)."),
-    signature: str = Query(default="", description="The link's signature."),
+    expires: str = Query(
+        default="", description="Links of the earlier form: when it expires (Unix seconds)."
+    ),
+    signature: str = Query(default="", description="Links of the earlier form: its signature."),
 ) -> Response:
     # In the thread pool: checking the file hashes it (locally) or asks the bucket (S3).
-    return await run_in_threadpool(source_links(request, backend).open, key, expires, signature)
+    return await run_in_threadpool(
+        source_links(request, backend).open_path, key, expires, signature
+    )
