@@ -109,6 +109,10 @@ class OAuthIssuer:
     audience: str
     jwks_url: str
     required_scopes: tuple[str, ...] = ()
+    # The OAuth relay's settings (athenaeum.server.auth.relay); set only when given, so a
+    # stack without them keeps its template.
+    authorize_audience: str | None = None
+    relay_hosts: tuple[str, ...] = ()
 
     def environment(self) -> dict[str, str]:
         """The app's settings for it (athenaeum.server.settings), the same for both functions."""
@@ -117,7 +121,16 @@ class OAuthIssuer:
             "ATHENAEUM_OAUTH_AUDIENCE": self.audience,
             "ATHENAEUM_OAUTH_JWKS_URL": self.jwks_url,
             "ATHENAEUM_OAUTH_REQUIRED_SCOPES": ",".join(self.required_scopes),
+            **self.relay_environment(),
         }
+
+    def relay_environment(self) -> dict[str, str]:
+        relay: dict[str, str] = {}
+        if self.authorize_audience:
+            relay["ATHENAEUM_OAUTH_AUTHORIZE_AUDIENCE"] = self.authorize_audience
+        if self.relay_hosts:
+            relay["ATHENAEUM_OAUTH_RELAY_HOSTS"] = ",".join(self.relay_hosts)
+        return relay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,6 +249,10 @@ class StackConfig(BaseModel):
     # long a revoked key keeps working.
     api_keys_refresh_seconds: int = 60
     required_scopes: tuple[str, ...] = ()
+    # The OAuth relay: the `audience` its authorization redirect adds (Auth0), and hosts other
+    # than the issuer's where its discovery document may place its endpoints (Cognito).
+    oauth_authorize_audience: str | None = None
+    oauth_relay_hosts: tuple[str, ...] = ()
     private_health: bool = False
     throttle_rate_limit: float = 50
     throttle_burst_limit: int = 100
@@ -303,6 +320,8 @@ class StackConfig(BaseModel):
             audience=self.oauth_audience,
             jwks_url=self.oauth_jwks_url,
             required_scopes=self.required_scopes,
+            authorize_audience=self.oauth_authorize_audience,
+            relay_hosts=self.oauth_relay_hosts,
         )
 
     @property
@@ -421,6 +440,11 @@ class StackConfig(BaseModel):
     @classmethod
     def _unique_list(cls, value: Any) -> tuple[str, ...]:
         return tuple(dict.fromkeys(_list(value)))
+
+    @field_validator("oauth_relay_hosts", mode="before")
+    @classmethod
+    def _relay_hosts(cls, value: Any) -> tuple[str, ...]:
+        return _list(value)
 
     @field_validator("required_scopes", mode="before")
     @classmethod

@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     api_keys_refresh_s: float = Field(default=60.0, gt=0, le=3600)
     trust_gateway_authorizer: bool = False
     insecure_no_auth: bool = False
+    # --- the OAuth relay (athenaeum.server.auth.relay): /oauth/authorize and /oauth/token on
+    # this API's own domain, relayed to the issuer's endpoints, for ChatGPT's same-domain rule.
+    oauth_relay: bool = True
+    # Added to the authorization redirect as `audience` (Auth0 issues JWTs for an API only then).
+    oauth_authorize_audience: str | None = None
+    # Hosts besides the issuer's own that its discovery document may name for its endpoints.
+    oauth_relay_hosts: CommaList = Field(default_factory=list)
+    # Patterns (`*` matches anything) a client's redirect_uri must match; empty: the provider's
+    # own list of registered callbacks decides.
+    oauth_redirect_uris: CommaList = Field(default_factory=list)
+    oauth_relay_timeout_s: float = Field(default=10.0, gt=0, le=30)
 
     # --- the generating model ------------------------------------------------------------------
     llm_base_url: str | None = None
@@ -176,6 +187,10 @@ class Settings(BaseSettings):
         "trusted_hosts",
         mode="before",
     )(_split_commas)
+
+    _split_relay = field_validator("oauth_relay_hosts", "oauth_redirect_uris", mode="before")(
+        _split_commas
+    )
 
     @field_validator("index_s3_uri", "index_start_s3_uri", "sources_s3_uri")
     @classmethod
@@ -289,6 +304,10 @@ class Settings(BaseSettings):
     @property
     def oauth_enabled(self) -> bool:
         return self.oauth_issuer is not None
+
+    @property
+    def oauth_relay_enabled(self) -> bool:
+        return self.oauth_enabled and self.oauth_relay
 
     @property
     def llm_enabled(self) -> bool:

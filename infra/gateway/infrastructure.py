@@ -245,9 +245,34 @@ class Gateway(Construct):
             "links to source files are signed (HMAC-SHA256 over the file and an expiry) and "
             "checked by the function; a person opens them in a browser, without a token",
         )
+        # Without OAuth (API keys only) there is nothing to relay to: the routes stay private.
+        token = self._oauth_relay(root, integration) if self.oauth else None
         if self.cors_origins:
-            for resource in (root, proxy, health, well_known):
-                self._cors_preflight(resource)
+            # The token endpoint too: MCP clients that run in a browser exchange codes there.
+            for resource in (root, proxy, health, well_known, token):
+                if resource is not None:
+                    self._cors_preflight(resource)
+
+    def _oauth_relay(
+        self, root: apigw.IResource, integration: apigw.LambdaIntegration
+    ) -> apigw.IResource:
+        """The OAuth relay (athenaeum.server.auth.relay): a client calls it to get its first
+        token, so it cannot ask for one. The stage's throttling applies to it as to every
+        method. Returns the token endpoint's resource."""
+        oauth = root.add_resource("oauth")
+        token = oauth.add_resource("token")
+        for method in (
+            oauth.add_resource("authorize").add_method("GET", integration),
+            token.add_method("POST", integration),
+        ):
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "the OAuth relay's authorization and token endpoints are where a client gets a "
+                "token, so they cannot require one; the token endpoint checks the client's "
+                "credentials at the identity provider, and the stage's throttling applies",
+            )
+        return token
 
     def _cors_preflight(self, resource: apigw.IResource) -> None:
         # Browsers send the preflight without Authorization, so it must not meet the

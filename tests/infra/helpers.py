@@ -30,7 +30,13 @@ OAUTH = OAuthIssuer(
     audience=CONTEXT["oauth_audience"],
     jwks_url=CONTEXT["oauth_jwks_url"],
 )
-PUBLIC_PATHS = {"/health", "/.well-known/{proxy+}", "/sources/{key}"}
+PUBLIC_PATHS = {
+    "/health",
+    "/.well-known/{proxy+}",
+    "/sources/{key}",
+    "/oauth/authorize",
+    "/oauth/token",
+}
 API_FUNCTION_NAME = "AtheneumStack-MCPServerFunction"
 CERTIFICATE_ARN = (
     "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c1f9e-1234-4d2a-9c3e-0123456789ab"

@@ -257,3 +257,16 @@ def test_every_context_key_read_is_documented() -> None:
     # `nag` is read by app.py, not by the stack's configuration.
     undocumented = sorted({key for key in [*asked, "nag"] if f"`{key}`" not in guide})
     assert not undocumented, f"context keys missing from docs/deployment.md: {undocumented}"
+
+
+def test_oauth_relay_keys_become_the_functions_settings() -> None:
+    assert "ATHENAEUM_OAUTH_AUTHORIZE_AUDIENCE" not in config().oauth.environment()
+    assert "ATHENAEUM_OAUTH_RELAY_HOSTS" not in config().oauth.environment()
+    relay = config(
+        oauth_authorize_audience="https://api.example.com",
+        oauth_relay_hosts="mypool.auth.eu-west-1.amazoncognito.com, login.example.com",
+    ).oauth.environment()
+    assert relay["ATHENAEUM_OAUTH_AUTHORIZE_AUDIENCE"] == "https://api.example.com"
+    assert relay["ATHENAEUM_OAUTH_RELAY_HOSTS"] == (
+        "mypool.auth.eu-west-1.amazoncognito.com,login.example.com"
+    )

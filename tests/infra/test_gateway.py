@@ -87,6 +87,9 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
         "GET /health",
         "GET /.well-known/{proxy+}",
         "GET /sources/{key}",
+        # The OAuth relay, public: where a client gets its first token.
+        "GET /oauth/authorize",
+        "POST /oauth/token",
     }
     for name, props in methods.items():
         path = name.split(" ", 1)[1]
@@ -134,6 +137,9 @@ def test_regional_api_and_its_stage(default: Built) -> None:
                             "DataTraceEnabled": False,
                             "ThrottlingRateLimit": 50,
                             "ThrottlingBurstLimit": 100,
+                            # Every method of every resource: the public OAuth relay too.
+                            "HttpMethod": "*",
+                            "ResourcePath": "/*",
                         }
                     )
                 ]
@@ -193,6 +199,7 @@ def test_cors_preflight_is_answered_by_the_gateway_without_the_authorizer(
         "OPTIONS /{proxy+}",
         "OPTIONS /health",
         "OPTIONS /.well-known/{proxy+}",
+        "OPTIONS /oauth/token",
     }
     for name, method in preflights.items():
         assert method["AuthorizationType"] == "NONE", name
@@ -270,6 +277,12 @@ def test_with_api_keys_alone_the_challenge_names_no_metadata() -> None:
     keys_only = Built(oauth=False)
     for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
         assert keys_only.challenge(kind) == "'Bearer'"
+    # And no OAuth relay: /oauth/* goes through the authorizer like any other path.
+    paths = {
+        r["Properties"]["PathPart"]
+        for r in keys_only.template.find_resources("AWS::ApiGateway::Resource").values()
+    }
+    assert "oauth" not in paths
 
 
 def test_custom_domain_is_the_public_url_in_the_challenges(with_options: Built) -> None:

@@ -1,5 +1,8 @@
-// A local OpenID provider for tests/test_oidc_e2e.py: oidc-provider issuing JWT access tokens by
-// the client-credentials grant, on 127.0.0.1 only. Never deployed.
+// A local OpenID provider for tests/test_oidc_e2e.py and tests/server/test_oauth_relay.py:
+// oidc-provider issuing JWT access tokens by the client-credentials grant, and by the
+// authorization-code grant with refresh tokens to clients registered as a ChatGPT action is (its
+// callback URL; the secret sent in the body or in a Basic header), on 127.0.0.1 only. Its
+// development login and consent pages stand in for a person signing in. Never deployed.
 //
 //   node provider.mjs [PORT]   (PORT 0, the default, lets the kernel pick a free one)
 //
@@ -26,6 +29,15 @@ const CLIENTS = {
   'athenaeum-rs256': { alg: 'RS256', ttl: 300 },
   'athenaeum-es256': { alg: 'ES256', ttl: 300 },
   'athenaeum-short': { alg: 'RS256', ttl: 2 },
+};
+// ChatGPT's callback for a GPT action has this shape (OpenAI's GPT action authentication docs).
+export const CHATGPT_CALLBACK =
+  'https://chatgpt.com/aip/g-3f1b2c4d5e6f708192a3b4c5d6e7f8091a2b3c4d/oauth/callback';
+// The two "Token Exchange Method"s of the GPT editor: client credentials in the POST body
+// (its default) or in a Basic authorization header.
+const CHATGPT_CLIENTS = {
+  'chatgpt-post': 'client_secret_post',
+  'chatgpt-basic': 'client_secret_basic',
 };
 
 const secret = process.env.OIDC_CLIENT_SECRET;
@@ -55,25 +67,41 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   jwks,
-  clients: Object.keys(CLIENTS).map((clientId) => ({
-    client_id: clientId,
-    client_secret: secret,
-    grant_types: ['client_credentials'],
-    response_types: [],
-    redirect_uris: [],
-    token_endpoint_auth_method: 'client_secret_basic',
-  })),
+  clients: [
+    ...Object.keys(CLIENTS).map((clientId) => ({
+      client_id: clientId,
+      client_secret: secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    })),
+    ...Object.entries(CHATGPT_CLIENTS).map(([clientId, method]) => ({
+      client_id: clientId,
+      client_secret: secret,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [CHATGPT_CALLBACK],
+      token_endpoint_auth_method: method,
+    })),
+  ],
   cookies: { keys: [randomBytes(32).toString('base64url')] },
+  // Refresh tokens for clients allowed the grant, as providers with rotation enabled issue them
+  // (without asking for offline_access, which needs a consent prompt here).
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   features: {
-    devInteractions: { enabled: false },
+    // The provider's own login and consent pages, which the tests fill in as a person would.
+    devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API,
+      // A code or refresh token is exchanged for a token to the API it was granted for.
+      useGrantedResource: () => true,
       // Without a resource server whose format is 'jwt', access tokens would be opaque.
       getResourceServerInfo: (ctx, resource, client) => {
         if (!(resource in RESOURCES)) throw new errors.InvalidTarget();
-        const { alg, ttl } = CLIENTS[client.clientId];
+        const { alg, ttl } = CLIENTS[client.clientId] ?? { alg: 'RS256', ttl: 300 };
         return {
           audience: resource,
           scope: RESOURCES[resource],

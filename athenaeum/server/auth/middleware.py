@@ -3,7 +3,8 @@ environment), or API Gateway's authorizer verdict.
 
 Authentication is an ASGI middleware rather than a FastAPI dependency so that it guards the
 MCP endpoint (a plain ASGI app) exactly as it guards the REST routes. A few paths are public:
-`/health`, the RFC 9728 metadata that tells clients where to log in, and the API docs.
+`/health`, the RFC 9728 metadata that tells clients where to log in, the OAuth relay's
+endpoints and metadata (where they get their first token), and the API docs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from athenaeum.server.auth.jwt import jwt_validator
 from athenaeum.server.auth.keys import APIKeyStore
 from athenaeum.server.auth.keystores import live_keyring
 from athenaeum.server.auth.principal import Principal
+from athenaeum.server.auth.relay import RELAY_PATHS
 from athenaeum.server.http.error_handlers import from_exception
 from athenaeum.server.http.sources import SOURCES_PATH
 from athenaeum.server.settings import Settings
@@ -133,6 +135,7 @@ class AuthMiddleware:
             or scope["path"] in PUBLIC_PATHS
             or scope["path"].startswith(WELL_KNOWN + "/")
             or scope["path"].startswith(SOURCES_PATH)
+            or scope["path"] in RELAY_PATHS
         ):
             await self.app(scope, receive, send)
             return

@@ -96,11 +96,11 @@ _NO_OAUTH: dict[int | str, dict[str, Any]] = {
 def _metadata(settings: Settings, request: Request, suffix: str = "") -> dict[str, Any]:
     if not (settings.oauth_issuer and settings.oauth_enabled):
         raise NotFoundError("this server does not use OAuth; it has no protected resource metadata")
-    return protected_resource_metadata(
-        public_base_url(settings, request.scope) + suffix,
-        settings.oauth_issuer,
-        settings.oauth_required_scopes,
-    )
+    base = public_base_url(settings, request.scope)
+    # With the relay, this API is the authorization server clients talk to (RFC 8414 metadata
+    # at its own /.well-known/oauth-authorization-server); the issuer stays the tokens' `iss`.
+    server = base if settings.oauth_relay_enabled else settings.oauth_issuer
+    return protected_resource_metadata(base + suffix, server, settings.oauth_required_scopes)
 
 
 @router.get(
