@@ -23,12 +23,13 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from athenaeum.errors import AuthUnavailableError, InvalidInputError
+
+if TYPE_CHECKING:
+    import httpx
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a password)
@@ -113,6 +114,8 @@ class OAuthRelay:
     # --- discovery ---------------------------------------------------------------------------
 
     async def endpoints(self) -> ProviderEndpoints:
+        import httpx  # here, not at the top: a cold start that relays nothing skips it
+
         now = time.monotonic()
         if self._endpoints is not None and now - self._fetched_at < DISCOVERY_TTL_S:
             return self._endpoints
@@ -193,6 +196,8 @@ class OAuthRelay:
     # --- outbound calls ----------------------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         # No redirects (a 3xx must not take the relay elsewhere), no proxies from the
         # environment's variables, no cookies kept between calls.
         return httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False)
@@ -242,6 +247,8 @@ class OAuthRelay:
     async def token(self, body: bytes, authorization: str | None) -> TokenResponse:
         """The provider's answer to a token request: the form passed on (without the parameters
         the relay owns), the client's Basic credentials too, the answer passed back."""
+        import httpx
+
         try:
             form = parse_qsl(
                 body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body)
@@ -323,6 +330,8 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def _reason(exc: Exception) -> str:
+    import httpx
+
     # httpx's messages name the URL and the failure, never a request body.
     if isinstance(exc, httpx.TimeoutException):
         return "it timed out"
