@@ -76,7 +76,10 @@ def create_app(
     # The body is read (and its size and pace checked) only after authentication: a client
     # without credentials gets its 401 before it may send a byte of body.
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        deadline_s=settings.body_deadline_s,
     )
     app.add_middleware(
         AuthMiddleware,
