@@ -7,12 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from athenaeum import __version__
 from athenaeum.cli import build, cloud, search, serve
 from athenaeum.cli.console import console, fail
 from athenaeum.errors import AthenaeumError
+
+
+def _switches_without_placeholder(params: list[Any]) -> list[Any]:
+    """Typer's rich help shows a flag's type as if it took a value (`--allow-http <bool>`), and
+    a user who types the value is told the option takes none. A flag's help shows no type."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and not param.count:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _switches_without_placeholder(super().get_params(ctx))
 
 
 class _Commands(TyperGroup):
@@ -24,6 +38,9 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except AthenaeumError as exc:
             fail(exc.message)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _switches_without_placeholder(super().get_params(ctx))
 
 
 app = typer.Typer(
@@ -48,7 +65,7 @@ for name, command in (
     ("publish", cloud.publish_command),
     ("ingest", cloud.ingest_command),
 ):
-    app.command(name)(command)
+    app.command(name, cls=_Command)(command)
 
 
 def _version_callback(value: bool) -> None:
