@@ -127,12 +127,16 @@ class Gateway(Construct):
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         private_health: bool = False,
+        oauth_metadata: bool = True,
         cors_origins: Sequence[str] = (),
         custom_domain: CustomDomain | None = None,
         waf_web_acl_arn: str | None = None,
     ) -> None:
-        """`target` serves every route; `authorizer` guards all but the public ones."""
+        """`target` serves every route; `authorizer` guards all but the public ones. With
+        `oauth_metadata`, the 401s and 403s name the OAuth protected resource metadata (the
+        function serves it only when OAuth is configured: without, it would be a 404)."""
         super().__init__(scope, construct_id)
+        self.oauth_metadata = oauth_metadata
         self.stage_name = stage_name
         self.cors_origins = tuple(cors_origins)
         self.custom_domain = custom_domain
@@ -210,6 +214,21 @@ class Gateway(Construct):
         root = self.api.root
         integration = apigw.LambdaIntegration(target, proxy=True, allow_test_invoke=False)
         root.add_method("ANY", integration, authorizer=authorizer)
+        # The front door, the API reference and its schema are what a person opens in a
+        # browser, without a token; they show what /health shows of the index and no more.
+        front = root.add_method("GET", integration)
+        reference = [
+            root.add_resource(part).add_method("GET", integration)
+            for part in ("docs", "openapi.json")
+        ]
+        for method in (front, *reference):
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "the front page (GET /), the API reference (/docs) and the OpenAPI schema are "
+                "public by design, as the app serves them: they describe the API and show only "
+                "what /health shows of the index",
+            )
         proxy = root.add_resource("{proxy+}")
         proxy.add_method("ANY", integration, authorizer=authorizer)
         health = root.add_resource("health")
@@ -270,7 +289,7 @@ class Gateway(Construct):
         for error in GATEWAY_ERRORS:
             headers = dict(common)
             if error.challenge:
-                headers["WWW-Authenticate"] = challenge
+                headers["WWW-Authenticate"] = challenge if self.oauth_metadata else "'Bearer'"
             self.api.add_gateway_response(
                 error.name,
                 type=error.kind,

@@ -30,7 +30,9 @@ OAUTH = OAuthIssuer(
     audience=CONTEXT["oauth_audience"],
     jwks_url=CONTEXT["oauth_jwks_url"],
 )
-PUBLIC_PATHS = {"/health", "/.well-known/{proxy+}", "/sources/{key}"}
+PUBLIC_PATHS = {"/health", "/.well-known/{proxy+}", "/sources/{key}", "/docs", "/openapi.json"}
+# The root resource has both: GET (the front door) is public, ANY (the rest) is not.
+PUBLIC_METHODS = {"GET /", *(f"GET {path}" for path in PUBLIC_PATHS)}
 API_FUNCTION_NAME = "AtheneumStack-MCPServerFunction"
 CERTIFICATE_ARN = (
     "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c1f9e-1234-4d2a-9c3e-0123456789ab"

@@ -20,7 +20,7 @@ from infra.config import CustomDomain
 from infra.gateway.infrastructure import CORS_ALLOW_HEADERS, Gateway
 from tests.infra.helpers import (
     CERTIFICATE_ARN,
-    PUBLIC_PATHS,
+    PUBLIC_METHODS,
     WEB_ACL_ARN,
     acknowledged,
     gateway_responses,
@@ -83,14 +83,16 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
     methods = method_paths(default.template)
     assert set(methods) == {
         "ANY /",
+        "GET /",
         "ANY /{proxy+}",
         "GET /health",
+        "GET /docs",
+        "GET /openapi.json",
         "GET /.well-known/{proxy+}",
         "GET /sources/{key}",
     }
     for name, props in methods.items():
-        path = name.split(" ", 1)[1]
-        if path in PUBLIC_PATHS:
+        if name in PUBLIC_METHODS:
             assert props["AuthorizationType"] == "NONE", name
         else:
             assert props["AuthorizationType"] == "CUSTOM", name
@@ -98,6 +100,27 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
         assert props["Integration"]["Type"] == "AWS_PROXY", name
         # Every route goes to the one target.
         assert {"Fn::GetAtt": [logical_id(default.target), "Arn"]} in invoked(props), name
+
+
+def test_the_front_door_and_the_reference_are_public_and_nothing_else_at_the_root(
+    default: Built,
+) -> None:
+    methods = method_paths(default.template)
+    assert methods["GET /"]["AuthorizationType"] == "NONE"
+    assert methods["ANY /"]["AuthorizationType"] == "CUSTOM"
+    root = default.gateway.api.root
+    for resource in (root, root.get_resource("docs"), root.get_resource("openapi.json")):
+        assert resource is not None
+        method = resource.node.find_child("GET")
+        assert "AwsSolutions::AwsSolutions-APIG4" in acknowledged(method), resource.path
+
+
+def test_without_oauth_metadata_the_challenge_names_none() -> None:
+    """With no OAuth the function has no metadata to serve: a challenge naming it would send
+    the client to a 404."""
+    built = Built(oauth_metadata=False)
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert built.challenge(kind) == "'Bearer'"
 
 
 def test_private_health_puts_health_behind_the_authorizer() -> None:
@@ -212,7 +235,7 @@ def test_cors_preflight_is_answered_by_the_gateway_without_the_authorizer(
     # Everything else keeps the authorizer.
     authorizer_id = logical_id(with_options.authorizer)
     for name, method in methods.items():
-        if name not in preflights and name.split(" ", 1)[1] not in PUBLIC_PATHS:
+        if name not in preflights and name not in PUBLIC_METHODS:
             assert method["AuthorizerId"] == {"Ref": authorizer_id}, name
 
 

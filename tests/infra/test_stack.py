@@ -599,14 +599,16 @@ def test_provisioned_concurrency_alias_serves_every_route(
     assert stack.function.live_alias is not None
     alias_id = logical_id(stack.function.live_alias)
     proxied = [m for m in method_paths(template).values() if m["Integration"]["Type"] != "MOCK"]
-    assert len(proxied) == 5  # /, /{proxy+}, /health, /.well-known/{proxy+}, /sources/{key}
+    # ANY / and GET /, /{proxy+}, /health, /docs, /openapi.json, /.well-known/{proxy+},
+    # /sources/{key}
+    assert len(proxied) == 8
     for method in proxied:
         assert {"Ref": alias_id} in invoked(method)
     permissions = template.find_resources(
         "AWS::Lambda::Permission", {"Properties": {"Principal": "apigateway.amazonaws.com"}}
     )
     targets = [p["Properties"]["FunctionName"] for p in permissions.values()]
-    assert targets.count({"Ref": alias_id}) == 5
+    assert targets.count({"Ref": alias_id}) == 8
 
 
 def test_snapstart_alias_serves_every_route(snapstart: tuple[AthenaeumStack, Template]) -> None:

@@ -2,7 +2,8 @@
 
 Authentication is an ASGI middleware rather than a FastAPI dependency so that it guards the
 MCP endpoint (a plain ASGI app) exactly as it guards the REST routes. A few paths are public:
-`/health`, the RFC 9728 metadata that tells clients where to log in, and the API docs.
+the front door `/`, `/health`, the RFC 9728 metadata that tells clients where to log in,
+and the API docs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from athenaeum.server.http.error_handlers import from_exception
 from athenaeum.server.http.sources import SOURCES_PATH
 from athenaeum.server.settings import Settings
 
-PUBLIC_PATHS = frozenset({"/health", WELL_KNOWN, "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({"/", "/health", WELL_KNOWN, "/openapi.json", "/docs"})
 
 
 class Authenticator:

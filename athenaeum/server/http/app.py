@@ -54,7 +54,9 @@ def create_app(
         title="Athenaeum",
         version=__version__,
         description=DESCRIPTION,
-        # Swagger UI at /docs is handy locally; ReDoc would be a second copy of the same thing.
+        # /docs is the app's own reference page (routes/front.py), which needs no script or
+        # asset from elsewhere; Swagger UI and ReDoc load theirs from a CDN.
+        docs_url=None,
         redoc_url=None,
         # /chunks/ and /mcp/ are 404s in the error shape, not empty-bodied 307s to elsewhere.
         redirect_slashes=False,
@@ -137,7 +139,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "description": "An OAuth access token (JWT) or an API key.",
         }
     }
-    public = {"/health", WELL_KNOWN, WELL_KNOWN + "/mcp", SOURCES_ROUTE}
+    public = {"/", "/health", WELL_KNOWN, WELL_KNOWN + "/mcp", SOURCES_ROUTE}
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
