@@ -125,7 +125,11 @@ def test_without_oauth_metadata_the_challenge_names_none() -> None:
 
 def test_private_health_puts_health_behind_the_authorizer() -> None:
     built = Built(private_health=True)
-    assert method_paths(built.template)["GET /health"]["AuthorizationType"] == "CUSTOM"
+    methods = method_paths(built.template)
+    assert methods["GET /health"]["AuthorizationType"] == "CUSTOM"
+    # The front door shows what /health shows of the index: it is protected alike.
+    assert methods["GET /"]["AuthorizationType"] == "CUSTOM"
+    assert methods["GET /docs"]["AuthorizationType"] == "NONE"
 
 
 def test_regional_api_and_its_stage(default: Built) -> None:
