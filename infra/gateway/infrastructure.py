@@ -127,16 +127,12 @@ class Gateway(Construct):
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         private_health: bool = False,
-        oauth_metadata: bool = True,
         cors_origins: Sequence[str] = (),
         custom_domain: CustomDomain | None = None,
         waf_web_acl_arn: str | None = None,
     ) -> None:
-        """`target` serves every route; `authorizer` guards all but the public ones. With
-        `oauth_metadata`, the 401s and 403s name the OAuth protected resource metadata (the
-        function serves it only when OAuth is configured: without, it would be a 404)."""
+        """`target` serves every route; `authorizer` guards all but the public ones."""
         super().__init__(scope, construct_id)
-        self.oauth_metadata = oauth_metadata
         self.stage_name = stage_name
         self.cors_origins = tuple(cors_origins)
         self.custom_domain = custom_domain
@@ -292,7 +288,7 @@ class Gateway(Construct):
         for error in GATEWAY_ERRORS:
             headers = dict(common)
             if error.challenge:
-                headers["WWW-Authenticate"] = challenge if self.oauth_metadata else "'Bearer'"
+                headers["WWW-Authenticate"] = challenge
             self.api.add_gateway_response(
                 error.name,
                 type=error.kind,

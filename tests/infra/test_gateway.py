@@ -115,14 +115,6 @@ def test_the_front_door_and_the_reference_are_public_and_nothing_else_at_the_roo
         assert "AwsSolutions::AwsSolutions-APIG4" in acknowledged(method), resource.path
 
 
-def test_without_oauth_metadata_the_challenge_names_none() -> None:
-    """With no OAuth the function has no metadata to serve: a challenge naming it would send
-    the client to a 404."""
-    built = Built(oauth_metadata=False)
-    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
-        assert built.challenge(kind) == "'Bearer'"
-
-
 def test_private_health_puts_health_behind_the_authorizer() -> None:
     built = Built(private_health=True)
     methods = method_paths(built.template)

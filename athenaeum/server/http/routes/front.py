@@ -88,12 +88,15 @@ def wants_html(accept: str | None) -> bool:
 
 
 def credentials(settings: Settings) -> list[str]:
+    """The credentials a bearer token may be; none when the server runs open."""
     if settings.trust_gateway_authorizer:
         return ["api_gateway"]
     if not settings.auth_configured:
         return []
     kinds = ["api_key"] if settings.api_key_hashes else []
-    return kinds + (["oauth"] if settings.oauth_enabled else [])
+    kinds += ["oauth"] if settings.oauth_enabled else []
+    # Configured, and neither of those: API keys kept elsewhere than in the environment.
+    return kinds or ["api_key"]
 
 
 def links(settings: Settings, request: Request) -> dict[str, str]:
