@@ -7,26 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperGroup, TyperOption
 
 from athenaeum import __version__
 from athenaeum.cli import build, cloud, search, serve
 from athenaeum.cli.console import console, fail
 from athenaeum.errors import AthenaeumError
 
+_option_type = TyperOption.display_type_rich
 
-def _switches_without_placeholder(params: list[Any]) -> list[Any]:
+
+def _switch_shows_no_value(self: TyperOption, ctx: Any) -> str | None:
     """Typer's rich help shows a flag's type as if it took a value (`--allow-http <bool>`), and
-    a user who types the value is told the option takes none. A flag's help shows no type."""
-    for param in params:
-        if isinstance(param, TyperOption) and param.is_flag and not param.count:
-            param.metavar = ""
-    return params
+    a user who types the value is told the option takes none. Replaced here, once, for every
+    command and group (tests/cli/test_help.py reads them all): a switch shows no type."""
+    if self.is_flag and not self.count:
+        return None
+    return _option_type(self, ctx)
 
 
-class _Command(TyperCommand):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _switches_without_placeholder(super().get_params(ctx))
+TyperOption.display_type_rich = _switch_shows_no_value  # type: ignore[method-assign]
 
 
 class _Commands(TyperGroup):
@@ -38,9 +38,6 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except AthenaeumError as exc:
             fail(exc.message)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _switches_without_placeholder(super().get_params(ctx))
 
 
 app = typer.Typer(
@@ -65,7 +62,7 @@ for name, command in (
     ("publish", cloud.publish_command),
     ("ingest", cloud.ingest_command),
 ):
-    app.command(name, cls=_Command)(command)
+    app.command(name)(command)
 
 
 def _version_callback(value: bool) -> None:
