@@ -2,8 +2,7 @@
 
 Authentication is an ASGI middleware rather than a FastAPI dependency so that it guards the
 MCP endpoint (a plain ASGI app) exactly as it guards the REST routes. A few paths are public:
-the front door `/`, `/health`, the RFC 9728 metadata that tells clients where to log in,
-and the API docs.
+`/health`, the RFC 9728 metadata that tells clients where to log in, and the API docs.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from athenaeum.server.http.error_handlers import from_exception
 from athenaeum.server.http.sources import SOURCES_PATH
 from athenaeum.server.settings import Settings
 
+# "/" is the front door (athenaeum.server.http.routes.front).
 PUBLIC_PATHS = frozenset({"/", "/health", WELL_KNOWN, "/openapi.json", "/docs"})
 
 
