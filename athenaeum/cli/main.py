@@ -7,12 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from athenaeum import __version__
 from athenaeum.cli import build, cloud, keys, search, serve
 from athenaeum.cli.console import console, fail
 from athenaeum.errors import AthenaeumError
+
+_option_type = TyperOption.display_type_rich
+
+
+def _switch_shows_no_value(self: TyperOption, ctx: Any) -> str | None:
+    """Typer's rich help shows a flag's type as if it took a value (`--allow-http <bool>`), and
+    a user who types the value is told the option takes none. Replaced here, once, for every
+    command and group (tests/cli/test_help.py reads them all): a switch shows no type."""
+    if self.is_flag and not self.count:
+        return None
+    return _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _switch_shows_no_value  # type: ignore[method-assign]
 
 
 class _Commands(TyperGroup):

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Seconds within which each part of a request body must arrive, else 408.
     body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Seconds within which the whole body must arrive, else 408: a client trickling a byte
+    # within each part's timeout would otherwise hold its connection for as long as it likes.
+    body_deadline_s: float = Field(default=30.0, gt=0, le=600)
     # `athenaeum serve` (uvicorn): the time for a request head to arrive (else 408), idle
     # keep-alive, open connections, the request head's size (else 431).
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)

@@ -212,15 +212,33 @@ class Gateway(Construct):
         root = self.api.root
         integration = apigw.LambdaIntegration(target, proxy=True, allow_test_invoke=False)
         root.add_method("ANY", integration, authorizer=authorizer)
+        # The front door, the API reference and its schema are what a person opens in a
+        # browser, without a token. The front door shows what /health shows of the index, so it
+        # is as public as /health.
+        public = [
+            root.add_resource(part).add_method("GET", integration)
+            for part in ("docs", "openapi.json")
+        ]
+        if private_health:
+            root.add_method("GET", integration, authorizer=authorizer)
+        else:
+            public.append(root.add_method("GET", integration))
+        for method in public:
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "the front page (GET /), the API reference (/docs) and the OpenAPI schema are "
+                "public by design, as the app serves them: they describe the API and show only "
+                "what /health shows of the index",
+            )
         proxy = root.add_resource("{proxy+}")
         proxy.add_method("ANY", integration, authorizer=authorizer)
         health = root.add_resource("health")
         if private_health:
             health.add_method("GET", integration, authorizer=authorizer)
         else:
-            public = health.add_method("GET", integration)
             acknowledge(
-                public,
+                health.add_method("GET", integration),
                 "AwsSolutions-APIG4",
                 "/health is public by design (load balancers and uptime checks); it reveals "
                 "only whether the index is loaded. The context flag private_health protects it",

@@ -34,9 +34,13 @@ PUBLIC_PATHS = {
     "/health",
     "/.well-known/{proxy+}",
     "/sources/{key}",
+    "/docs",
+    "/openapi.json",
     "/oauth/authorize",
-    "/oauth/token",
 }
+# The root resource has both: GET (the front door) is public, ANY (the rest) is not; the OAuth
+# relay's token endpoint is a POST.
+PUBLIC_METHODS = {"GET /", "POST /oauth/token", *(f"GET {path}" for path in PUBLIC_PATHS)}
 API_FUNCTION_NAME = "AtheneumStack-MCPServerFunction"
 CERTIFICATE_ARN = (
     "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c1f9e-1234-4d2a-9c3e-0123456789ab"

@@ -20,7 +20,7 @@ from infra.config import CustomDomain
 from infra.gateway.infrastructure import CORS_ALLOW_HEADERS, Gateway
 from tests.infra.helpers import (
     CERTIFICATE_ARN,
-    PUBLIC_PATHS,
+    PUBLIC_METHODS,
     WEB_ACL_ARN,
     acknowledged,
     gateway_responses,
@@ -83,8 +83,11 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
     methods = method_paths(default.template)
     assert set(methods) == {
         "ANY /",
+        "GET /",
         "ANY /{proxy+}",
         "GET /health",
+        "GET /docs",
+        "GET /openapi.json",
         "GET /.well-known/{proxy+}",
         "GET /sources/{key}",
         # The OAuth relay, public: where a client gets its first token.
@@ -92,8 +95,7 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
         "POST /oauth/token",
     }
     for name, props in methods.items():
-        path = name.split(" ", 1)[1]
-        if path in PUBLIC_PATHS:
+        if name in PUBLIC_METHODS:
             assert props["AuthorizationType"] == "NONE", name
         else:
             assert props["AuthorizationType"] == "CUSTOM", name
@@ -103,9 +105,26 @@ def test_authorizer_on_every_non_public_method(default: Built) -> None:
         assert {"Fn::GetAtt": [logical_id(default.target), "Arn"]} in invoked(props), name
 
 
+def test_the_front_door_and_the_reference_are_public_and_nothing_else_at_the_root(
+    default: Built,
+) -> None:
+    methods = method_paths(default.template)
+    assert methods["GET /"]["AuthorizationType"] == "NONE"
+    assert methods["ANY /"]["AuthorizationType"] == "CUSTOM"
+    root = default.gateway.api.root
+    for resource in (root, root.get_resource("docs"), root.get_resource("openapi.json")):
+        assert resource is not None
+        method = resource.node.find_child("GET")
+        assert "AwsSolutions::AwsSolutions-APIG4" in acknowledged(method), resource.path
+
+
 def test_private_health_puts_health_behind_the_authorizer() -> None:
     built = Built(private_health=True)
-    assert method_paths(built.template)["GET /health"]["AuthorizationType"] == "CUSTOM"
+    methods = method_paths(built.template)
+    assert methods["GET /health"]["AuthorizationType"] == "CUSTOM"
+    # The front door shows what /health shows of the index: it is protected alike.
+    assert methods["GET /"]["AuthorizationType"] == "CUSTOM"
+    assert methods["GET /docs"]["AuthorizationType"] == "NONE"
 
 
 def test_regional_api_and_its_stage(default: Built) -> None:
@@ -219,7 +238,7 @@ def test_cors_preflight_is_answered_by_the_gateway_without_the_authorizer(
     # Everything else keeps the authorizer.
     authorizer_id = logical_id(with_options.authorizer)
     for name, method in methods.items():
-        if name not in preflights and name.split(" ", 1)[1] not in PUBLIC_PATHS:
+        if name not in preflights and name not in PUBLIC_METHODS:
             assert method["AuthorizerId"] == {"Ref": authorizer_id}, name
 
 

@@ -599,15 +599,16 @@ def test_provisioned_concurrency_alias_serves_every_route(
     assert stack.function.live_alias is not None
     alias_id = logical_id(stack.function.live_alias)
     proxied = [m for m in method_paths(template).values() if m["Integration"]["Type"] != "MOCK"]
-    # /, /{proxy+}, /health, /.well-known/{proxy+}, /sources/{key}, /oauth/authorize and token
-    assert len(proxied) == 7
+    # ANY / and GET /, /{proxy+}, /health, /docs, /openapi.json, /.well-known/{proxy+},
+    # /sources/{key}, /oauth/authorize and token
+    assert len(proxied) == 10
     for method in proxied:
         assert {"Ref": alias_id} in invoked(method)
     permissions = template.find_resources(
         "AWS::Lambda::Permission", {"Properties": {"Principal": "apigateway.amazonaws.com"}}
     )
     targets = [p["Properties"]["FunctionName"] for p in permissions.values()]
-    assert targets.count({"Ref": alias_id}) == 7
+    assert targets.count({"Ref": alias_id}) == 10
 
 
 def test_snapstart_alias_serves_every_route(snapstart: tuple[AthenaeumStack, Template]) -> None:

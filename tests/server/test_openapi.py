@@ -144,7 +144,7 @@ def test_app_schema_is_valid_and_truthful() -> None:
         if path in ("/search", "/chat/completions"):
             assert "400" in op["responses"] and "401" in op["responses"]
         # /sources: a link's signature is its credential, so a browser opens it
-        public = path in ("/health",) or path.startswith(("/.well-known/", "/sources/"))
+        public = path in ("/", "/health") or path.startswith(("/.well-known/", "/sources/"))
         assert ("security" in op) is not public
 
 
@@ -154,6 +154,7 @@ def test_operation_ids_are_stable() -> None:
     schema = create_app(Settings(insecure_no_auth=True)).openapi()
     ids = {(m.upper(), p): op["operationId"] for p, m, op in operations(schema)}
     assert ids == {
+        ("GET", "/"): "about",
         ("GET", "/health"): "health",
         ("GET", "/models"): "listModels",
         ("GET", "/v1/models"): "listModelsV1",

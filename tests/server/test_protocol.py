@@ -213,3 +213,89 @@ def test_concurrent_requests_share_the_configured_worker_threads(
         statuses = list(pool.map(search, range(64)))
     assert statuses == [200] * 64
     assert 1 <= _worker_threads() - before <= threads
+
+
+def test_bodies_trickled_by_fifty_clients_are_all_cut_off_at_the_body_deadline(
+    scifact_engine: SearchEngine, live_server: Callable[..., Any]
+) -> None:
+    """Fifty authenticated clients send a body a byte at a time, each byte well within the
+    per-part timeout: each gets a 408 naming the deadline once the whole body's deadline has
+    passed, and then the end of the connection (not a reset); meanwhile a search is answered."""
+    import selectors
+
+    import httpx
+
+    from athenaeum.server.auth.keys import hash_api_key
+
+    key = "ath-" + "trickle-key-Vb73"
+    deadline_s = 1.5
+    settings = Settings(
+        api_key_hashes=[hash_api_key(key)], body_timeout_s=1.0, body_deadline_s=deadline_s
+    )
+    server = live_server(create_app(settings, FixedEngineProvider(scifact_engine)), settings)
+    body = b'{"query": "' + b"a" * 2000 + b'"}'
+    head = (
+        "POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    selector = selectors.DefaultSelector()
+    clients: dict[socket.socket, dict[str, Any]] = {}
+    started = time.monotonic()
+    try:
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(head)
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+            clients[sock] = {"sent": 0, "answer": b"", "eof": None, "at": None}
+        searched: int | None = None
+        next_byte = time.monotonic()
+        # Stops by itself: at the latest 4 s after the deadline.
+        while time.monotonic() - started < deadline_s + 4 and any(
+            c["eof"] is None for c in clients.values()
+        ):
+            if time.monotonic() >= next_byte:
+                next_byte += 0.25  # a byte every quarter second: never stalls for 1 s
+                for sock, c in clients.items():
+                    if c["answer"] == b"" and c["sent"] < len(body):
+                        try:
+                            sock.send(body[c["sent"] : c["sent"] + 1])
+                            c["sent"] += 1
+                        except OSError:
+                            pass
+            if searched is None and time.monotonic() - started > deadline_s / 3:
+                r = httpx.post(
+                    f"{server.url}/search",
+                    json={"query": "vitamin D"},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=deadline_s,
+                )
+                searched = r.status_code
+                assert time.monotonic() - started < deadline_s  # answered while they trickle
+            for ready, _ in selector.select(timeout=0.05):
+                sock = ready.fileobj
+                assert isinstance(sock, socket.socket)
+                c = clients[sock]
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    data, c["eof"] = b"", "reset"
+                if data:
+                    c["answer"] += data
+                    c["at"] = c["at"] or time.monotonic() - started
+                else:
+                    c["eof"] = c["eof"] or "closed"
+                    selector.unregister(sock)
+    finally:
+        for sock in clients:
+            sock.close()
+    assert searched == 200
+    answers = list(clients.values())
+    assert all(c["eof"] == "closed" for c in answers), {c["eof"] for c in answers}
+    for c in answers:
+        status, error, head_bytes = _error(c["answer"])
+        assert status == 408 and error["code"] == "request_timeout", c["answer"]
+        assert "ATHENAEUM_BODY_DEADLINE_S" in error["message"]
+        assert b"connection: close" in head_bytes.lower()
+        assert deadline_s - 0.1 < c["at"] < deadline_s + 2, c["at"]
+        assert c["sent"] < len(body)

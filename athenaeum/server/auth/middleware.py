@@ -33,7 +33,8 @@ from athenaeum.server.http.error_handlers import from_exception
 from athenaeum.server.http.sources import SOURCES_PATH
 from athenaeum.server.settings import Settings
 
-PUBLIC_PATHS = frozenset({"/health", WELL_KNOWN, "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+# "/" is the front door (athenaeum.server.http.routes.front).
+PUBLIC_PATHS = frozenset({"/", "/health", WELL_KNOWN, "/openapi.json", "/docs"})
 
 
 class Authenticator:

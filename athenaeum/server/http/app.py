@@ -54,7 +54,9 @@ def create_app(
         title="Athenaeum",
         version=__version__,
         description=DESCRIPTION,
-        # Swagger UI at /docs is handy locally; ReDoc would be a second copy of the same thing.
+        # /docs is the app's own reference page (routes/front.py), which needs no script or
+        # asset from elsewhere; Swagger UI and ReDoc load theirs from a CDN.
+        docs_url=None,
         redoc_url=None,
         # /chunks/ and /mcp/ are 404s in the error shape, not empty-bodied 307s to elsewhere.
         redirect_slashes=False,
@@ -76,7 +78,10 @@ def create_app(
     # The body is read (and its size and pace checked) only after authentication: a client
     # without credentials gets its 401 before it may send a byte of body.
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        deadline_s=settings.body_deadline_s,
     )
     app.add_middleware(
         AuthMiddleware,
@@ -134,7 +139,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "description": "An OAuth access token (JWT) or an API key.",
         }
     }
-    public = {"/health", WELL_KNOWN, WELL_KNOWN + "/mcp", SOURCES_ROUTE}
+    public = {"/", "/health", WELL_KNOWN, WELL_KNOWN + "/mcp", SOURCES_ROUTE}
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)

@@ -183,12 +183,21 @@ class BodyLimitMiddleware:
     The body is read here in full (it is at most `max_bytes`) and replayed to the app: a limit
     enforced while a handler reads would surface as FastAPI's generic 400 parsing error."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float | None = None,
+        deadline_s: float | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        # Each part of the body must arrive within this many seconds (a slow-body client would
-        # otherwise hold a connection, and a worker's attention, for as long as it likes).
+        # Each part of the body must arrive within `timeout_s`, and the whole body within
+        # `deadline_s` of the first read: a client that stalls, or that trickles a byte just
+        # within each part's timeout, would otherwise hold its connection for as long as it
+        # likes.
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -201,17 +210,29 @@ class BodyLimitMiddleware:
         chunks: list[bytes] = []
         size = 0
         more = True
+        deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         while more:
+            wait, setting = self.timeout_s, "ATHENAEUM_BODY_TIMEOUT_S"
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if wait is None or left < wait:
+                    wait, setting = left, "ATHENAEUM_BODY_DEADLINE_S"
             try:
-                with anyio.fail_after(self.timeout_s):
+                with anyio.fail_after(wait):
                     message = await receive()
             except TimeoutError:
-                await from_exception(
-                    RequestTimeoutError(
-                        f"the request body did not arrive within {self.timeout_s:g} s"
-                    ),
-                    {"Connection": "close"},
-                )(scope, receive, send)
+                if setting == "ATHENAEUM_BODY_DEADLINE_S":
+                    message_text = (
+                        f"the request body did not arrive within {self.deadline_s:g} s ({setting})"
+                    )
+                else:
+                    message_text = (
+                        f"the request body stopped: nothing more of it arrived within "
+                        f"{self.timeout_s:g} s ({setting})"
+                    )
+                await from_exception(RequestTimeoutError(message_text), {"Connection": "close"})(
+                    scope, receive, send
+                )
                 return
             if message["type"] == "http.disconnect":
                 return

@@ -12,8 +12,13 @@ uvicorn also has no deadline for the request head: a client that opens a connect
 nothing, or its head a byte at a time, holds the connection for as long as it likes. Here the
 whole head must arrive within `header_timeout_s` of the connection opening, or of the first
 byte of the next request on a kept-alive connection; otherwise the answer is a 408 and the
-connection is closed. (The body has its own deadline, applied by the app; an idle kept-alive
+connection is closed. (The body has its own deadlines, applied by the app; an idle kept-alive
 connection is closed after `keep_alive_s` by uvicorn.)
+
+An answer given before the client has sent its whole body (a 408 for a body too slow, a 413, a
+401 to a request that announced a body) closes the connection gracefully: the answer, then the
+end of the write side, then a short grace period in which what the client still sends is
+dropped, instead of a close that would reset the connection under the answer.
 
 Imported only by `athenaeum serve`: the Lambda function has no uvicorn.
 """
@@ -92,8 +97,27 @@ def _head_size(request: h11.Request) -> int:
     return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw_items()) + 2
 
 
-# How long a connection answered with a 408 stays open to read what the client still sends.
+# How long a connection answered before its request was in stays open to read what the client
+# still sends.
 LINGER_S = 2.0
+
+
+class _Transport:
+    """The connection's transport as uvicorn's request cycle sees it: a close while the client
+    is still sending its body becomes the protocol's graceful close."""
+
+    def __init__(self, protocol: AthenaeumH11Protocol, transport: asyncio.Transport) -> None:
+        self._protocol = protocol
+        self._transport = transport
+
+    def close(self) -> None:
+        if self._protocol.conn.their_state is h11.SEND_BODY:
+            self._protocol.close_after_answer()
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class AthenaeumH11Protocol(H11Protocol):
@@ -117,6 +141,8 @@ class AthenaeumH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._raw_transport = transport
+        self.transport = _Transport(self, transport)  # type: ignore[assignment]
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -153,19 +179,22 @@ class AthenaeumH11Protocol(H11Protocol):
         )
         logger.info("closing a connection: %s", message)
         self.transport.write(error_bytes(408, message))
-        self._close_after_answer()
+        self.close_after_answer()
 
-    def _close_after_answer(self) -> None:
+    def close_after_answer(self) -> None:
         # A close with unread bytes in the socket (a client still trickling its head) is a
         # reset, which can discard the 408 from the client's buffer before it reads it. So the
         # write side ends first (the 408, then EOF) and the connection closes after a grace
         # period in which anything more the client sends is read and dropped.
-        if not self.transport.can_write_eof():
-            self.transport.close()
+        transport = self._raw_transport
+        if self._lingering or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
             return
         self._lingering = True
-        self.transport.write_eof()
-        self.loop.call_later(LINGER_S, self.transport.close)
+        transport.write_eof()
+        self.loop.call_later(LINGER_S, transport.close)
 
     # --- uvicorn's own answers, in the error shape ---------------------------------------------
 

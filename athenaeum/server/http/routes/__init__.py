@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from athenaeum.server.http.routes import chat, meta, oauth, search, sources
+from athenaeum.server.http.routes import chat, front, meta, oauth, search, sources
 from athenaeum.server.http.routes.mcp import MCPEndpoint
 from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
@@ -28,6 +28,7 @@ openai_router.include_router(chat.router)
 
 # Mounted once, at the root.
 root_router = APIRouter()
+root_router.include_router(front.router)
 root_router.include_router(meta.router)
 root_router.include_router(search.chunks_router)
 root_router.include_router(sources.router)
