@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Starlette's TestClient calls itself "testserver": trusted, like loopback, for the apps the
     # tests build (tests/server/test_hosts.py checks what an untrusted host gets).
     _ENV.setenv("ATHENAEUM_TRUSTED_HOSTS", "127.0.0.1,localhost,::1,testserver")
+    # The API keys a developer made with `athenaeum keys create` live under their config folder,
+    # where `athenaeum serve` finds them; the tests' servers never read them.
+    _ENV.setenv("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="athenaeum-tests-config-"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
