@@ -323,3 +323,34 @@ def test_staged_authorizer_runs_alone(server: JWKSServer, key: SigningKey, tmp_p
     assert answer["out"]["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert answer["auth"].startswith(str(folder))
     assert answer["heavy"] == []
+
+
+def test_api_keys_and_jwts_work_side_by_side(
+    server: JWKSServer,
+    key: SigningKey,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With OAuth and the stack's key set both configured, a JWT goes to the JWKS check and a
+    key to the key set (never the one to the other), and the key itself is never logged."""
+    import boto3
+
+    from athenaeum.server.auth.keyring import generate_key, new_record
+    from athenaeum.server.auth.keystores import SecretKeyStore
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    arn = boto3.client("secretsmanager").create_secret(Name=f"keys-{time.monotonic_ns()}")["ARN"]
+    api_key = generate_key()
+    SecretKeyStore(arn).update(lambda records: [new_record("ci", api_key)])
+    monkeypatch.setenv("ATHENAEUM_API_KEYS_SECRET", arn)
+    authorizer.reset()
+    with caplog.at_level(logging.DEBUG):
+        assert invoke("Bearer " + key.sign(claims()))["principalId"] == "user-123"
+        allowed = invoke("Bearer " + api_key)
+        assert allowed["principalId"] == "api-key:ci" and allowed["context"]["iss"] == "api-key"
+        assert_unauthorized("Bearer " + generate_key())
+    # Only the JWT reached the JWKS server; the keys were checked against the set alone.
+    assert server.requests == 1
+    assert api_key not in caplog.text
+    authorizer.reset()
