@@ -85,7 +85,8 @@ def test_the_front_page_renders_offline_with_nothing_from_elsewhere(
     assert text.startswith("Athenaeum\n")
     assert "The index is loaded: 300 documents in 300 passages" in text
     assert "Connect" in text and f"{served}/mcp" in text and "docs/chatgpt.md" in text
-    assert "Authorization: Bearer <token>, with an API key" in text
+    assert "Authorization: Bearer <token>, with an API key (its owner makes one with " in text
+    assert "athenaeum keys create NAME)" in text
     assert "API reference" in text and "OpenAPI schema" in text
 
 

@@ -102,7 +102,10 @@ def test_a_browser_gets_a_page_that_says_what_this_is_and_where_to_go(
     for href in ("/docs", "/openapi.json", "/health"):
         assert f'href="{LOCAL_URL}{href}"' in page, href
     assert f"{LOCAL_URL}/mcp" in page and "athenaeum openapi --server-url" in page
-    assert "docs/chatgpt.md" in page and "an API key or an OAuth access token" in page
+    assert (
+        "docs/chatgpt.md" in page
+        and "athenaeum keys create NAME</code>) or an OAuth access token" in page
+    )
     # Nothing from elsewhere, and nothing of the machine.
     assert not re.search(r"<(script|img|link|iframe)\b", page)
     assert str(scifact_bundle) not in page and "issuer.example.com" not in page

@@ -88,7 +88,7 @@ class FrontDoor:
 
 
 _CREDENTIALS = {
-    "api_key": "an API key",
+    "api_key": "an API key (its owner makes one with <code>athenaeum keys create NAME</code>)",
     "oauth": "an OAuth access token from the configured identity provider",
 }
 
