@@ -1,8 +1,10 @@
 """How a converted table is scored against an expected one: cell F1 and TEDS (benchmarks/
 bench_tables.py runs it; tests/benchmarks/test_table_score.py holds it to known values).
 
-Cells are compared by a key: Unicode NFKC, casefolded, `<br>` and other HTML tags, paired `**`
-and `__`, docling's `GLYPH<...>` placeholders and bullet symbols removed, runs of two or more
+Cells are compared by a key: Unicode NFKC, casefolded, `<br>` and other HTML tags, every `*`
+and `_` (markdown emphasis, which cannot be told from content: `_Men (_≥_18yrs)_`; a converter
+that detaches the underscore of `USER_NAME` is not wrong about the cell), docling's
+`GLYPH<...>` placeholders, bullet symbols and control or private-use characters removed, runs of two or more
 dots (leaders) removed, and every whitespace character removed. Spaces go because the expected
 data disagrees with itself about them (camelot 0.x joined the lines of a cell without a space,
 `WITHTHE`; a letter-spaced heading reads `V i n s a u V e r r e`) and PyMuPDF's `find_tables`
@@ -65,10 +67,13 @@ from dataclasses import dataclass, field
 
 _TAG_RE = re.compile(r"<br\s*/?>|</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>", re.IGNORECASE)
 _GLYPH_RE = re.compile(r"GLYPH<[^>]*>")
-_STRONG_RE = re.compile(r"\*\*|__")
+_EMPHASIS_RE = re.compile(r"[*_]+")
 _ESCAPE_RE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
 _LEADERS_RE = re.compile(r"\.{2,}|…+")
 _SPACE_RE = re.compile(r"\s+")
+# Control, format and private-use characters: bullets that a font maps nowhere (PyMuPDF gives
+# \x02 where docling writes GLYPH<...>).
+_INVISIBLE = frozenset({"Cc", "Cf", "Co"})
 _BULLETS = frozenset("•▪▫●○◦■□▶►‣\u2043·")
 
 
@@ -78,11 +83,13 @@ def cell_key(text: str | None) -> str:
         return ""
     text = _GLYPH_RE.sub(" ", str(text))
     text = _TAG_RE.sub(" ", text)
-    text = _ESCAPE_RE.sub(r"\1", _STRONG_RE.sub("", text))
+    text = _EMPHASIS_RE.sub("", _ESCAPE_RE.sub(r"\1", text))
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _SPACE_RE.sub("", text)
     text = _LEADERS_RE.sub("", text)
-    return "".join(ch for ch in text if ch not in _BULLETS)
+    return "".join(
+        ch for ch in text if ch not in _BULLETS and unicodedata.category(ch) not in _INVISIBLE
+    )
 
 
 def grid(rows: Sequence[Sequence[str | None]]) -> list[list[str]]:
