@@ -1,15 +1,15 @@
 """How a converted table is scored against an expected one: cell F1 and TEDS (benchmarks/
 bench_tables.py runs it; tests/benchmarks/test_table_score.py holds it to known values).
 
-Cells are compared by a key: Unicode NFKC, casefolded, `<br>` and other HTML tags, every `*`
-and `_` (markdown emphasis, which cannot be told from content: `_Men (_≥_18yrs)_`; a converter
-that detaches the underscore of `USER_NAME` is not wrong about the cell), docling's
-`GLYPH<...>` placeholders, bullet symbols and control or private-use characters removed, runs of two or more
+Cells are compared by a key: Unicode NFKC, casefolded, `<br>` and other HTML tags, every `*` and
+`_` (markdown emphasis, which cannot be told from content: `_Men (_≥_18yrs)_`; a converter that
+detaches the underscore of `USER_NAME` is not wrong about the cell), docling's `GLYPH<...>`
+placeholders, bullet symbols and control or private-use characters removed, runs of two or more
 dots (leaders) removed, and every whitespace character removed. Spaces go because the expected
 data disagrees with itself about them (camelot 0.x joined the lines of a cell without a space,
 `WITHTHE`; a letter-spaced heading reads `V i n s a u V e r r e`) and PyMuPDF's `find_tables`
-drops some: where words break is text fidelity, scored apart. A cell whose key is empty is
-empty and counts nowhere.
+drops some: where words break is text fidelity, scored apart. A cell whose key is empty is empty
+and counts nowhere.
 
 **Cell F1** ("aligned cell F1"). A predicted table and an expected one are aligned twice:
 
