@@ -116,12 +116,12 @@ def bag_f1(candidate: Sequence[str], reference: Sequence[str]) -> float:
 # --- converters -----------------------------------------------------------------------------
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, passwords: Sequence[str] = PASSWORDS) -> Any:
     import pymupdf
 
     mupdf: Any = pymupdf  # untyped
     doc = mupdf.open(path)
-    if doc.needs_pass and not any(doc.authenticate(pw) for pw in PASSWORDS):
+    if doc.needs_pass and not any(doc.authenticate(pw) for pw in passwords):
         doc.close()
         raise RuntimeError(f"{path.name}: no password opens it")
     return doc

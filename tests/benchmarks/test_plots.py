@@ -175,7 +175,30 @@ def synthetic_results() -> dict[str, dict[str, Any]]:
             "tmp_bytes": 10_468_982_784,
         },
     }
+    tables = {
+        "kinds": {"ruled": 21, "partly-ruled": 10, "unruled": 3},
+        "cases": [],
+        "converters": [
+            {
+                "name": name,
+                "role": role,
+                "f1": {"overall": f1, "ruled": f1 + 0.1, "partly-ruled": f1 - 0.2, "unruled": None},
+                "teds": {"overall": f1, "ruled": f1, "partly-ruled": f1, "unruled": 0.0},
+                "text": 0.9,
+                "seq_groundtruth": 0.95,
+                "pages": 80,
+                "seconds": 80 / rate,
+                "pages_per_s": rate,
+            }
+            for name, role, f1, rate in [
+                ("athenaeum", "athenaeum", 0.6, 7.0),
+                ("PyMuPDF find_tables", "baseline", 0.5, 1.1),
+                ("pymupdf4llm", "reference", 0.7, 1.2),
+            ]
+        ],
+    }
     return {
+        "tables": tables,
         "cold_start": cold_start,
         "layer": layer,
         "query_latency": query_latency,
