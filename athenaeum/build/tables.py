@@ -217,8 +217,8 @@ def _column_at(edges: Sequence[float], x: float) -> int:
 
 
 def _split_stacked(cells: list[list[_Word]]) -> list[list[list[_Word]]] | None:
-    """A row that holds several rows: most of its filled cells are stacks of lines at the same
-    heights. A wrapped cell (one cell of two lines beside cells of one) is not."""
+    """A row that holds several rows: its filled cells are stacks of lines at the same heights.
+    A wrapped cell (one cell of two lines beside cells of one) is not."""
     lines_by_cell = [_visual_lines(c) for c in cells]
     centers = sorted(statistics.fmean(w.yc for w in line) for ls in lines_by_cell for line in ls)
     if not centers:
@@ -237,7 +237,9 @@ def _split_stacked(cells: list[list[_Word]]) -> list[list[list[_Word]]] | None:
 
     filled = [ls for ls in lines_by_cell if ls]
     full = [ls for ls in filled if {level_of(line) for line in ls} == set(range(len(levels)))]
-    if len(full) < 2 or len(full) < 0.5 * len(filled):
+    # Every filled cell must be such a stack: a cell of one line beside stacks may span them
+    # (a label over several rows), and the row is then read as one, as its grid draws it.
+    if len(full) < 2 or len(full) < len(filled):
         return None
     parts: list[list[list[_Word]]] = [[[] for _ in cells] for _ in levels]
     for c, ls in enumerate(lines_by_cell):
