@@ -231,7 +231,11 @@ def _markdown_sections(body: str) -> list[_Section]:
     def close() -> None:
         nonlocal current
         if current is not None and any(line.text.strip() for line in current.lines):
-            sections[-1].blocks.append(current)
+            blocks = sections[-1].blocks
+            if blocks and _continues(blocks[-1], current):
+                blocks[-1].lines.extend(current.lines[2:])
+            else:
+                blocks.append(current)
         current = None
 
     for line in body.split("\n"):
@@ -274,6 +278,23 @@ def _markdown_sections(body: str) -> list[_Section]:
         current.lines.append(_Line(line, page))
     close()
     return _merge_empty_sections(sections)
+
+
+def _continues(before: _Block, block: _Block) -> bool:
+    """A table on a later page with the same header row is the rest of the table before it:
+    the converter repeats a table's header on each page it runs over, so that each page reads
+    alone and keeps its page marker; the chunker takes the parts as one table again and cuts it
+    between rows wherever it must, each piece under that header."""
+    if before.kind != "table" or block.kind != "table" or len(block.lines) < 3:
+        return False
+    head = [line.text.strip() for line in block.lines[:2]]
+    if not _TABLE_SEPARATOR_RE.match(head[1]):
+        return False
+    pages = [line.page for line in before.lines if line.page is not None]
+    page = block.lines[0].page
+    return [line.text.strip() for line in before.lines[:2]] == head and bool(
+        pages and page is not None and page > max(pages)
+    )
 
 
 def _merge_empty_sections(sections: list[_Section]) -> list[_Section]:

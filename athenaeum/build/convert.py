@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from athenaeum import __version__
+from athenaeum.build import tables as _tables
 from athenaeum.build.sources import (
     meaningful_title,
     page_marker,
@@ -301,28 +302,9 @@ class _Page:
     width: float
     height: float
     blocks: list[_Block]
-    tables: list[tuple[tuple[float, float, float, float], str]]
+    tables: list[_tables.Table]
     has_images: bool
     ocr: bool = False
-
-
-def _table_markdown(table: Any) -> str | None:
-    rows: list[list[str | None]] = table.extract()
-    rows = [r for r in rows if any(c and str(c).strip() for c in r)]
-    if len(rows) < 2 or max(len(r) for r in rows) < 2:
-        return None
-
-    def cell(value: str | None) -> str:
-        return _SPACES_RE.sub(" ", str(value or "").replace("\n", " ")).strip().replace("|", "\\|")
-
-    width = max(len(r) for r in rows)
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [cell(c) for c in row] + [""] * (width - len(row))
-        lines.append("| " + " | ".join(cells) + " |")
-        if i == 0:
-            lines.append("|" + "|".join(["---"] * width) + "|")
-    return "\n".join(lines)
 
 
 def _read_page(pymupdf: Any, page: Any, *, ocr: bool, language: str, dpi: int) -> _Page:
@@ -335,43 +317,16 @@ def _read_page(pymupdf: Any, page: Any, *, ocr: bool, language: str, dpi: int) -
     textpage = None
     if ocr:
         textpage = page.get_textpage_ocr(flags=flags, language=language, dpi=dpi, full=True)
-    page_dict = page.get_text("dict", flags=flags, textpage=textpage)
+    else:
+        textpage = page.get_textpage(flags=flags)
+    page_dict = page.get_text("dict", textpage=textpage)
     blocks = _blocks_of(page_dict)
-    tables: list[tuple[tuple[float, float, float, float], str]] = []
-    # The "lines" strategy needs ruling lines; skip the (comparatively slow) search on pages
-    # that have no vector graphics at all. use_layout=False: pymupdf 2 otherwise runs its ONNX
-    # layout model on every page, which costs about a second a page on 2 cores.
-    if not ocr and _may_have_ruled_table(page.get_cdrawings()):
-        for table in page.find_tables(use_layout=False).tables:
-            markdown = _table_markdown(table)
-            if markdown:
-                tables.append((tuple(table.bbox), markdown))
+    tables = [] if ocr else _tables.find_tables(page, textpage)
     if tables:
-        blocks = [b for b in blocks if all(_overlap(b.bbox, t[0]) < 0.5 for t in tables)]
+        blocks = [b for b in blocks if all(_overlap(b.bbox, t.bbox) < 0.5 for t in tables)]
     return _Page(
         page.number + 1, page.rect.width, page.rect.height, blocks, tables, has_images, ocr
     )
-
-
-def _may_have_ruled_table(drawings: Sequence[dict[str, Any]]) -> bool:
-    """Cheap pre-check for find_tables: a ruled table needs horizontal and vertical rules
-    (or boxes). Fraction bars, underlines and figures alone do not qualify."""
-    horizontal = vertical = boxes = 0
-    for drawing in drawings:
-        for item in drawing.get("items", ()):
-            if item[0] == "l":
-                (x0, y0), (x1, y1) = item[1], item[2]
-                horizontal += abs(y1 - y0) < 1 and abs(x1 - x0) > 5
-                vertical += abs(x1 - x0) < 1 and abs(y1 - y0) > 5
-            elif item[0] == "re":  # ("re", (x0, y0, x1, y1), orientation)
-                rect = item[1]
-                width, height = abs(rect[2] - rect[0]), abs(rect[3] - rect[1])
-                horizontal += height < 2 and width > 5
-                vertical += width < 2 and height > 5
-                boxes += width >= 2 and height >= 2
-        if (horizontal >= 3 and vertical >= 3) or boxes >= 4:
-            return True
-    return False
 
 
 def _body_size(pages: Sequence[_Page]) -> float:
@@ -430,17 +385,23 @@ def _render_block(block: _Block, body: float, levels: dict[float, int]) -> str:
     return _join_lines([line.text for line in block.lines])
 
 
+def _dropped(block: _Block, page: _Page, drop: set[str]) -> bool:
+    """A running head, footer or page number: left out of the page's text."""
+    return _in_margin(block, page) and bool(
+        _margin_key(block.text) in drop or _PAGE_NUMBER_RE.match(block.text)
+    )
+
+
 def _render_page(page: _Page, body: float, levels: dict[float, int], drop: set[str]) -> str:
     pieces: list[tuple[tuple[float, float, float, float], str]] = []
     for block in page.blocks:
-        if _in_margin(block, page) and (
-            _margin_key(block.text) in drop or _PAGE_NUMBER_RE.match(block.text)
-        ):
+        if _dropped(block, page, drop):
             continue
         pieces.append((block.bbox, _render_block(block, body, levels)))
     # A table goes before the first block (in reading order) that starts below its top and
     # shares its horizontal extent: that keeps tables inside the column they belong to.
-    for bbox, markdown in sorted(page.tables, key=lambda t: t[0][1]):
+    for table in page.tables:
+        bbox, markdown = table.bbox, table.markdown()
         at = len(pieces)
         for i, (other, _) in enumerate(pieces):
             if other[1] >= bbox[1] and min(other[2], bbox[2]) > max(other[0], bbox[0]):
@@ -542,7 +503,7 @@ def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: F
     ocr_failed: str | None = None
     for page in doc:
         read = _read_page(pymupdf, page, ocr=False, language="", dpi=0)
-        chars = sum(len(b.text) for b in read.blocks) + sum(len(t[1]) for t in read.tables)
+        chars = sum(len(b.text) for b in read.blocks) + sum(len(t.markdown()) for t in read.tables)
         if chars < MIN_TEXT_CHARS and (read.has_images or chars == 0):
             if options.ocr and ocr_failed is None:
                 try:
@@ -569,6 +530,14 @@ def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: F
     body = _body_size(pages)
     levels = _heading_levels(pages, body)
     drop = _repeated_margin_keys(pages)
+    _tables.link_continuations(
+        [
+            _tables.PageTables(
+                p.width, p.height, p.tables, [b.bbox for b in p.blocks if not _dropped(b, p, drop)]
+            )
+            for p in pages
+        ]
+    )
     rendered = []
     for page in pages:
         text = _render_page(page, body, levels, drop)

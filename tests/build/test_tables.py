@@ -1,0 +1,122 @@
+"""Tables on real pages: a table over several pages, rows without rules between them, a
+caption beside a table, and a table the chunker cuts under its real header."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from athenaeum.build.chunking import ChunkingParams, SourceDocument, chunk_document
+from athenaeum.build.convert import ConvertOptions, Job, convert_pdf
+from athenaeum.build.sources import parse_markdown
+from tests.conftest import DATA_DIR
+
+PDFS = DATA_DIR / "pdfs"
+WARN = PDFS / "WARN-Report-for-7-1-2015-to-03-25-2016.pdf"
+WARN_HEADER = "| Notice Date | Effective | Received | Company | City | No. Of | Layoff/Closure |"
+
+
+def _convert_pages(tmp: Path, source: Path, pages: list[int]) -> str:
+    """Convert only the given pages (0-based) of a real PDF: the tests stay fast."""
+    part = tmp / f"{source.stem}-part.pdf"
+    with pymupdf.open(source) as doc:
+        doc.select(pages)
+        doc.save(part)
+    out = tmp / f"{source.stem}.md"
+    result = convert_pdf(Job(part, out, part.name), ConvertOptions(overwrite=True))
+    assert result.reason == ""
+    return parse_markdown(out.read_text("utf-8")).body
+
+
+@pytest.fixture(scope="module")
+def warn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # Pages 8 to 10 of the report: page 9 is where Symantec's notice opened every page part.
+    return _convert_pages(tmp_path_factory.mktemp("warn"), WARN, [0, 8, 9])
+
+
+def _tables(markdown: str) -> list[list[str]]:
+    tables: list[list[str]] = []
+    previous = ""
+    for line in markdown.split("\n"):
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    return tables
+
+
+def test_a_continued_table_keeps_its_real_header_on_every_page(warn: str) -> None:
+    parts = warn.split("<!-- page: ")[1:]
+    assert [p.split(" ", 1)[0] for p in parts] == ["1", "2", "3"]  # every page keeps its marker
+    for part in parts:
+        (table,) = _tables(part)
+        assert table[0] == WARN_HEADER  # never a data row promoted to a header
+        assert table[1].startswith("|---|")
+        assert all(row != WARN_HEADER for row in table[2:])  # and never twice
+        assert len(table) > 30
+    # Symantec's row of page 9 (the second page here) is a data row, once.
+    symantec = [line for line in warn.split("\n") if "11/30/2015 | 12/04/2015" in line]
+    assert symantec == [
+        "| 11/30/2015 | 12/04/2015 | 12/02/2015 | Symantec Corporation | Mountain View | 44 "
+        "| Layoff Permanent |"
+    ]
+
+
+def test_the_chunker_cuts_a_long_table_under_its_real_header(
+    warn: str, minilm_count_tokens: Callable[[str], int]
+) -> None:
+    doc = SourceDocument("warn.md", "warn.pdf", "WARN", warn, "0" * 64, "markdown")
+    chunks = chunk_document(doc, minilm_count_tokens, ChunkingParams(254, 32, False))
+    rows = [line for line in warn.split("\n") if line.startswith("| ") and line != WARN_HEADER]
+    seen: list[str] = []
+    pages: set[int] = set()
+    for chunk in chunks:
+        lines = chunk.text.split("\n")
+        if not any(line.startswith("| ") for line in lines):
+            continue
+        start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+        assert lines[start] == WARN_HEADER
+        seen.extend(line for line in lines[start + 2 :] if line.startswith("| "))
+        assert chunk.page_start is not None and chunk.page_end is not None
+        assert chunk.page_end - chunk.page_start <= 1
+        pages.update(range(chunk.page_start, chunk.page_end + 1))
+    assert seen == rows  # every row once, in order: the parts were taken as one table
+    assert pages == {1, 2, 3}
+    # A chunk on the second page cites it.
+    (symantec,) = [c for c in chunks if "11/30/2015 | 12/04/2015" in c.text]
+    assert symantec.page_start <= 2 <= symantec.page_end  # type: ignore[operator]
+
+
+def test_rows_without_rules_between_them_stay_rows(tmp_path: Path) -> None:
+    body = _convert_pages(tmp_path, PDFS / "nics-background-checks-2015-11.pdf", [0])
+    lines = body.split("\n")
+    texas = [line for line in lines if line.startswith("| Texas |")]
+    assert texas and texas[0].startswith("| Texas | 21,550 | 56,941 | 51,670 |")
+    for state in ("Tennessee", "Utah", "Vermont", "Virgin Islands", "Alabama", "Wyoming"):
+        assert sum(line.startswith(f"| {state} |") for line in lines) == 1, state
+    assert not any("Tennessee Texas" in line for line in lines)
+    # The title above the grid and the notes below it are text, not rows.
+    (table,) = _tables(body)
+    assert not any("NOTES" in row or "Background Checks" in row for row in table)
+    assert "NOTES" in body
+
+
+def test_an_unruled_table_is_found_and_its_caption_stays_out(tmp_path: Path) -> None:
+    body = _convert_pages(tmp_path, PDFS / "multicolumn.pdf", [2])
+    (table,) = _tables(body)
+    header = "| Country | Population (millions) | Area (km2) | Capital | Official Language |"
+    assert table[0] == header
+    assert "| Belgium | 11.5 | 30,689 | Brussels | Dutch, French, German |" in table
+    assert not any("Table 1" in row for row in table)
+    assert "Table 1: EU Countries Information" in body
+
+
+def test_prose_lists_and_line_numbers_are_not_tables(tmp_path: Path) -> None:
+    # Prose in two columns; a line-numbered transcript; a numbered agenda.
+    for name in ("multicolumn.pdf", "scotus-transcript-p1.pdf", "cupertino_usd_4-6-16.pdf"):
+        body = _convert_pages(tmp_path, PDFS / name, [0])
+        assert len(body) > 500 and not _tables(body), name
