@@ -23,8 +23,9 @@ that changes other converters' tables) and converting every PDF whole, once, aft
 warm-up:
 
 - athenaeum: `athenaeum.build.convert.convert_pdf`; its markdown tables are parsed back into
-  cells. Rows after a page marker that follow a table without a header separator of their own
-  continue it (a table over pages).
+  cells. Rows after a page marker that follow a table without a header separator of their own,
+  or under a repeat of its header row, continue it (a table over pages); the same reading
+  applies to pymupdf4llm's tables.
 - PyMuPDF `page.find_tables()` with its defaults, `table.extract()`, on every page, and
   `page.get_text()` for the text.
 - `pymupdf4llm.to_markdown(doc, page_chunks=True)`, otherwise defaults (pymupdf-layout active);
@@ -119,8 +120,8 @@ def _cells(line: str) -> list[str]:
 
 def markdown_tables(pages: Sequence[tuple[int, str]]) -> list[Found]:
     """The pipe tables of markdown given page by page. A run of table lines without a header
-    separator that comes after a table with only blank lines and comments (page markers)
-    between continues that table."""
+    separator, or repeating its header row and separator, that comes after a table with only
+    blank lines and comments (page markers) between continues that table."""
     tables: list[Found] = []
     current: Found | None = None
     gap = False  # only blank or comment lines since the last table line
@@ -134,6 +135,11 @@ def markdown_tables(pages: Sequence[tuple[int, str]]) -> list[Found]:
         rows = [(_cells(line), page) for line, page in block if not _SEPARATOR_RE.match(line)]
         if current is not None and not has_separator:
             target = current
+        elif current is not None and rows and current.rows and rows[0][0] == current.rows[0]:
+            # The same header again, separator and all, with only page markers between: the
+            # table goes on (how athenaeum's chunker reads it too), its header not doubled.
+            target = current
+            rows = rows[1:]
         else:
             target = Found()
             tables.append(target)

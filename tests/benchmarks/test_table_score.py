@@ -118,3 +118,19 @@ def test_a_real_case_end_to_end(tmp_path: Path) -> None:
             assert score.f1 == 1.0
             assert score.teds == 1.0
             assert score.text == 1.0
+
+
+def test_a_table_repeating_its_header_after_a_page_marker_goes_on() -> None:
+    from benchmarks.bench_tables import markdown_tables
+
+    header = "| Date | Company |\n|---|---|\n"
+    pages = [
+        (1, header + "| 1/1 | Acme |\n"),
+        (2, "<!-- page: 2 -->\n\n" + header + "| 1/2 | Bolt |\n"),
+    ]
+    (table,) = markdown_tables(pages)
+    assert table.rows == [["Date", "Company"], ["1/1", "Acme"], ["1/2", "Bolt"]]
+    assert table.pages == [1, 1, 2]
+    # A different header after the marker is another table.
+    other = [(1, header + "| 1/1 | Acme |\n"), (2, "<!-- page: 2 -->\n\n| A | B |\n|---|---|\n")]
+    assert len(markdown_tables(other)) == 2
