@@ -88,10 +88,11 @@ def convert_command(
 
     Every output file starts with YAML front matter (source, title, pages, sha256 of the PDF,
     converter and version) and marks each page with a `<!-- page: N -->` line, so search
-    results can cite pages. Running headers, footers and page numbers are dropped and words
-    hyphenated across lines are joined. A file that cannot be converted (encrypted without a
-    password, malformed, no text layer) is reported and the others go on; the exit status is
-    0 only when nothing failed. A folder with no PDF in it is an error that says what it holds.
+    results can cite pages. Running headers, footers, page numbers and the line numbers down
+    the margin of transcripts and pleadings are dropped and words hyphenated across lines are
+    joined. A file that cannot be converted (encrypted without a password, malformed, no text
+    layer) is reported and the others go on; the exit status is 0 only when nothing failed.
+    A folder with no PDF in it is an error that says what it holds.
 
     Example: athenaeum convert manuals/ --out converted/ --jobs 4
     """
