@@ -122,9 +122,14 @@ def document_title(
     return readable_stem(source_name)
 
 
-def _is_running(text: str, page: FirstPage) -> bool:
+def _is_running(text: str, block: TitleBlock, page: FirstPage) -> bool:
+    """Whether text at the top of the page is (part of) the running head of the other pages."""
     key = page.margin_key(text)
-    return len(key) >= 4 and any(key in running for running in page.running)
+    return (
+        block.bbox[1] < page.height * page.margin
+        and len(key) >= 4
+        and any(key in running for running in page.running)
+    )
 
 
 def _candidate_blocks(page: FirstPage) -> list[TitleBlock]:
@@ -133,7 +138,8 @@ def _candidate_blocks(page: FirstPage) -> list[TitleBlock]:
     return [
         block
         for block in page.blocks
-        if block.bbox[1] < foot and not _is_running(" ".join(x.text for x in block.lines), page)
+        if block.bbox[1] < foot
+        and not _is_running(" ".join(x.text for x in block.lines), block, page)
     ]
 
 
@@ -143,15 +149,17 @@ def _prominent(page: FirstPage, source_name: str) -> str | None:
     def size_of(line: TitleLine) -> float:
         return round(line.size * 2) / 2
 
-    def eligible(line: TitleLine) -> bool:
-        return bool(_LETTER_RE.search(line.text)) and not _is_running(line.text, page)
+    def eligible(line: TitleLine, block: TitleBlock) -> bool:
+        return bool(_LETTER_RE.search(line.text)) and not _is_running(line.text, block, page)
+
+    body = page.body_size
 
     sizes = sorted(
         {
             size_of(line)
             for block in blocks
             for line in block.lines
-            if line.size >= page.body_size * TITLE_SIZE_RATIO and eligible(line)
+            if line.size >= body * TITLE_SIZE_RATIO and eligible(line, block)
         },
         reverse=True,
     )
@@ -159,7 +167,7 @@ def _prominent(page: FirstPage, source_name: str) -> str | None:
         for b, block in enumerate(blocks):
             # a title starts at its block's first line of its size ("2-5", "- Standards")
             first = next((i for i, x in enumerate(block.lines) if size_of(x) == size), None)
-            if first is None or not any(eligible(x) for x in block.lines[first:]):
+            if first is None or not any(eligible(x, block) for x in block.lines[first:]):
                 continue
             title = real_title(_gather(blocks, b, first, size_of), source_name)
             if title:
