@@ -32,6 +32,7 @@ from athenaeum.build.sources import (
     readable_stem,
     source_file,
 )
+from athenaeum.build.titles import plain_title
 from athenaeum.bundle import ChunkRecord, SourceFileInfo
 from athenaeum.errors import InvalidInputError
 
@@ -125,7 +126,7 @@ def read_text_document(path: Path, doc_id: str) -> SourceDocument:
     parsed = parse_markdown(text)
     source = str(parsed.metadata.get("source") or doc_id)
     title = (
-        meaningful_title(parsed.title, source)
+        meaningful_title(plain_title(parsed.title or ""), source)
         or _first_heading(parsed.body, source)
         or readable_stem(source)
     )

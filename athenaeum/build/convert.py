@@ -30,13 +30,13 @@ from typing import Any
 
 from athenaeum import __version__
 from athenaeum.build import tables as _tables
+from athenaeum.build.gutter import strip_gutter
 from athenaeum.build.sources import (
-    meaningful_title,
     page_marker,
     parse_markdown,
-    readable_stem,
     render_markdown,
 )
+from athenaeum.build.titles import FirstPage, document_title
 from athenaeum.bundle.format import SOURCE_PATH_FIELD
 from athenaeum.errors import InvalidInputError, MissingDependencyError
 
@@ -320,6 +320,7 @@ def _read_page(pymupdf: Any, page: Any, *, ocr: bool, language: str, dpi: int) -
     else:
         textpage = page.get_textpage(flags=flags)
     page_dict = page.get_text("dict", textpage=textpage)
+    strip_gutter(page_dict, page.rect.width)
     blocks = _blocks_of(page_dict)
     tables = [] if ocr else _tables.find_tables(page, textpage)
     if tables:
@@ -336,6 +337,21 @@ def _body_size(pages: Sequence[_Page]) -> float:
             for line in block.lines:
                 weights[round(line.size * 2) / 2] += len(line.text)
     return weights.most_common(1)[0][0] if weights else 10.0
+
+
+def _unmark_typewritten(pages: Sequence[_Page]) -> None:
+    """A monospaced font marks code only where it stands out from the body; in a typewritten
+    document (transcripts, filings, plain-text exports) it is just the typeface."""
+    chars: Counter[bool] = Counter()
+    for page in pages:
+        for block in page.blocks:
+            for line in block.lines:
+                chars[line.mono] += len(line.text)
+    if chars[True] > chars[False]:
+        for page in pages:
+            for block in page.blocks:
+                for line in block.lines:
+                    line.mono = False
 
 
 def _repeated_margin_keys(pages: Sequence[_Page]) -> set[str]:
@@ -411,17 +427,29 @@ def _render_page(page: _Page, body: float, levels: dict[float, int], drop: set[s
     return "\n\n".join(text for _, text in pieces)
 
 
-def _title(metadata: dict[str, Any], markdown: str, source_name: str) -> str:
-    """The PDF's own title when it names the document, else its first heading that does, else
-    its file name made readable."""
-    title = meaningful_title(metadata.get("title"), source_name)
-    if title:
-        return title
-    for match in re.finditer(r"^#{1,6} (.+)$", markdown, re.MULTILINE):
-        heading = meaningful_title(match.group(1), source_name)
-        if heading:
-            return heading
-    return readable_stem(source_name)
+def _title(
+    metadata: dict[str, Any], markdown: str, source_name: str, first_page: FirstPage | None
+) -> str:
+    headings = (m.group(1) for m in re.finditer(r"^#{1,6} (.+)$", markdown, re.MULTILINE))
+    return document_title(metadata.get("title"), first_page, headings, source_name)
+
+
+def _first_page(pymupdf: Any, doc: Any, body: float, drop: set[str]) -> FirstPage:
+    """The first page as the title sees it: all its text, tables' included (a title is often
+    set in a layout table), without its line numbers."""
+    page = doc[0]
+    flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
+    page_dict = page.get_text("dict", flags=flags)
+    strip_gutter(page_dict, page.rect.width)
+    return FirstPage(
+        _blocks_of(page_dict),
+        page.rect.width,
+        page.rect.height,
+        body,
+        MARGIN_FRACTION,
+        drop,
+        _margin_key,
+    )
 
 
 # --- one file -------------------------------------------------------------------------------
@@ -476,11 +504,11 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
         doc, result.warnings = _open(pymupdf, job, options)
         with doc:
             result.pages = doc.page_count
-            markdown = _convert_document(pymupdf, doc, options, result)
+            markdown, first_page = _convert_document(pymupdf, doc, options, result)
             metadata = {
                 "source": job.display,
                 SOURCE_PATH_FIELD: job.location or str(job.source.resolve()),
-                "title": _title(doc.metadata or {}, markdown, job.source.name),
+                "title": _title(doc.metadata or {}, markdown, job.source.name, first_page),
                 "pages": doc.page_count,
                 "sha256": digest,
                 "converter": CONVERTER_NAME,
@@ -497,7 +525,9 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
     return result
 
 
-def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: FileResult) -> str:
+def _convert_document(
+    pymupdf: Any, doc: Any, options: ConvertOptions, result: FileResult
+) -> tuple[str, FirstPage | None]:
     pages: list[_Page] = []
     textless: list[int] = []
     ocr_failed: str | None = None
@@ -527,6 +557,7 @@ def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: F
         result.warnings.append(f"no text layer on page(s) {_page_list(textless)}{hint}")
     if ocr_failed:
         result.warnings.append(ocr_failed)
+    _unmark_typewritten(pages)
     body = _body_size(pages)
     levels = _heading_levels(pages, body)
     drop = _repeated_margin_keys(pages)
@@ -542,7 +573,8 @@ def _convert_document(pymupdf: Any, doc: Any, options: ConvertOptions, result: F
     for page in pages:
         text = _render_page(page, body, levels, drop)
         rendered.append(f"{page_marker(page.number)}\n\n{text}".rstrip())
-    return "\n\n".join(rendered)
+    first_page = None if pages[0].ocr else _first_page(pymupdf, doc, body, drop)
+    return "\n\n".join(rendered), first_page
 
 
 def _tesseract_message(exc: BaseException) -> str:

@@ -90,11 +90,11 @@ def convert_command(
     converter and version) and marks each page with a `<!-- page: N -->` line, so search
     results can cite pages. Tables become markdown tables, ruled or not; a table that runs over
     several pages is written in one part per page, each under the table's own header row, and
-    `athenaeum index` reads the parts as one table. Running headers, footers and page numbers
-    are dropped and words hyphenated across lines are joined. A file that cannot be converted
-    (encrypted without a password, malformed, no text layer) is reported and the others go on;
-    the exit status is 0 only when nothing failed. A folder with no PDF in it is an error that
-    says what it holds.
+    `athenaeum index` reads the parts as one table. Running headers, footers, page numbers and
+    the line numbers down the margin of transcripts and pleadings are dropped and words
+    hyphenated across lines are joined. A file that cannot be converted (encrypted without a
+    password, malformed, no text layer) is reported and the others go on; the exit status is 0
+    only when nothing failed. A folder with no PDF in it is an error that says what it holds.
 
     Example: athenaeum convert manuals/ --out converted/ --jobs 4
     """

@@ -122,8 +122,13 @@ def test_titles_name_documents_not_files_or_tools(
     assert titles["multicolumn.pdf"] == "Two-Column Document with Lorem Ipsum"
     assert titles["federal-register-2020-17221.pdf"] == "14 CFR Part 39"
     assert titles["pr-136-example.pdf"].startswith("菲达环保")
-    # Metadata that names a file, a tool or an id is refused: the readable file name instead.
-    assert titles["scotus-transcript-p1.pdf"] == "Scotus transcript p1"  # metadata: 10811.exe
+    # Metadata that names a file, a tool or an id is refused: the first page's title instead,
+    # and the readable file name where the first page has none.
+    assert titles["scotus-transcript-p1.pdf"] == "IN THE SUPREME COURT OF THE UNITED STATES"
+    assert titles["nics-background-checks-2015-11.pdf"] == (
+        "NICS Firearm Background Checks November - 2015"
+    )
+    assert titles["WARN-Report-for-7-1-2015-to-03-25-2016.pdf"] == "WARN Report"
     assert titles["la-precinct-bulletin-2014-p1.pdf"] == "La precinct bulletin 2014 p1"
     for title in titles.values():
         assert title and meaningful_title(title, "x.pdf") == title, title
