@@ -60,12 +60,12 @@ def test_the_files_say_what_sentence_transformers_says(
 
 
 @pytest.mark.slow
-def test_vectors_match_sentence_transformers_on_150_scifact_documents(
+def test_vectors_match_sentence_transformers_on_100_scifact_documents(
     minilm_files_embedder: Embedder, minilm_embedder: Embedder, tmp_path: Path
 ) -> None:
-    texts = _scifact_texts(150)
+    texts = _scifact_texts(100)
     # Many past the model's 256 tokens: truncation is where exports most often differ.
-    assert sum(minilm_embedder.count_tokens(t) > 254 for t in texts) > 50
+    assert sum(minilm_embedder.count_tokens(t) > 254 for t in texts) > 30
     reference = minilm_embedder.model.encode(
         texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
     )
