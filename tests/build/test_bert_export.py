@@ -113,7 +113,7 @@ def test_every_pooling_mode_matches_sentence_transformers(
     from sentence_transformers import SentenceTransformer
 
     folder = _variant(minilm_path, tmp_path / "model", pooling, normalize)
-    texts = [*_scifact_texts(40), "short", "a literal [PAD] and [CLS]", ""]
+    texts = [*_scifact_texts(16), "short", "a literal [PAD] and [CLS]", ""]
     reference = SentenceTransformer(str(folder), device="cpu").encode(
         texts, convert_to_numpy=True, show_progress_bar=False
     )
@@ -208,13 +208,13 @@ def _scifact_slice(target: Path, n: int) -> Path:
 def test_index_on_cpu_never_imports_torch_and_builds_what_the_torch_export_builds(
     minilm_path: Path, tmp_path: Path
 ) -> None:
-    docs = _scifact_slice(tmp_path / "docs", 40)
+    docs = _scifact_slice(tmp_path / "docs", 20)
     ours, traced = tmp_path / "index", tmp_path / "traced"
     run = athenaeum_fresh(
         "index", str(docs), "--output", str(ours), "--embed-model", str(minilm_path),
         "--device", "cpu",
     )  # fmt: skip
-    assert "40 documents: 40 added" in run.output and "Index bundle written" in run.output
+    assert "20 documents: 20 added" in run.output and "Index bundle written" in run.output
     assert run.loaded == []
 
     # The same weights as a sharded checkpoint: loaded and traced with torch, in the same way.

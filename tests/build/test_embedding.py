@@ -92,12 +92,12 @@ def _long_scifact_documents(n: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_onnx_matches_sentence_transformers_on_400_scifact_queries(
+def test_onnx_matches_sentence_transformers_on_200_scifact_queries(
     minilm_embedder: Embedder, tmp_path: Path
 ) -> None:
-    queries = _scifact_queries(400)
+    queries = _scifact_queries(200)
     long_docs = _long_scifact_documents(16)
-    assert len(queries) == 400 and len(long_docs) == 16
+    assert len(queries) == 200 and len(long_docs) == 16
     texts = queries + long_docs
     reference = minilm_embedder.model.encode(
         texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
@@ -115,7 +115,7 @@ def test_onnx_matches_sentence_transformers_on_400_scifact_queries(
 
     for vectors, expected in (
         (served, reference),
-        (built, reference[[*range(100), *range(400, 416)]]),
+        (built, reference[[*range(100), *range(200, 216)]]),
     ):
         assert vectors.shape == expected.shape
         cosine = (vectors * expected).sum(axis=1)
