@@ -31,6 +31,7 @@ from typing import Any
 from athenaeum import __version__
 from athenaeum.build import tables as _tables
 from athenaeum.build.gutter import strip_gutter
+from athenaeum.build.orientation import upright_copy
 from athenaeum.build.sources import (
     page_marker,
     parse_markdown,
@@ -313,6 +314,7 @@ def _read_page(pymupdf: Any, page: Any, *, ocr: bool, language: str, dpi: int) -
         | pymupdf.TEXT_MEDIABOX_CLIP
         | pymupdf.TEXT_CID_FOR_UNKNOWN_UNICODE
     )
+    number = page.number + 1
     has_images = bool(page.get_images(full=False))
     textpage = None
     if ocr:
@@ -320,14 +322,20 @@ def _read_page(pymupdf: Any, page: Any, *, ocr: bool, language: str, dpi: int) -
     else:
         textpage = page.get_textpage(flags=flags)
     page_dict = page.get_text("dict", textpage=textpage)
+    upright = None if ocr else upright_copy(pymupdf, page, page_dict)
+    if upright is not None:  # read the page turned, as its reader would hold it
+        page = upright.page
+        textpage = page.get_textpage(flags=flags)
+        page_dict = page.get_text("dict", textpage=textpage)
     strip_gutter(page_dict, page.rect.width)
     blocks = _blocks_of(page_dict)
-    tables = [] if ocr else _tables.find_tables(page, textpage)
+    tables = [] if ocr else _tables.find_tables(page, textpage, _tables.sideways_lines(page_dict))
     if tables:
         blocks = [b for b in blocks if all(_overlap(b.bbox, t.bbox) < 0.5 for t in tables)]
-    return _Page(
-        page.number + 1, page.rect.width, page.rect.height, blocks, tables, has_images, ocr
-    )
+    read = _Page(number, page.rect.width, page.rect.height, blocks, tables, has_images, ocr)
+    if upright is not None:
+        upright.doc.close()
+    return read
 
 
 def _body_size(pages: Sequence[_Page]) -> float:
@@ -440,16 +448,14 @@ def _first_page(pymupdf: Any, doc: Any, body: float, drop: set[str]) -> FirstPag
     page = doc[0]
     flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
     page_dict = page.get_text("dict", flags=flags)
-    strip_gutter(page_dict, page.rect.width)
-    return FirstPage(
-        _blocks_of(page_dict),
-        page.rect.width,
-        page.rect.height,
-        body,
-        MARGIN_FRACTION,
-        drop,
-        _margin_key,
-    )
+    upright = upright_copy(pymupdf, page, page_dict)
+    width, height = page.rect.width, page.rect.height
+    if upright is not None:
+        width, height = height, width
+        page_dict = upright.page.get_text("dict", flags=flags)
+        upright.doc.close()
+    strip_gutter(page_dict, width)
+    return FirstPage(_blocks_of(page_dict), width, height, body, MARGIN_FRACTION, drop, _margin_key)
 
 
 # --- one file -------------------------------------------------------------------------------

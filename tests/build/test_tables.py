@@ -120,3 +120,51 @@ def test_prose_lists_and_line_numbers_are_not_tables(tmp_path: Path) -> None:
     for name in ("multicolumn.pdf", "scotus-transcript-p1.pdf", "cupertino_usd_4-6-16.pdf"):
         body = _convert_pages(tmp_path, PDFS / name, [0])
         assert len(body) > 500 and not _tables(body), name
+
+
+def test_a_page_printed_sideways_is_read_upright(tmp_path: Path) -> None:
+    # The whole page is turned a quarter: every line runs up the page.
+    body = _convert_pages(tmp_path, PDFS / "senate-expenditures.pdf", [0])
+    (table,) = _tables(body)
+    # The boxed header band and the unruled body under it are one table.
+    assert table[0] == "|  | PAYEE NAME | OBLIGATION/SERVICE DATES |  | DESCRIPTION | AMOUNT ($) |"
+    assert table[2] == "|  |  | START | END |  |  |"
+    assert "|  | BAIN, J MATTHEW |  |  | DISTRICT DIRECTOR | 37,499.96 |" in table
+    # A description wrapped onto a second line stays in its row, the last row's too.
+    assert (
+        "| 9 | CITIBANK - TRAVEL CBA CARD | 03/04/2019 | 03/06/2019 | STAFF TRANSPORTATION "
+        "AIRFARE FOR E JOHNSON KANSAS CITY TO WASHINGTON DC AND RETURN | 920.68 |"
+    ) in table
+    assert table[-1].endswith("FOR C WEIHS WASHINGTON DC TO SPRINGFIELD AND RETURN | 411.49 |")
+    assert len(table) == 2 + 1 + 10 + 22
+    assert "AIRFARE" not in body.replace("\n".join(table), "")
+
+
+def test_words_running_up_the_margin_are_not_cells(tmp_path: Path) -> None:
+    # Federal Register pages carry a sideways stamp in the margin; beside a few short lines of
+    # text it once made a table of them.
+    body = _convert_pages(tmp_path, PDFS / "federal-register-2020-17221.pdf", [8, 14])
+    assert not _tables(body)
+    assert "replace the existing Runaway Stabilizer" in body
+    assert "Issued on August 3, 2020." in body
+
+
+def test_a_label_on_its_own_line_at_the_rows_spacing_is_a_row(tmp_path: Path) -> None:
+    # A ballot's office titles sit on lines of their own, over the candidates' rows, at the
+    # same spacing as the rows: not wrapped text of the row above.
+    body = _convert_pages(tmp_path, PDFS / "la-precinct-bulletin-2014-p1.pdf", [0])
+    rows = [line for table in _tables(body) for line in table]
+    assert "| CONTROLLER |  |  |  |  |  |" in rows
+    assert not any("GRIEGO" in row and "CONTROLLER" in row for row in rows)
+
+
+def test_a_header_set_on_its_side_reads_in_its_own_direction(tmp_path: Path) -> None:
+    # Column headers run up their ruled cells: each reads as written, not bottom line first.
+    source = DATA_DIR / "pdf-groundtruth" / "docling" / "redp5110_sampled.pdf"
+    body = _convert_pages(tmp_path, source, [8])
+    (table,) = _tables(body)
+    assert table[0] == (
+        "| User action | *JOBCTL | QIBM_DB_SECADM | QIBM_DB_SQLADM | QIBM_DB_SYSMON "
+        "| No Authority |"
+    )
+    assert "| Visual Explain within Run SQL scripts | X |  | X | X | X |" in table
