@@ -92,11 +92,19 @@ def _cell(text: str) -> str:
 
 
 def _words(page: Any, textpage: Any) -> list[_Word]:
-    return [
-        _Word(w[0], w[1], w[2], w[3], w[4])
-        for w in page.get_text("words", textpage=textpage)
-        if w[4].strip()
-    ]
+    """The page's words, each once: text drawn twice at (almost) the same place, for a bold
+    or shadow effect, is one word."""
+    words: list[_Word] = []
+    seen: set[tuple[str, int, int]] = set()
+    for w in page.get_text("words", textpage=textpage):
+        if not w[4].strip():
+            continue
+        key = (w[4], round(w[0]), round(w[1]))
+        if key in seen:
+            continue
+        seen.add(key)
+        words.append(_Word(w[0], w[1], w[2], w[3], w[4]))
+    return words
 
 
 def _visual_lines(words: Sequence[_Word]) -> list[list[_Word]]:
