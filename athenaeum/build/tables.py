@@ -778,21 +778,57 @@ def find_tables(page: Any, textpage: Any, sideways: Sequence[Sideways] = ()) -> 
         if line is not None:
             word.turned = 1 if line.up else -1
     tables: list[Table] = []
-    if may_have_ruled_table(page.get_cdrawings()):
+    drawings = page.get_cdrawings()
+    marks = _figure_marks(drawings)
+    figures: list[BBox] = []  # grids that are plots or diagrams: neither table nor free words
+    if may_have_ruled_table(drawings):
         # use_layout=False: pymupdf 2 otherwise runs its ONNX layout model on every page.
         for found in page.find_tables(use_layout=False).tables:
             table = _ruled_table(found, words, page.rect.width)
-            if table is not None:
+            if table is not None and _is_figure(table.bbox, marks):
+                figures.append(table.bbox)
+            elif table is not None:
                 tables.append(table)
     ruled = list(tables)
     upright = [w for w in words if not w.turned]
-    for table in _unruled_tables(upright, page.rect.width, [t.bbox for t in tables]):
+    taken = [t.bbox for t in tables] + figures
+    for table in _unruled_tables(upright, page.rect.width, taken):
+        if _is_figure(table.bbox, marks):
+            continue
         header = _header_band_over(table, ruled, words)
         if header is not None:
             tables.remove(header)
             table = _with_header(table, header)
         tables.append(table)
     return sorted(tables, key=lambda t: t.bbox[1])
+
+
+# A table region holding this many strokes of a drawing (slanted lines, curves larger than a
+# rounded corner) is a figure: a plot's ticks and labels, a diagram's boxes.
+FIGURE_MARKS = 8
+
+
+def _figure_marks(drawings: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """The middle of every stroke that a table never draws: a slanted line, or a curve larger
+    than a rounded corner."""
+    marks: list[tuple[float, float]] = []
+    for drawing in drawings:
+        for item in drawing.get("items", ()):
+            if item[0] == "l":
+                (x0, y0), (x1, y1) = item[1], item[2]
+                if abs(x1 - x0) > 1 and abs(y1 - y0) > 1:
+                    marks.append(((x0 + x1) / 2, (y0 + y1) / 2))
+            elif item[0] == "c":
+                xs = [pt[0] for pt in item[1:5]]
+                ys = [pt[1] for pt in item[1:5]]
+                if max(xs) - min(xs) > 8 and max(ys) - min(ys) > 8:
+                    marks.append((sum(xs) / 4, sum(ys) / 4))
+    return marks
+
+
+def _is_figure(box: BBox, marks: Sequence[tuple[float, float]]) -> bool:
+    inside = sum(1 for x, y in marks if box[0] <= x <= box[2] and box[1] <= y <= box[3])
+    return inside >= FIGURE_MARKS
 
 
 def _header_band_over(body: Table, ruled: Sequence[Table], words: Sequence[_Word]) -> Table | None:

@@ -168,3 +168,46 @@ def test_a_header_set_on_its_side_reads_in_its_own_direction(tmp_path: Path) -> 
         "| No Authority |"
     )
     assert "| Visual Explain within Run SQL scripts | X |  | X | X | X |" in table
+
+
+def test_plots_and_chart_legends_are_not_tables(tmp_path: Path) -> None:
+    # A page of function plots (axes, ticks, curves) and a pie chart's legend: their labels
+    # line up like cells, but the strokes around them are a drawing's.
+    plots = _convert_pages(tmp_path, PDFS / "GeoTopo-komprimiert.pdf", [34])
+    assert not _tables(plots)
+    assert "(c) Sinus und Kosinus haben keine gemeinsame Nullstelle" in plots
+    legend = _convert_pages(tmp_path, PDFS / "chelsea_pdta.pdf", [20])
+    assert not any("District 1" in row for table in _tables(legend) for row in table)
+    assert "District 1" in legend
+
+
+TABLES = DATA_DIR / "tables" / "pdfs"
+
+
+def test_cells_drawn_over_several_rows_and_double_rules(tmp_path: Path) -> None:
+    # Indicators and their figures drawn as one cell over five rows, each line level with a
+    # row of the next column group: one row per indicator.
+    health = _convert_pages(tmp_path, TABLES / "camelot-district-health-indicators.pdf", [0])
+    rows = [row for table in _tables(health) for row in table]
+    assert any(
+        row.startswith("| Children age 6-9 months receiving solid/semi-solid food")
+        and "| 78.6 | 75.0 |" in row
+        and row.endswith("| 85.9 | 89.3 |")
+        for row in rows
+    )
+    # Columns between the two lines of double rules are neither columns nor where text goes.
+    outbreaks = _convert_pages(tmp_path, TABLES / "camelot-disease-outbreaks-two-tables.pdf", [0])
+    second = _tables(outbreaks)[-1]
+    assert all(" |  | " not in row.split("Under")[1] for row in second if "Under" in row)
+    bihar = next(row for row in second if "| Bihar |" in row)
+    assert bihar.startswith("| 1 | Bihar | Madhubani | xxi. Acute Diarrhoeal Disease | 69 | 0 |")
+    assert "Indra Mandal tola, SC Sugapatti, PHC Phulparas" in bihar
+
+
+def test_row_labels_left_of_the_grid_and_headers_on_their_side(tmp_path: Path) -> None:
+    # Township names stand left of the ruled grid, without rules; candidates' names run up
+    # their header cells.
+    body = _convert_pages(tmp_path, TABLES / "camelot-election-vertical-headers.pdf", [0])
+    (table,) = _tables(body)
+    assert any(row.startswith("| Alcona | 963 | 439 | 55 | 26 | 47 | 164 |") for row in table)
+    assert any("| Brian Calley | Patrick Colbeck | Jim Hines |" in row for row in table)
