@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from athenaeum.build.sources import (
-    PAGE_MARKER_RE,
+    ANCHOR_MARKER_RE,
+    LOCATION_MARKER_RE,
     document_metadata,
+    location,
+    location_span,
     meaningful_title,
     parse_markdown,
     readable_stem,
@@ -34,6 +37,7 @@ from athenaeum.build.sources import (
 )
 from athenaeum.build.titles import plain_title
 from athenaeum.bundle import ChunkRecord, SourceFileInfo
+from athenaeum.bundle.format import CITE_BY_FIELD
 from athenaeum.errors import InvalidInputError
 
 TokenCounter = Callable[[str], int]
@@ -95,6 +99,8 @@ class SourceDocument:
     kind: DocumentKind
     metadata: dict[str, Any] = field(default_factory=dict)
     source_file: SourceFileInfo | None = None
+    # "section": chunks are cited by their heading path (a converted Word, HTML or EPUB file).
+    locator: str | None = None
 
 
 # The chunker produces the bundle's own record: row i of chunks.jsonl, vectors.npy and BM25.
@@ -139,6 +145,7 @@ def read_text_document(path: Path, doc_id: str) -> SourceDocument:
         "markdown",
         metadata=document_metadata(parsed.metadata),
         source_file=source_file(parsed.metadata),
+        locator=str(parsed.metadata.get(CITE_BY_FIELD) or "") or None,
     )
 
 
@@ -198,6 +205,8 @@ def read_beir_corpus(path: Path, source: str | None = None) -> Iterator[SourceDo
 class _Line:
     text: str
     page: int | None
+    where: str | None = None  # a location that is not a page: "slide 7", "sheet Budget!A1:F9"
+    anchor: str | None = None  # the fragment that opens its section in the original
 
 
 @dataclass
@@ -226,6 +235,8 @@ def _markdown_sections(body: str) -> list[_Section]:
     sections = [_Section([])]
     stack: list[tuple[int, str]] = []
     page: int | None = None
+    where: str | None = None
+    anchor: str | None = None
     current: _Block | None = None
     fence: str | None = None  # the opening fence while inside a code block
 
@@ -240,8 +251,12 @@ def _markdown_sections(body: str) -> list[_Section]:
         current = None
 
     for line in body.split("\n"):
-        if marker := PAGE_MARKER_RE.fullmatch(line.rstrip("\r")):
-            page = int(marker.group(1))
+        if anchored := ANCHOR_MARKER_RE.fullmatch(line.rstrip("\r")):
+            anchor = anchored.group(1).strip() or None
+            continue
+        if marker := LOCATION_MARKER_RE.fullmatch(line.rstrip("\r")):
+            page = int(marker.group(2))
+            where = location(marker.group(1), page, marker.group(3))
             # A paragraph ends at a page break so every paragraph has one page; tables and code
             # continue (their pieces still get exact spans from their own lines' pages).
             if current is not None and current.kind == "paragraph":
@@ -250,7 +265,7 @@ def _markdown_sections(body: str) -> list[_Section]:
         line = line.rstrip("\r")
         if fence is not None:
             assert current is not None
-            current.lines.append(_Line(line, page))
+            current.lines.append(_Line(line, page, where, anchor))
             stripped = line.strip()
             if stripped.startswith(fence[0] * len(fence)) and not stripped.strip(fence[0]):
                 fence = None
@@ -259,7 +274,7 @@ def _markdown_sections(body: str) -> list[_Section]:
         if fence_match := _FENCE_RE.match(line):
             close()
             fence = fence_match.group(1)
-            current = _Block("code", [_Line(line, page)])
+            current = _Block("code", [_Line(line, page, where, anchor)])
             continue
         if heading := _HEADING_RE.match(line):
             close()
@@ -267,7 +282,9 @@ def _markdown_sections(body: str) -> list[_Section]:
             stack = [h for h in stack if h[0] < level]
             stack.append((level, clean_heading(heading.group(2) or "")))
             sections.append(_Section([text for _, text in stack if text]))
-            sections[-1].blocks.append(_Block("heading", [_Line(line.strip(), page)]))
+            sections[-1].blocks.append(
+                _Block("heading", [_Line(line.strip(), page, where, anchor)])
+            )
             continue
         if not line.strip():
             close()
@@ -276,7 +293,7 @@ def _markdown_sections(body: str) -> list[_Section]:
         if current is None or current.kind != kind:
             close()
             current = _Block(kind, [])
-        current.lines.append(_Line(line, page))
+        current.lines.append(_Line(line, page, where, anchor))
     close()
     return _merge_empty_sections(sections)
 
@@ -341,19 +358,42 @@ def _plain_sections(text: str) -> list[_Section]:
 # --- pieces: blocks cut to fit ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Where a piece of text is: its pages (or slide, sheet numbers), the locations of its first
+    and last lines where the format has locations other than pages, and its section's anchor."""
+
+    page_start: int | None = None
+    page_end: int | None = None
+    first: str | None = None
+    last: str | None = None
+    anchor: str | None = None
+
+    def end(self) -> _Span:
+        """Where the last of it is: the span of an overlap carried to the next chunk."""
+        return _Span(self.page_end, self.page_end, self.last, self.last, self.anchor)
+
+
 @dataclass
 class _Piece:
     text: str
     tokens: int
-    page_start: int | None
-    page_end: int | None
+    span: _Span
     prose: bool  # trailing prose may be repeated as overlap at the start of the next chunk
     carried: bool = False  # this piece is such an overlap
 
 
-def _page_span(lines: Sequence[_Line]) -> tuple[int | None, int | None]:
+def _page_span(lines: Sequence[_Line]) -> _Span:
     pages = [line.page for line in lines if line.page is not None]
-    return (min(pages), max(pages)) if pages else (None, None)
+    wheres = [line.where for line in lines if line.where is not None]
+    anchor = next((line.anchor for line in lines if line.anchor), None)
+    return _Span(
+        min(pages) if pages else None,
+        max(pages) if pages else None,
+        wheres[0] if wheres else None,
+        wheres[-1] if wheres else None,
+        anchor,
+    )
 
 
 class _Splitter:
@@ -466,20 +506,16 @@ class _Splitter:
         text = block.text
         tokens = self.count(text)
         if tokens <= cap:
-            start, end = _page_span(block.lines)
-            return [_Piece(text, tokens, start, end, block.kind == "paragraph")]
+            return [_Piece(text, tokens, _page_span(block.lines), block.kind == "paragraph")]
         cap = cut_cap
         if tokens <= cap:
-            start, end = _page_span(block.lines)
-            return [_Piece(text, tokens, start, end, block.kind == "paragraph")]
+            return [_Piece(text, tokens, _page_span(block.lines), block.kind == "paragraph")]
         if block.kind == "table":
             return self._table_pieces(block, cap)
         if block.kind == "code":
             return self._code_pieces(block, cap)
-        start, end = _page_span(block.lines)
-        return [
-            _Piece(part, self.count(part), start, end, True) for part in self.split_text(text, cap)
-        ]
+        span = _page_span(block.lines)
+        return [_Piece(part, self.count(part), span, True) for part in self.split_text(text, cap)]
 
     def _table_pieces(self, block: _Block, cap: int) -> list[_Piece]:
         """Cut between rows; each piece starts with the header row (and its separator)."""
@@ -488,7 +524,7 @@ class _Splitter:
         head, rows = lines[:head_len], lines[head_len:]
         if not rows:  # a header taller than the cap: nothing to repeat, cut it as text
             return [
-                _Piece(part, self.count(part), *_page_span(lines), False)
+                _Piece(part, self.count(part), _page_span(lines), False)
                 for part in self.split_text(block.text, cap)
             ]
         groups = self.greedy(
@@ -503,7 +539,7 @@ class _Splitter:
             # A single row taller than the cap is kept whole (rows are never cut); the embedding
             # model then reads only its beginning, while BM25 still indexes all of it.
             text = "\n".join(x.text for x in [*head, *group])
-            pieces.append(_Piece(text, self.count(text), *_page_span(group), False))
+            pieces.append(_Piece(text, self.count(text), _page_span(group), False))
         return pieces
 
     def _code_pieces(self, block: _Block, cap: int) -> list[_Piece]:
@@ -518,7 +554,7 @@ class _Splitter:
         inner_cap = cap - fence_tokens
         if inner_cap < 8:  # absurd fences: cut the whole thing as text
             return [
-                _Piece(part, self.count(part), *_page_span(lines), False)
+                _Piece(part, self.count(part), _page_span(lines), False)
                 for part in self.split_text(block.text, cap)
             ]
         units: list[tuple[str, list[_Line]]] = []
@@ -535,7 +571,7 @@ class _Splitter:
         for group in self.greedy(units, lambda u: self.count(u[0]), render, cap, fence_tokens):
             text = render(group)
             span = _page_span([x for _, lines in group for x in lines])
-            pieces.append(_Piece(text, self.count(text), *span, False))
+            pieces.append(_Piece(text, self.count(text), span, False))
         return pieces
 
 
@@ -579,19 +615,20 @@ def chunk_document(
         sections = _plain_sections(document.text)
     splitter = _Splitter(count_tokens, params)
     cap = params.max_tokens
-    texts: list[tuple[str, list[str], int | None, int | None]] = []
+    texts: list[tuple[str, list[str], _Span]] = []
     for section in sections:
         packed = list(_pack_section(section, splitter, params, cap))
         label = context_label(document.title, section.heading_path, splitter.count, params)
         if label and any(
             not _starts_with(text, label) and splitter.count(f"{label}\n\n{text}") > cap
-            for text, _, _ in packed
+            for text, _ in packed
         ):
             # Some chunk has no room for its context: pack the section again leaving room.
             packed = list(
                 _pack_section(section, splitter, params, cap - splitter.count(f"{label}\n\n"))
             )
-        texts.extend((text, section.heading_path, start, end) for text, start, end in packed)
+        texts.extend((text, section.heading_path, span) for text, span in packed)
+    by_sections = document.locator == "section"
     return [
         Chunk(
             id=chunk_id(document.doc_id, ordinal, text),
@@ -601,16 +638,34 @@ def chunk_document(
             title=document.title,
             source=document.source,
             heading_path=list(path),
-            page_start=start,
-            page_end=end,
+            page_start=span.page_start,
+            page_end=span.page_end,
+            location=(" > ".join(path) or None)
+            if by_sections
+            else location_span(span.first, span.last),
+            anchor=span.anchor,
         )
-        for ordinal, (text, path, start, end) in enumerate(texts)
+        for ordinal, (text, path, span) in enumerate(texts)
     ]
+
+
+def _joined_span(spans: Sequence[_Span]) -> _Span:
+    starts = [s.page_start for s in spans if s.page_start is not None]
+    ends = [s.page_end for s in spans if s.page_end is not None]
+    firsts = [s.first for s in spans if s.first is not None]
+    lasts = [s.last for s in spans if s.last is not None]
+    return _Span(
+        min(starts) if starts else None,
+        max(ends) if ends else None,
+        firsts[0] if firsts else None,
+        lasts[-1] if lasts else None,
+        next((s.anchor for s in spans if s.anchor), None),
+    )
 
 
 def _pack_section(
     section: _Section, splitter: _Splitter, params: ChunkingParams, cap: int
-) -> Iterator[tuple[str, int | None, int | None]]:
+) -> Iterator[tuple[str, _Span]]:
     overlap = params.overlap
     # A block that fits is kept whole; an oversize one is cut to leave room for the overlap
     # that each of its later pieces starts with.
@@ -640,9 +695,7 @@ def _pack_section(
             current.append(queue.popleft())
             continue
         kept, spill = settle(current)
-        starts = [p.page_start for p in kept if p.page_start is not None]
-        ends = [p.page_end for p in kept if p.page_end is not None]
-        yield join(kept), (min(starts) if starts else None), (max(ends) if ends else None)
+        yield join(kept), _joined_span([p.span for p in kept])
         queue.extendleft(reversed(spill))
         current = []
         previous = kept[-1]
@@ -650,8 +703,8 @@ def _pack_section(
             following = queue[0]
             tail = splitter.tail(previous.text, min(overlap, cap - following.tokens - separator))
             if tail:
-                end = previous.page_end
-                carried = _Piece(tail, splitter.count(tail), end, end, True, carried=True)
+                end = previous.span.end()
+                carried = _Piece(tail, splitter.count(tail), end, True, carried=True)
                 if fits([carried, following]):
                     current = [carried]
 

@@ -1,4 +1,8 @@
-"""PDF to markdown (build side): `athenaeum convert`.
+"""Documents to markdown (build side): `athenaeum convert`.
+
+PDFs are read here; Word, PowerPoint, Excel, HTML and EPUB files by the readers in
+athenaeum.build.formats, into the same contract (front matter, headings, tables, location
+markers), through `convert_file`, which `athenaeum convert` and cloud ingest both call.
 
 The converter works on PyMuPDF's text dictionary rather than on pymupdf4llm: on the shared
 ground-truth set it is as faithful (see docs/benchmarks.md) and about an order of magnitude
@@ -29,19 +33,24 @@ from pathlib import Path
 from typing import Any
 
 from athenaeum import __version__
+from athenaeum.build import formats as _formats
 from athenaeum.build import tables as _tables
 from athenaeum.build.gutter import strip_gutter
 from athenaeum.build.orientation import upright_copy
 from athenaeum.build.sources import (
     page_marker,
     parse_markdown,
+    readable_stem,
     render_markdown,
 )
 from athenaeum.build.titles import FirstPage, document_title
-from athenaeum.bundle.format import SOURCE_PATH_FIELD
+from athenaeum.bundle.format import CITE_BY_FIELD, SOURCE_PATH_FIELD
 from athenaeum.errors import InvalidInputError, MissingDependencyError
 
 CONVERTER_NAME = "athenaeum-pymupdf"
+FORMATS_CONVERTER_NAME = "athenaeum"
+# What `convert` reads, and cloud ingest converts.
+DOCUMENT_SUFFIXES = (".pdf", *_formats.SUFFIXES)
 _HASH_CHUNK = 1 << 20
 
 # A page whose text layer has fewer characters than this is treated as having none: scanned
@@ -70,9 +79,10 @@ class FileResult:
     output: Path
     status: Status
     reason: str = ""
-    pages: int = 0
+    pages: int = 0  # the file's units: pages, slides, sheets, chapters or sections
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    unit: str = "page"
 
 
 @dataclass
@@ -88,6 +98,8 @@ class ConvertOptions:
     ocr_hint: str = "run with --ocr to read them"
     # A PDF with more pages is refused (its result says so) rather than converted.
     max_pages: int | None = None
+    # Any other document larger than this many bytes is refused the same way.
+    max_bytes: int | None = None
 
 
 @dataclass
@@ -150,24 +162,43 @@ def sha256_file(path: Path) -> str:
 # --- planning -------------------------------------------------------------------------------
 
 
+def is_document(name: str) -> bool:
+    """Whether `convert` reads a file of this name (by its suffix, in any case)."""
+    return Path(name).suffix.lower() in DOCUMENT_SUFFIXES
+
+
+def output_name(rel: str) -> str:
+    """Where a document's markdown goes, relative to the output folder: a PDF's path with `.md`
+    for its suffix ("reports/q3.pdf" becomes "reports/q3.md"), any other document's path with
+    `.md` after its own suffix ("reports/q3.docx.md"), so that a report kept both as PDF and as
+    Word is two documents, never one overwriting the other."""
+    path = Path(rel)
+    if path.suffix.lower() == ".pdf":
+        return path.with_suffix(".md").as_posix()
+    return f"{path.as_posix()}.md"
+
+
 def plan_jobs(inputs: Iterable[Path], out_dir: Path) -> list[Job]:
-    """Map every input PDF to its markdown output, mirroring each input folder's tree."""
+    """Map every input document to its markdown output, mirroring each input folder's tree."""
     jobs: dict[Path, Job] = {}
     for given in inputs:
         if not given.exists():
             raise InvalidInputError(f"input not found: {given}")
         if given.is_dir():
             files = [p for p in given.rglob("*") if p.is_file()]
-            pdfs = sorted(p for p in files if p.suffix.lower() == ".pdf")
-            if not pdfs:
+            documents = sorted(p for p in files if is_document(p.name))
+            if not documents:
                 raise InvalidInputError(_no_pdf_message(given, files))
-            pairs = [(p, p.relative_to(given)) for p in pdfs]
-        elif given.suffix.lower() == ".pdf":
+            pairs = [(p, p.relative_to(given)) for p in documents]
+        elif is_document(given.name):
             pairs = [(given, Path(given.name))]
         else:
-            raise InvalidInputError(f"not a PDF file or a folder: {given}")
+            raise InvalidInputError(
+                f"not a document convert reads ({', '.join(DOCUMENT_SUFFIXES)}) or a folder: "
+                f"{given}"
+            )
         for pdf, rel in pairs:
-            output = out_dir / rel.with_suffix(".md")
+            output = out_dir / output_name(rel.as_posix())
             if output in jobs and jobs[output].source.resolve() != pdf.resolve():
                 raise InvalidInputError(
                     f"{pdf} and {jobs[output].source} would both be written to {output}; "
@@ -180,22 +211,22 @@ def plan_jobs(inputs: Iterable[Path], out_dir: Path) -> list[Job]:
 def _no_pdf_message(folder: Path, files: list[Path]) -> str:
     """What to say of a folder with no PDF in it: what it holds instead, and where that goes."""
     if not files:
-        return f"no PDF to convert: {folder} has no files (is it the right folder?)"
+        return f"no document to convert: {folder} has no files (is it the right folder?)"
     names = sorted({p.suffix.lower() or p.name for p in files})
     text = [p for p in files if p.suffix.lower() in (".md", ".markdown", ".txt")]
     advice = (
         "; markdown and text files need no conversion: give the folder to `athenaeum index`"
         if text
-        else "; convert reads .pdf files"
+        else f"; convert reads {', '.join(DOCUMENT_SUFFIXES)} files"
     )
     return (
-        f"no PDF to convert: {folder} holds {len(files)} file(s), none a PDF "
+        f"no document to convert: {folder} holds {len(files)} file(s), none it reads "
         f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}){advice}"
     )
 
 
 def _recorded_sha256(output: Path) -> str | None:
-    """The PDF hash recorded in an earlier output's front matter, if there is one."""
+    """The source's hash recorded in an earlier output's front matter, if there is one."""
     if not output.is_file():
         return None
     with output.open(encoding="utf-8", errors="replace") as fh:
@@ -531,6 +562,86 @@ def convert_pdf(job: Job, options: ConvertOptions) -> FileResult:
     return result
 
 
+def convert_file(job: Job, options: ConvertOptions) -> FileResult:
+    """Convert one document of any format `convert` reads; never raises for a bad file."""
+    if job.source.suffix.lower() == ".pdf":
+        return convert_pdf(job, options)
+    return convert_other(job, options)
+
+
+_UNIT_FIELDS = {"slide": "slides", "sheet": "sheets", "chapter": "chapters", "section": "sections"}
+
+
+def read_document(data: bytes, name: str, options: ConvertOptions) -> _formats.Converted:
+    """A non-PDF document read into markdown by its format's reader (decrypted first, when an
+    Office file is password-protected)."""
+    from athenaeum.build.formats import docx, epub, html, pptx, xlsx
+    from athenaeum.build.formats.encrypted import decrypt, is_ole
+
+    suffix = Path(name).suffix.lower()
+    office = suffix in (*_formats.DOCX, *_formats.PPTX, *_formats.XLSX)
+    if office and is_ole(data):
+        data = decrypt(data, options.passwords, options.password_hint)
+    if suffix in _formats.DOCX:
+        return docx.read_docx(data, name)
+    if suffix in _formats.PPTX:
+        return pptx.read_pptx(data, name)
+    if suffix in _formats.XLSX:
+        return xlsx.read_xlsx(data, name)
+    if suffix in _formats.EPUB:
+        return epub.read_epub(data, name)
+    if suffix in _formats.HTML:
+        return html.read_html(data, name)
+    raise _formats.FormatError(f"not a format convert reads ({suffix or 'no suffix'})")
+
+
+def convert_other(job: Job, options: ConvertOptions) -> FileResult:
+    """Convert one Word, PowerPoint, Excel, HTML or EPUB file; the result says what went wrong."""
+    started = time.perf_counter()
+    result = FileResult(job.source, job.output, Status.FAILED)
+    try:
+        digest = sha256_file(job.source)
+        if not options.overwrite and _recorded_sha256(job.output) == digest:
+            _record_location(job.output, str(job.source.resolve()))
+            result.status = Status.SKIPPED
+            result.reason = "unchanged since the last conversion (use --overwrite to redo)"
+            return result
+        size = job.source.stat().st_size
+        if options.max_bytes is not None and size > options.max_bytes:
+            raise _Failure(
+                f"too large: {size / 2**20:.1f} MiB, more than the limit of "
+                f"{options.max_bytes / 2**20:.0f} MiB; split it into smaller files"
+            )
+        converted = read_document(job.source.read_bytes(), job.source.name, options)
+        result.pages, result.unit = converted.units, converted.unit
+        result.warnings.extend(converted.warnings)
+        heading = re.search(r"^#{1,6} (.+)$", converted.markdown, re.MULTILINE)
+        title = (
+            converted.title
+            or (heading.group(1).strip() if heading else None)
+            or readable_stem(job.source.name)
+        )
+        metadata: dict[str, Any] = {
+            "source": job.display,
+            SOURCE_PATH_FIELD: job.location or str(job.source.resolve()),
+            "title": title,
+            _UNIT_FIELDS.get(converted.unit, "sections"): converted.units,
+            **({CITE_BY_FIELD: "section"} if converted.unit in ("section", "chapter") else {}),
+            "sha256": digest,
+            "converter": FORMATS_CONVERTER_NAME,
+            "converter_version": f"athenaeum {__version__}",
+        }
+        _write_atomic(job.output, render_markdown(metadata, converted.markdown))
+        result.status = Status.CONVERTED
+    except (_Failure, _formats.FormatError) as exc:
+        result.reason = str(exc)
+    except Exception as exc:  # one bad file never stops the others; say what it was
+        result.reason = f"unexpected error: {type(exc).__name__}: {_one_line(exc)}"
+    finally:
+        result.seconds = time.perf_counter() - started
+    return result
+
+
 def _convert_document(
     pymupdf: Any, doc: Any, options: ConvertOptions, result: FileResult
 ) -> tuple[str, FirstPage | None]:
@@ -615,13 +726,13 @@ def iter_convert(
     """Convert jobs, yielding each result as it finishes (in completion order)."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            yield convert_pdf(job, options)
+            yield convert_file(job, options)
         return
     # spawn, not fork: MuPDF keeps global state that a forked child should not inherit.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         # Largest files first, so a big file started last does not become the tail.
         ordered = sorted(jobs, key=lambda j: j.source.stat().st_size, reverse=True)
-        futures = {pool.submit(convert_pdf, job, options): job for job in ordered}
+        futures = {pool.submit(convert_file, job, options): job for job in ordered}
         for future in as_completed(futures):
             try:
                 yield future.result()
@@ -640,7 +751,7 @@ def convert(
     jobs: int = 1,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> ConvertReport:
-    """Convert every PDF under `inputs` into markdown under `out_dir`."""
+    """Convert every document under `inputs` into markdown under `out_dir`."""
     options = options or ConvertOptions()
     if jobs < 1:
         raise InvalidInputError("--jobs must be at least 1", param="jobs")

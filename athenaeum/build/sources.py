@@ -19,11 +19,44 @@ from athenaeum.bundle.format import CONVERSION_FIELDS, SOURCE_PATH_FIELD
 from athenaeum.bundle.manifest import SourceFileInfo
 
 PAGE_MARKER_RE = re.compile(r"^<!-- page: (\d+) -->[ \t]*$", re.MULTILINE)
+# Where a document's text is: `<!-- page: 3 -->`, `<!-- slide: 7 -->`, `<!-- sheet: 2
+# Budget!A1:F40 -->` (the sheet's number, then the cells that follow as a range).
+LOCATION_MARKER_RE = re.compile(r"^<!-- (page|slide|sheet): (\d+)(?: (.*?))? -->[ \t]*$")
+# The section that follows can be opened at `#anchor` in the original (a web page).
+ANCHOR_MARKER_RE = re.compile(r"^<!-- anchor: (.*?) -->[ \t]*$")
+_RANGE_RE = re.compile(
+    r"^(?P<sheet>.+)!\$?(?P<start>[A-Z]{1,3}\$?\d+)(?::\$?(?P<end>[A-Z]{1,3}\$?\d+))?$"
+)
 _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
 
 
 def page_marker(page_number: int) -> str:
     return f"<!-- page: {page_number} -->"
+
+
+def location(unit: str, number: int, label: str | None) -> str | None:
+    """How a location marker is cited: "slide 7", "sheet Budget!A1:F40"; None for a page,
+    which citations give as a page range from the chunk's page numbers."""
+    if unit == "slide":
+        return f"slide {number}"
+    if unit == "sheet":
+        return f"sheet {label}" if label else f"sheet {number}"
+    return None
+
+
+def location_span(first: str | None, last: str | None) -> str | None:
+    """The location of text that runs from `first` to `last`: "slides 7-8", the sheet's rows
+    as one range ("sheet Budget!A1:F80"), or both ends."""
+    if first is None or last is None or first == last:
+        return first or last
+    if first.startswith("slide ") and last.startswith("slide "):
+        return f"slides {first[6:]}-{last[6:]}"
+    if first.startswith("sheet ") and last.startswith("sheet "):
+        a, b = _RANGE_RE.match(first[6:]), _RANGE_RE.match(last[6:])
+        if a and b and a["sheet"] == b["sheet"]:
+            return f"sheet {a['sheet']}!{a['start']}:{b['end'] or b['start']}"
+        return f"sheets {first[6:]} to {last[6:]}"
+    return f"{first} to {last}"
 
 
 @dataclass

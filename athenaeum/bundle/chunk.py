@@ -21,9 +21,18 @@ class ChunkRecord:
     heading_path: list[str] = field(default_factory=list)
     page_start: int | None = None
     page_end: int | None = None
+    # Where the chunk is when that is not a page range: "slide 7", "slides 7-8", "sheet
+    # Budget!A1:F40", or a heading path for a document cited by section ("Chapter 3 > Methods").
+    location: str | None = None
+    # The fragment that opens the chunk's section in the original file (a web page's heading id).
+    anchor: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        row = asdict(self)
+        for optional in ("location", "anchor"):  # rows without them read as before
+            if row[optional] is None:
+                del row[optional]
+        return json.dumps(row, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChunkRecord:
@@ -40,6 +49,8 @@ class ChunkRecord:
             heading_path=[str(h) for h in heading_path],
             page_start=None if data.get("page_start") is None else int(data["page_start"]),
             page_end=None if data.get("page_end") is None else int(data["page_end"]),
+            location=None if data.get("location") is None else str(data["location"]),
+            anchor=None if data.get("anchor") is None else str(data["anchor"]),
         )
 
     @property

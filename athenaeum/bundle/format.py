@@ -35,8 +35,24 @@ TOKENIZER_VERSION = 1
 # Front-matter fields that `convert` writes about the conversion itself; every other field is the
 # document's own metadata, which search filters match.
 SOURCE_PATH_FIELD = "source_path"
+# How citations locate a converted document's text where it has no page or slide markers:
+# `section` (Word, HTML, EPUB) cites a chunk by its heading path.
+CITE_BY_FIELD = "cite_by"
 CONVERSION_FIELDS = frozenset(
-    {"source", SOURCE_PATH_FIELD, "title", "pages", "sha256", "converter", "converter_version"}
+    {
+        "source",
+        SOURCE_PATH_FIELD,
+        "title",
+        "pages",
+        "slides",
+        "sheets",
+        "chapters",
+        "sections",
+        CITE_BY_FIELD,
+        "sha256",
+        "converter",
+        "converter_version",
+    }
 )
 
 MANIFEST_FILE = "manifest.json"

@@ -157,7 +157,7 @@ def _print_hits(hits: list[Hit]) -> None:
         where = citations.where(c)
         console.print(f"[bold]{rank}.[/] [cyan]{hit.score:.4f}[/]  {where}", highlight=False)
         heading = " > ".join(c.heading_path) or (c.title or "")
-        if heading:
+        if heading and heading != c.location:
             console.print(Text(f"   {heading}", style="dim"))
         snippet = " ".join(c.text.split())
         if len(snippet) > 300:
@@ -167,6 +167,8 @@ def _print_hits(hits: list[Hit]) -> None:
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:
+    from athenaeum.retrieval import citations
+
     c = hit.chunk
     return {
         "chunk_id": c.id,
@@ -177,6 +179,7 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
         "title": c.title,
         "page_start": c.page_start,
         "page_end": c.page_end,
+        "location": citations.pages(c),
         "heading_path": list(c.heading_path),
     }
 

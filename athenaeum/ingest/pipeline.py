@@ -65,7 +65,7 @@ from athenaeum.bundle import (
     load_bundle,
 )
 from athenaeum.errors import AthenaeumError, InvalidInputError
-from athenaeum.storage.library import is_document
+from athenaeum.storage.library import READ_SUFFIXES_TEXT, is_converted, is_document
 from athenaeum.storage.listing import list_objects
 from athenaeum.storage.location import S3Location
 from athenaeum.storage.published import (
@@ -98,14 +98,18 @@ class LibraryObject:
     etag: str
 
     @property
-    def is_pdf(self) -> bool:
-        return PurePosixPath(self.rel).suffix.lower() == PDF_SUFFIX
+    def is_converted(self) -> bool:
+        return is_converted(self.rel)
 
 
 def doc_id_for(rel: str) -> str:
-    """The document id a library file becomes: its path, a PDF's with the .md of its markdown."""
+    """The document id a library file becomes: its markdown's path as `athenaeum convert` names
+    it (a PDF's with .md for .pdf, another converted document's with .md after its suffix), or
+    a markdown or text file's own path."""
     path = PurePosixPath(rel)
-    return path.with_suffix(".md").as_posix() if path.suffix.lower() == PDF_SUFFIX else rel
+    if path.suffix.lower() == PDF_SUFFIX:
+        return path.with_suffix(".md").as_posix()
+    return f"{rel}.md" if is_converted(rel) else rel
 
 
 @dataclass
@@ -165,7 +169,7 @@ def list_library(
         if not rel or any(not part or part.startswith(".") for part in parts):
             continue  # folder markers, hidden files, empty or dot parts: as push skips them
         if not is_document(rel):
-            reason = "not a document athenaeum reads (.pdf, .md, .markdown, .txt)"
+            reason = f"not a document athenaeum reads ({READ_SUFFIXES_TEXT})"
             skipped.append({"key": obj.key, "reason": reason})
             continue
         found.append(LibraryObject(obj.key, rel, obj.size, obj.etag))
@@ -185,10 +189,10 @@ def _download(client: Any, bucket: str, key: str, dest: Path) -> str:
     return digest.hexdigest()
 
 
-def _source_sha(info: DocumentInfo, is_pdf: bool) -> str | None:
+def _source_sha(info: DocumentInfo, converted: bool) -> str | None:
     """The sha256 of the file a document was made from: the PDF's for a converted document,
     the text file's own (its content hash) for one indexed as it is."""
-    if is_pdf:
+    if converted:
         return info.source_file.sha256 if info.source_file is not None else None
     return info.sha256
 
@@ -490,7 +494,7 @@ def _plan(
     for doc_id, obj in by_id.items():
         uri = f"s3://{library.bucket}/{obj.key}"
         old = base.infos.get(doc_id)
-        if old is not None and _source_sha(old, obj.is_pdf) == shas[obj.rel]:
+        if old is not None and _source_sha(old, obj.is_converted) == shas[obj.rel]:
             plan.reuse(base, doc_id, doc_id, obj, uri)
             report.documents_unchanged += 1
             continue
@@ -607,13 +611,13 @@ def _read_document(
 ) -> SourceDocument | None:
     """The library file at `path` as a document to chunk; None (and a line in the report) when
     it cannot be converted."""
-    if not obj.is_pdf:
+    if not obj.is_converted:
         document = read_text_document(path, doc_id)
         if document.source_file is None:  # links open the file in the library
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
             document = replace(document, source_file=SourceFileInfo(location=uri, sha256=sha))
         return document
-    from athenaeum.build.convert import ConvertOptions, Job, Status, convert_pdf
+    from athenaeum.build.convert import ConvertOptions, Job, Status, convert_file
 
     markdown = run_dir / "markdown" / doc_id
     convert_options = ConvertOptions(
@@ -626,7 +630,7 @@ def _read_document(
         ),
         max_pages=options.max_pages,
     )
-    result = convert_pdf(Job(path, markdown, obj.rel, location=uri), convert_options)
+    result = convert_file(Job(path, markdown, obj.rel, location=uri), convert_options)
     for warning in result.warnings:
         report.warnings.append({"key": obj.key, "warning": warning})
     if result.status is not Status.CONVERTED:

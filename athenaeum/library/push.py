@@ -1,6 +1,7 @@
 """`athenaeum push`: make the library, an S3 prefix, match a local folder.
 
-What goes up: documents (.pdf, .md, .markdown, .txt, in any case) found recursively under the
+What goes up: documents (.pdf, .docx, .pptx, .xlsx, .html, .htm, .xhtml, .epub, .md, .markdown,
+.txt, in any case) found recursively under the
 folder, each to `PREFIX/<its path relative to the folder>` with `/` between the parts. Hidden
 files and folders (dot-names) are left out; every other file is reported as skipped.
 
@@ -57,17 +58,11 @@ from athenaeum.errors import (
 )
 from athenaeum.storage.client import s3_client
 from athenaeum.storage.errors import MISSING, describe_error, error_code
-from athenaeum.storage.library import is_document
+from athenaeum.storage.library import MEDIA_TYPES, is_document
 from athenaeum.storage.listing import list_objects
 from athenaeum.storage.location import S3Location
 
 SHA256_METADATA = "sha256"  # as infra.index.upload records it on the bundle's files
-MEDIA_TYPES = {
-    ".pdf": "application/pdf",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": "text/plain",
-}
 # boto3's own defaults; S3 takes parts of 5 MiB and more.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 8 * 1024 * 1024

@@ -20,8 +20,10 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>])")
 
 
 def pages(chunk: ChunkRecord) -> str | None:
-    """The pages as cited, "p. 3" or "pp. 3-5"; None for a document without page numbers."""
-    return page_range(chunk.page_start, chunk.page_end)
+    """Where the chunk is, as cited: its pages ("p. 3", "pp. 3-5"), or the place the format has
+    instead ("slide 7", "sheet Budget!A1:F40", a section path "Chapter 3 > Methods"); None for a
+    document without either."""
+    return chunk.location or page_range(chunk.page_start, chunk.page_end)
 
 
 def page_range(start: int | None, end: int | None) -> str | None:
@@ -33,7 +35,7 @@ def page_range(start: int | None, end: int | None) -> str | None:
 
 
 def where(chunk: ChunkRecord) -> str:
-    """The source file and pages: "manual.pdf, pp. 3-5"."""
+    """The source file and where in it: "manual.pdf, pp. 3-5", "deck.pptx, slide 7"."""
     found = pages(chunk)
     return f"{chunk.source}, {found}" if found else chunk.source
 
@@ -58,9 +60,10 @@ class Source:
     page_start: int | None
     page_end: int | None
     members: tuple[int, ...]  # the indices of the chunks it cites, in rank order
+    location: str | None = None  # a place other than pages: "slide 7", a section path
 
     def where(self) -> str:
-        found = page_range(self.page_start, self.page_end)
+        found = self.location or page_range(self.page_start, self.page_end)
         return f"{self.chunk.source}, {found}" if found else self.chunk.source
 
 
@@ -74,6 +77,25 @@ def sources(chunks: Sequence[ChunkRecord]) -> tuple[list[Source], list[int]]:
         by_doc.setdefault(chunk.doc_id, []).append(i)
     found: list[Source] = []
     for members in by_doc.values():
+        # Chunks at a place other than pages (a slide, a sheet's cells, a section): one source
+        # per place.
+        located: dict[str, list[int]] = {}
+        for i in members:
+            if chunks[i].location:
+                located.setdefault(chunks[i].location or "", []).append(i)
+        for place, cited in located.items():
+            first_chunk = chunks[cited[0]]
+            found.append(
+                Source(
+                    first_chunk,
+                    cited[0],
+                    first_chunk.page_start,
+                    first_chunk.page_end,
+                    tuple(cited),
+                    place,
+                )
+            )
+        members = [i for i in members if not chunks[i].location]
         # A document without page numbers is one source, whichever of its chunks are cited.
         unpaged = [i for i in members if chunks[i].page_start is None]
         if unpaged:

@@ -33,6 +33,7 @@ from athenaeum.retrieval.backend import Hit, IndexFacts, check_mode, check_query
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.retrieval.tokens import TokenCounter
+from athenaeum.s3vectors.definition import ANCHOR_KEY, LOCATION_KEY, SECTION_LOCATION
 from athenaeum.s3vectors.publish import RETRIED, TEXT_KEY, VectorIndex
 from athenaeum.s3vectors.query import filter_expression, query_params
 
@@ -67,6 +68,9 @@ def s3vectors_client(*, endpoint_url: str | None = None) -> Any:
 def chunk_of(key: str, metadata: Mapping[str, Any]) -> ChunkRecord:
     """The chunk a vector's metadata describes (athenaeum.s3vectors.publish wrote it)."""
     headings = metadata.get("headings") or []
+    heading_path = [str(h) for h in headings] if isinstance(headings, list) else []
+    place = metadata.get(LOCATION_KEY)
+    location = " > ".join(heading_path) if place == SECTION_LOCATION else place
     return ChunkRecord(
         id=key,
         doc_id=str(metadata.get("doc_id", "")),
@@ -74,9 +78,11 @@ def chunk_of(key: str, metadata: Mapping[str, Any]) -> ChunkRecord:
         text=str(metadata.get(TEXT_KEY, "")),
         title=str(metadata["title"]) if metadata.get("title") else None,
         source=str(metadata.get("source", "")),
-        heading_path=[str(h) for h in headings] if isinstance(headings, list) else [],
+        heading_path=heading_path,
         page_start=int(metadata["page_start"]) if "page_start" in metadata else None,
         page_end=int(metadata["page_end"]) if "page_end" in metadata else None,
+        location=str(location) if location else None,
+        anchor=str(metadata[ANCHOR_KEY]) if metadata.get(ANCHOR_KEY) else None,
     )
 
 

@@ -22,6 +22,12 @@ from athenaeum.bundle.manifest import Manifest
 TEXT_KEY = "text"
 # Shown with a result, never filtered on: kept out of the filterable metadata and its limit.
 NON_FILTERABLE = (TEXT_KEY, "title", "headings", "source", "ordinal")
+# Where a chunk is (athenaeum.bundle.chunk.ChunkRecord.location and .anchor); SECTION_LOCATION
+# stands for the chunk's heading path.
+LOCATION_KEY = "location"
+ANCHOR_KEY = "anchor"
+SECTION_LOCATION = "§"
+MAX_PLACE = 256
 DATA_TYPE = "float32"
 DISTANCE_METRIC = "cosine"
 # Full-text search and a text search configuration need an index in this mode (the default for

@@ -7,6 +7,9 @@ One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and
   which `QueryVectors` with `queryTexts` fuses with the vector search by reciprocal rank);
 - `title`, `headings`, `source`, `ordinal`: what a result shows, not filterable;
 - `doc_id`, `page_start`, `page_end`: filterable, what the search filters map to;
+- `location`, `anchor`, where the chunk has them: where it is when that is not a page range
+  ("slide 7", "sheet Budget!A1:F40", or `§` for its heading path) and the fragment that opens its
+  section; filterable only because an index's non-filterable keys are fixed when it is created;
 - the document's front-matter fields (a bundle manifest's `metadata`), filterable, as
   `fm_<field>` (field names case-folded) holding the values as the search filters compare them:
   text, case-folded, a list for a list (athenaeum.retrieval.filters).
@@ -37,7 +40,14 @@ import numpy as np
 from athenaeum.bundle import Bundle, ChunkRecord, DocumentInfo
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.filters import normal_value
-from athenaeum.s3vectors.definition import INDEX_MODE, IndexDefinition
+from athenaeum.s3vectors.definition import (
+    ANCHOR_KEY,
+    INDEX_MODE,
+    LOCATION_KEY,
+    MAX_PLACE,
+    SECTION_LOCATION,
+    IndexDefinition,
+)
 from athenaeum.s3vectors.definition import NON_FILTERABLE as NON_FILTERABLE
 from athenaeum.s3vectors.definition import TEXT_KEY as TEXT_KEY
 
@@ -129,6 +139,13 @@ def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[st
         metadata["page_start"] = chunk.page_start
     if chunk.page_end is not None:
         metadata["page_end"] = chunk.page_end
+    if chunk.location is not None:
+        # Filterable metadata is small (2 KB a vector): a location that is the chunk's heading
+        # path (a document cited by section) is written as a mark, not a second copy of it.
+        by_section = chunk.location == " > ".join(chunk.heading_path)
+        metadata[LOCATION_KEY] = SECTION_LOCATION if by_section else chunk.location[:MAX_PLACE]
+    if chunk.anchor is not None:
+        metadata[ANCHOR_KEY] = chunk.anchor[:MAX_PLACE]
     return metadata
 
 

@@ -286,7 +286,7 @@ def test_bad_inputs_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="input not found"):
         plan_jobs([tmp_path / "missing"], tmp_path)
     (tmp_path / "a.txt").write_text("x")
-    with pytest.raises(InvalidInputError, match="not a PDF file or a folder"):
+    with pytest.raises(InvalidInputError, match=r"not a document convert reads .* or a folder"):
         plan_jobs([tmp_path / "a.txt"], tmp_path)
 
 
@@ -352,22 +352,28 @@ def test_an_unchanged_pdf_that_moved_gets_its_new_location_without_converting(
     }
 
 
-def test_a_folder_with_no_pdf_is_an_error_that_says_what_it_holds(tmp_path: Path) -> None:
+def test_a_folder_with_no_document_is_an_error_that_says_what_it_holds(tmp_path: Path) -> None:
     runner = CliRunner()
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["convert", str(empty), "--out", str(tmp_path / "out")])
     assert result.exit_code != 0
-    assert f"no PDF to convert: {empty} has no files" in result.output
+    assert f"no document to convert: {empty} has no files" in result.output
     notes = tmp_path / "notes"
     (notes / "sub").mkdir(parents=True)
     (notes / "readme.md").write_text("# Notes\n", encoding="utf-8")
-    (notes / "sub" / "deck.pptx").write_bytes(b"PK")
+    (notes / "sub" / "deck.odp").write_bytes(b"PK")
     result = runner.invoke(app, ["convert", str(notes), "--out", str(tmp_path / "out")])
     assert result.exit_code != 0
-    assert "holds 2 file(s), none a PDF (.md, .pptx)" in result.output
+    assert "holds 2 file(s), none it reads (.md, .odp)" in result.output
     assert "give the folder to `athenaeum index`" in result.output
     assert not (tmp_path / "out").exists()  # nothing written
-    # A PDF anywhere below is enough.
+    # A document anywhere below is enough, in any case; each of its formats goes to its own file.
     (notes / "sub" / "doc.PDF").write_bytes(b"%PDF-1.4")
-    assert [j.display for j in plan_jobs([notes], tmp_path / "out")] == ["sub/doc.PDF"]
+    (notes / "sub" / "doc.DOCX").write_bytes(b"PK")
+    jobs = plan_jobs([notes], tmp_path / "out")
+    assert [j.display for j in jobs] == ["sub/doc.DOCX", "sub/doc.PDF"]
+    assert [j.output.relative_to(tmp_path / "out").as_posix() for j in jobs] == [
+        "sub/doc.DOCX.md",
+        "sub/doc.md",
+    ]

@@ -33,8 +33,10 @@ def test_search_json_carries_each_hit(scifact_bundle: Path, scifact_engine: Sear
         "title",
         "page_start",
         "page_end",
+        "location",
         "heading_path",
     }
+    assert first["location"] == f"p. {first['page_start']}"  # a BEIR document is one page
     assert first["score"] == expected[0].score and first["text"] == expected[0].chunk.text
 
 

@@ -87,6 +87,12 @@ class Passage(BaseModel):
     title: str | None
     page_start: int | None
     page_end: int | None
+    location: str | None = Field(
+        default=None,
+        description='Where the passage is, as cited: "p. 3", "pp. 3-5", "slide 7", "sheet '
+        'Budget!A1:F40" or a section path ("Chapter 3 > Methods"); null when the document has '
+        "no such places.",
+    )
     heading_path: list[str] = Field(description="Headings above the passage, outermost first.")
     url: str = Field(description="A link to this passage (GET /chunks/{id}, with a token).")
     source_url: str | None = Field(
@@ -106,6 +112,7 @@ class Passage(BaseModel):
             title=c.title,
             page_start=c.page_start,
             page_end=c.page_end,
+            location=citations.pages(c),
             heading_path=list(c.heading_path),
             url=citations.link(base_url, c.id),
             source_url=source_url,
@@ -134,6 +141,7 @@ class Chunk(BaseModel):
     heading_path: list[str]
     page_start: int | None
     page_end: int | None
+    location: str | None = Field(default=None, description="Where the chunk is, as cited.")
     url: str
     source_url: str | None = Field(
         default=None, description="The original file at the chunk's page, as in search results."
@@ -153,6 +161,7 @@ class Chunk(BaseModel):
             heading_path=list(record.heading_path),
             page_start=record.page_start,
             page_end=record.page_end,
+            location=citations.pages(record),
             url=citations.link(base_url, record.id),
             source_url=source_url,
         )

@@ -68,7 +68,22 @@ _EXPIRY_BYTES = 4  # Unix seconds, unsigned: until 2106
 TOKEN_CHARS = -(-(_KEY_BYTES + _EXPIRY_BYTES + SIGNATURE_BYTES) * 4 // 3)  # unpadded base64
 _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
 REDIRECT_TTL_S = 300  # a presigned URL behind a link: the browser follows it at once
-MEDIA_TYPES = {".pdf": "application/pdf", ".md": "text/markdown", ".txt": "text/plain"}
+MEDIA_TYPES = {
+    ".pdf": "application/pdf",
+    ".md": "text/markdown",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "application/xhtml+xml",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".epub": "application/epub+zip",
+}
+_WEB_PAGES = (".html", ".htm", ".xhtml")
+# A library's web page is shown as a document, never run as this server's page: no scripts,
+# forms or requests, in an origin of its own (CSP sandbox), whatever the page holds.
+WEB_PAGE_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _MISSING_RETRY_S = 60.0  # how long "not in the bucket" is believed before asking again
 
 
@@ -90,8 +105,15 @@ class SourceFile:
         return MEDIA_TYPES.get(PurePosixPath(self.name).suffix.lower(), "application/octet-stream")
 
 
-def page_fragment(name: str, page: int | None) -> str:
-    return f"#page={page}" if page is not None and name.lower().endswith(".pdf") else ""
+def page_fragment(name: str, page: int | None, anchor: str | None = None) -> str:
+    """What opens the file where the passage is: `#page=N` in a PDF viewer, the section's id on
+    a web page; nothing for a format a browser downloads."""
+    lowered = name.lower()
+    if page is not None and lowered.endswith(".pdf"):
+        return f"#page={page}"
+    if anchor and lowered.endswith(_WEB_PAGES):
+        return "#" + quote(anchor, safe="-._~!$&'()*+,;=:@/?")
+    return ""
 
 
 def source_key(prefix: str, sha256: str, name: str) -> str:
@@ -106,8 +128,11 @@ def content_disposition(name: str) -> str:
 
 
 class SourceLinks(Protocol):
-    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
-        """A link that opens the document's original file at `page`, or None."""
+    def link(
+        self, doc_id: str, page: int | None, base_url: str, anchor: str | None = None
+    ) -> str | None:
+        """A link that opens the document's original file at `page` (or the section `anchor`
+        names), or None."""
         ...
 
 
@@ -115,7 +140,8 @@ def citation_links(hits: list[Hit], sources: SourceLinks, base: str) -> list[str
     """Each hit's link: its original file at the page where the server has it, else the chunk
     view (which an API client opens with its token)."""
     return [
-        sources.link(h.chunk.doc_id, h.chunk.page_start, base) or citations.link(base, h.chunk.id)
+        sources.link(h.chunk.doc_id, h.chunk.page_start, base, h.chunk.anchor)
+        or citations.link(base, h.chunk.id)
         for h in hits
     ]
 
@@ -151,7 +177,9 @@ class SignedLinks:
     def respond(self, source: SourceFile) -> Response:
         raise NotImplementedError
 
-    def link(self, doc_id: str, page: int | None, base_url: str) -> str | None:
+    def link(
+        self, doc_id: str, page: int | None, base_url: str, anchor: str | None = None
+    ) -> str | None:
         source = self._by_doc.get(doc_id)
         if source is None or not self.available(source):
             return None
@@ -168,7 +196,7 @@ class SignedLinks:
         )
         return (
             f"{base_url}{SOURCES_PATH}{token.rstrip(b'=').decode()}"
-            f"{page_fragment(source.name, page)}"
+            f"{page_fragment(source.name, page, anchor)}"
         )
 
     def open_path(self, segment: str, expires: str, signature: str) -> Response:
@@ -242,15 +270,14 @@ class LocalSources(SignedLinks):
         path = self.path(source)
         if path is None:
             raise NotFoundError("the linked file is no longer available on this server")
-        return FileResponse(
-            path,
-            media_type=source.media_type,
-            headers={
-                "Content-Disposition": content_disposition(source.name),
-                "Cache-Control": "private, no-store",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        headers = {
+            "Content-Disposition": content_disposition(source.name),
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if source.name.lower().endswith(_WEB_PAGES):
+            headers["Content-Security-Policy"] = WEB_PAGE_POLICY
+        return FileResponse(path, media_type=source.media_type, headers=headers)
 
     def path(self, source: SourceFile) -> Path | None:
         """Where the file is now, if it is there and still has the recorded sha256 (hashed once,

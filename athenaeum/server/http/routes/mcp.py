@@ -161,6 +161,7 @@ def build_server(
                     "doc_id": chunk.doc_id,
                     "page_start": chunk.page_start,
                     "page_end": chunk.page_end,
+                    "location": citations.pages(chunk),
                     "heading_path": list(chunk.heading_path),
                 },
             )

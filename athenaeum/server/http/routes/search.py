@@ -48,7 +48,9 @@ def search(
     searcher = Searcher.of(backend, settings.max_query_chars, body.filter)
     hits = searcher(body.query, body.top_k, body.mode)
     results = [
-        Passage.from_hit(h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base))
+        Passage.from_hit(
+            h, base, sources.link(h.chunk.doc_id, h.chunk.page_start, base, h.chunk.anchor)
+        )
         for h in hits
     ]
     # Serialized here from the model just built and validated: returned as the model, FastAPI
@@ -88,4 +90,6 @@ def get_chunk(
     chunk_id: str, backend: BackendDep, base: BaseUrlDep, sources: SourceLinksDep
 ) -> Chunk:
     record = backend.get_chunk(chunk_id)
-    return Chunk.from_record(record, base, sources.link(record.doc_id, record.page_start, base))
+    return Chunk.from_record(
+        record, base, sources.link(record.doc_id, record.page_start, base, record.anchor)
+    )
