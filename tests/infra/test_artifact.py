@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,9 @@ import pytest
 import athenaeum
 from athenaeum.bundle import VERIFICATION_FILE
 from athenaeum.errors import BundleError
+from athenaeum.retrieval import citations
 from infra import staging
-from tests.conftest import LIBRARY_PDFS, PdfLibrary
+from tests.conftest import DATA_DIR, LIBRARY_PDFS, PdfLibrary
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "build" / "layer" / "python"
@@ -433,6 +435,26 @@ LOCKED_PDF = "crazyones-encrypted-256.pdf"
 ADDED_PHRASE = "The quokka colony on Rottnest Island was counted at dawn by volunteers."
 
 
+MIXED_FORMATS = {
+    "tracked-changes-insertions-deletions.docx": "mixed/tika.docx",
+    "slides-table-merged-cells.pptx": "mixed/deck.pptx",
+    "tax-rates-ireland-three-sheets.xlsx": "mixed/tax-rates.xlsx",
+    "story-japanese-aesop-fable.html": "mixed/fable.html",
+    "poem-the-waste-land.epub": "mixed/waste-land.epub",
+}
+# A phrase of each, where it is cited (a pattern of `citations.pages`).
+MIXED_PHRASES = [
+    ("March 2009: Apache Tika Release", "mixed/tika.docx", r".*"),
+    ("April is the cruellest month", "mixed/waste-land.epub", r".*THE BURIAL OF THE DEAD"),
+    ("Test Table Slide", "mixed/deck.pptx", r"slides? \d+(-\d+)?"),
+    (
+        "Levies and PRSI as a proportion of gross income",
+        "mixed/tax-rates.xlsx",
+        r"sheets? .*![A-Z]+\d+:[A-Z]+\d+.*",
+    ),
+]
+
+
 @pytest.mark.slow
 def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
     pdf_library: PdfLibrary, moto_endpoint: str, tmp_path: Path
@@ -496,8 +518,11 @@ def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
     client.upload_file(str(added), bucket, "library/notes/added-last.md")
     client.upload_file(str(PDF_DIR / "habibi.pdf"), bucket, "library/new/habibi.pdf")
     client.upload_file(str(PDF_DIR / LOCKED_PDF), bucket, f"library/new/{LOCKED_PDF}")
+    # A mixed library: a Word document, a deck, a workbook, a web page and a book beside them.
+    for name, rel in MIXED_FORMATS.items():
+        client.upload_file(str(DATA_DIR / "formats" / name), bucket, f"library/{rel}")
     records = drain()
-    assert len(records) == 3
+    assert len(records) == 3 + len(MIXED_FORMATS)
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps(records + records[:1]))  # one delivered twice
 
@@ -523,8 +548,8 @@ def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     summary = answers["result"]
-    assert summary["published"] and summary["keys_in_events"] == 4
-    assert (summary["added"], summary["failed"]) == (2, 1)
+    assert summary["published"] and summary["keys_in_events"] == 4 + len(MIXED_FORMATS)
+    assert (summary["added"], summary["failed"]) == (2 + len(MIXED_FORMATS), 1)
     # Everything came from the layer, the code, the runtime's boto3 or the standard library,
     # and nothing of the web side or of PyTorch was loaded.
     assert answers["outside"] == []
@@ -535,9 +560,19 @@ def test_ingest_artifact_publishes_a_batch_of_real_s3_events(
     assert pointer is not None and pointer.version == summary["version"]
     served = SearchEngine.load(store.fetch(pointer.version, tmp_path / "served"))
     sources = {doc.source for doc in served.bundle.manifest.documents}
-    assert sources == {*LIBRARY_PDFS, "notes/added-last.md", "new/habibi.pdf"}
+    assert sources == {
+        *LIBRARY_PDFS,
+        "notes/added-last.md",
+        "new/habibi.pdf",
+        *MIXED_FORMATS.values(),
+    }
     hits = served.search(ADDED_PHRASE, top_k=1)
     assert hits[0].chunk.source == "notes/added-last.md"
+    # Each format is searchable, cited where the format has places.
+    for phrase, source, where in MIXED_PHRASES:
+        [hit] = served.search(phrase, top_k=1, mode="bm25")
+        assert hit.chunk.source == source, phrase
+        assert re.fullmatch(where, citations.pages(hit.chunk) or ""), (phrase, hit.chunk.location)
     report = json.loads(
         client.get_object(Bucket=bucket, Key="index/reports/latest.json")["Body"].read()
     )
