@@ -115,7 +115,8 @@ class ConvertReport:
 
     @property
     def pages_converted(self) -> int:
-        return sum(r.pages for r in self.by_status(Status.CONVERTED))
+        """The PDF pages converted (other formats count slides, sheets or sections)."""
+        return sum(r.pages for r in self.by_status(Status.CONVERTED) if r.unit == "page")
 
 
 @dataclass(frozen=True)

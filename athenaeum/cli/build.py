@@ -1,4 +1,4 @@
-"""`athenaeum convert` and `athenaeum index`: PDFs to markdown, documents to an index bundle."""
+"""`athenaeum convert` and `athenaeum index`: documents to markdown, markdown to an index bundle."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def convert_command(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="PDF files or folders. Folders are searched recursively for *.pdf files.",
+            help="Documents (.pdf, .docx, .pptx, .xlsx, .html, .htm, .xhtml, .epub) or folders. "
+            "Folders are searched recursively for them; other files are left alone.",
             show_default=False,
         ),
     ],
@@ -35,7 +36,8 @@ def convert_command(
             "--out",
             "-o",
             help="Folder for the markdown. Each input folder's tree is mirrored in it, one .md "
-            "per PDF; a PDF given by itself is written to the top of it.",
+            "per document (report.pdf becomes report.md, any other report.docx.md); a document "
+            "given by itself is written to the top of it.",
             show_default=False,
         ),
     ],
@@ -43,8 +45,9 @@ def convert_command(
         list[str] | None,
         typer.Option(
             "--password",
-            help="Password for encrypted PDFs. Repeat for several: each encrypted file is "
-            "tried with every one given. Without it encrypted files are reported, not converted.",
+            help="Password for encrypted PDFs and Word, PowerPoint and Excel files. Repeat for "
+            "several: each encrypted file is tried with every one given. Without it encrypted "
+            "files are reported, not converted.",
             show_default=False,
         ),
     ] = None,
@@ -79,22 +82,32 @@ def convert_command(
         bool,
         typer.Option(
             "--overwrite",
-            help="Convert again even when the output records the same PDF sha256 (by default "
-            "unchanged PDFs are skipped).",
+            help="Convert again even when the output records the same sha256 of its document "
+            "(by default unchanged documents are skipped).",
         ),
     ] = False,
 ) -> None:
-    """Convert PDFs to markdown that keeps headings, tables and page numbers.
+    """Convert documents to markdown that keeps headings, tables and where each passage is.
 
-    Every output file starts with YAML front matter (source, title, pages, sha256 of the PDF,
-    converter and version) and marks each page with a `<!-- page: N -->` line, so search
-    results can cite pages. Tables become markdown tables, ruled or not; a table that runs over
+    PDFs, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), web pages (.html, .htm, .xhtml) and
+    EPUB books. Every output file starts with YAML front matter (source, title, pages, slides,
+    sheets or chapters, sha256 of the original, converter and version) and marks where its text
+    is: each PDF page with a `<!-- page: N -->` line, each slide with `<!-- slide: N -->`, each
+    block of a sheet's rows with `<!-- sheet: N Budget!A1:F40 -->`, so that search results cite
+    "p. 3", "slide 7" or "sheet Budget!A1:F40"; Word, HTML and EPUB are cited by their section
+    path ("Chapter 3 > Methods"), and a web page's sections keep their anchors, so its links
+    open the section. Speaker notes are kept after their slide under "Notes:"; hidden slides and
+    sheets are left out; Word's tracked changes read as accepted and its comments, headers and
+    footers are left out, its footnotes kept; a formula gives its value; a web page gives its
+    article, without navigation, banners or footers. A PDF's tables become markdown tables,
+    ruled or not (those of the other formats are tables already); a table that runs over
     several pages is written in one part per page, each under the table's own header row, and
     `athenaeum index` reads the parts as one table. Running headers, footers, page numbers and
     the line numbers down the margin of transcripts and pleadings are dropped and words
     hyphenated across lines are joined. A file that cannot be converted (encrypted without a
     password, malformed, no text layer) is reported and the others go on; the exit status is 0
-    only when nothing failed. A folder with no PDF in it is an error that says what it holds.
+    only when nothing failed. A folder with no document in it is an error that says what it
+    holds.
 
     Example: athenaeum convert manuals/ --out converted/ --jobs 4
     """
@@ -145,16 +158,16 @@ def _print_convert(report: ConvertReport, inputs: list[Path], out: Path) -> None
     # Names relative to the input they came from, so that a row fits in 80 columns; reasons and
     # warnings go below the table, one line each, once.
     names = {r.source: _relative_name(r.source, inputs) for r in report.results}
-    table = Table(title=f"athenaeum convert: {len(report.results)} PDF(s)")
+    table = Table(title=f"athenaeum convert: {len(report.results)} document(s)")
     table.add_column("file", overflow="fold")
-    for column in ("status", "pages", "seconds"):
+    for column in ("status", "found", "seconds"):
         table.add_column(column, justify="right" if column != "status" else "left")
     styles = {Status.CONVERTED: "green", Status.SKIPPED: "dim", Status.FAILED: "bold red"}
     for r in report.results:
         table.add_row(
             names[r.source],
             f"[{styles[r.status]}]{r.status.value}[/]",
-            str(r.pages or ""),
+            f"{r.pages} {r.unit}{'' if r.pages == 1 else 's'}" if r.pages else "",
             f"{r.seconds:.2f}",
         )
     console.print(table)

@@ -69,7 +69,9 @@ def push_command(
 ) -> None:
     """Make the library in S3 match a local folder: upload new and changed documents.
 
-    Documents are PDFs and .md, .markdown and .txt files; other files are reported as skipped.
+    Documents are PDFs, Word, PowerPoint and Excel files (.docx, .pptx, .xlsx), web pages (.html,
+    .htm, .xhtml), EPUB books and .md, .markdown and .txt files; other files are reported as
+    skipped.
     A document is uploaded when no object has its key or the object's sha256 differs: every
     object carries its file's sha256 in its metadata, and S3 checks the bytes against it on the
     way in (per part for files of 8 MiB and more). Unchanged documents are not sent again. With
@@ -289,8 +291,8 @@ def ingest_command(
     library: Annotated[
         str,
         typer.Argument(
-            help="The library: an S3 prefix of PDFs, .md, .markdown and .txt files, "
-            "s3://BUCKET/PREFIX.",
+            help="The library: an S3 prefix of documents (.pdf, .docx, .pptx, .xlsx, .html, "
+            ".htm, .xhtml, .epub) and .md, .markdown and .txt files, s3://BUCKET/PREFIX.",
             show_default=False,
         ),
     ],
@@ -318,8 +320,8 @@ def ingest_command(
         list[str] | None,
         typer.Option(
             "--password",
-            help="Password for encrypted PDFs; repeat for several. Without one, encrypted "
-            "files are reported, not published.",
+            help="Password for encrypted PDFs and Office files; repeat for several. Without "
+            "one, encrypted files are reported, not published.",
             show_default=False,
         ),
     ] = None,

@@ -636,7 +636,8 @@ def _read_document(
     if result.status is not Status.CONVERTED:
         report.failed.append({"key": obj.key, "reason": result.reason})
         return None
-    report.pages_converted += result.pages
+    if result.unit == "page":
+        report.pages_converted += result.pages
     document = read_text_document(markdown, doc_id)
     path.unlink(missing_ok=True)
     return document
