@@ -53,7 +53,9 @@ class SearchFilterModel(BaseModel):
         'ending in "/" ("reports/"). Case-insensitive.',
     )
     pages: PageRange | None = Field(
-        default=None, description="Only passages whose pages overlap this range."
+        default=None,
+        description="Only passages whose pages overlap this range (for a deck its slides, for a "
+        "workbook its sheets, by number).",
     )
     metadata: dict[str, MetadataValue | list[MetadataValue]] | None = Field(
         default=None,
