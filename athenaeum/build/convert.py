@@ -570,6 +570,7 @@ def convert_file(job: Job, options: ConvertOptions) -> FileResult:
     return convert_other(job, options)
 
 
+_OPENING_HEADING_RE = re.compile(r"\A(?:<!--[^\n]*-->\s*)*#{1,6} (.+)$", re.MULTILINE)
 _UNIT_FIELDS = {"slide": "slides", "sheet": "sheets", "chapter": "chapters", "section": "sections"}
 
 
@@ -616,7 +617,11 @@ def convert_other(job: Job, options: ConvertOptions) -> FileResult:
         converted = read_document(job.source.read_bytes(), job.source.name, options)
         result.pages, result.unit = converted.units, converted.unit
         result.warnings.extend(converted.warnings)
-        heading = re.search(r"^#{1,6} (.+)$", converted.markdown, re.MULTILINE)
+        # Without a title of the file's own, the heading the document opens with, if it opens
+        # with one (a sheet's name is no title); else the file name made readable.
+        heading = (
+            None if converted.unit == "sheet" else _OPENING_HEADING_RE.match(converted.markdown)
+        )
         title = (
             converted.title
             or (heading.group(1).strip() if heading else None)

@@ -177,8 +177,12 @@ def _print_convert(report: ConvertReport, inputs: list[Path], out: Path) -> None
         for warning in r.warnings:
             console.print(f"[yellow]warning[/] {names[r.source]}: {warning}", soft_wrap=True)
     counts = {s: len(report.by_status(s)) for s in Status}
+    found: dict[str, int] = {}
+    for r in report.by_status(Status.CONVERTED):
+        found[r.unit] = found.get(r.unit, 0) + r.pages
+    units = ", ".join(f"{n} {unit}s" for unit, n in found.items() if n) or "0 pages"
     console.print(
-        f"{counts[Status.CONVERTED]} converted ({report.pages_converted} pages), "
+        f"{counts[Status.CONVERTED]} converted ({units}), "
         f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed; markdown in {out}"
     )
 

@@ -70,6 +70,14 @@ def test_every_file_is_converted_or_reported_with_its_reason(
     # The front matter says what the file holds and how it is cited.
     docs = converted["docs"]
     assert isinstance(docs, dict)
+    # Without a title of the file's own: the heading it opens with, else the file name; never
+    # a sheet's name or a chapter heading from the middle.
+    titles = {name: doc.metadata["title"] for name, doc in docs.items()}
+    assert titles["slides-apache-performance-tuning-notes.pptx"] == "Apache Performance Tuning"
+    assert titles["tax-rates-ireland-three-sheets.xlsx"] == "Tax rates ireland three sheets"
+    assert titles["statutes-portuguese-golf-association.docx"] == (
+        "Statutes portuguese golf association"
+    )
     deck = docs["slides-apache-performance-tuning-notes.pptx"].metadata
     assert deck["slides"] == 46 and deck["source"] == "slides-apache-performance-tuning-notes.pptx"
     assert len(deck["sha256"]) == 64 and "cite_by" not in deck
@@ -122,6 +130,12 @@ def test_a_web_page_is_its_article_with_anchored_sections(converted: dict[str, o
     assert "<!-- anchor: definitions-2ksZhN -->\n\n## Definitions" in sre
     assert "**White-box monitoring**" in sre
     assert "Eliminating Toil" not in sre  # the book's table of contents is navigation
+    # A draft typed into <pre> pages: its sections are headings with their anchors, its
+    # bullets a list, its running heads and page footers gone.
+    draft = _body(converted, "spec-ietf-remotestorage-draft.html")
+    assert "<!-- anchor: section-3 -->\n\n## 3. Storage model" in draft
+    assert "- item name\n- item type (folder or document)\n- current version" in draft
+    assert "[Page 7]" not in draft
     fable = _body(converted, "story-japanese-aesop-fable.html")
     assert "肉をくわえたイヌが、橋を渡っていました。" in fable
 

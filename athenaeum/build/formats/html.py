@@ -689,30 +689,50 @@ class _Renderer:
         if not text.strip():
             return
         lines = text.split("\n")
-        if len(lines) >= 30 and _prose_share(lines) > 0.6:
-            self.preformatted_prose(lines)
+        if len(lines) >= 12 and _prose_share(lines) > 0.5:
+            # Section titles marked up inside the text (an RFC's `<span class="h2">` with its
+            # `<a name="section-2">`) keep their anchors.
+            anchors = {
+                one_line(span.text()): a.attrs.get("name") or a.attrs.get("id", "")
+                for span in node.iter()
+                if span.tag == "span" and re.fullmatch(r"h[1-6]", span.attrs.get("class", ""))
+                for a in span.iter()
+                if a.tag == "a" and (a.attrs.get("name") or a.attrs.get("id"))
+            }
+            self.preformatted_prose(lines, anchors)
             return
         fence = "```"
         while fence in text:
             fence += "`"
         self.blocks.append(f"{fence}\n{text}\n{fence}")
 
-    def preformatted_prose(self, lines: list[str]) -> None:
+    def preformatted_prose(self, lines: list[str], anchors: dict[str, str]) -> None:
         """A document typed into one `<pre>` (an Internet-Draft): its numbered section titles
         are headings, its paragraphs are paragraphs, its indented figures stay as code."""
         paragraph: list[str] = []
 
         def flush() -> None:
-            if paragraph:
-                if (
-                    all(line.startswith("   ") for line in paragraph)
-                    and len(paragraph) > 1
-                    and any(len(line) - len(line.lstrip()) > 6 for line in paragraph)
-                ):
-                    self.blocks.append("```\n" + "\n".join(paragraph) + "\n```")
-                else:
-                    self.blocks.append(" ".join(line.strip() for line in paragraph))
-                paragraph.clear()
+            if not paragraph:
+                return
+            text = " ".join(line.strip() for line in paragraph)
+            if _PLAIN_BULLET_RE.match(text):  # "   *  GET a folder: ..." lines are list items
+                items: list[str] = []
+                for line in paragraph:
+                    bullet = _PLAIN_BULLET_RE.match(line.strip())
+                    if bullet or not items:
+                        items.append(line.strip()[bullet.end() if bullet else 0 :])
+                    else:
+                        items[-1] += " " + line.strip()
+                self.blocks.append("\n".join(f"- {item}" for item in items))
+            elif (
+                len(paragraph) > 1
+                and any(len(line) - len(line.lstrip()) > 6 for line in paragraph)
+                and _prose_share(paragraph) < 0.5
+            ):
+                self.blocks.append("```\n" + "\n".join(paragraph) + "\n```")
+            else:
+                self.blocks.append(text)
+            paragraph.clear()
 
         for line in lines:
             stripped = line.strip()
@@ -720,7 +740,8 @@ class _Renderer:
             if section and len(stripped) < 80:
                 flush()
                 level = min(6, 2 + section.group(1).count("."))
-                self.heading_block(level, one_line(stripped), None)
+                title = one_line(stripped)
+                self.heading_block(level, title, anchors.get(title))
             elif not stripped or _RUNNING_LINE_RE.match(stripped):
                 flush()
             else:
@@ -780,6 +801,7 @@ class _Renderer:
 
 
 _SECTION_LINE_RE = re.compile(r"^(\d+(?:\.\d+)*)\.?\s{1,4}[A-Z][^.]*$|^(Appendix [A-Z])\.?\s")
+_PLAIN_BULLET_RE = re.compile(r"^[*o\-\u2022]\s+")
 _RUNNING_LINE_RE = re.compile(r"^(.{0,60}\s{3,}.{0,60}\s{3,}.{0,40}|.*\[Page \d+\])$")
 
 
