@@ -236,7 +236,8 @@ class StackConfig(BaseModel):
     ingest_memory_mb: int = 3008
     # The ingest function's /tmp; by default sized from the bundle (infra/sizing.py).
     ingest_storage_mb: int | None = None
-    # An existing Secrets Manager secret (name or ARN) with passwords for encrypted PDFs.
+    # An existing Secrets Manager secret (name or ARN) with passwords for encrypted PDFs and
+    # Office files.
     ingest_passwords_secret: str | None = None
     # How often the API function checks the index pointer for a newer published version.
     index_refresh_seconds: int = 60

@@ -74,7 +74,7 @@ def read_passwords(secret_id: str) -> list[str]:
 
     text = read_secret_string(
         secret_id,
-        purpose="the passwords for encrypted PDFs",
+        purpose="the passwords for encrypted PDFs and Office files",
         error=PasswordsUnavailableError,
     ).strip()
     if text.startswith("{"):

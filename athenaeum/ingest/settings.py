@@ -30,7 +30,7 @@ class IngestSettings(BaseSettings):
     index_s3_uri: str
     # Downloads, conversions and the local copy of the index, kept while the container is warm.
     ingest_work_dir: Path = DEFAULT_WORK_DIR
-    # A Secrets Manager secret (name or ARN) with passwords for encrypted PDFs.
+    # A Secrets Manager secret (name or ARN) with passwords for encrypted PDFs and Office files.
     ingest_passwords_secret: str | None = None
     # PDFs with more pages are refused in the report; 0: no limit.
     ingest_max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=0)
