@@ -584,6 +584,8 @@ def read_document(data: bytes, name: str, options: ConvertOptions) -> _formats.C
     office = suffix in (*_formats.DOCX, *_formats.PPTX, *_formats.XLSX)
     if office and is_ole(data):
         data = decrypt(data, options.passwords, options.password_hint)
+    if office or suffix in _formats.EPUB:
+        _check_unpacked_size(data)
     if suffix in _formats.DOCX:
         return docx.read_docx(data, name)
     if suffix in _formats.PPTX:
@@ -595,6 +597,26 @@ def read_document(data: bytes, name: str, options: ConvertOptions) -> _formats.C
     if suffix in _formats.HTML:
         return html.read_html(data, name)
     raise _formats.FormatError(f"not a format convert reads ({suffix or 'no suffix'})")
+
+
+# A ZIP-based document (Office, EPUB) that unpacks to more than this is refused: a real one is a
+# few times its packed size, a crafted one (a "zip bomb") thousands of times.
+MAX_UNPACKED_BYTES = 1 << 30
+
+
+def _check_unpacked_size(data: bytes) -> None:
+    import io
+    import zipfile
+
+    try:
+        unpacked = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # the reader says what is wrong with it
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise _formats.FormatError(
+            f"too large: it unpacks to {unpacked / 2**20:,.0f} MiB, more than the limit of "
+            f"{MAX_UNPACKED_BYTES / 2**20:,.0f} MiB"
+        )
 
 
 def convert_other(job: Job, options: ConvertOptions) -> FileResult:

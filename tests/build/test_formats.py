@@ -155,6 +155,26 @@ def test_a_book_reads_in_spine_order_with_its_chapters(converted: dict[str, obje
     assert re.search(r"^## CHAPTER I THE SUN-SEEKER$", winter, re.MULTILINE)
 
 
+def test_a_document_that_unpacks_too_large_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from athenaeum.build import convert as convert_module
+
+    # The limit is 1 GiB; at 8 MiB the test writes a part 8 MiB of zeros makes 8 KiB of.
+    monkeypatch.setattr(convert_module, "MAX_UNPACKED_BYTES", 8 << 20)
+    bomb = tmp_path / "in" / "bomb.docx"
+    bomb.parent.mkdir()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as package:
+        package.writestr("word/document.xml", "<w/>")
+        package.writestr("word/media/zeros.bin", bytes(9 << 20))
+    assert bomb.stat().st_size < 64 << 10
+    [result] = convert([bomb.parent], tmp_path / "out").results
+    assert result.status is Status.FAILED
+    assert result.reason == "too large: it unpacks to 9 MiB, more than the limit of 8 MiB"
+
+
 def test_encrypted_office_files_need_the_password(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
