@@ -18,7 +18,7 @@ from athenaeum.build.sources import location_span, parse_markdown
 from athenaeum.bundle import ChunkRecord
 from athenaeum.cli.main import app
 from athenaeum.retrieval import citations
-from athenaeum.server.http.sources import WEB_PAGE_POLICY, page_fragment
+from athenaeum.server.http.sources import WEB_PAGE_POLICY, page_charset, page_fragment
 from tests.conftest import DATA_DIR
 
 FORMATS = DATA_DIR / "formats"
@@ -250,6 +250,20 @@ def test_location_spans_and_sources() -> None:
     assert numbers == [1, 2, 1]
 
 
-def test_a_web_page_is_served_sandboxed() -> None:
+def test_a_web_page_is_served_sandboxed_in_its_own_charset(tmp_path: Path) -> None:
     # A library's page never runs as the server's own: no scripts, forms or requests.
     assert WEB_PAGE_POLICY.startswith("sandbox;") and "default-src 'none'" in WEB_PAGE_POLICY
+    pages = {
+        "declared.html": '<meta charset="Shift_JIS"><p>欲張りなイヌ</p>'.encode("shift_jis"),
+        "legacy.html": "<p>Caf\u00e9 cr\u00e8me</p>".encode("cp1252"),
+        "plain.html": "<p>Café</p>".encode(),
+        "feed.xhtml": b'<?xml version="1.0" encoding="ISO-8859-1"?><html/>',
+    }
+    for name, data in pages.items():
+        (tmp_path / name).write_bytes(data)
+    assert {name: page_charset(tmp_path / name) for name in pages} == {
+        "declared.html": "shift_jis",
+        "legacy.html": "windows-1252",
+        "plain.html": "utf-8",
+        "feed.xhtml": "iso-8859-1",
+    }

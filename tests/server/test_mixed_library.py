@@ -96,7 +96,7 @@ def test_each_format_is_cited_where_it_is_and_its_link_opens_the_original(
         assert response.content == (library / "library" / source).read_bytes()
         if source.endswith(".html"):
             assert link.endswith("#Applications")  # the browser opens the section
-            assert response.headers["content-type"].startswith("text/html")
+            assert response.headers["content-type"] == "text/html; charset=utf-8"  # its own
             assert response.headers["content-security-policy"] == WEB_PAGE_POLICY
         else:
             assert "#" not in link  # a deck, a workbook, a book: the file itself

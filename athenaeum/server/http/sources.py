@@ -105,6 +105,32 @@ class SourceFile:
         return MEDIA_TYPES.get(PurePosixPath(self.name).suffix.lower(), "application/octet-stream")
 
 
+_DECLARED_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)|^<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""",
+    re.IGNORECASE,
+)
+
+
+def page_charset(path: Path) -> str:
+    """The charset a web page declares (a byte-order mark, `<meta charset>`, an XML declaration),
+    else UTF-8 if it reads as UTF-8, else Windows-1252, as browsers assume of legacy pages."""
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    declared = _DECLARED_CHARSET.search(head)
+    if declared:
+        return (declared.group(1) or declared.group(2)).decode("ascii").lower()
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the end of the sample
+            return "windows-1252"
+    return "utf-8"
+
+
 def page_fragment(name: str, page: int | None, anchor: str | None = None) -> str:
     """What opens the file where the passage is: `#page=N` in a PDF viewer, the section's id on
     a web page; nothing for a format a browser downloads."""
@@ -275,9 +301,13 @@ class LocalSources(SignedLinks):
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
         }
+        media_type = source.media_type
         if source.name.lower().endswith(_WEB_PAGES):
             headers["Content-Security-Policy"] = WEB_PAGE_POLICY
-        return FileResponse(path, media_type=source.media_type, headers=headers)
+            # The page's own charset: a text/* response otherwise goes out as UTF-8, which
+            # would garble a page written in Shift_JIS or Windows-1252.
+            media_type = f"{media_type}; charset={page_charset(path)}"
+        return FileResponse(path, media_type=media_type, headers=headers)
 
     def path(self, source: SourceFile) -> Path | None:
         """Where the file is now, if it is there and still has the recorded sha256 (hashed once,
