@@ -70,10 +70,12 @@ def test_search_returns_cited_passages(
         "title",
         "page_start",
         "page_end",
+        "location",
         "heading_path",
         "url",
         "source_url",
     }
+    assert first["location"] == f"p. {first['page_start']}"  # where it is, as cited
     # The SciFact slice was not converted from files: nothing to link to, never a broken link.
     assert first["source_url"] is None
     assert first["url"] == f"{LOCAL_URL}/chunks/{quote(first['id'], safe='')}"
