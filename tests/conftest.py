@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -68,13 +68,39 @@ def pytest_configure(config: pytest.Config) -> None:
     _ENV.setenv("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="athenaeum-tests-config-"))
 
 
+# The test files that load sentence-transformers (and so torch) in the worker, through the build
+# side's model fixtures (tests/build/conftest.py) or on their own: one worker runs them all
+# (pytest_xdist_make_scheduler below), so that the stack is imported and the model loaded, and
+# its encoder exported, once in the run rather than once in each worker.
+TORCH_FILES = frozenset(
+    f"tests/{name}.py"
+    for name in (
+        "build/test_bert_export",
+        "build/test_embedding",
+        "build/test_encoder_precision",
+        "build/test_evaluation",
+        "build/test_index_noop",
+        "build/test_indexer",
+        "build/test_model_folder",
+        "build/test_onnx_encoder",
+        "retrieval/test_engine",
+    )
+)
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The files with slow tests first; without the evaluation data (outside CI), the tests
-    that read it are skipped with the reason, and the rest run."""
-    # The workers take whole files in this order: the longest start first, so that the run ends
-    # on short ones and not on one worker alone. Each file's tests stay together, in order.
+    """The files that load the torch model first, then the files with slow tests; without the
+    evaluation data (outside CI), the tests that read it are skipped with the reason, and the
+    rest run."""
+    # The workers take whole files in this order (the torch files as one): the longest start
+    # first, so that the run ends on short ones and not on one worker alone. Each file's tests
+    # stay together, in order.
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    items.sort(key=lambda item: (_file(item) not in TORCH_FILES, item.path not in slow))
     if DATA_DIR.is_dir():
         return
     skip = pytest.mark.skip(reason=_no_data_reason())
@@ -94,6 +120,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _ENV.undo()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (pyproject.toml), with two changes: the torch files (TORCH_FILES) are
+    one unit of work, and the units go out in the order collected (the longest first) rather
+    than by how many tests each holds."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "torch" if file in TORCH_FILES else file
+
+    config.option.loadscopereorder = False
+    return Scheduling(config, log)
 
 
 # --- what the workers share ------------------------------------------------------------------

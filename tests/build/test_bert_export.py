@@ -26,8 +26,8 @@ Vectors = npt.NDArray[np.float32]
 
 
 def _scifact_texts(n: int) -> list[str]:
-    """The first `n` SciFact documents as title and abstract: a third run past the 256 word
-    pieces the model reads, so truncation must agree too."""
+    """The first `n` SciFact documents as title and abstract: most run past the 256 word pieces
+    the model reads, so truncation must agree too."""
     texts = []
     with (SCIFACT_DIR / "corpus.jsonl").open(encoding="utf-8") as f:
         for line, _ in zip(f, range(n), strict=False):
@@ -60,12 +60,12 @@ def test_the_files_say_what_sentence_transformers_says(
 
 
 @pytest.mark.slow
-def test_vectors_match_sentence_transformers_on_100_scifact_documents(
+def test_vectors_match_sentence_transformers_on_scifact_documents(
     minilm_files_embedder: Embedder, minilm_embedder: Embedder, tmp_path: Path
 ) -> None:
-    texts = _scifact_texts(100)
+    texts = _scifact_texts(24)
     # Many past the model's 256 tokens: truncation is where exports most often differ.
-    assert sum(minilm_embedder.count_tokens(t) > 254 for t in texts) > 30
+    assert sum(minilm_embedder.count_tokens(t) > 254 for t in texts) > len(texts) // 3
     reference = minilm_embedder.model.encode(
         texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
     )
@@ -76,12 +76,12 @@ def test_vectors_match_sentence_transformers_on_100_scifact_documents(
     # The query encoder as a bundle ships it, and its int8 copy, quantized from this graph.
     out = minilm_files_embedder.export_query_encoder(tmp_path / "fp32")
     assert onnx.load(str(out / "model.onnx")).opset_import[0].version == 17
-    served = OnnxQueryEncoder(out, max_seq_length=256).encode(texts[:32])
-    assert _cosine(served, reference[:32]).min() >= 0.9999
+    served = OnnxQueryEncoder(out, max_seq_length=256).encode(texts)
+    assert _cosine(served, reference).min() >= 0.9999
     int8 = minilm_files_embedder.encoder_dir("int8")
     assert (int8 / "model.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 3
-    quantized = OnnxQueryEncoder(int8, max_seq_length=256).encode(texts[:32])
-    assert _cosine(quantized, reference[:32]).min() >= 0.95  # the export's own int8 bar
+    quantized = OnnxQueryEncoder(int8, max_seq_length=256).encode(texts)
+    assert _cosine(quantized, reference).min() >= 0.95  # the export's own int8 bar
 
 
 def _variant(minilm_path: Path, target: Path, pooling: dict[str, Any], normalize: bool) -> Path:
@@ -208,13 +208,13 @@ def _scifact_slice(target: Path, n: int) -> Path:
 def test_index_on_cpu_never_imports_torch_and_builds_what_the_torch_export_builds(
     minilm_path: Path, tmp_path: Path
 ) -> None:
-    docs = _scifact_slice(tmp_path / "docs", 20)
+    docs = _scifact_slice(tmp_path / "docs", 8)
     ours, traced = tmp_path / "index", tmp_path / "traced"
     run = athenaeum_fresh(
         "index", str(docs), "--output", str(ours), "--embed-model", str(minilm_path),
         "--device", "cpu",
     )  # fmt: skip
-    assert "20 documents: 20 added" in run.output and "Index bundle written" in run.output
+    assert "8 documents: 8 added" in run.output and "Index bundle written" in run.output
     assert run.loaded == []
 
     # The same weights as a sharded checkpoint: loaded and traced with torch, in the same way.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymupdf
 import pytest
@@ -40,11 +42,41 @@ ENCRYPTED = [
 ]
 
 
+@dataclass(frozen=True)
+class Converted:
+    out: Path
+    report: ConvertReport  # what `convert` returned to the command
+    output: str  # what the command printed, at 80 columns
+
+
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ConvertReport]:
+def converted_folder(tmp_path_factory: pytest.TempPathFactory) -> Converted:
+    """Every real PDF converted once, as users run it: `athenaeum convert` on the folder with the
+    passwords, in 80 columns. The report is the one `convert` handed the command to print."""
     out = tmp_path_factory.mktemp("converted")
-    report = convert([PDFS], out, ConvertOptions(passwords=PASSWORDS), jobs=2)
-    return out, report
+    reports: list[ConvertReport] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> ConvertReport:
+        report = convert(*args, **kwargs)
+        reports.append(report)
+        return report
+
+    passwords = [arg for password in PASSWORDS for arg in ("--password", password)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("athenaeum.build.convert.convert", recorded)
+        result = CliRunner().invoke(
+            app,
+            ["convert", str(PDFS), "--out", str(out), *passwords, "--jobs", "2"],
+            env={"COLUMNS": "80"},
+        )
+    assert result.exit_code == 1, result.output  # three files cannot be converted
+    [report] = reports
+    return Converted(out, report, result.output)
+
+
+@pytest.fixture(scope="module")
+def converted(converted_folder: Converted) -> tuple[Path, ConvertReport]:
+    return converted_folder.out, converted_folder.report
 
 
 def _body(out: Path, name: str) -> str:
@@ -290,7 +322,7 @@ def test_bad_inputs_are_user_errors(tmp_path: Path) -> None:
         plan_jobs([tmp_path / "a.txt"], tmp_path)
 
 
-def test_cli_summary_and_exit_status(tmp_path: Path) -> None:
+def test_cli_summary_and_exit_status(tmp_path: Path, converted_folder: Converted) -> None:
     runner = CliRunner()
     good = runner.invoke(
         app, ["convert", str(PDFS / "multicolumn.pdf"), "--out", str(tmp_path / "a"), "--jobs", "1"]
@@ -316,11 +348,7 @@ def test_cli_summary_and_exit_status(tmp_path: Path) -> None:
     assert summary.count("unreadablemetadata.pdf") == 2  # its table row and its failure line
     assert str(PDFS) not in bad.output
     # A folder's files are named relative to it, and every line fits 80 columns.
-    folder = runner.invoke(
-        app,
-        ["convert", str(PDFS), "--out", str(tmp_path / "c"), "--password", "test"],
-        env={"COLUMNS": "80"},
-    )
+    folder = converted_folder
     rows = [line for line in folder.output.splitlines() if line[:1] in "┏┃┡│└"]
     assert len(rows) > 29 and all(len(line) <= 80 for line in rows), rows
     assert "│ federal-register-2020-17221.pdf" in folder.output
