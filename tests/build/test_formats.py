@@ -50,6 +50,7 @@ def _body(converted: dict[str, object], name: str) -> str:
     return str(docs[name].body)
 
 
+@pytest.mark.slow
 def test_every_file_is_converted_or_reported_with_its_reason(
     converted: dict[str, object],
 ) -> None:

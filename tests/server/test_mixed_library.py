@@ -82,6 +82,7 @@ def _search(client: TestClient, query: str, **body: Any) -> dict[str, Any]:
     return dict(hit)
 
 
+@pytest.mark.slow
 def test_each_format_is_cited_where_it_is_and_its_link_opens_the_original(
     client: TestClient, library: Path
 ) -> None:
