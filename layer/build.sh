@@ -130,6 +130,9 @@ done
 # licences stay.
 rm -f "$target"/*.dist-info/RECORD "$target"/*.dist-info/INSTALLER "$target"/*.dist-info/REQUESTED
 rm -rf "$target"/*.dist-info/sboms
+# olefile (msoffcrypto-tool's) ships its Python 2 module beside its own; nothing imports it, and
+# Python 3 cannot compile it.
+rm -f "$target"/olefile/olefile2.py
 # Already in the Lambda runtime.
 rm -rf "$target"/boto3 "$target"/botocore "$target"/s3transfer "$target"/boto3-* \
   "$target"/botocore-* "$target"/s3transfer-*
