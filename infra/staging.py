@@ -29,6 +29,7 @@ AUTHORIZER_MODULES = (
     "server/__init__.py",
     "server/auth/__init__.py",
     "server/auth/bearer.py",
+    "server/auth/groups.py",
     "server/auth/jwt.py",
     "server/auth/keyring.py",
     "server/auth/keystores.py",

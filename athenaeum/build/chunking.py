@@ -37,7 +37,7 @@ from athenaeum.build.sources import (
 )
 from athenaeum.build.titles import plain_title
 from athenaeum.bundle import ChunkRecord, SourceFileInfo
-from athenaeum.bundle.format import CITE_BY_FIELD
+from athenaeum.bundle.format import CITE_BY_FIELD, COLLECTION_FIELD, collection_error
 from athenaeum.errors import InvalidInputError
 
 TokenCounter = Callable[[str], int]
@@ -130,6 +130,14 @@ def read_text_document(path: Path, doc_id: str) -> SourceDocument:
     if path.suffix.lower() == ".txt":
         return SourceDocument(doc_id, doc_id, readable_stem(path.name), text, sha, "text")
     parsed = parse_markdown(text)
+    if COLLECTION_FIELD in parsed.metadata:
+        # A document meant for a collection must never land at the root, which everyone reads.
+        problem = collection_error(parsed.metadata[COLLECTION_FIELD])
+        if problem is not None:
+            raise InvalidInputError(
+                f"{path}: the front matter's {COLLECTION_FIELD!r} is not a collection: {problem}",
+                param="inputs",
+            )
     source = str(parsed.metadata.get("source") or doc_id)
     title = (
         meaningful_title(plain_title(parsed.title or ""), source)

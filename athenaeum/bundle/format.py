@@ -38,6 +38,13 @@ SOURCE_PATH_FIELD = "source_path"
 # How citations locate a converted document's text where it has no page or slide markers:
 # `section` (Word, HTML, EPUB) cites a chunk by its heading path.
 CITE_BY_FIELD = "cite_by"
+# The front-matter field that puts a document in a collection other than its folder's
+# (athenaeum.bundle.manifest.DocumentInfo.collection).
+COLLECTION_FIELD = "collection"
+# The collection of the documents at the library's root, in no folder: readable by everyone
+# who may search at all (docs/access.md).
+ROOT_COLLECTION = ""
+MAX_COLLECTION_CHARS = 128
 CONVERSION_FIELDS = frozenset(
     {
         "source",
@@ -76,6 +83,20 @@ DenseKind = Literal["flat", "hnsw"]
 # the number are in docs/index-format.md).
 HNSW_THRESHOLD = 100_000
 HNSW_DEFAULTS: dict[str, int] = {"M": 32, "ef_construction": 200, "ef_search": 128}
+
+
+def collection_error(value: object) -> str | None:
+    """What is wrong with `value` as a collection name (a folder's name: one path segment,
+    neither empty nor hidden), or None when it is a valid one."""
+    if not isinstance(value, str):
+        return f"a collection is named by text, not {type(value).__name__}"
+    if not value.strip() or value != value.strip():
+        return "a collection's name is not empty and has no spaces around it"
+    if "/" in value or "\\" in value or value.startswith("."):
+        return f"{value!r} is not a folder's name (no '/' or '\\', no leading '.')"
+    if len(value) > MAX_COLLECTION_CHARS or not value.isprintable():
+        return f"a collection's name is at most {MAX_COLLECTION_CHARS} printable characters"
+    return None
 
 
 def choose_dense_kind(n_chunks: int) -> DenseKind:

@@ -6,7 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from athenaeum.bundle.format import DenseKind
+from athenaeum.bundle.format import (
+    COLLECTION_FIELD,
+    ROOT_COLLECTION,
+    DenseKind,
+    collection_error,
+)
 
 
 class _Model(BaseModel):
@@ -66,6 +71,21 @@ class DocumentInfo(_Model):
     # filters' `metadata` matches. Absent in bundles written before it existed.
     metadata: dict[str, Any] = Field(default_factory=dict)
     source_file: SourceFileInfo | None = None
+
+    @property
+    def collection(self) -> str:
+        """The collection the document belongs to: its front matter's `collection`, else the
+        first folder of its path under the library's root (its id), else ROOT_COLLECTION (a
+        document at the root, or one of a BEIR corpus, whose ids are no paths).
+
+        Derived, not stored, so that a bundle written before collections existed reads the
+        same. A `collection` field that is not a valid name (the indexer refuses such a
+        document) names a collection of its own that no policy grants: never the root."""
+        if COLLECTION_FIELD in self.metadata:
+            value = self.metadata[COLLECTION_FIELD]
+            return value if collection_error(value) is None else f"\0invalid:{value!r}"
+        folder, slash, _ = self.doc_id.partition("/")
+        return folder if slash and folder else ROOT_COLLECTION
 
 
 class FileInfo(_Model):

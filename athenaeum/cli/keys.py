@@ -105,6 +105,17 @@ def create_command(
             show_default=False,
         ),
     ] = None,
+    groups: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            help="A group the key's holder belongs to, for the server's access policy "
+            "(ATHENAEUM_ACCESS_POLICY grants collections to groups); repeat it for more. "
+            "Without one, the key reads what every caller reads: the library's root and the "
+            'collections the policy grants to "*".',
+            show_default=False,
+        ),
+    ] = None,
     expires: Annotated[
         str | None,
         typer.Option(
@@ -126,6 +137,7 @@ def create_command(
     key at once. On AWS (--secret), the authorizer accepts it within ATHENAEUM_API_KEYS_REFRESH_S
     (60 s by default).
     """
+    from athenaeum.server.auth.groups import check_groups
     from athenaeum.server.auth.keyring import check_name, generate_key, new_record
     from athenaeum.server.auth.principal import check_scopes
 
@@ -133,12 +145,13 @@ def create_command(
     try:
         check_name(name)
         scope_list = check_scopes(scopes or "")
+        group_list = check_groups(groups or [], "--group")
     except ValueError as exc:
         fail(str(exc))
     expiry = _expiry(expires, now)
     store = _store(file, secret)
     key = generate_key()
-    record = new_record(name, key, scopes=scope_list, expires=expiry, now=now)
+    record = new_record(name, key, scopes=scope_list, groups=group_list, expires=expiry, now=now)
 
     def add(records: list[KeyRecord]) -> list[KeyRecord]:
         if any(r.name == name and r.digest != record.digest for r in records):
@@ -157,7 +170,8 @@ def create_command(
 
 
 def list_command(file: FileOption = None, secret: SecretOption = None) -> None:
-    """List the keys: name, last characters, scopes, created and expiry (never the key)."""
+    """List the keys: name, last characters, scopes, groups, created and expiry (never the
+    key)."""
     from rich.table import Table
 
     store = _store(file, secret)
@@ -167,11 +181,18 @@ def list_command(file: FileOption = None, secret: SecretOption = None) -> None:
         return
     now = datetime.now(UTC)
     table = Table(title=f"API keys in {store.origin}", title_justify="left")
-    for column in ("name", "ends", "scopes", "created", "expires"):
+    for column in ("name", "ends", "scopes", "groups", "created", "expires"):
         table.add_column(column)
     for r in records:
         expiry = _when(r.expires) + (" (expired)" if r.expired(now) else "")
-        table.add_row(r.name, r.hint, " ".join(r.scopes) or "-", _when(r.created), expiry)
+        table.add_row(
+            r.name,
+            r.hint,
+            " ".join(r.scopes) or "-",
+            ", ".join(r.groups) or "-",
+            _when(r.created),
+            expiry,
+        )
     console.print(table)
 
 

@@ -3,6 +3,7 @@ its retrieval on a BEIR dataset."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +30,7 @@ class Mode(StrEnum):
 
 # The filter's parts as the API names them, and the options that give them here.
 _FILTER_OPTIONS = {
+    "filter.collections": "--collection",
     "filter.documents": "--document",
     "filter.pages": "--pages",
     "filter.metadata": "--meta",
@@ -46,10 +48,15 @@ def _in_option_terms(exc: InvalidInputError) -> InvalidInputError:
 
 
 def _search_filter(
-    documents: list[str], pages: str | None, metadata: list[str]
+    documents: list[str],
+    pages: str | None,
+    metadata: list[str],
+    collections: Sequence[str] = (),
 ) -> dict[str, object]:
     """The filter the search options describe, in the form /search takes."""
     raw: dict[str, object] = {}
+    if collections:
+        raw["collections"] = list(collections)
     if documents:
         raw["documents"] = documents
     if pages is not None:
@@ -91,6 +98,16 @@ def search_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON, for scripts.")
     ] = False,
+    collections: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Only this collection (a document's collection is the first folder of its "
+            "path in the library, or its front matter's `collection`). Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
     documents: Annotated[
         list[str] | None,
         typer.Option(
@@ -131,7 +148,7 @@ def search_command(
 
     from athenaeum.retrieval.engine import SearchEngine
 
-    search_filter = _search_filter(documents or [], pages, metadata or [])
+    search_filter = _search_filter(documents or [], pages, metadata or [], collections or [])
     engine = SearchEngine.load(index)
     try:
         hits = engine.search(query, top_k=top_k, mode=mode.value, filter=search_filter)

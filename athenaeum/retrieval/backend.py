@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
 from athenaeum.bundle import ChunkRecord, DocumentInfo, Manifest
-from athenaeum.errors import InvalidInputError
+from athenaeum.errors import InvalidInputError, NotFoundError
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.retrieval.text import check_text
 from athenaeum.retrieval.tokens import TokenCounter
@@ -100,6 +100,12 @@ class SearchBackend(Protocol):
     ) -> list[Hit]: ...
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord: ...
+
+
+def missing_chunk(chunk_id: str) -> NotFoundError:
+    """The one answer for a chunk id that is not in the index, or that is not the caller's to
+    read (athenaeum.retrieval.access): the two are indistinguishable."""
+    return NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
 
 
 def check_top_k(top_k: object) -> None:

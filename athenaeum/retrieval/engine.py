@@ -36,7 +36,6 @@ from athenaeum.bundle import (
     load_bundle,
     record_verification,
 )
-from athenaeum.errors import NotFoundError
 from athenaeum.retrieval.backend import (
     MAX_TOP_K,
     SEARCH_MODES,
@@ -46,6 +45,7 @@ from athenaeum.retrieval.backend import (
     check_mode,
     check_query,
     check_top_k,
+    missing_chunk,
 )
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
@@ -74,6 +74,9 @@ DENSE_WEIGHT = 0.5
 # Under an approximate (HNSW) index, filters that pass at most this many chunks are searched
 # exactly over those chunks.
 EXACT_FILTERED_MAX = 50_000
+# An exact search under a filter that passes at least 1 / WIDE_FILTER_SHARE of the chunks scores
+# every vector rather than copying the passing ones out first.
+WIDE_FILTER_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class SearchEngine:
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
         row = self._by_id.get(chunk_id)
         if row is None:
-            raise NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
+            raise missing_chunk(chunk_id)
         return self.bundle.chunks[row]
 
     def _dense(
@@ -247,6 +250,11 @@ class SearchEngine:
         if allowed is None:
             ids = None
             sims = vectors @ vector
+        elif int(allowed.sum()) * WIDE_FILTER_SHARE >= len(allowed):
+            # Most chunks pass (a caller who may read most collections): scoring every vector
+            # and setting aside the rest costs less than gathering the passing ones first.
+            ids = None
+            sims = np.where(allowed, vectors @ vector, -np.inf)
         else:
             ids = np.flatnonzero(allowed)
             sims = vectors[ids] @ vector

@@ -1,7 +1,9 @@
 """Search filters: which chunks a search may return, decided before the retrievers rank them.
 
-A filter has up to three parts, all of which a chunk must pass:
+A filter has up to four parts, all of which a chunk must pass:
 
+    collections  collection names ("hr", "engineering"): the chunk's document is in one of them
+                 (a document's collection: athenaeum.bundle.manifest.DocumentInfo.collection)
     documents  file names, paths or globs ("guide.pdf", "reports/*", "reports/"), matched
                case-insensitively against each document's source path, its file name and its id
     pages      {"from": N, "to": M}, either end optional: chunks whose pages overlap the range
@@ -10,10 +12,16 @@ A filter has up to three parts, all of which a chunk must pass:
                of the values (a list-valued field matches when any of its items does)
 
 `SearchFilter.parse` turns the JSON the API and MCP accept into one, refusing unknown keys and
-malformed values; `SearchFilter.check_fields` (which `mask` runs) refuses a `documents` pattern
-that matches no document in the index (naming the closest) and a metadata field that no
-document has.
+malformed values; `SearchFilter.check_fields` (which `mask` runs) refuses a collection the index
+does not have, a `documents` pattern that matches no document in the index (naming the closest)
+and a metadata field that no document has.
 Every refusal is an InvalidInputError (400) whose `param` names the offending part.
+
+Beside what the caller asks for, a filter may carry what the caller may read
+(`SearchFilter.within`, from athenaeum.retrieval.access): the collections whose documents the
+search may return at all. It is no part of the JSON (a caller cannot set or widen it), it is
+intersected with the rest, and every check and hint above looks only at the documents it lets
+through, so that a refusal never names, counts or hints at a document the caller may not read.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -29,12 +37,12 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle.chunk import ChunkRecord
-from athenaeum.bundle.format import CONVERSION_FIELDS
+from athenaeum.bundle.format import CONVERSION_FIELDS, ROOT_COLLECTION, collection_error
 from athenaeum.bundle.manifest import DocumentInfo
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.text import check_texts
 
-FILTER_KEYS = ("documents", "pages", "metadata")
+FILTER_KEYS = ("collections", "documents", "pages", "metadata")
 MAX_PATTERNS = 100
 MAX_VALUES = 100
 _Scalar = str | int | float | bool
@@ -46,10 +54,40 @@ class SearchFilter:
     page_from: int | None = None
     page_to: int | None = None
     metadata: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    collections: tuple[str, ...] = ()
+    # The collections the caller may read (None: every one); set by `within`, never parsed.
+    readable: frozenset[str] | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.documents or self.page_from or self.page_to or self.metadata)
+        """Whether the filter passes every chunk: it asks for nothing and restricts nothing."""
+        return self.asks_nothing and self.readable is None
+
+    @property
+    def asks_nothing(self) -> bool:
+        """Whether the caller's own parts are all empty (what they may read aside)."""
+        return not (
+            self.collections or self.documents or self.page_from or self.page_to or self.metadata
+        )
+
+    def within(self, readable: frozenset[str] | None) -> SearchFilter:
+        """This filter confined to the collections `readable` (None: no confinement); a filter
+        confined already stays within both."""
+        if readable is None:
+            return self
+        if self.readable is not None:
+            readable = self.readable & readable
+        return replace(self, readable=frozenset(readable))
+
+    def may_read(self, document: DocumentInfo) -> bool:
+        """Whether the caller may read `document` at all (whatever else the filter asks)."""
+        return self.readable is None or document.collection in self.readable
+
+    def visible(self, documents: Sequence[DocumentInfo]) -> list[DocumentInfo]:
+        """The documents the caller may read, in their order."""
+        if self.readable is None:
+            return list(documents)
+        return [d for d in documents if d.collection in self.readable]
 
     @classmethod
     def parse(cls, raw: object, *, param: str = "filter") -> SearchFilter:
@@ -69,6 +107,7 @@ class SearchFilter:
             )
         page_from, page_to = _pages(raw.get("pages"), f"{param}.pages")
         return cls(
+            collections=_collections(raw.get("collections"), f"{param}.collections"),
             documents=_documents(raw.get("documents"), f"{param}.documents"),
             page_from=page_from,
             page_to=page_to,
@@ -76,13 +115,21 @@ class SearchFilter:
         )
 
     def allows_document(self, document: DocumentInfo) -> bool:
-        """Whether `document` passes the `documents` part (any document does without one)."""
-        return not self.documents or any(_matches(document, p) for p in self.documents)
+        """Whether `document` passes the `documents` and `collections` parts and may be read
+        (any readable document does without them)."""
+        return (
+            self.may_read(document)
+            and (not self.collections or document.collection in self.collections)
+            and (not self.documents or any(_matches(document, p) for p in self.documents))
+        )
 
     def mask(self, table: FilterTable, *, param: str = "filter") -> npt.NDArray[np.bool_] | None:
         """One boolean per chunk row, True where the chunk passes; None for the empty filter."""
         if self.empty:
             return None
+        if self.asks_nothing:
+            # What the caller may read, alone: a lookup per collection, not per document.
+            return table.readable_rows(self.readable)
         allowed = self._documents_allowed(table.documents, param)
         keep = allowed[table.doc_rows]
         if self.page_from is not None or self.page_to is not None:
@@ -94,9 +141,24 @@ class SearchFilter:
         return keep
 
     def check_fields(self, documents: Sequence[DocumentInfo], *, param: str = "filter") -> None:
-        """Refuse a `documents` pattern that matches none of `documents`, naming the closest
-        ones, and a metadata field that none of them has: a typo would otherwise match nothing,
-        silently."""
+        """Refuse a collection that none of `documents` is in, a `documents` pattern that
+        matches none of them, naming the closest ones, and a metadata field that none of them
+        has: a typo would otherwise match nothing, silently. Only the documents the caller may
+        read are looked at: to a caller, one they may not read does not exist."""
+        documents = self.visible(documents)
+        if self.collections:
+            known = sorted({d.collection for d in documents} - {ROOT_COLLECTION})
+            for name in self.collections:
+                if name not in known:
+                    hint = (
+                        f"the collections are {', '.join(known)}"
+                        if known
+                        else "it has no collections (every document is at its root)"
+                    )
+                    raise InvalidInputError(
+                        f"{param}.collections: this index has no collection {name!r}; {hint}",
+                        param=f"{param}.collections",
+                    )
         for pattern in self.documents:
             if not any(_matches(d, pattern) for d in documents):
                 raise InvalidInputError(
@@ -130,7 +192,7 @@ class SearchFilter:
         self.check_fields(documents, param=param)
         return np.fromiter(
             (
-                (not self.documents or any(_matches(d, p) for p in self.documents))
+                self.allows_document(d)
                 and all(_has_value(d.metadata, k, values) for k, values in self.metadata.items())
                 for d in documents
             ),
@@ -148,6 +210,8 @@ class FilterTable:
     doc_rows: npt.NDArray[np.int32]  # chunk row -> index into `documents`
     page_start: npt.NDArray[np.int32]  # 0 where the chunk has no page numbers
     page_end: npt.NDArray[np.int32]
+    collections: tuple[str, ...]  # every collection of the documents, sorted
+    collection_rows: npt.NDArray[np.int32]  # chunk row -> index into `collections`
 
     @classmethod
     def of(cls, chunks: Sequence[ChunkRecord], documents: Sequence[DocumentInfo]) -> FilterTable:
@@ -158,7 +222,24 @@ class FilterTable:
         end = np.fromiter(
             (c.page_end or c.page_start or 0 for c in chunks), dtype=np.int32, count=n
         )
-        return cls(documents, doc_rows, start, end)
+        names = tuple(sorted({d.collection for d in documents}))
+        index = {name: i for i, name in enumerate(names)}
+        doc_collection = np.fromiter(
+            (index[d.collection] for d in documents), dtype=np.int32, count=len(documents)
+        )
+        return cls(documents, doc_rows, start, end, names, doc_collection[doc_rows])
+
+    def readable_rows(self, readable: frozenset[str] | None) -> npt.NDArray[np.bool_] | None:
+        """One boolean per chunk row, True where the chunk's collection is in `readable`
+        (None: every chunk may be read)."""
+        if readable is None:
+            return None
+        granted = np.fromiter(
+            (name in readable for name in self.collections),
+            dtype=np.bool_,
+            count=len(self.collections),
+        )
+        return granted[self.collection_rows]
 
 
 def _documents(raw: object, param: str) -> tuple[str, ...]:
@@ -173,6 +254,24 @@ def _documents(raw: object, param: str) -> tuple[str, ...]:
     if len(raw) > MAX_PATTERNS:
         raise InvalidInputError(f"{param} has more than {MAX_PATTERNS} patterns", param=param)
     return tuple(p.strip() for p in raw)
+
+
+def _collections(raw: object, param: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+        raise InvalidInputError(
+            f"{param} must be a collection's name, or a list of them", param=param
+        )
+    if len(raw) > MAX_PATTERNS:
+        raise InvalidInputError(f"{param} has more than {MAX_PATTERNS} names", param=param)
+    for name in raw:
+        problem = collection_error(name)
+        if problem is not None:
+            raise InvalidInputError(f"{param}: {problem}", param=param)
+    return tuple(dict.fromkeys(raw))
 
 
 def _pages(raw: object, param: str) -> tuple[int | None, int | None]:

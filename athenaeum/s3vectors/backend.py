@@ -28,8 +28,15 @@ from tokenizers import Tokenizer
 from athenaeum.bundle import MANIFEST_FILE, ChunkRecord, DocumentInfo, Manifest
 from athenaeum.bundle.query_side import load_query_side
 from athenaeum.bundle.verification import manifest_sha256
-from athenaeum.errors import MissingDependencyError, NotFoundError, VectorIndexUnavailableError
-from athenaeum.retrieval.backend import Hit, IndexFacts, check_mode, check_query, check_top_k
+from athenaeum.errors import MissingDependencyError, VectorIndexUnavailableError
+from athenaeum.retrieval.backend import (
+    Hit,
+    IndexFacts,
+    check_mode,
+    check_query,
+    check_top_k,
+    missing_chunk,
+)
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
 from athenaeum.retrieval.filters import SearchFilter
 from athenaeum.retrieval.tokens import TokenCounter
@@ -214,7 +221,7 @@ class S3VectorsSearch:
         return hits
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
-        missing = NotFoundError(f"no chunk with id {chunk_id!r} in this index", param="id")
+        missing = missing_chunk(chunk_id)
         if not 1 <= len(chunk_id) <= MAX_KEY_CHARS:
             raise missing  # no vector has such a key: the service would refuse to look
         answer = self._call(

@@ -28,6 +28,12 @@ LOCATION_KEY = "location"
 ANCHOR_KEY = "anchor"
 SECTION_LOCATION = "§"
 MAX_PLACE = 256
+# The collection of the chunk's document (athenaeum.bundle.manifest.DocumentInfo.collection),
+# filterable: what confines a search to the collections a caller may read. A document at the
+# library's root has ROOT_VALUE, which no folder can be called, so that a vector published
+# without the key (before collections) matches no caller's collections: it fails closed.
+COLLECTION_KEY = "collection"
+ROOT_VALUE = "/"
 DATA_TYPE = "float32"
 DISTANCE_METRIC = "cosine"
 # Full-text search and a text search configuration need an index in this mode (the default for

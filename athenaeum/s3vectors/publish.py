@@ -6,7 +6,8 @@ One vector per chunk, keyed by the chunk id: its unit-length float32 vector, and
 - `text`: the chunk's text, the index's full-text searchable field (BM25 on the service side,
   which `QueryVectors` with `queryTexts` fuses with the vector search by reciprocal rank);
 - `title`, `headings`, `source`, `ordinal`: what a result shows, not filterable;
-- `doc_id`, `page_start`, `page_end`: filterable, what the search filters map to;
+- `doc_id`, `page_start`, `page_end`, `collection`: filterable, what the search filters and the
+  caller's readable collections map to (a document at the library's root has `/`);
 - `location`, `anchor`, where the chunk has them: where it is when that is not a page range
   ("slide 7", "sheet Budget!A1:F40", or `§` for its heading path) and the fragment that opens its
   section; filterable only because an index's non-filterable keys are fixed when it is created;
@@ -38,13 +39,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from athenaeum.bundle import Bundle, ChunkRecord, DocumentInfo
+from athenaeum.bundle.format import ROOT_COLLECTION
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.filters import normal_value
 from athenaeum.s3vectors.definition import (
     ANCHOR_KEY,
+    COLLECTION_KEY,
     INDEX_MODE,
     LOCATION_KEY,
     MAX_PLACE,
+    ROOT_VALUE,
     SECTION_LOCATION,
     IndexDefinition,
 )
@@ -135,6 +139,9 @@ def chunk_metadata(chunk: ChunkRecord, document: DocumentInfo | None) -> dict[st
             "doc_id": chunk.doc_id,
         }
     )
+    if document is not None:
+        collection = document.collection
+        metadata[COLLECTION_KEY] = collection if collection != ROOT_COLLECTION else ROOT_VALUE
     if chunk.page_start is not None:
         metadata["page_start"] = chunk.page_start
     if chunk.page_end is not None:

@@ -12,7 +12,8 @@ encoder truncates at its sequence length, as it does for the bundle).
 The search filters (athenaeum.retrieval.filters) become a metadata filter expression, with the
 bundle's semantics: documents, whose patterns and globs are resolved here against the published
 documents into their ids (`doc_id $in [...]`; none passing means no result, as in the bundle);
-pages, a chunk whose page span overlaps the range (`page_start <= to` and `page_end >= from`);
+collections, the caller's own and those they may read (`collection $in [...]`, the root as
+`/`); pages, a chunk whose page span overlaps the range (`page_start <= to` and `page_end >= from`);
 front-matter fields, compared as the bundle compares them (text, case-folded:
 `fm_<field> $in [...]`, which matches a list-valued field when any item does), a field no
 document has being refused as the bundle refuses it.
@@ -20,15 +21,17 @@ document has being refused as the bundle refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from athenaeum.bundle.format import ROOT_COLLECTION
 from athenaeum.bundle.manifest import DocumentInfo
 from athenaeum.retrieval.backend import check_mode
 from athenaeum.retrieval.filters import SearchFilter
+from athenaeum.s3vectors.definition import COLLECTION_KEY, ROOT_VALUE
 from athenaeum.s3vectors.publish import TEXT_KEY, VectorIndex, front_matter_key
 
 # What a result needs to be shown and cited: the chunk's text and where it comes from.
@@ -57,6 +60,10 @@ def filter_expression(
         return None
     search_filter.check_fields(documents)
     clauses: list[dict[str, Any]] = []
+    if search_filter.readable is not None:
+        clauses.append({COLLECTION_KEY: {"$in": _collection_values(search_filter.readable)}})
+    if search_filter.collections:
+        clauses.append({COLLECTION_KEY: {"$in": _collection_values(search_filter.collections)}})
     if search_filter.documents:
         ids = [d.doc_id for d in documents if search_filter.allows_document(d)]
         clauses.append({"doc_id": {"$in": ids}})
@@ -67,6 +74,11 @@ def filter_expression(
     for field_name, values in search_filter.metadata.items():
         clauses.append({front_matter_key(field_name): {"$in": list(values)}})
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _collection_values(names: Iterable[str]) -> list[str]:
+    """Collections as the `collection` metadata holds them (the root as ROOT_VALUE), sorted."""
+    return sorted(ROOT_VALUE if name == ROOT_COLLECTION else name for name in names)
 
 
 def query_params(

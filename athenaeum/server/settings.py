@@ -14,12 +14,15 @@ import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from athenaeum.server.index.source import IndexSource, index_source
+
+if TYPE_CHECKING:
+    from athenaeum.server.access import AccessPolicy
 
 # Values people paste from examples; a server that starts with one of them is worse than one that
 # refuses to start, because it looks configured.
@@ -120,6 +123,12 @@ class Settings(BaseSettings):
     api_keys_refresh_s: float = Field(default=60.0, gt=0, le=3600)
     trust_gateway_authorizer: bool = False
     insecure_no_auth: bool = False
+    # --- who may read what (athenaeum.server.access) --------------------------------------------
+    # The claim of an OAuth token that holds the caller's groups ("groups", "cognito:groups",
+    # "roles", "scope", or a dotted path such as "realm_access.roles").
+    access_claim: str | None = None
+    # A JSON object mapping each collection to the groups that may read it ("*": every caller).
+    access_policy: str | None = None
     # --- the OAuth relay (athenaeum.server.auth.relay): /oauth/authorize and /oauth/token on
     # this API's own domain, relayed to the issuer's endpoints, for ChatGPT's same-domain rule.
     oauth_relay: bool = True
@@ -222,6 +231,25 @@ class Settings(BaseSettings):
             value.rstrip("/") if info.field_name in ("public_base_url", "llm_base_url") else value
         )
 
+    @field_validator("access_policy")
+    @classmethod
+    def _access_policy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Imported here: the authorizer reads these settings without the serve stack, and
+        # is never given a policy.
+        from athenaeum.server.access import parse_policy
+
+        parse_policy(value)  # a ValueError that names what is wrong stops the server
+        return value
+
+    @field_validator("access_claim")
+    @classmethod
+    def _access_claim(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value != value.strip()):
+            raise ValueError("must name a claim of the token, such as groups or cognito:groups")
+        return value
+
     @field_validator("llm_api_key")
     @classmethod
     def _llm_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -289,6 +317,12 @@ class Settings(BaseSettings):
             )
         if self.sources_dir is not None and self.sources_s3_uri is not None:
             raise ValueError("set ATHENAEUM_SOURCES_DIR or ATHENAEUM_SOURCES_S3_URI, not both")
+        if self.access_policy is not None and self.oauth_enabled and not self.access_claim:
+            raise ValueError(
+                "ATHENAEUM_ACCESS_POLICY grants collections to groups, but ATHENAEUM_ACCESS_CLAIM "
+                "does not say which claim of an OAuth token holds the caller's groups (groups, "
+                "cognito:groups, roles...)"
+            )
         self.index_source  # noqa: B018 (refuses a combination that names no one source)
         return self
 
@@ -303,6 +337,16 @@ class Settings(BaseSettings):
             start_s3_uri=self.index_start_s3_uri,
             s3vectors_index=self.s3vectors_index,
         )
+
+    @property
+    def access(self) -> AccessPolicy | None:
+        """The access policy (athenaeum.server.access), or None: every caller reads
+        everything."""
+        if self.access_policy is None:
+            return None
+        from athenaeum.server.access import parse_policy
+
+        return parse_policy(self.access_policy)
 
     @property
     def oauth_enabled(self) -> bool:

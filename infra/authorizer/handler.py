@@ -8,8 +8,9 @@ the Secrets Manager secret holding the key set, read again every ATHENAEUM_API_K
 The validator and the key ring, and so their caches, live as long as the container.
 
 - valid token or key: Allow for the whole stage (`.../stage/*/*`), so that a cached decision for
-  one route holds for every other; context carries sub, scopes, client_id and iss (a key's sub
-  is `api-key:<its name>`; the key itself is never logged).
+  one route holds for every other; context carries sub, scopes, client_id, iss and groups (a
+  JSON list: the token's ATHENAEUM_ACCESS_CLAIM, or the key's groups), which the function's
+  access policy reads (a key's sub is `api-key:<its name>`; the key itself is never logged).
 - bad token or key, or a malformed event: `Unauthorized` (API Gateway answers 401 with the
   WWW-Authenticate challenge).
 - valid credential without the required scopes: Deny (403).
@@ -32,6 +33,7 @@ from athenaeum.errors import (
     SigningKeyPendingError,
 )
 from athenaeum.server.auth.bearer import parse_bearer
+from athenaeum.server.auth.groups import CONTEXT_KEY, context_groups
 from athenaeum.server.auth.jwt import JWTValidator, jwt_validator
 from athenaeum.server.auth.keyring import LiveKeyRing
 from athenaeum.server.auth.keystores import live_keyring
@@ -137,6 +139,10 @@ def principal_context(principal: Principal) -> dict[str, str]:
     }
     if principal.client_id:
         context["client_id"] = principal.client_id
+    if principal.groups:
+        # The function's access policy reads them here, and nowhere else (a JSON list: context
+        # values are scalars, and group names may hold spaces).
+        context[CONTEXT_KEY] = context_groups(principal.groups)
     return context
 
 

@@ -36,13 +36,14 @@ def test_gpt_schema_is_valid_and_within_chatgpt_limits() -> None:
     assert {(p, m) for p, m, _ in operations(schema)} == {
         ("/search", "post"),
         ("/chunks/{chunk_id}", "get"),
+        ("/collections", "get"),
     }
     for _path, _method, op in operations(schema):
         assert op["operationId"]
         assert 0 < len(op["description"]) <= MAX_OPERATION_DESCRIPTION
         assert len(op.get("summary", "")) <= MAX_OPERATION_DESCRIPTION
         assert op["security"] == [{"bearerAuth": []}]
-        # Both only read: ChatGPT may offer "Always allow" instead of asking every time.
+        # All only read: ChatGPT may offer "Always allow" instead of asking every time.
         assert op["x-openai-isConsequential"] is False
         for parameter in op.get("parameters", []):
             assert 0 < len(parameter["description"]) <= MAX_PARAMETER_DESCRIPTION
@@ -163,6 +164,7 @@ def test_operation_ids_are_stable() -> None:
         ("POST", "/chat/completions"): "createChatCompletion",
         ("POST", "/v1/chat/completions"): "createChatCompletionV1",
         ("GET", "/chunks/{chunk_id}"): "getChunk",
+        ("GET", "/collections"): "listCollections",
         ("GET", "/sources/{key}"): "getSourceFile",
         ("GET", "/.well-known/oauth-protected-resource"): "protectedResourceMetadata",
         ("GET", "/.well-known/oauth-protected-resource/mcp"): "protectedResourceMetadataMcp",

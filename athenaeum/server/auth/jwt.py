@@ -45,6 +45,7 @@ from athenaeum.errors import (
     SigningKeyPendingError,
 )
 from athenaeum.server.auth.bearer import MAX_TOKEN_LENGTH
+from athenaeum.server.auth.groups import groups_from_claims
 from athenaeum.server.auth.principal import Principal, check_scopes
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class JWTValidator:
         algorithms: Iterable[str] = ("RS256", "ES256"),
         leeway_seconds: float = 30,
         required_scopes: Iterable[str] = (),
+        groups_claim: str | None = None,
         jwks_timeout_seconds: float = 3.0,
         jwks_cache_seconds: float = 600,
         min_refresh_interval_seconds: float = UNKNOWN_KID_REFRESH_S,
@@ -176,6 +178,8 @@ class JWTValidator:
         self.jwks_url = jwks_url
         self.algorithms = algs
         self.required_scopes = check_scopes(required_scopes)
+        # The claim holding the caller's groups (ATHENAEUM_ACCESS_CLAIM), or None.
+        self.groups_claim = groups_claim
         self._leeway = float(leeway_seconds)
         self._timeout = float(jwks_timeout_seconds)
         self._cache_seconds = float(jwks_cache_seconds)
@@ -272,7 +276,7 @@ class JWTValidator:
             )
 
         claims = self._decode(token, key, alg)
-        principal = _principal_from_claims(claims)
+        principal = _principal_from_claims(claims, self.groups_claim)
         needed = self.required_scopes if required_scopes is None else check_scopes(required_scopes)
         missing = [s for s in needed if s not in principal.scopes]
         if missing:
@@ -539,7 +543,7 @@ def _key_fits(key: _VerificationKey, alg: str) -> bool:
     )
 
 
-def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+def _principal_from_claims(claims: dict[str, Any], groups_claim: str | None = None) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise _reject("bad sub", "the access token has no valid subject")
@@ -572,6 +576,7 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
         issuer=str(claims["iss"]),
         audience=audience,
         expires_at=expires_at,
+        groups=groups_from_claims(claims, groups_claim),
         claims=MappingProxyType(dict(claims)),
     )
 
@@ -585,6 +590,7 @@ def jwt_validator(settings: Settings) -> JWTValidator | None:
         settings.oauth_audience,
         settings.oauth_jwks_url,
         required_scopes=settings.oauth_required_scopes,
+        groups_claim=settings.access_claim,
         jwks_timeout_seconds=settings.jwks_timeout_s,
     )
 

@@ -3,8 +3,8 @@ ring that checks a presented key against it.
 
 A key is `ath_` followed by 40 random base62 characters and a 6-character base62 CRC32 of them,
 so that secret scanners can find a leaked one by its shape and tell it from random text by its
-checksum. Only the key's sha256 is stored, with its name, scopes, creation and expiry; the name
-is what logs and the principal show.
+checksum. Only the key's sha256 is stored, with its name, scopes, groups (what an access policy
+grants collections to), creation and expiry; the name is what logs and the principal show.
 
 The key set is one JSON document (`KEYSET_FORMAT`), kept in a local file (athenaeum serve) or in
 a Secrets Manager secret (AWS: the TOKEN authorizer reads it). `LiveKeyRing` re-reads it at most
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from athenaeum.errors import AuthenticationError, AuthUnavailableError, InsufficientScopeError
+from athenaeum.server.auth.groups import check_groups
 from athenaeum.server.auth.principal import Principal, check_scopes
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class KeyRecord:
     expires: datetime | None = None
     # The key's last four characters, so that a person can tell which of their keys this is.
     hint: str = ""
+    # The groups an access policy grants collections to (athenaeum.server.access).
+    groups: tuple[str, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         return self.expires is not None and now >= self.expires
@@ -106,6 +109,7 @@ class KeyRecord:
             "hash": "sha256:" + self.digest.hex(),
             "hint": self.hint,
             "scopes": list(self.scopes),
+            "groups": list(self.groups),
             "created": _iso(self.created),
             "expires": _iso(self.expires),
         }
@@ -116,6 +120,7 @@ def new_record(
     key: str,
     *,
     scopes: Iterable[str] = (),
+    groups: Iterable[str] = (),
     expires: datetime | None = None,
     now: datetime | None = None,
 ) -> KeyRecord:
@@ -123,6 +128,7 @@ def new_record(
         name=check_name(name),
         digest=key_digest(key),
         scopes=check_scopes(scopes),
+        groups=check_groups(groups, "groups"),
         created=(now or datetime.now(UTC)).replace(microsecond=0),
         expires=expires,
         hint=key[-4:],
@@ -182,6 +188,10 @@ def parse_keyset(text: str, origin: str) -> list[KeyRecord]:
             checked = check_scopes(scopes)
         except ValueError as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
+        raw_groups = entry.get("groups") or []
+        if not isinstance(raw_groups, list):
+            raise ValueError(f"{where} ({name}): groups must be a list")
+        groups = check_groups(raw_groups, f"{where} ({name})")
         hint = entry.get("hint") or ""
         records.append(
             KeyRecord(
@@ -191,6 +201,7 @@ def parse_keyset(text: str, origin: str) -> list[KeyRecord]:
                 created=_moment(entry.get("created"), f"{where} ({name}) created"),
                 expires=_moment(entry.get("expires"), f"{where} ({name}) expires"),
                 hint=hint if isinstance(hint, str) else "",
+                groups=groups,
             )
         )
     names = [r.name for r in records]
@@ -262,6 +273,7 @@ class KeyRing:
             issuer="api-key",
             audience=(),
             expires_at=record.expires,
+            groups=record.groups,
         )
 
 

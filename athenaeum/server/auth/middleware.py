@@ -24,6 +24,7 @@ from athenaeum.errors import (
 )
 from athenaeum.server.auth.bearer import parse_bearer, www_authenticate
 from athenaeum.server.auth.discovery import WELL_KNOWN
+from athenaeum.server.auth.groups import CONTEXT_KEY, groups_from_context
 from athenaeum.server.auth.jwt import jwt_validator
 from athenaeum.server.auth.keys import APIKeyStore
 from athenaeum.server.auth.keystores import live_keyring
@@ -119,6 +120,9 @@ def principal_from_authorizer(context: Mapping[str, Any]) -> Principal:
         issuer=str(values.get("iss") or "api-gateway"),
         audience=(),
         expires_at=None,
+        # Only what this project's authorizer put there (its context is the one source of
+        # groups on AWS: a token's claims are never read again here).
+        groups=groups_from_context(values.get(CONTEXT_KEY)),
     )
 
 

@@ -24,6 +24,9 @@ class Principal:
     issuer: str
     audience: tuple[str, ...]
     expires_at: datetime | None
+    # What an access policy grants collections to (athenaeum.server.auth.groups): a token's
+    # groups claim, an API key's groups, or the authorizer's context on AWS.
+    groups: tuple[str, ...] = ()
     # repr=False: claims may carry personal data that has no place in a log line.
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 

@@ -9,10 +9,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from athenaeum.errors import UntrustedHostError
+from athenaeum.retrieval.access import ScopedBackend
 from athenaeum.retrieval.backend import SearchBackend
+from athenaeum.server.access import scoped
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.http import searching
-from athenaeum.server.http.sources import SignedLinks, SourceLinker
+from athenaeum.server.http.sources import ReadableLinks, SignedLinks, SourceLinker, SourceLinks
 from athenaeum.server.index.provider import EngineProvider, Served
 from athenaeum.server.settings import Settings
 
@@ -36,18 +38,39 @@ async def served(request: Request) -> Served:
     return await searching.served(engine_provider(request))
 
 
-async def backend(current: Annotated[Served, Depends(served)]) -> SearchBackend:
+async def index_backend(current: Annotated[Served, Depends(served)]) -> SearchBackend:
+    """The whole index, whoever asks: only for what needs no caller (/health, whose facts hide
+    what an access policy hides, and /sources, whose signed links are their own credential)."""
     return current.backend
+
+
+async def backend(request: Request, current: Annotated[Served, Depends(served)]) -> SearchBackend:
+    """The index as the request's caller may see it (athenaeum.server.access): what every route
+    that returns text or a link takes."""
+    return scoped(current.backend, searching.readable(app_settings(request), request.scope))
 
 
 async def _settings(request: Request) -> Settings:
     return app_settings(request)
 
 
-def source_links(request: Request, backend: SearchBackend) -> SignedLinks:
-    """The links to original files for the backend being served (athenaeum.server.http.sources)."""
+def index_links(request: Request, backend: SearchBackend) -> SignedLinks:
+    """The links to original files of the index being served (athenaeum.server.http.sources):
+    made once for the whole index, which every caller's view of it shares."""
     linker: SourceLinker = request.app.state.source_linker
-    return linker.of(backend, backend.documents)
+    whole = backend.backend if isinstance(backend, ScopedBackend) else backend
+    return linker.of(whole, whole.documents)
+
+
+def source_links(request: Request, backend: SearchBackend) -> SourceLinks:
+    """The links a response to the caller whose view `backend` is may carry: only to the
+    documents they may read."""
+    return caller_links(index_links(request, backend), backend)
+
+
+def caller_links(links: SourceLinks, backend: SearchBackend) -> SourceLinks:
+    """`links` that link only to documents `backend` (a caller's view) holds."""
+    return ReadableLinks(links, backend) if isinstance(backend, ScopedBackend) else links
 
 
 def public_base_url(settings: Settings, scope: Scope) -> str:
@@ -98,18 +121,21 @@ async def _base_url(request: Request) -> str:
 
 
 async def _source_links(
-    request: Request, current: Annotated[SearchBackend, Depends(backend)]
-) -> SignedLinks:
+    request: Request,
+    whole: Annotated[SearchBackend, Depends(index_backend)],
+    current: Annotated[SearchBackend, Depends(backend)],
+) -> SourceLinks:
     linker: SourceLinker = request.app.state.source_linker
-    made = linker.cached(current)
-    if made is not None:
-        return made
-    # The first request for an index makes its links (on AWS, reading the link secret).
-    return await run_in_threadpool(source_links, request, current)
+    made = linker.cached(whole)
+    if made is None:
+        # The first request for an index makes its links (on AWS, reading the link secret).
+        made = await run_in_threadpool(index_links, request, whole)
+    return caller_links(made, current)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ServedDep = Annotated[Served, Depends(served)]
 BackendDep = Annotated[SearchBackend, Depends(backend)]
 BaseUrlDep = Annotated[str, Depends(_base_url)]
-SourceLinksDep = Annotated[SignedLinks, Depends(_source_links)]
+SourceLinksDep = Annotated[SourceLinks, Depends(_source_links)]
+IndexBackendDep = Annotated[SearchBackend, Depends(index_backend)]

@@ -14,7 +14,11 @@ from typing import Any
 
 from athenaeum.errors import InvalidInputError
 
-GPT_OPERATIONS: dict[str, str] = {"/search": "post", "/chunks/{chunk_id}": "get"}
+GPT_OPERATIONS: dict[str, str] = {
+    "/search": "post",
+    "/chunks/{chunk_id}": "get",
+    "/collections": "get",
+}
 MAX_OPERATION_DESCRIPTION = 300
 MAX_PARAMETER_DESCRIPTION = 700
 CONSEQUENTIAL = "x-openai-isConsequential"

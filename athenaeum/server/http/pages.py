@@ -97,9 +97,13 @@ def front_page(door: FrontDoor) -> str:
     links = door.links
     index = door.index
     if index.loaded:
+        counts = (
+            f": <strong>{index.documents:,} documents</strong> in {index.chunks:,} passages,"
+            if index.documents is not None and index.chunks is not None
+            else ","
+        )
         status = (
-            f'<p class="status ok">The index is loaded: <strong>{index.documents:,} documents'
-            f"</strong> in {index.chunks:,} passages, embedded with "
+            f'<p class="status ok">The index is loaded{counts} embedded with '
             f"<code>{html.escape(index.model or '')}</code> (version "
             f"<code>{html.escape((index.index_version or '')[:12])}</code>, built "
             f"{html.escape((index.created_at or '')[:10])}).</p>"

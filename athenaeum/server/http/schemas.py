@@ -46,6 +46,13 @@ class SearchFilterModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    collections: list[str] | None = Field(
+        default=None,
+        max_length=MAX_PATTERNS,
+        description='Collections to search, by name ("hr", "engineering"): a document\'s '
+        "collection is the first folder of its path in the library. GET /collections lists "
+        "those you may read.",
+    )
     documents: list[str] | None = Field(
         default=None,
         max_length=MAX_PATTERNS,
@@ -77,7 +84,8 @@ class SearchRequest(RequestBody):
         "only; bm25: keywords only.",
     )
     filter: SearchFilterModel | None = Field(
-        default=None, description="Search only some documents, pages or metadata values."
+        default=None,
+        description="Search only some collections, documents, pages or metadata values.",
     )
 
 
@@ -133,6 +141,20 @@ class SearchResponse(BaseModel):
     )
 
 
+class Collection(BaseModel):
+    name: str = Field(description="The collection's name, as filter.collections takes it.")
+    documents: int = Field(description="How many of its documents you may read.")
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Collection] = Field(description="The collections you may read, by name.")
+    root_documents: int = Field(
+        description="Documents in no collection (at the library's root), which every caller "
+        "may read."
+    )
+
+
 class Chunk(BaseModel):
     id: str
     doc_id: str
@@ -184,8 +206,14 @@ class IndexFacts(BaseModel):
     athenaeum_version: str
     model: str = Field(description="The embedding model the index was built with.")
     dimension: int
-    documents: int
-    chunks: int
+    documents: int | None = Field(
+        description="How many documents the index holds; null where an access policy keeps "
+        "collections apart (/collections counts what the caller may read)."
+    )
+    chunks: int | None = Field(
+        description="How many passages the index holds; null where an access policy keeps "
+        "collections apart."
+    )
     dense_kind: str
     index_version: str = Field(
         description="The sha256 of the index's manifest: a published version's id."

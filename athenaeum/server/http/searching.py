@@ -1,6 +1,6 @@
 """The one search path: `/search`, the MCP `search` tool and chat retrieval all search through
-here, so that each takes the index one way, parses a filter one way, and checks a query against
-one limit with one answer.
+here, so that each takes the index one way (as the caller may see it: `caller_backend`), parses
+a filter one way, and checks a query against one limit with one answer.
 
 The limit is the `max_query_chars` setting, and a query over it is refused, never cut: an
 InvalidInputError naming `query`, which is a 400 on HTTP and a tool error on MCP. Chat sends no
@@ -14,15 +14,20 @@ not exceed it, so a query this module lets through is never refused below it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from athenaeum.errors import InvalidInputError
 from athenaeum.retrieval.backend import Hit, SearchBackend, SearchMode
 from athenaeum.retrieval.filters import SearchFilter
+from athenaeum.server.access import readable_for, scoped
+from athenaeum.server.auth.principal import Principal
 from athenaeum.server.http.schemas import SearchFilterModel
 from athenaeum.server.index.provider import EngineProvider, Served
+from athenaeum.server.settings import Settings
 
 
 async def served(provider: EngineProvider) -> Served:
@@ -33,6 +38,26 @@ async def served(provider: EngineProvider) -> Served:
     the thread pool, never on the event loop; a failure raises BundleError, a 503."""
     ready = provider.ready()
     return ready if ready is not None else await run_in_threadpool(provider.current)
+
+
+def readable(settings: Settings, scope: Mapping[str, Any]) -> frozenset[str] | None:
+    """The collections the request's caller may read (athenaeum.server.access), or None: there
+    is no access policy, and every caller reads everything. The caller is the principal the
+    authentication middleware put in the request's state; a request without one (a server run
+    open) holds no groups."""
+    policy = settings.access
+    if policy is None:
+        return None
+    principal = (scope.get("state") or {}).get("principal")
+    return readable_for(policy, principal.groups if isinstance(principal, Principal) else ())
+
+
+async def caller_backend(
+    provider: EngineProvider, settings: Settings, scope: Mapping[str, Any]
+) -> SearchBackend:
+    """The index being served, as the request's caller may see it: what every route that
+    returns text or a link searches (/search, /chunks, chat, MCP, /collections)."""
+    return scoped((await served(provider)).backend, readable(settings, scope))
 
 
 def parse_filter(model: SearchFilterModel | None) -> SearchFilter | None:

@@ -54,6 +54,7 @@ from athenaeum.errors import (
     NotFoundError,
 )
 from athenaeum.retrieval import citations
+from athenaeum.retrieval.access import ScopedBackend
 from athenaeum.retrieval.backend import Hit
 
 logger = logging.getLogger("athenaeum.sources")
@@ -160,6 +161,22 @@ class SourceLinks(Protocol):
         """A link that opens the document's original file at `page` (or the section `anchor`
         names), or None."""
         ...
+
+
+class ReadableLinks:
+    """Links made only for the documents a caller may read (athenaeum.retrieval.access): a
+    link is never made for another, whatever asks for one."""
+
+    def __init__(self, links: SourceLinks, view: ScopedBackend) -> None:
+        self._links = links
+        self._view = view
+
+    def link(
+        self, doc_id: str, page: int | None, base_url: str, anchor: str | None = None
+    ) -> str | None:
+        if not self._view.holds(doc_id):
+            return None
+        return self._links.link(doc_id, page, base_url, anchor)
 
 
 def citation_links(hits: list[Hit], sources: SourceLinks, base: str) -> list[str]:

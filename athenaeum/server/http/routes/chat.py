@@ -203,7 +203,7 @@ async def _chat(body: ChatCompletionRequest, request: Request) -> Response:
         )
     turns = [followup.Turn(m.role, _text(m)) for m in body.messages]
     followup.latest_question(turns, settings.max_query_chars)  # a 400 before loading the index
-    backend = (await searching.served(engine_provider(request))).backend
+    backend = await searching.caller_backend(engine_provider(request), settings, request.scope)
     found = await followup.retrieve(
         turns,
         searching.Searcher.of(backend, settings.max_query_chars, body.filter),

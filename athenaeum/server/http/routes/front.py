@@ -14,7 +14,12 @@ from athenaeum import __version__
 from athenaeum.errors import AthenaeumError, UntrustedHostError
 from athenaeum.server.auth.discovery import WELL_KNOWN
 from athenaeum.server.http import pages, searching
-from athenaeum.server.http.deps import SettingsDep, engine_provider, public_base_url
+from athenaeum.server.http.deps import (
+    SettingsDep,
+    app_settings,
+    engine_provider,
+    public_base_url,
+)
 from athenaeum.server.http.routes.meta import public_model_name
 from athenaeum.server.settings import Settings
 
@@ -123,10 +128,12 @@ async def _index_status(request: Request) -> IndexStatus:
     except AthenaeumError:
         return IndexStatus(loaded=False)
     facts = current.backend.facts
+    # Public, like /health: under an access policy, no counts.
+    counted = app_settings(request).access is None
     return IndexStatus(
         loaded=True,
-        documents=facts.documents,
-        chunks=facts.chunks,
+        documents=facts.documents if counted else None,
+        chunks=facts.chunks if counted else None,
         model=public_model_name(facts.model_id),
         index_version=current.version,
         created_at=facts.created_at,

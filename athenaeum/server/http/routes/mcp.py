@@ -16,6 +16,7 @@ holding the JSON, plus the same object as structured content.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,14 +26,17 @@ from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from athenaeum import __version__
+from athenaeum.bundle import DocumentInfo
 from athenaeum.errors import AthenaeumError
 from athenaeum.retrieval import citations
-from athenaeum.retrieval.backend import Hit
+from athenaeum.retrieval.access import collections_of
+from athenaeum.retrieval.backend import Hit, SearchBackend
+from athenaeum.server.access import scoped
 from athenaeum.server.http import searching
-from athenaeum.server.http.deps import public_base_url
+from athenaeum.server.http.deps import caller_links, public_base_url
 from athenaeum.server.http.error_handlers import from_exception, status_response
 from athenaeum.server.http.schemas import RequestBody, SearchFilterModel
-from athenaeum.server.http.sources import SourceLinker, citation_links
+from athenaeum.server.http.sources import SourceLinker, SourceLinks, citation_links
 from athenaeum.server.index.provider import EngineProvider
 from athenaeum.server.settings import Settings
 
@@ -59,7 +63,8 @@ class SearchArgs(RequestBody):
 
     query: str = Field(min_length=1, description="What to look for, in natural language.")
     filter: SearchFilterModel | None = Field(
-        default=None, description="Search only some documents, pages or metadata values."
+        default=None,
+        description="Search only some collections, documents, pages or metadata values.",
     )
 
 
@@ -87,30 +92,53 @@ class FetchOutput(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+def collections_note(documents: Sequence[DocumentInfo]) -> str:
+    """What the search tool's description says of the collections the caller may read."""
+    found = collections_of(documents)
+    if not found:
+        return ""
+    names = ", ".join(f"{name} ({count} documents)" for name, count in found.items())
+    return (
+        f" The collections you may search: {names}; narrow a search to some of them with "
+        'filter.collections, e.g. {"collections": ["' + next(iter(found)) + '"]}.'
+    )
+
+
 def build_server(
-    provider: EngineProvider, base: str, max_query_chars: int, linker: SourceLinker
+    provider: EngineProvider,
+    base: str,
+    max_query_chars: int,
+    linker: SourceLinker,
+    readable: frozenset[str] | None = None,
 ) -> Server[Any]:
+    """The MCP server for one request, whose caller may read `readable` (None: everything)."""
     import mcp_types as types
     from mcp.server.lowlevel import Server
 
-    tools = [
-        types.Tool(
-            name="search",
-            title="Search the library",
-            description=SEARCH_DESCRIPTION,
-            input_schema=SearchArgs.model_json_schema(),
-            output_schema=SearchOutput.model_json_schema(),
-            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
-        ),
-        types.Tool(
-            name="fetch",
-            title="Fetch a passage",
-            description=FETCH_DESCRIPTION,
-            input_schema=FetchArgs.model_json_schema(),
-            output_schema=FetchOutput.model_json_schema(),
-            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
-        ),
-    ]
+    async def caller() -> tuple[SearchBackend, SourceLinks]:
+        whole = (await searching.served(provider)).backend
+        backend = scoped(whole, readable)
+        return backend, caller_links(linker.of(whole, whole.documents), backend)
+
+    def tools(documents: Sequence[DocumentInfo]) -> list[types.Tool]:
+        return [
+            types.Tool(
+                name="search",
+                title="Search the library",
+                description=SEARCH_DESCRIPTION + collections_note(documents),
+                input_schema=SearchArgs.model_json_schema(),
+                output_schema=SearchOutput.model_json_schema(),
+                annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+            ),
+            types.Tool(
+                name="fetch",
+                title="Fetch a passage",
+                description=FETCH_DESCRIPTION,
+                input_schema=FetchArgs.model_json_schema(),
+                output_schema=FetchOutput.model_json_schema(),
+                annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+            ),
+        ]
 
     def result(payload: BaseModel) -> types.CallToolResult:
         data = payload.model_dump(mode="json")
@@ -127,10 +155,9 @@ def build_server(
 
     async def search(arguments: dict[str, Any]) -> types.CallToolResult:
         args = SearchArgs.model_validate(arguments)
-        backend = (await searching.served(provider)).backend
+        backend, sources = await caller()
         searcher = searching.Searcher.of(backend, max_query_chars, args.filter)
         hits = await run_in_threadpool(searcher, args.query, SEARCH_RESULTS)
-        sources = linker.of(backend, backend.documents)
         # The original file at the page where there is one (it opens in ChatGPT without a
         # token), else the passage; in the thread pool, as a first link hashes the file.
         links = await run_in_threadpool(citation_links, hits, sources, base)
@@ -145,10 +172,9 @@ def build_server(
 
     async def fetch(arguments: dict[str, Any]) -> types.CallToolResult:
         args = FetchArgs.model_validate(arguments)
-        backend = (await searching.served(provider)).backend
+        backend, sources = await caller()
         # In the thread pool: on S3 Vectors a fetch is a call to the service.
         chunk = await run_in_threadpool(backend.get_chunk, args.id)
-        sources = linker.of(backend, backend.documents)
         [url] = await run_in_threadpool(citation_links, [Hit(chunk, 0.0)], sources, base)
         return result(
             FetchOutput(
@@ -170,7 +196,11 @@ def build_server(
     handlers = {"search": search, "fetch": fetch}
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools)
+        try:
+            documents = (await caller())[0].documents
+        except AthenaeumError:  # the index is not loaded: the tools, without its collections
+            documents = []
+        return types.ListToolsResult(tools=tools(documents))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         handler = handlers.get(params.name)
@@ -252,7 +282,13 @@ class MCPEndpoint:
         except AthenaeumError as exc:  # an untrusted Host: the one error shape, not a link
             await from_exception(exc)(scope, receive, send)
             return
-        server = build_server(self._provider, base, settings.max_query_chars, self._linker)
+        server = build_server(
+            self._provider,
+            base,
+            settings.max_query_chars,
+            self._linker,
+            searching.readable(settings, scope),
+        )
         manager = StreamableHTTPSessionManager(
             app=server,
             json_response=True,

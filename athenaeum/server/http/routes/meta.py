@@ -53,6 +53,9 @@ def public_model_name(model_id: str) -> str:
 )
 def health(current: ServedDep, settings: SettingsDep) -> Health:
     f = current.backend.facts
+    # Public: under an access policy, no count that would tell one caller of another's
+    # collections.
+    counted = settings.access is None
     return Health(
         version=__version__,
         index=IndexFacts(
@@ -64,8 +67,8 @@ def health(current: ServedDep, settings: SettingsDep) -> Health:
             athenaeum_version=f.athenaeum_version,
             model=public_model_name(f.model_id),
             dimension=f.dimension,
-            documents=f.documents,
-            chunks=f.chunks,
+            documents=f.documents if counted else None,
+            chunks=f.chunks if counted else None,
             dense_kind=f.dense_kind,
             index_version=current.version,
             published_at=current.published_at,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from athenaeum.retrieval.access import collections_of
 from athenaeum.server.http.deps import BackendDep, BaseUrlDep, SettingsDep, SourceLinksDep
 from athenaeum.server.http.schemas import (
     COMMON_ERRORS,
     Chunk,
+    Collection,
+    CollectionList,
     Passage,
     SearchRequest,
     SearchResponse,
@@ -26,7 +29,7 @@ SEARCH_DESCRIPTION = (
 
 # /search: mounted at the root and under /v1.
 router = APIRouter(tags=["search"])
-# /chunks/{id}: at the root only (the links that search results carry).
+# /chunks/{id} and /collections: at the root only.
 chunks_router = APIRouter(tags=["search"])
 
 
@@ -92,4 +95,21 @@ def get_chunk(
     record = backend.get_chunk(chunk_id)
     return Chunk.from_record(
         record, base, sources.link(record.doc_id, record.page_start, base, record.anchor)
+    )
+
+
+@chunks_router.get(
+    "/collections",
+    name="listCollections",
+    summary="List the collections you may read",
+    description="The collections of the library that this caller may read, with how many "
+    "documents each holds; filter.collections narrows a search to some of them.",
+    responses=errors(*COMMON_ERRORS),
+)
+def list_collections(backend: BackendDep) -> CollectionList:
+    documents = backend.documents
+    found = collections_of(documents)
+    return CollectionList(
+        data=[Collection(name=name, documents=count) for name, count in found.items()],
+        root_documents=len(documents) - sum(found.values()),
     )

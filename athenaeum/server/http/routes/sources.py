@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from athenaeum.server.http.deps import BackendDep, source_links
+from athenaeum.server.http.deps import IndexBackendDep, index_links
 from athenaeum.server.http.schemas import error_responses
 from athenaeum.server.http.sources import SOURCES_ROUTE
 
@@ -31,13 +31,11 @@ router = APIRouter(tags=["sources"])
 async def get_source_file(
     key: str,
     request: Request,
-    backend: BackendDep,
+    backend: IndexBackendDep,
     expires: str = Query(
         default="", description="Links of the earlier form: when it expires (Unix seconds)."
     ),
     signature: str = Query(default="", description="Links of the earlier form: its signature."),
 ) -> Response:
     # In the thread pool: checking the file hashes it (locally) or asks the bucket (S3).
-    return await run_in_threadpool(
-        source_links(request, backend).open_path, key, expires, signature
-    )
+    return await run_in_threadpool(index_links(request, backend).open_path, key, expires, signature)
