@@ -30,6 +30,13 @@ const CLIENTS = {
   'athenaeum-es256': { alg: 'ES256', ttl: 300 },
   'athenaeum-short': { alg: 'RS256', ttl: 2 },
 };
+// Clients standing for people in groups (tests/server/test_access.py): their access tokens carry
+// a `groups` claim, as Okta's or Entra ID's do once configured to (an access policy reads it).
+export const GROUP_CLIENTS = {
+  'member-hr': ['hr-staff'],
+  'member-eng': ['engineering', 'all-staff'],
+  'member-none': [],
+};
 // ChatGPT's callback for a GPT action has this shape (OpenAI's GPT action authentication docs).
 export const CHATGPT_CALLBACK =
   'https://chatgpt.com/aip/g-3f1b2c4d5e6f708192a3b4c5d6e7f8091a2b3c4d/oauth/callback';
@@ -68,7 +75,7 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 const provider = new Provider(issuer, {
   jwks,
   clients: [
-    ...Object.keys(CLIENTS).map((clientId) => ({
+    ...[...Object.keys(CLIENTS), ...Object.keys(GROUP_CLIENTS)].map((clientId) => ({
       client_id: clientId,
       client_secret: secret,
       grant_types: ['client_credentials'],
@@ -89,6 +96,11 @@ const provider = new Provider(issuer, {
   // Refresh tokens for clients allowed the grant, as providers with rotation enabled issue them
   // (without asking for offline_access, which needs a consent prompt here).
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // A group client's tokens name its groups (none: no claim at all, as for a person in none).
+  extraTokenClaims: async (ctx, token) => {
+    const groups = GROUP_CLIENTS[token.clientId];
+    return groups && groups.length ? { groups } : undefined;
+  },
   features: {
     // The provider's own login and consent pages, which the tests fill in as a person would.
     devInteractions: { enabled: true },
