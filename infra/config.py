@@ -6,6 +6,7 @@ message naming the key when a required one is missing or a value is out of range
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,14 +114,19 @@ class OAuthIssuer:
     # stack without them keeps its template.
     authorize_audience: str | None = None
     relay_hosts: tuple[str, ...] = ()
+    # The claim of its tokens that holds the caller's groups (athenaeum.server.auth.groups).
+    access_claim: str | None = None
 
     def environment(self) -> dict[str, str]:
-        """The app's settings for it (athenaeum.server.settings), the same for both functions."""
+        """The app's settings for it (athenaeum.server.settings), the same for both functions:
+        the authorizer reads the groups from the claim, and the API function refuses an access
+        policy beside an issuer without it."""
         return {
             "ATHENAEUM_OAUTH_ISSUER": self.issuer,
             "ATHENAEUM_OAUTH_AUDIENCE": self.audience,
             "ATHENAEUM_OAUTH_JWKS_URL": self.jwks_url,
             "ATHENAEUM_OAUTH_REQUIRED_SCOPES": ",".join(self.required_scopes),
+            **({"ATHENAEUM_ACCESS_CLAIM": self.access_claim} if self.access_claim else {}),
             **self.relay_environment(),
         }
 
@@ -254,6 +260,11 @@ class StackConfig(BaseModel):
     # than the issuer's where its discovery document may place its endpoints (Cognito).
     oauth_authorize_audience: str | None = None
     oauth_relay_hosts: tuple[str, ...] = ()
+    # Who may read which collection (athenaeum.server.access): the token claim holding the
+    # caller's groups, and the policy granting collections to groups, kept as canonical JSON
+    # whether the context gave it as text or as an object.
+    access_claim: str | None = None
+    access_policy: str | None = None
     private_health: bool = False
     throttle_rate_limit: float = 50
     throttle_burst_limit: int = 100
@@ -323,6 +334,7 @@ class StackConfig(BaseModel):
             required_scopes=self.required_scopes,
             authorize_audience=self.oauth_authorize_audience,
             relay_hosts=self.oauth_relay_hosts,
+            access_claim=self.access_claim,
         )
 
     @property
@@ -394,6 +406,7 @@ class StackConfig(BaseModel):
         "llm_base_url",
         "llm_model",
         "llm_api_key_secret_arn",
+        "access_claim",
         mode="before",
     )
     @classmethod
@@ -451,6 +464,26 @@ class StackConfig(BaseModel):
     @classmethod
     def _scopes(cls, value: Any) -> tuple[str, ...]:
         return tuple(value.split() if isinstance(value, str) else map(str, value))
+
+    @field_validator("access_policy", mode="before")
+    @classmethod
+    def _access_policy(cls, value: Any) -> str:
+        # Imported here, as the app's settings do: it brings the retrieval layer along.
+        from athenaeum.server.access import SETTING, AccessPolicy
+
+        # `--context access_policy='{...}'` gives text; cdk.json may give the object itself.
+        text = value.strip() if isinstance(value, str) else json.dumps(value)
+        try:
+            AccessPolicy.parse(text)
+        except ValueError as exc:
+            # The app's words, with the context key where they name its setting.
+            message = str(exc).removeprefix(SETTING)
+            raise ConfigError(f"context key access_policy{message}") from None
+        # One form for one policy, the smallest: the template (and so the function) changes
+        # only when the policy does, and it takes little of Lambda's 4 KB of environment.
+        return json.dumps(
+            json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
 
     @field_validator("environment")
     @classmethod
@@ -638,6 +671,13 @@ class StackConfig(BaseModel):
                 f"must be longer than index_refresh_seconds={self.index_refresh_seconds}: the "
                 "API function may wait that long before it sees a new version, so the alarm "
                 "would fire on every publish"
+            )
+        if self.access_policy is not None and self.oauth is not None and not self.access_claim:
+            raise ConfigError(
+                "context key access_policy grants collections to groups, but access_claim "
+                "does not say which claim of an OAuth token holds the caller's groups: set "
+                "access_claim (groups, cognito:groups, roles, realm_access.roles...; "
+                "docs/access.md)"
             )
         if not absent and self.timeout_seconds < MIN_TIMEOUT_WITH_LLM:
             raise ConfigError(

@@ -26,16 +26,16 @@ class DeployContextError(RuntimeError):
 
 def context_lines(context: Mapping[str, Any]) -> list[str]:
     """`KEY=VALUE` for each key with a value, as `cdk --context` takes it: a list becomes one
-    space-separated string and a bool `true`/`false`; null, "" and [] mean unset and are left
-    out, so the stack's defaults apply."""
+    space-separated string, a bool `true`/`false` and an object (access_policy) its JSON on one
+    line; null, "" and [] mean unset and are left out, so the stack's defaults apply."""
     lines = []
     for key, value in context.items():
         if value is None or value == "" or value == []:
             continue
         if isinstance(value, list):
             text = " ".join(map(str, value))
-        elif isinstance(value, bool):
-            text = json.dumps(value)
+        elif isinstance(value, bool | dict):
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         else:
             text = str(value)
         lines.append(f"{key}={text}")

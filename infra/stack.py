@@ -125,6 +125,7 @@ class AthenaeumStack(Stack):
             vpc=config.vpc,
             provisioned_concurrency=config.provisioned_concurrency,
             snapstart=config.snapstart,
+            access_policy=config.access_policy,
         )
         if self.index.copy is not None:
             # The starting bundle is in the bucket before the function can be asked for it.

@@ -6,6 +6,8 @@ searches) and to the documents its citations link to."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra import staging
-from infra.config import LlmTimeouts, LlmUpstream, OAuthIssuer, VpcPlacement
+from infra.config import ConfigError, LlmTimeouts, LlmUpstream, OAuthIssuer, VpcPlacement
 from infra.index.upload import INDEX_ROOT
 from infra.nag import acknowledge, acknowledge_lambda_defaults, managed_policy
 from infra.vectors.infrastructure import VectorStore
@@ -36,6 +38,14 @@ INDEX_CACHE_DIR = "/tmp/athenaeum-index"  # noqa: S108
 S3VECTORS_BACKEND = "s3vectors"
 # Where layer/build.sh puts the S3 Vectors service model (a layer is unpacked under /opt).
 AWS_MODELS_DIR = "/opt/python/aws_models"
+# Lambda refuses a function whose environment variables take more than 4 KB in all. They are
+# counted here as their JSON, a little more than the names and values alone, so a refusal errs
+# early; a value CloudFormation fills in at deploy time (a bucket's name, a secret's ARN) is
+# counted at UNRESOLVED_BYTES, more than any of those resolves to.
+MAX_ENVIRONMENT_BYTES = 4096
+UNRESOLVED_BYTES = 128
+_TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
+ACCESS_POLICY_VARIABLE = "ATHENAEUM_ACCESS_POLICY"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,13 +105,15 @@ class ApiFunction(Construct):
         vpc: VpcPlacement | None = None,
         provisioned_concurrency: int = 0,
         snapstart: bool = False,
+        access_policy: str | None = None,
     ) -> None:
         """`code` is the staged function, with the index in it when `packaged_index`: then that
         bundle is the version it starts from, and any newer one `published` wins. Without a
         packaged index the function serves only what is `published`. With `vector_index` it
         searches that S3 Vectors index, and the packaged index is the bundle's query side only
         (its manifest and query encoder; infra/staging.py). `library` holds the documents that
-        citations of published versions link to."""
+        citations of published versions link to. `access_policy` (JSON) says which callers'
+        groups read which collections; ConfigError when it leaves the environment too large."""
         if not packaged_index and published is None:
             raise ValueError("the function needs a packaged index or a published one")
         if vector_index is not None and (published is not None or not packaged_index):
@@ -133,6 +145,22 @@ class ApiFunction(Construct):
         # Signs the short links to source files (athenaeum.server.http.sources); every instance of
         # the function must sign and check with the same key, so it lives in Secrets Manager.
         self.link_secret = self._link_secret() if sources is not None else None
+        environment = _environment(
+            oauth=oauth,
+            packaged_index=packaged_index,
+            published=published,
+            vector_index_uri=vector_index.uri if vector_index is not None else None,
+            sources=sources,
+            metric_namespace=metric_namespace,
+            link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
+            preload=packaged_index or publishes_versions,
+            public_base_url=public_base_url,
+            cors_origins=cors_origins,
+            llm=llm,
+            timeout_s=int(timeout.to_seconds()),
+            access_policy=access_policy,
+        )
+        check_environment_size(environment)
         self.function = lambda_.Function(
             self,
             FUNCTION_ID,
@@ -145,20 +173,7 @@ class ApiFunction(Construct):
             memory_size=memory_mb,
             timeout=timeout,
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),
-            environment=_environment(
-                oauth=oauth,
-                packaged_index=packaged_index,
-                published=published,
-                vector_index_uri=vector_index.uri if vector_index is not None else None,
-                sources=sources,
-                metric_namespace=metric_namespace,
-                link_secret_arn=self.link_secret.secret_arn if self.link_secret else None,
-                preload=packaged_index or publishes_versions,
-                public_base_url=public_base_url,
-                cors_origins=cors_origins,
-                llm=llm,
-                timeout_s=int(timeout.to_seconds()),
-            ),
+            environment=environment,
             log_group=self.log_group,
             description="Athenaeum API (FastAPI behind Mangum)",
             vpc=network,
@@ -347,6 +362,7 @@ def _environment(
     cors_origins: Sequence[str],
     llm: LlmUpstream | None,
     timeout_s: int,
+    access_policy: str | None = None,
 ) -> Mapping[str, str]:
     """The app's settings (athenaeum.server.settings), as the function reads them."""
     environment = {
@@ -403,4 +419,33 @@ def _environment(
         timeouts = LlmTimeouts.within(timeout_s)
         environment["ATHENAEUM_LLM_TIMEOUT_S"] = str(timeouts.generation_s)
         environment["ATHENAEUM_LLM_REWRITE_TIMEOUT_S"] = str(timeouts.rewrite_s)
+    if access_policy is not None:
+        # Applied to every caller's groups, as the authorizer's context carries them.
+        environment[ACCESS_POLICY_VARIABLE] = access_policy
     return environment
+
+
+def environment_bytes(environment: Mapping[str, str]) -> int:
+    """What `environment` takes of Lambda's MAX_ENVIRONMENT_BYTES, as counted here."""
+    text = json.dumps(dict(environment), ensure_ascii=False, separators=(",", ":"))
+    return len(_TOKEN.sub("x" * UNRESOLVED_BYTES, text).encode())
+
+
+def check_environment_size(environment: Mapping[str, str]) -> None:
+    """ConfigError when Lambda would refuse `environment`, at synth rather than mid-deploy."""
+    size = environment_bytes(environment)
+    if size <= MAX_ENVIRONMENT_BYTES:
+        return
+    policy = environment.get(ACCESS_POLICY_VARIABLE)
+    if policy is not None:
+        raise ConfigError(
+            f"the API function's environment would take {size} bytes, over Lambda's "
+            f"{MAX_ENVIRONMENT_BYTES} (4 KB); context key access_policy takes "
+            f"{len(policy.encode())} of them: shorten it (fewer or shorter group names, one "
+            'group granted several collections, "*" where every caller may read)'
+        )
+    largest = max(environment, key=lambda name: len(environment[name]))
+    raise ConfigError(
+        f"the API function's environment would take {size} bytes, over Lambda's "
+        f"{MAX_ENVIRONMENT_BYTES} (4 KB); its largest setting is {largest}"
+    )

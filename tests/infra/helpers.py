@@ -54,6 +54,9 @@ PARTIAL_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:athen
 SUBNETS = ("subnet-0123456789abcdef0", "subnet-0fedcba9876543210")
 # A key that might sit in a developer's shell while they synth: it must never reach the template.
 PLAIN_LLM_KEY = "sk-proj-plain-key-that-must-not-leak-0123456789"
+# An access policy as cdk.json may hold it (an object), and what the stack passes the function.
+ACCESS_POLICY = {"hr": ["hr-staff", "Executive Team"], "engineering": ["eng"], "handbook": "*"}
+CANONICAL_POLICY = '{"engineering":["eng"],"handbook":"*","hr":["hr-staff","Executive Team"]}'
 # Every optional key that can go together (SnapStart excludes provisioned concurrency).
 ADVANCED = {
     "domain_name": "api.athenaeum.test",
@@ -68,6 +71,8 @@ ADVANCED = {
     "llm_model": "gpt-4o-mini",
     "llm_api_key_secret_arn": SECRET_ARN,
     "alarm_email": "ops@example.org",
+    "access_claim": "cognito:groups",
+    "access_policy": ACCESS_POLICY,
 }
 SNAPSTART = {
     "snapstart": "true",
@@ -78,6 +83,12 @@ SNAPSTART = {
     "llm_base_url": "https://llm.internal.test/v1",
     "llm_model": "local-model",
     "llm_api_key_secret_arn": PARTIAL_SECRET_ARN,
+    # As `--context access_policy='...'` gives it: text, spaced as a person writes it.
+    "access_claim": "realm_access.roles",
+    "access_policy": (
+        '{\n  "handbook": "*",\n  "hr": ["hr-staff", "Executive Team"],\n'
+        '  "engineering": ["eng"]\n}'
+    ),
 }
 
 

@@ -175,6 +175,8 @@ def test_authorizer_artifact_runs_under_the_layer(tmp_path: Path) -> None:
             "ATHENAEUM_OAUTH_ISSUER": "https://issuer.test/",
             "ATHENAEUM_OAUTH_AUDIENCE": "https://athenaeum.test",
             "ATHENAEUM_OAUTH_JWKS_URL": "https://issuer.test/jwks",
+            # As the stack sets it with access_claim: read by the staged modules alone.
+            "ATHENAEUM_ACCESS_CLAIM": "cognito:groups",
         },
         capture_output=True,
         text=True,

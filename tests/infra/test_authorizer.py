@@ -354,3 +354,81 @@ def test_api_keys_and_jwts_work_side_by_side(
     assert server.requests == 1
     assert api_key not in caplog.text
     authorizer.reset()
+
+
+# --- the caller's groups, for the API function's access policy ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claim", "token_claims"),
+    [
+        ("cognito:groups", {"cognito:groups": ["hr-staff", "Executive Team"]}),
+        ("realm_access.roles", {"realm_access": {"roles": ["hr-staff", "Executive Team"]}}),
+        ("groups", {"groups": "hr-staff Executive"}),
+    ],
+)
+def test_the_claims_groups_reach_the_context_as_a_json_list(
+    server: JWKSServer,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    claim: str,
+    token_claims: dict[str, Any],
+) -> None:
+    from athenaeum.server.auth.middleware import principal_from_authorizer
+
+    monkeypatch.setenv("ATHENAEUM_ACCESS_CLAIM", claim)
+    authorizer.reset()
+    result = invoke("Bearer " + key.sign(claims(**token_claims)))
+    assert result["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    context = result["context"]
+    # A string, as API Gateway takes context values: the groups' JSON list.
+    assert isinstance(context["groups"], str)
+    groups = json.loads(context["groups"])
+    expected = ["hr-staff", "Executive"] if claim == "groups" else ["hr-staff", "Executive Team"]
+    assert groups == expected
+    # What the API function reads back as the caller's groups.
+    assert principal_from_authorizer(context).groups == tuple(expected)
+
+
+def test_no_groups_no_groups_key(
+    server: JWKSServer, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token without the configured claim (or an empty one) holds no groups: the context has
+    no `groups` key, and the caller reads only what every caller reads."""
+    monkeypatch.setenv("ATHENAEUM_ACCESS_CLAIM", "cognito:groups")
+    authorizer.reset()
+    for token_claims in ({}, {"cognito:groups": []}, {"groups": ["hr-staff"]}):
+        result = invoke("Bearer " + key.sign(claims(**token_claims)))
+        assert result["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        assert set(result["context"]) == {"sub", "scopes", "client_id", "iss"}
+
+
+def test_an_api_keys_groups_reach_the_context_as_a_json_list(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key carries the groups `athenaeum keys create --group` gave it; one without groups
+    gets no `groups` key."""
+    import boto3
+
+    from athenaeum.server.auth.keyring import generate_key, new_record
+    from athenaeum.server.auth.keystores import SecretKeyStore
+
+    for name in ("ATHENAEUM_OAUTH_ISSUER", "ATHENAEUM_OAUTH_AUDIENCE", "ATHENAEUM_OAUTH_JWKS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    arn = boto3.client("secretsmanager").create_secret(Name=f"keys-{time.monotonic_ns()}")["ARN"]
+    grouped, plain = generate_key(), generate_key()
+    SecretKeyStore(arn).update(
+        lambda records: [
+            new_record("hr-bot", grouped, groups=["hr-staff", "Équipe RH"]),
+            new_record("ci", plain),
+        ]
+    )
+    monkeypatch.setenv("ATHENAEUM_API_KEYS_SECRET", arn)
+    authorizer.reset()
+    try:
+        context = invoke("Bearer " + grouped)["context"]
+        assert json.loads(context["groups"]) == ["hr-staff", "Équipe RH"]
+        assert set(invoke("Bearer " + plain)["context"]) == {"sub", "scopes", "iss"}
+    finally:
+        authorizer.reset()

@@ -34,7 +34,9 @@ def built(
         layer=layer,
         runtime=lambda_.Runtime.PYTHON_3_12,
         architecture=lambda_.Architecture.ARM_64,
-        oauth=dataclasses.replace(OAUTH, required_scopes=("search:read", "chat")),
+        oauth=dataclasses.replace(
+            OAUTH, required_scopes=("search:read", "chat"), access_claim="cognito:groups"
+        ),
         required_scopes=("search:read", "chat"),
         keys_refresh_s=60,
         cache_ttl=Duration.seconds(300),
@@ -91,6 +93,9 @@ def test_function_runs_the_handler_with_the_oauth_settings(
                     "ATHENAEUM_OAUTH_JWKS_URL": CONTEXT["oauth_jwks_url"],
                     # As the API function gets them: the app's settings split on commas.
                     "ATHENAEUM_OAUTH_REQUIRED_SCOPES": "search:read,chat",
+                    # The claim its tokens carry the caller's groups in (never the policy:
+                    # the API function applies that).
+                    "ATHENAEUM_ACCESS_CLAIM": "cognito:groups",
                     "ATHENAEUM_JWKS_TIMEOUT_S": "3",
                     # The key set it reads, and how often.
                     "ATHENAEUM_API_KEYS_SECRET": {"Ref": logical_id(authorizer.api_keys)},

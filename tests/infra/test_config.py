@@ -21,7 +21,9 @@ from infra.config import (
 )
 from infra.deploy_context import context_lines
 from tests.infra.helpers import (
+    ACCESS_POLICY,
     ADVANCED,
+    CANONICAL_POLICY,
     CERTIFICATE_ARN,
     CONTEXT,
     PLAIN_LLM_KEY,
@@ -67,6 +69,9 @@ def test_advanced_keys_default_to_off() -> None:
     assert defaults.provisioned_concurrency == 0 and not defaults.snapstart
     assert defaults.waf_web_acl_arn is None and defaults.cors_origins == ()
     assert not defaults.publishes_versions
+    # No access policy: every caller reads everything, and no function is told of groups.
+    assert defaults.access_claim is None and defaults.access_policy is None
+    assert "ATHENAEUM_ACCESS_CLAIM" not in defaults.oauth.environment()
 
 
 def test_values_from_the_command_line_are_strings() -> None:
@@ -270,3 +275,52 @@ def test_oauth_relay_keys_become_the_functions_settings() -> None:
     assert relay["ATHENAEUM_OAUTH_RELAY_HOSTS"] == (
         "mypool.auth.eu-west-1.amazoncognito.com,login.example.com"
     )
+
+
+# --- who may read which collection -----------------------------------------------------------
+
+
+def test_access_policy_is_canonical_json_from_an_object_or_text() -> None:
+    """cdk.json may hold the object, `--context` gives text: one policy, one value, so the
+    template changes only when the policy does."""
+    from_object = config(**ADVANCED)
+    from_text = config(**SNAPSTART)
+    assert from_object.access_policy == from_text.access_policy == CANONICAL_POLICY
+    assert json.loads(CANONICAL_POLICY) == ACCESS_POLICY
+    # The claim reaches both functions with the issuer's other settings.
+    assert from_object.oauth.environment()["ATHENAEUM_ACCESS_CLAIM"] == "cognito:groups"
+    assert from_text.oauth.environment()["ATHENAEUM_ACCESS_CLAIM"] == "realm_access.roles"
+
+
+def test_access_keys_without_oauth_or_without_a_policy() -> None:
+    keys_only = {k: None for k in CONTEXT}
+    # API keys carry their own groups: no claim needed.
+    assert config(**keys_only, access_policy='{"hr": ["hr"]}').access_policy == '{"hr":["hr"]}'
+    # A claim alone changes nothing the functions do; it is accepted.
+    claim_only = config(access_claim=" groups ")
+    assert claim_only.access_claim == "groups" and claim_only.access_policy is None
+    # Unset, as cdk.context.json and `key=` leave it.
+    assert config(access_policy="", access_claim="").access_policy is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ('{"hr": ["hr-staff"]', r"context key access_policy is not JSON \(.*line 1, column 20"),
+        ('{"hr": {"group": "hr-staff"}}', "access_policy: the collection 'hr' must map to a list"),
+        ({"hr": 3}, "access_policy: the collection 'hr' must map to a list of groups"),
+        ('["hr-staff"]', "access_policy must be a JSON object"),
+        ({"hr": ["hr-staff", ""]}, "access_policy: the collection 'hr' names the group ''"),
+        ({"../hr": "*"}, "access_policy: '../hr' is not a collection"),
+    ],
+)
+def test_a_malformed_access_policy_is_refused_saying_what_is_wrong(
+    policy: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config(access_claim="groups", access_policy=policy)
+
+
+def test_an_access_policy_with_oauth_needs_the_claim_that_holds_the_groups() -> None:
+    with pytest.raises(ConfigError, match=r"access_policy grants .* but access_claim does not"):
+        config(access_policy=ACCESS_POLICY)

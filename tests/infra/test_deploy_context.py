@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra import deploy_context
+from infra.config import StackConfig
 from infra.deploy_context import (
     DeployContextError,
     SynthesizedStack,
@@ -16,6 +17,7 @@ from infra.deploy_context import (
     deployed_output,
     synthesized_stack,
 )
+from tests.infra.helpers import ACCESS_POLICY
 
 
 def write_cdk_out(root: Path, outputs: dict[str, str], stack_name: str | None) -> Path:
@@ -59,6 +61,17 @@ def test_context_lines_leave_out_unset_keys() -> None:
         "snapstart=false",
         "memory_mb=2048",
     ]
+
+
+def test_an_object_is_passed_as_its_json_on_one_line() -> None:
+    """An access policy kept in cdk.context.json as an object reaches the stack as the same
+    policy as the object itself (deploy.sh reads one line per key)."""
+    [line] = context_lines({"access_policy": ACCESS_POLICY})
+    key, text = line.split("=", 1)
+    assert key == "access_policy" and "\n" not in text
+    assert json.loads(text) == ACCESS_POLICY
+    from_file = StackConfig.from_context({"access_policy": ACCESS_POLICY}.get)
+    assert StackConfig.from_context({key: text}.get).access_policy == from_file.access_policy
 
 
 def test_synthesized_stack_with_its_index_in_s3(tmp_path: Path) -> None:

@@ -16,8 +16,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
-from infra.config import LlmUpstream, VpcPlacement
-from infra.function.infrastructure import ApiFunction, PublishedIndex
+from infra.config import ConfigError, LlmUpstream, VpcPlacement
+from infra.function.infrastructure import (
+    MAX_ENVIRONMENT_BYTES,
+    UNRESOLVED_BYTES,
+    ApiFunction,
+    PublishedIndex,
+    check_environment_size,
+    environment_bytes,
+)
 from tests.infra.helpers import (
     API_FUNCTION_NAME,
     CONTEXT,
@@ -290,6 +297,32 @@ def test_public_url_and_cors_origins_reach_the_app(tmp_path: Path) -> None:
     # Chunk links and the RFC 9728 metadata name the custom domain, not execute-api.
     assert env["ATHENAEUM_PUBLIC_BASE_URL"] == "https://api.athenaeum.test"
     assert env["ATHENAEUM_CORS_ORIGINS"] == "https://app.athenaeum.test,http://localhost:5173"
+
+
+def test_an_access_policy_too_large_for_lambdas_environment_is_refused(tmp_path: Path) -> None:
+    """Lambda refuses more than 4 KB of environment variables, mid-deploy; synth refuses them
+    first (here before the template is made), naming the context key that filled them."""
+    policy = json.dumps({f"team-{i:03}": [f"group-{i:03}-readers"] for i in range(150)})
+    with pytest.raises(
+        ConfigError,
+        match=r"would take \d+ bytes, over Lambda's 4096 \(4 KB\); context key access_policy",
+    ):
+        build(tmp_path, bucket=True, access_policy=policy)
+
+
+def test_the_environment_is_measured_with_what_cloudformation_fills_in() -> None:
+    bucket = s3.Bucket(Stack(App(), "Bare"), "Bucket")
+    # A bucket's name (a token until deploy) counts as the most such a value may take.
+    assert environment_bytes({"A": f"s3://{bucket.bucket_name}/index"}) == environment_bytes(
+        {"A": f"s3://{'x' * UNRESOLVED_BYTES}/index"}
+    )
+    full = {"ATHENAEUM_ACCESS_POLICY": ""}
+    full["ATHENAEUM_ACCESS_POLICY"] = "x" * (MAX_ENVIRONMENT_BYTES - environment_bytes(full))
+    check_environment_size(full)
+    with pytest.raises(ConfigError, match="access_policy takes 4067 of them"):
+        check_environment_size({"ATHENAEUM_ACCESS_POLICY": full["ATHENAEUM_ACCESS_POLICY"] + "x"})
+    with pytest.raises(ConfigError, match="its largest setting is ATHENAEUM_CORS_ORIGINS"):
+        check_environment_size({"ATHENAEUM_CORS_ORIGINS": "x" * MAX_ENVIRONMENT_BYTES})
 
 
 def test_a_function_searching_s3_vectors_follows_no_published_bundle(tmp_path: Path) -> None:

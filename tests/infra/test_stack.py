@@ -21,6 +21,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from athenaeum.s3vectors.definition import NON_FILTERABLE, IndexDefinition
+from athenaeum.server.settings import Settings
 from infra import lint
 from infra import stack as stack_module
 from infra.config import LOG_RETENTION_DAYS, ConfigError
@@ -30,6 +31,7 @@ from infra.vectors.infrastructure import QUERY_ACTIONS
 from tests.infra.helpers import (
     ADVANCED,
     API_FUNCTION_NAME,
+    CANONICAL_POLICY,
     CONTEXT,
     PLAIN_LLM_KEY,
     SNAPSTART,
@@ -227,6 +229,42 @@ def test_both_functions_get_the_same_issuer_and_share_the_layer(
         "AWS::ApiGateway::Authorizer", {"AuthorizerResultTtlInSeconds": 300}
     )
     template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": "prod"})
+
+
+@pytest.mark.parametrize("configuration", ["advanced", "snapstart"])
+def test_the_access_policy_reaches_the_api_function_and_the_claim_both(
+    configuration: str, request: pytest.FixtureRequest
+) -> None:
+    """The authorizer reads the groups from the claim; the API function applies the policy to
+    them, and (holding the issuer's settings too) starts only when the claim is beside it."""
+    stack, template = request.getfixturevalue(configuration)
+    functions = template.find_resources("AWS::Lambda::Function")
+    api = functions[logical_id(stack.function.function)]["Properties"]["Environment"]["Variables"]
+    authorizer = functions[logical_id(stack.authorizer.function)]["Properties"]["Environment"][
+        "Variables"
+    ]
+    claim = stack.config.access_claim
+    assert authorizer["ATHENAEUM_ACCESS_CLAIM"] == api["ATHENAEUM_ACCESS_CLAIM"] == claim
+    assert api["ATHENAEUM_ACCESS_POLICY"] == CANONICAL_POLICY
+    assert "ATHENAEUM_ACCESS_POLICY" not in authorizer
+    # As the app reads them: the settings accept the policy with the issuer and the claim.
+    settings = Settings(
+        **{
+            name.removeprefix("ATHENAEUM_").lower(): value
+            for name, value in api.items()
+            if name.startswith(("ATHENAEUM_OAUTH_", "ATHENAEUM_ACCESS_"))
+        }
+    )
+    assert settings.access is not None and settings.access.readable(["eng"]) >= {"engineering"}
+
+
+def test_without_an_access_policy_no_function_hears_of_groups(
+    packaged: tuple[AthenaeumStack, Template],
+) -> None:
+    _, template = packaged
+    for function in template.find_resources("AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert not [name for name in variables if name.startswith("ATHENAEUM_ACCESS_")]
 
 
 def test_without_an_alias_api_gateway_calls_the_function(
