@@ -37,6 +37,7 @@ from athenaeum.server.settings import Settings
 from infra.authorizer import handler as authorizer
 from tests.conftest import build_once, run_dir
 from tests.s3vectors.conftest import TARGET, published
+from tests.server.conftest import FAKE_LLM_KEY, FAKE_LLM_MODEL, FAKE_REWRITE, FakeLLM
 from tests.server.helpers import MCP_HEADERS, Context, rpc, v1_event
 from tests.server.test_oidc_e2e import API, OIDCProvider, provider  # noqa: F401 (a fixture)
 
@@ -600,3 +601,65 @@ def test_no_caller_reads_another_collection_lambda(
     _report("lambda", tally)
     assert tally.leaks == []
     assert tally.probes > 300
+
+
+def test_the_generating_model_sees_only_what_the_caller_may_read(
+    library: Library,
+    credentials: Credentials,
+    provider: OIDCProvider,  # noqa: F811
+    fake_llm: FakeLLM,
+) -> None:
+    """Chat with a generating model: a follow-up whose rewrite (the model's own) names another
+    collection's content retrieves none of it, and neither the prompts sent upstream nor the
+    answer hold any."""
+    settings = _settings(
+        provider,
+        credentials,
+        llm_base_url=fake_llm.url,
+        llm_api_key=FAKE_LLM_KEY,
+        llm_model=FAKE_LLM_MODEL,
+        llm_timeout_s=10,
+    )
+    client = TestClient(create_app(settings, FixedEngineProvider(library.engine)), base_url=BASE)
+    send = _client_channel(client)
+    tally = Tally()
+    try:
+        # A caller who may read the collection gets its passages into the prompt.
+        for collection in COLLECTIONS:
+            entitled = next(c for c in credentials.callers if collection in c.readable)
+            fake_llm.rewrites_with(PHRASES[collection][0])
+            before = len(fake_llm.requests)
+            body = {"model": "athenaeum-index-rag", "messages": [{"role": "user", "content": "?"}]}
+            assert send(entitled, "POST", "/v1/chat/completions", body).status == 200
+            prompt = json.dumps(fake_llm.requests[before:], ensure_ascii=False)
+            assert any(secret in prompt for secret in SECRETS[collection]), prompt
+            tally.controls += 1
+        for caller in credentials.callers:
+            for collection in COLLECTIONS:
+                if collection in caller.readable:
+                    continue
+                forbidden = _forbidden(library, collection)
+                for phrase in PHRASES[collection]:
+                    fake_llm.rewrites_with(phrase)
+                    before = len(fake_llm.requests)
+                    messages = [
+                        {"role": "user", "content": f"Tell me about {phrase}."},
+                        {"role": "assistant", "content": "Nothing in the library mentions it."},
+                        {"role": "user", "content": "Search once more, more broadly."},
+                    ]
+                    body = {"model": "athenaeum-index-rag", "messages": messages}
+                    answer = send(caller, "POST", "/v1/chat/completions", body)
+                    assert answer.status == 200, answer.text
+                    asked = {m["content"] for m in messages} | {phrase}
+                    tally.scan(f"{caller.name} generated {phrase!r}", answer, forbidden, asked)
+                    # What went upstream: the rewrite request (the conversation) and the
+                    # answer's prompt (the retrieved passages).
+                    sent = fake_llm.requests[before:]
+                    assert len(sent) == 2, sent
+                    upstream = Answer(200, json.dumps(sent, ensure_ascii=False), {})
+                    tally.scan(f"{caller.name} upstream {phrase!r}", upstream, forbidden, asked)
+    finally:
+        fake_llm.rewrites_with(FAKE_REWRITE)
+    _report("generating model", tally)
+    assert tally.leaks == []
+    assert tally.probes >= 2 * 12
