@@ -170,3 +170,15 @@ def test_an_api_key_carries_the_groups_it_was_made_with(tmp_path: Path) -> None:
     old = json.loads(keys.read_text())
     del old["keys"][0]["groups"]
     assert parse_keyset(json.dumps(old), "old.json")[0].groups == ()
+
+
+def test_with_a_policy_the_index_loads_with_its_collection_table(scifact_bundle: Path) -> None:
+    from athenaeum.retrieval.engine import SearchEngine
+    from athenaeum.server.index.provider import EngineProvider
+
+    for policy, built in ((None, False), (json.dumps(POLICY), True)):
+        settings = Settings(index_dir=scifact_bundle, access_policy=policy, api_key_hashes=[])
+        engine = EngineProvider(settings).current().backend
+        assert isinstance(engine, SearchEngine)
+        # Built with the index (a cached property holds it), so no request waits for it.
+        assert ("filter_table" in vars(engine)) is built

@@ -77,6 +77,11 @@ class Served:
 
 def _load(path: Path, settings: Settings, published_at: str | None = None) -> Served:
     engine = SearchEngine.load(path, verify=settings.index_verify, threads=settings.encoder_threads)
+    if settings.access_policy is not None:
+        # Every search is then confined to a caller's collections: the per-chunk table the
+        # confinement reads (it parses every chunk) is built with the index, before it serves
+        # (a Lambda's initialisation, a new version's load), not by the first request.
+        engine.filter_table  # noqa: B018
     return Served(engine, engine.facts.version, published_at)
 
 
