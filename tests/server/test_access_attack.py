@@ -487,6 +487,9 @@ def control(send: Send, library: Library, caller: Caller, collection: str, tally
     assert send(caller, "GET", f"/chunks/{chunk_id}", None).status == 200
     names = [c["name"] for c in send(caller, "GET", "/collections", None).json()["data"]]
     assert names == [collection]
+    # MCP lists them too, in the search tool's description.
+    tools = send(caller, "POST", "/mcp", rpc("tools/list")).json()["result"]["tools"]
+    assert f"The collections you may search: {collection} (" in tools[0]["description"]
     tally.controls += 2
     return link
 
