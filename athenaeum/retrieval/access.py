@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
 
 from athenaeum.bundle import ChunkRecord, DocumentInfo
 from athenaeum.bundle.format import ROOT_COLLECTION
@@ -43,13 +42,21 @@ class ScopedBackend:
     """`backend` (a athenaeum.retrieval.backend.SearchBackend) confined to the documents of the
     collections in `readable`; ROOT_COLLECTION stands for the documents at the library's root."""
 
-    def __init__(self, backend: SearchBackend, readable: frozenset[str]) -> None:
+    def __init__(
+        self,
+        backend: SearchBackend,
+        readable: frozenset[str],
+        visible: Mapping[str, DocumentInfo] | None = None,
+    ) -> None:
+        """`visible`, when given, is the readable documents by id, listed already (a view is
+        made per request; what a reach may read can be listed once, across requests)."""
         self.backend = backend
         self.readable = readable
-
-    @cached_property
-    def _visible(self) -> dict[str, DocumentInfo]:
-        return {d.doc_id: d for d in self.backend.documents if d.collection in self.readable}
+        self._visible = (
+            visible
+            if visible is not None
+            else {d.doc_id: d for d in backend.documents if d.collection in readable}
+        )
 
     @property
     def documents(self) -> Sequence[DocumentInfo]:

@@ -45,6 +45,8 @@ from athenaeum.retrieval.text import check_texts
 FILTER_KEYS = ("collections", "documents", "pages", "metadata")
 MAX_PATTERNS = 100
 MAX_VALUES = 100
+# Masks of readable chunks kept per loaded bundle, one per set of readable collections.
+MAX_READABLE_MASKS = 64
 _Scalar = str | int | float | bool
 
 
@@ -212,6 +214,9 @@ class FilterTable:
     page_end: npt.NDArray[np.int32]
     collections: tuple[str, ...]  # every collection of the documents, sorted
     collection_rows: npt.NDArray[np.int32]  # chunk row -> index into `collections`
+    _readable_masks: dict[frozenset[str], npt.NDArray[np.bool_]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, chunks: Sequence[ChunkRecord], documents: Sequence[DocumentInfo]) -> FilterTable:
@@ -231,15 +236,24 @@ class FilterTable:
 
     def readable_rows(self, readable: frozenset[str] | None) -> npt.NDArray[np.bool_] | None:
         """One boolean per chunk row, True where the chunk's collection is in `readable`
-        (None: every chunk may be read)."""
-        if readable is None:
+        (None: every chunk may be read, as when `readable` holds every collection). Made once
+        for each set of collections: callers with the same reach share it."""
+        if readable is None or readable.issuperset(self.collections):
             return None
-        granted = np.fromiter(
-            (name in readable for name in self.collections),
-            dtype=np.bool_,
-            count=len(self.collections),
-        )
-        return granted[self.collection_rows]
+        masks = self._readable_masks
+        mask = masks.get(readable)
+        if mask is None:
+            granted = np.fromiter(
+                (name in readable for name in self.collections),
+                dtype=np.bool_,
+                count=len(self.collections),
+            )
+            mask = granted[self.collection_rows]
+            mask.flags.writeable = False  # shared: the retrievers only read it
+            if len(masks) >= MAX_READABLE_MASKS:
+                masks.clear()
+            masks[readable] = mask
+        return mask
 
 
 def _documents(raw: object, param: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from athenaeum.bundle import DocumentInfo
 from athenaeum.bundle.format import ROOT_COLLECTION, collection_error
 from athenaeum.retrieval.access import ScopedBackend
 from athenaeum.retrieval.backend import SearchBackend
@@ -101,25 +102,36 @@ def readable_for(policy: AccessPolicy | None, groups: Iterable[str]) -> frozense
     return policy.readable(groups)
 
 
-# Per loaded backend, its view for each set of readable collections seen: a view lists its
-# documents once, not on every request. Weak, so that a backend replaced by a newer version of
-# the index is freed with its views.
-_views: weakref.WeakKeyDictionary[SearchBackend, dict[frozenset[str], ScopedBackend]] = (
-    weakref.WeakKeyDictionary()
-)
-_views_lock = threading.Lock()
-MAX_VIEWS = 256  # per backend: distinct sets of readable collections
+# Per loaded backend, for each set of readable collections seen, the documents a caller with
+# that reach may read (None: all of them), so that a request does not list them again. Weak,
+# and holding no reference to the backend, so that a backend replaced by a newer version of the
+# index is freed.
+_visible: weakref.WeakKeyDictionary[
+    SearchBackend, dict[frozenset[str], dict[str, DocumentInfo] | None]
+] = weakref.WeakKeyDictionary()
+_visible_lock = threading.Lock()
+MAX_REACHES = 256  # per backend: distinct sets of readable collections
 
 
 def scoped(backend: SearchBackend, readable: frozenset[str] | None) -> SearchBackend:
-    """`backend` as a caller who may read `readable` sees it (None: as it is)."""
+    """`backend` as a caller who may read `readable` sees it (None: as it is, as for a caller
+    who may read every collection it has)."""
     if readable is None:
         return backend
-    with _views_lock:
-        views = _views.setdefault(backend, {})
-        view = views.get(readable)
-        if view is None:
-            if len(views) >= MAX_VIEWS:
-                views.clear()
-            view = views[readable] = ScopedBackend(backend, readable)
-    return view
+    with _visible_lock:
+        reaches = _visible.get(backend)
+        if reaches is None:
+            reaches = _visible[backend] = {}
+        if readable in reaches:
+            visible = reaches[readable]
+        else:
+            if len(reaches) >= MAX_REACHES:
+                reaches.clear()
+            documents = backend.documents
+            every = {d.collection for d in documents}
+            visible = reaches[readable] = (
+                None
+                if readable.issuperset(every)
+                else {d.doc_id: d for d in documents if d.collection in readable}
+            )
+    return backend if visible is None else ScopedBackend(backend, readable, visible)

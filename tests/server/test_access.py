@@ -182,3 +182,25 @@ def test_with_a_policy_the_index_loads_with_its_collection_table(scifact_bundle:
         assert isinstance(engine, SearchEngine)
         # Built with the index (a cached property holds it), so no request waits for it.
         assert ("filter_table" in vars(engine)) is built
+
+
+def test_a_callers_view_keeps_no_replaced_index_alive(scifact_bundle: Path) -> None:
+    import gc
+    import weakref
+
+    from athenaeum.retrieval.access import ScopedBackend
+    from athenaeum.retrieval.engine import SearchEngine
+    from athenaeum.server.access import scoped
+
+    engine = SearchEngine.load(scifact_bundle)
+    # SciFact's documents are all at the root: a caller who reads the root reads it all.
+    assert scoped(engine, frozenset({ROOT_COLLECTION})) is engine
+    view = scoped(engine, frozenset({"hr"}))
+    assert isinstance(view, ScopedBackend) and list(view.documents) == []
+    assert scoped(engine, frozenset({"hr"})).documents == view.documents
+    # Once no request holds it (a newer version swapped in), the old index is freed, with
+    # what its callers' reaches listed.
+    gone = weakref.ref(engine)
+    del engine, view
+    gc.collect()
+    assert gone() is None
