@@ -147,6 +147,8 @@ class SearchFilter:
         matches none of them, naming the closest ones, and a metadata field that none of them
         has: a typo would otherwise match nothing, silently. Only the documents the caller may
         read are looked at: to a caller, one they may not read does not exist."""
+        if not (self.collections or self.documents or self.metadata):
+            return  # nothing named: nothing to check
         documents = self.visible(documents)
         if self.collections:
             known = sorted({d.collection for d in documents} - {ROOT_COLLECTION})
