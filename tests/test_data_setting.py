@@ -18,6 +18,8 @@ def run_pytest(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             "-m",
             "pytest",
             "-q",
+            "-n",
+            "0",  # one process: what is checked is the setting, not the workers
             "-p",
             "no:cacheprovider",
             "-rs",

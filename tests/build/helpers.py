@@ -12,8 +12,8 @@ from pathlib import Path
 
 STACK = ("torch", "sentence_transformers", "transformers")
 
-# The `athenaeum` command in a fresh interpreter; its last line says how it exited and which
-# packages of the embedding stack the process imported.
+# The `athenaeum` command in a fresh interpreter; its last line says how it exited and which of
+# the packages it is given (the embedding stack) the process imported.
 CLI = """
 import json, sys
 from athenaeum.cli.main import main
@@ -37,10 +37,11 @@ class CliRun:
     output: str  # stdout before the last line
 
 
-def athenaeum_fresh(*args: str) -> CliRun:
-    """`athenaeum ARGS` in a fresh interpreter; asserts it succeeded."""
+def athenaeum_fresh(*args: str, watch: tuple[str, ...] = STACK) -> CliRun:
+    """`athenaeum ARGS` in a fresh interpreter; asserts it succeeded. `loaded` says which of the
+    packages in `watch` (the embedding stack) the process imported."""
     proc = subprocess.run(
-        [sys.executable, "-c", CLI, json.dumps(STACK), *args],
+        [sys.executable, "-c", CLI, json.dumps(watch), *args],
         capture_output=True,
         text=True,
         timeout=600,

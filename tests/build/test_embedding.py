@@ -92,9 +92,7 @@ def _long_scifact_documents(n: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_onnx_matches_sentence_transformers_on_scifact_queries(
-    minilm_embedder: Embedder, tmp_path: Path
-) -> None:
+def test_onnx_matches_sentence_transformers_on_scifact_queries(minilm_embedder: Embedder) -> None:
     queries = _scifact_queries(56)
     long_docs = _long_scifact_documents(8)
     assert len(queries) == 56 and len(long_docs) == 8
@@ -103,11 +101,11 @@ def test_onnx_matches_sentence_transformers_on_scifact_queries(
         texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
     )
 
-    # The serve side's encoder, reading the exported files exactly as a bundle ships them, in
-    # batches as a server sees them (one batch of all would pad every query to 256 tokens); the
-    # second batch mixes queries and long documents.
-    out = minilm_embedder.export_query_encoder(tmp_path / "encoder")
-    encoder = OnnxQueryEncoder(out, max_seq_length=256)
+    # The serve side's encoder, reading the exported files exactly as a bundle ships them (the
+    # embedder's own export, test_exported_encoder_graph_and_tokenizer's graph), in batches as a
+    # server sees them (one batch of all would pad every query to 256 tokens); the second batch
+    # mixes queries and long documents.
+    encoder = OnnxQueryEncoder(minilm_embedder.encoder_dir("fp32"), max_seq_length=256)
     served = np.concatenate([encoder.encode(texts[i : i + 32]) for i in range(0, len(texts), 32)])
     # The build side's CPU document path runs the same graph; the long documents check that
     # it truncates where sentence-transformers does.

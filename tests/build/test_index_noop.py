@@ -32,7 +32,7 @@ def test_a_second_run_with_nothing_changed_never_imports_torch(
     first = athenaeum_fresh(*args)
     assert "3 documents: 3 added" in first.output and "Index bundle written" in first.output
     # A BERT model on CPU is exported from its files (tests/build/test_bert_export.py shows
-    # the check sees the stack where a model needs it).
+    # the check sees what the command imports).
     assert first.loaded == []
     manifest = (out / "manifest.json").read_bytes()
 

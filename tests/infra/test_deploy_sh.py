@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PdfLibrary
+from tests.conftest import PdfLibrary, run_dir
 
 pytest.importorskip("aws_cdk", reason="needs the deploy extra: uv sync --extra deploy")
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="the CDK needs Node.js")
@@ -76,13 +76,19 @@ else:
 """
 
 # The CDK CLI: the real synth (without the dummy S3 credentials, so it asks no AWS for the
-# account); `deploy` writes the outputs file as the real CLI does, from the synthesized template.
+# account), once in the run for the same inputs (tests/infra/synth_cache.py); `deploy` writes the
+# outputs file as the real CLI does, from the synthesized template.
 _CDK = """
 log("cdk")
 if args[0] == "synth":
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET"))}
-    uv = os.environ["DEPLOY_TEST_UV"]
-    sys.exit(subprocess.call([uv, "run", "--no-sync", "cdk", *args], env=env))
+    command = [os.environ["DEPLOY_TEST_UV"], "run", "--no-sync", "cdk", *args]
+    sys.path.insert(0, os.environ["DEPLOY_TEST_ROOT"])
+    from tests.infra.synth_cache import synth
+    sys.exit(synth(
+        args, Path.cwd(), env, Path(os.environ["DEPLOY_TEST_SYNTH_CACHE"]),
+        lambda: subprocess.run(command, env=env, capture_output=True, text=True, check=False),
+    ))
 if args[0] == "deploy":
     manifest = json.loads(Path("cdk.out/manifest.json").read_text())
     stack = next(
@@ -159,8 +165,13 @@ class Deploy:
         return {item["Key"] for item in listing.get("Contents", [])}
 
 
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_dir(tmp_path_factory) / "deploy-synth-cache"
+
+
 @pytest.fixture
-def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
+def deploy(tmp_path: Path, moto_endpoint: str, synth_cache: Path) -> Deploy:
     """A copy of the repository with a stub layer build, stubs for `aws`, uv and the CDK, and an
     empty bucket in moto; `deploy.run(context, *args, ...)` writes that cdk.context.json into
     the copy and runs its ./deploy.sh, the stub AWS answering as the keywords say."""
@@ -209,6 +220,8 @@ def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
         DEPLOY_TEST_LOG=str(log_file),
         DEPLOY_TEST_STATE=str(state_file),
         DEPLOY_TEST_UV=real_uv,
+        DEPLOY_TEST_ROOT=str(ROOT),
+        DEPLOY_TEST_SYNTH_CACHE=str(synth_cache),
         # The copy runs in the test's venv, never syncing it (cdk.json's app says --extra).
         UV_PROJECT_ENVIRONMENT=sys.prefix,
         UV_NO_SYNC="1",
@@ -252,6 +265,28 @@ def deploy(tmp_path: Path, moto_endpoint: str) -> Deploy:
         )
 
     return Deploy(repo=repo, bucket=bucket, s3=s3, run=run, log_file=log_file)
+
+
+# A stack whose index goes to S3 by deploy.sh, deployed first and then updated: the same context
+# file and command line (the command line's arm64, layer and bundle win over the file's), so the
+# two tests synthesize it once. example.com outside the OAuth values is an ordinary address, not
+# a placeholder.
+S3_STACK_FILE = {
+    "index_size_bytes": 300 * 1024 * 1024,  # as if too large to package: the index goes to S3
+    "alarm_email": "ops@example.com",
+    "cors_origins": ["https://app.example.com"],
+    **GOOD_OAUTH,
+}
+
+
+def s3_stack_args(bundle: Path) -> list[str]:
+    args = {
+        "architecture": "arm64",
+        "layer_dir": "build/layer-arm64",
+        "index_dir": str(bundle),
+        "index_upload": "cli",
+    }
+    return [a for key, value in args.items() for a in ("--context", f"{key}={value}")]
 
 
 def example_context(**overrides: Any) -> dict[str, Any]:
@@ -336,16 +371,7 @@ def test_checks_the_bundle_named_on_the_command_line(deploy: Deploy, scifact_bun
 def test_first_deploy_bootstraps_then_uploads_after_the_deploy(
     deploy: Deploy, scifact_bundle: Path
 ) -> None:
-    # example.com outside the OAuth values is an ordinary address, not a placeholder.
-    context = example_context(
-        index_dir=str(scifact_bundle),
-        index_upload="cli",
-        index_size_bytes=300 * 1024 * 1024,  # as if too large to package: the index goes to S3
-        alarm_email="ops@example.com",
-        cors_origins=["https://app.example.com"],
-        **GOOD_OAUTH,
-    )
-    result = deploy.run(context)
+    result = deploy.run(example_context(**S3_STACK_FILE), *s3_stack_args(scifact_bundle))
     assert result.returncode == 0, result.stderr[-3000:]
 
     calls = deploy.log()
@@ -393,20 +419,10 @@ def test_update_uploads_before_the_deploy_and_prunes_after(
 ) -> None:
     old = seed_older_bundle(deploy)
     # The file says x86_64, the default layer and another bundle; the command line wins.
-    context = example_context(index_size_bytes=300 * 1024 * 1024, **GOOD_OAUTH)
-    args = {
-        "architecture": "arm64",
-        "layer_dir": "build/layer-arm64",
-        "index_dir": str(scifact_bundle),
-        "index_upload": "cli",
-    }
+    context = example_context(**S3_STACK_FILE)
+    assert (context["architecture"], context["index_dir"]) == ("x86_64", "index")
     stacks = {"CDKToolkit": {}, "AtheneumStack": {"IndexBucketName": deploy.bucket}}
-    result = deploy.run(
-        context,
-        *[a for key, value in args.items() for a in ("--context", f"{key}={value}")],
-        stacks=stacks,
-        extra_env={"AWS_REGION": REGION},
-    )
+    result = deploy.run(context, *s3_stack_args(scifact_bundle), stacks=stacks)
     assert result.returncode == 0, result.stderr[-3000:]
 
     # The toolkit exists: no bootstrap. The stack exists: its bucket gets the bundle first, so
@@ -421,7 +437,6 @@ def test_update_uploads_before_the_deploy_and_prunes_after(
         "sources",
     ]
     calls = deploy.log()
-    assert ["configure", "get", "region"] not in [e["args"] for e in calls if e["tool"] == "aws"]
     layers = [e["args"] for e in calls if e["tool"] == "layer"]
     assert layers == [
         ["--arch", "arm64", "--out", "build/layer-arm64"],
@@ -470,6 +485,10 @@ def test_deploy_uploads_the_source_files_the_bundle_names(
     result = deploy.run(context, stacks={"CDKToolkit": {}}, extra_env={"AWS_REGION": REGION})
     assert result.returncode == 0, result.stderr[-3000:]
     assert deploy.events() == ["layer", "ingest layer", "cdk synth", "cdk deploy", "sources"]
+    # The region is in the environment: deploy.sh asks the AWS CLI's configuration nothing.
+    calls = deploy.log()
+    assert ["configure", "get", "region"] not in [e["args"] for e in calls if e["tool"] == "aws"]
+    assert {e["region"] for e in calls if e["tool"] == "cdk"} == {REGION}
     assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "packaged"
 
     listing = deploy.s3.list_objects_v2(Bucket=deploy.bucket, Prefix="sources/")
@@ -524,30 +543,13 @@ def test_dry_run_builds_both_layers_and_synthesizes_without_aws(
 
 
 @pytest.mark.slow
-def test_s3vectors_dry_run_builds_no_ingest_layer_and_synthesizes_the_index(
-    deploy: Deploy, scifact_bundle: Path
-) -> None:
-    context = example_context(index_dir=str(scifact_bundle))
-    result = deploy.run(context, "--dry-run", "--context", "index_backend=s3vectors")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert deploy.events() == ["layer", "cdk synth"]
-    assert [e for e in deploy.log() if e["tool"] == "aws"] == []
-    assert "no ingest function with index_backend=s3vectors" in result.stdout
-    assert "index_backend=s3vectors: no ingest function" in result.stderr
-    types = [r["Type"] for r in template(deploy)["Resources"].values()]
-    assert types.count("AWS::S3Vectors::VectorBucket") == types.count("AWS::S3Vectors::Index") == 1
-    assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "s3vectors"
-    assert "==> dry run complete" in result.stdout
-
-
-@pytest.mark.slow
-def test_s3vectors_deploy_publishes_the_bundle_into_the_index_it_created(
+def test_s3vectors_deploy_synthesizes_the_index_and_publishes_the_bundle_into_it(
     deploy: Deploy, scifact_bundle: Path, moto_endpoint: str
 ) -> None:
-    """After `cdk deploy`, deploy.sh runs `athenaeum publish` into the stack's index, keeping
-    the state record in the stack's bucket; the library of the ingest is not started. The
-    index is the one moto holds (moto has no full-text search, so publish creates the index
-    here instead of finding CloudFormation's)."""
+    """No ingest layer is built and the stack holds a vector index; after `cdk deploy`,
+    deploy.sh runs `athenaeum publish` into it, keeping the state record in the stack's bucket;
+    the library of the ingest is not started. The index is the one moto holds (moto has no
+    full-text search, so publish creates the index here instead of finding CloudFormation's)."""
     import boto3
 
     vectors = boto3.client(
@@ -570,6 +572,11 @@ def test_s3vectors_deploy_publishes_the_bundle_into_the_index_it_created(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert deploy.events() == ["layer", "cdk synth", "cdk deploy", "publish vectors", "sources"]
+    assert "no ingest function with index_backend=s3vectors" in result.stdout
+    assert "index_backend=s3vectors: no ingest function" in result.stderr
+    types = [r["Type"] for r in template(deploy)["Resources"].values()]
+    assert types.count("AWS::S3Vectors::VectorBucket") == types.count("AWS::S3Vectors::Index") == 1
+    assert template(deploy)["Outputs"]["IndexStrategy"]["Value"] == "s3vectors"
     (publish,) = [e for e in deploy.log() if e["tool"] == "uv" and "publish" in e["args"]]
     assert publish["args"] == [
         "run",
