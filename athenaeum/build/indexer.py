@@ -48,10 +48,12 @@ from athenaeum.build.embedding import (
 )
 from athenaeum.build.model_folder import default_prefixes, locate
 from athenaeum.bundle import (
+    CHUNK_ENCODING,
     ENCODER_MODEL,
     ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
     MANIFEST_FILE,
+    VECTOR_ENCODING,
     Bundle,
     ChunkRecord,
     DocumentInfo,
@@ -219,6 +221,7 @@ class _Previous:
     dense_kind: str
     encoder_bytes: int
     has_document_encoder: bool
+    layout: tuple[str, str]  # how its vectors and chunks are stored
     # False when the bundle records the model by its older weights fingerprint: the vectors are
     # reusable, and the manifest is written again with the recipe as it is now.
     recipe_current: bool = True
@@ -285,6 +288,8 @@ def _unchanged(bundle: Bundle, documents: Sequence[SourceDocument], options: Bui
         return False
     if precision != "fp32" and manifest.document_encoder is None:
         return False  # written before bundles kept their document encoder: write it now
+    if (manifest.vectors.encoding, manifest.chunks.encoding) != (VECTOR_ENCODING, CHUNK_ENCODING):
+        return False  # format version 1's fp32 vectors and plain chunks: store them compactly
     max_tokens = options.max_tokens
     if max_tokens is None:
         max_tokens = _token_cap(bundle, document)
@@ -336,6 +341,7 @@ def _reusable(
             dense_kind=bundle.manifest.dense.kind,
             encoder_bytes=bundle.manifest.files[ENCODER_MODEL].bytes,
             has_document_encoder=bundle.manifest.document_encoder is not None,
+            layout=(bundle.manifest.vectors.encoding, bundle.manifest.chunks.encoding),
             recipe_current=current,
         ),
         None,
@@ -660,6 +666,7 @@ def _nothing_to_write(
         and previous.embedding == embedding
         and previous.recipe_current
         and (options.encoder_precision == "fp32" or previous.has_document_encoder)
+        and previous.layout == (VECTOR_ENCODING, CHUNK_ENCODING)
     )
 
 

@@ -9,6 +9,8 @@ package.
 from athenaeum.bundle.chunk import ChunkRecord, ChunkStore
 from athenaeum.bundle.format import (
     BM25_FILE,
+    CHUNK_BLOCKS_FILE,
+    CHUNK_ENCODING,
     CHUNKS_FILE,
     DENSE_FILE,
     DOCUMENT_ENCODER,
@@ -22,9 +24,11 @@ from athenaeum.bundle.format import (
     HNSW_THRESHOLD,
     MANIFEST_FILE,
     SUPPORTED_FORMAT_VERSIONS,
+    VECTOR_ENCODING,
     VECTORS_FILE,
     VERIFICATION_FILE,
     DenseKind,
+    VectorEncoding,
     choose_dense_kind,
 )
 from athenaeum.bundle.manifest import (
@@ -37,6 +41,7 @@ from athenaeum.bundle.manifest import (
     FileInfo,
     Manifest,
     SourceFileInfo,
+    VectorsInfo,
 )
 from athenaeum.bundle.reader import (
     Bundle,
@@ -49,11 +54,14 @@ from athenaeum.bundle.reader import (
     verify_bundle,
     verify_files,
 )
+from athenaeum.bundle.vectors import StoredVectors
 from athenaeum.bundle.writer import write_bundle
 
 __all__ = [
     "BM25_FILE",
     "CHUNKS_FILE",
+    "CHUNK_BLOCKS_FILE",
+    "CHUNK_ENCODING",
     "DENSE_FILE",
     "DOCUMENT_ENCODER",
     "ENCODER_DIR",
@@ -67,6 +75,7 @@ __all__ = [
     "MANIFEST_FILE",
     "SUPPORTED_FORMAT_VERSIONS",
     "VECTORS_FILE",
+    "VECTOR_ENCODING",
     "VERIFICATION_FILE",
     "BM25Info",
     "Bundle",
@@ -81,6 +90,9 @@ __all__ = [
     "FileInfo",
     "Manifest",
     "SourceFileInfo",
+    "StoredVectors",
+    "VectorEncoding",
+    "VectorsInfo",
     "Verification",
     "VerifyMode",
     "choose_dense_kind",

@@ -36,7 +36,7 @@ class BM25Postings:
         vocabulary: Sequence[str],
         indptr: npt.NDArray[np.int64],
         doc_ids: npt.NDArray[np.int32],
-        weights: npt.NDArray[np.float32],
+        weights: npt.NDArray[np.float32] | npt.NDArray[np.float16],
         n_docs: int,
         avgdl: float,
         params: BM25Params,
@@ -51,7 +51,9 @@ class BM25Postings:
         self.avgdl = avgdl
         self.params = params
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, weights: type[np.floating] = np.float32) -> None:
+        """Write the file; `weights` is the dtype the weights are stored in: float16 (format
+        version 2) halves them, float32 (version 1) keeps every bit."""
         # The vocabulary is one UTF-8 blob joined by newlines (terms are \w+ so never contain
         # one): numpy string arrays would pad every term to the longest, and pickle is refused.
         blob = "\n".join(self.vocabulary).encode("utf-8")
@@ -61,7 +63,7 @@ class BM25Postings:
                 vocabulary=np.frombuffer(blob, dtype=np.uint8),
                 indptr=self.indptr,
                 doc_ids=self.doc_ids,
-                weights=self.weights,
+                weights=np.asarray(self.weights, dtype=weights),
                 n_docs=np.int64(self.n_docs),
                 avgdl=np.float64(self.avgdl),
                 k1=np.float64(self.params.k1),
@@ -80,11 +82,15 @@ class BM25Postings:
             doc_ids = data["doc_ids"].astype(np.int32, copy=False)
             if len(doc_ids) and (int(doc_ids.min()) < 0 or int(doc_ids.max()) >= n_docs):
                 raise ValueError("BM25 postings point outside the chunk range")
+            weights = data["weights"]
+            if weights.dtype not in (np.float16, np.float32):
+                raise ValueError(f"BM25 weights are {weights.dtype}, not float16 or float32")
             return cls(
                 vocabulary=vocabulary,
                 indptr=data["indptr"].astype(np.int64, copy=False),
                 doc_ids=doc_ids,
-                weights=data["weights"].astype(np.float32, copy=False),
+                # Kept as stored: a query widens only its own terms' postings.
+                weights=weights,
                 n_docs=n_docs,
                 avgdl=float(data["avgdl"]),
                 params=BM25Params(

@@ -3,9 +3,17 @@
 A bundle is one directory (docs/index-format.md):
 
     manifest.json          written last; lists every other file with its size and sha256
-    chunks.jsonl           one ChunkRecord per line; row i of every index below
-    vectors.npy            float32 [chunks, dimension], unit-normalised
-    dense.faiss            the HNSW graph, only when the dense kind is "hnsw"
+    chunks.z               the chunks (format version 2, `chunks.encoding` "zlib-blocks"): one
+                           ChunkRecord a JSON line, 4 lines to a zlib stream compressed
+                           against a dictionary of the bundle's own rows (athenaeum.bundle.chunk
+                           .BlockRows); row i of every index below
+    chunks.jsonl           the same lines uncompressed, in format version 1
+    dense.faiss            the vectors, stored once (format version 2, `vectors.encoding`
+                           "fp16"): a FAISS IndexScalarQuantizer of fp16 codes, [chunks,
+                           dimension], for the "flat" dense kind; an IndexHNSWSQ whose storage is
+                           those codes for "hnsw"
+    vectors.npy            only in format version 1 (encoding "fp32"): float32 [chunks,
+                           dimension]; its dense.faiss, when "hnsw", keeps a second fp32 copy
     bm25.npz               BM25 postings (athenaeum.bundle.bm25)
     encoder/model.onnx     the query encoder, pooling and normalisation included
     encoder/tokenizer.json its tokenizer
@@ -25,8 +33,10 @@ from __future__ import annotations
 from typing import Literal
 
 FORMAT_NAME = "athenaeum-index"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+# 2: the vectors are fp16 codes inside dense.faiss, stored once (VECTOR_ENCODING); 1: fp32 in
+# vectors.npy, which this version still reads (docs/index-format.md, "Versioning").
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 # The version of the tokenizer (athenaeum.retrieval.lexical.tokenize) that made bm25.npz's terms,
 # recorded in the manifest. A format fact: a bundle whose terms another tokenizer made would
 # match no query terms, so the reader refuses it. Bump it when `tokenize` changes its terms.
@@ -64,6 +74,7 @@ CONVERSION_FIELDS = frozenset(
 
 MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"
+CHUNK_BLOCKS_FILE = "chunks.z"
 VECTORS_FILE = "vectors.npy"
 DENSE_FILE = "dense.faiss"
 BM25_FILE = "bm25.npz"
@@ -74,10 +85,23 @@ ENCODER_MODEL = f"{ENCODER_DIR}/{ENCODER_MODEL_FILE}"
 ENCODER_TOKENIZER = f"{ENCODER_DIR}/{ENCODER_TOKENIZER_FILE}"
 DOCUMENT_ENCODER = f"{ENCODER_DIR}/document.onnx"
 VERIFICATION_FILE = "verification.json"
-# Files every bundle has; DENSE_FILE is added for an approximate dense index.
-REQUIRED_FILES = (CHUNKS_FILE, VECTORS_FILE, BM25_FILE, ENCODER_MODEL, ENCODER_TOKENIZER)
+# Files every bundle has; its chunks' and vectors' files are added by `required_files`.
+REQUIRED_FILES = (BM25_FILE, ENCODER_MODEL, ENCODER_TOKENIZER)
 
 DenseKind = Literal["flat", "hnsw"]
+# How the vectors are stored: "fp16", half-precision codes in dense.faiss (what the writer
+# writes); "fp32", vectors.npy, what every bundle of format version 1 holds. fp16 was chosen
+# over int8 scalar codes by benchmarks/bench_vectors.py (docs/benchmarks.md, "Compact vectors"):
+# int8 alone finds 98.0% of exact fp32's top 10 at 400,000 chunks, below the 99% bar, and
+# int8 plus an fp16 copy to rescore from takes more disk than fp16 alone.
+VectorEncoding = Literal["fp32", "fp16"]
+VECTOR_ENCODING: VectorEncoding = "fp16"
+# How the chunks are stored: "zlib-blocks", chunks.z (what the writer writes: under a third of
+# the bytes, docs/index-format.md); "jsonl", chunks.jsonl, what every bundle of format version 1
+# holds.
+ChunkEncoding = Literal["jsonl", "zlib-blocks"]
+CHUNK_ENCODING: ChunkEncoding = "zlib-blocks"
+CHUNK_BLOCK = 4
 # Exact search reads every vector on every query, so its latency grows linearly with the chunk
 # count; from this many chunks on, "auto" builds an HNSW graph instead (the measurements behind
 # the number are in docs/index-format.md).
@@ -97,6 +121,23 @@ def collection_error(value: object) -> str | None:
     if len(value) > MAX_COLLECTION_CHARS or not value.isprintable():
         return f"a collection's name is at most {MAX_COLLECTION_CHARS} printable characters"
     return None
+
+
+def required_files(
+    vectors: VectorEncoding, dense_kind: DenseKind, chunks: ChunkEncoding
+) -> tuple[str, ...]:
+    """The files a bundle of these encodings and dense kind cannot be read without."""
+    chunk_file = CHUNK_BLOCKS_FILE if chunks == "zlib-blocks" else CHUNKS_FILE
+    if vectors == "fp16":
+        return (*REQUIRED_FILES, chunk_file, DENSE_FILE)
+    dense = (DENSE_FILE,) if dense_kind != "flat" else ()
+    return (*REQUIRED_FILES, chunk_file, VECTORS_FILE, *dense)
+
+
+def format_version_of(vectors: VectorEncoding, chunks: ChunkEncoding) -> int:
+    """The format version a bundle of these encodings is written as: version 1 when it is what
+    readers from before version 2 read (fp32 vectors.npy, chunks.jsonl)."""
+    return 1 if (vectors, chunks) == ("fp32", "jsonl") else 2
 
 
 def choose_dense_kind(n_chunks: int) -> DenseKind:

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from athenaeum.bundle.format import (
     COLLECTION_FIELD,
     ROOT_COLLECTION,
+    ChunkEncoding,
     DenseKind,
+    VectorEncoding,
     collection_error,
 )
 
@@ -38,6 +40,20 @@ class EmbeddingInfo(_Model):
 class DenseInfo(_Model):
     kind: DenseKind
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorsInfo(_Model):
+    """How the vectors are stored (athenaeum.bundle.format.VectorEncoding)."""
+
+    encoding: VectorEncoding
+
+
+class ChunksInfo(_Model):
+    """How the chunks are stored (athenaeum.bundle.format.ChunkEncoding); `block` is the rows
+    to a zlib stream."""
+
+    encoding: ChunkEncoding
+    block: int = Field(default=4, gt=0)
 
 
 class BM25Info(_Model):
@@ -111,6 +127,9 @@ class Manifest(_Model):
     embedding: EmbeddingInfo
     chunking: dict[str, Any] = Field(default_factory=dict)
     dense: DenseInfo
+    # Absent in format version 1, whose vectors are all fp32 in vectors.npy.
+    vectors: VectorsInfo = VectorsInfo(encoding="fp32")
+    chunks: ChunksInfo = ChunksInfo(encoding="jsonl")
     bm25: BM25Info
     counts: Counts
     documents: list[DocumentInfo]

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
+import os
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError
 
 from athenaeum import __version__
 from athenaeum.bundle.bm25 import BM25Postings
-from athenaeum.bundle.chunk import ChunkStore
+from athenaeum.bundle.chunk import BlockRows, ChunkStore
 from athenaeum.bundle.format import (
     BM25_FILE,
+    CHUNK_BLOCKS_FILE,
     CHUNKS_FILE,
     DENSE_FILE,
     DOCUMENT_ENCODER,
@@ -37,13 +40,14 @@ from athenaeum.bundle.format import (
     FORMAT_NAME,
     HNSW_DEFAULTS,
     MANIFEST_FILE,
-    REQUIRED_FILES,
     SUPPORTED_FORMAT_VERSIONS,
     TOKENIZER_VERSION,
     VECTORS_FILE,
+    required_files,
 )
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import FileInfo, Manifest
+from athenaeum.bundle.vectors import StoredVectors, prefetch_faiss
 from athenaeum.bundle.verification import (
     Scope,
     check_record,
@@ -87,11 +91,13 @@ class Bundle:
     path: Path
     manifest: Manifest
     chunks: ChunkStore
-    vectors: npt.NDArray[np.float32]  # memory-mapped, read-only
+    # Memory-mapped, read-only: fp16 codes inside dense.faiss, or a version 1 bundle's fp32
+    # vectors.npy (athenaeum.bundle.vectors).
+    vectors: StoredVectors
     bm25: BM25Postings
     verification: Verification
     # The stored approximate index (dense.faiss, HNSW); None for "flat" bundles, which the
-    # engine searches exactly over `vectors` with numpy.
+    # engine searches exactly over `vectors`.
     ann: faiss.Index | None = None
     _flat: faiss.Index | None = field(default=None, repr=False)
 
@@ -124,15 +130,17 @@ class Bundle:
 
     @property
     def dense(self) -> faiss.Index:
-        """The dense index as FAISS: the stored graph, or for a flat bundle an exact
-        IndexFlatIP over the vectors, built on first use (the engine itself does not need it)."""
+        """The dense index as FAISS: the stored graph, the fp16 flat index, or for a version 1
+        flat bundle an exact IndexFlatIP over its vectors, built on first use."""
         if self.ann is not None:
             return self.ann
+        if self.vectors.flat is not None:
+            return self.vectors.flat
         if self._flat is None:
             import faiss
 
             flat = faiss.IndexFlatIP(self.vectors.shape[1])
-            flat.add(np.ascontiguousarray(self.vectors))
+            flat.add(self.vectors.all())
             self._flat = flat
         return self._flat
 
@@ -220,10 +228,8 @@ def verify_files(path: Path, manifest: Manifest, *, check_hashes: bool = True) -
     """Check every file the manifest lists: present, of the right size and (optionally) hash."""
     for rel, info in manifest.files.items():
         check_file(path, rel, info, check_hashes=check_hashes)
-    required = list(REQUIRED_FILES)
-    if manifest.dense.kind != "flat":
-        required.append(DENSE_FILE)
-    for rel in required:
+    kind = manifest.dense.kind
+    for rel in required_files(manifest.vectors.encoding, kind, manifest.chunks.encoding):
         if rel not in manifest.files:
             raise corrupted(path, f"{MANIFEST_FILE} does not list the required file {rel}")
 
@@ -295,12 +301,12 @@ def _read(path: Path, manifest: Manifest, verification: Verification) -> Bundle:
     n = manifest.counts.chunks
     dim = manifest.embedding.dimension
 
-    chunks = _load_chunks(path, n)
+    if manifest.vectors.encoding == "fp16" or manifest.dense.kind != "flat":
+        prefetch_faiss()  # imported while the chunks and postings are read
+    chunks = _load_chunks(path, manifest, n)
     if not verification.by_record:
         chunks.parse_all()
         _check_chunks(path, manifest, chunks)
-    vectors = _load_vectors(path, n, dim, chunks)
-
     if manifest.bm25.tokenizer_version != TOKENIZER_VERSION:
         raise BundleError(
             f"index bundle {path} was built with BM25 tokenizer version "
@@ -314,7 +320,22 @@ def _read(path: Path, manifest: Manifest, verification: Verification) -> Bundle:
     if bm25.n_docs != n:
         raise corrupted(path, f"{BM25_FILE} covers {bm25.n_docs} chunks, expected {n}")
 
-    ann = None if manifest.dense.kind == "flat" else _load_ann(path, manifest, n, dim)
+    if manifest.vectors.encoding == "fp16":
+        vectors = _load_codes(path, manifest, n, dim)
+        ann = vectors.index if manifest.dense.kind != "flat" else None
+    else:
+        vectors = _load_vectors(path, n, dim)
+        ann = None if manifest.dense.kind == "flat" else _load_ann(path, manifest, n, dim)
+    # A NaN row scores NaN against every query and is never ranked: dense search would quietly
+    # answer with nothing. Checked at every load, record or not: a few ms for 10,000 x 384
+    # values (it reads the mapped pages that the first search reads anyway).
+    bad = vectors.first_not_finite()
+    if bad is not None:
+        name = DENSE_FILE if manifest.vectors.encoding == "fp16" else VECTORS_FILE
+        raise corrupted(
+            path, f"{name} row {bad} (chunk {chunks[bad].id}) has NaN or infinite values"
+        )
+
     docs_total = sum(d.chunk_count for d in manifest.documents)
     if len(manifest.documents) != manifest.counts.documents or docs_total != n:
         raise corrupted(
@@ -333,7 +354,8 @@ def _read(path: Path, manifest: Manifest, verification: Verification) -> Bundle:
     )
 
 
-def _load_vectors(path: Path, n: int, dim: int, chunks: ChunkStore) -> npt.NDArray[np.float32]:
+def _load_vectors(path: Path, n: int, dim: int) -> StoredVectors:
+    """A version 1 bundle's fp32 vectors.npy."""
     try:
         # Memory-mapped: the pages are read when first searched, and shared by every process
         # that serves the same file. The writer replaces a bundle by renaming, never in place.
@@ -349,16 +371,49 @@ def _load_vectors(path: Path, n: int, dim: int, chunks: ChunkStore) -> npt.NDArr
             f"dimension is {dim}",
         )
     # A plain ndarray view of the map (a copy only if the file is not C-ordered float32).
-    vectors = np.ascontiguousarray(np.asarray(loaded), dtype=np.float32)
-    # A NaN row scores NaN against every query and is never ranked: dense search would quietly
-    # answer with nothing. Checked at every load, record or not: a few ms for 10,000 x 384
-    # floats (it reads the mapped pages that the first search reads anyway).
-    if not np.isfinite(vectors).all():
-        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+    return StoredVectors.of_fp32(np.ascontiguousarray(np.asarray(loaded), dtype=np.float32))
+
+
+def _load_codes(path: Path, manifest: Manifest, n: int, dim: int) -> StoredVectors:
+    """A version 2 bundle's vectors: the fp16 codes in dense.faiss, memory-mapped
+    (IO_FLAG_MMAP_IFC: the pages are read when first searched and shared by every process that
+    serves the file, as vectors.npy's were), with the HNSW graph around them when there is one."""
+    import faiss
+
+    # One query searches one vector: FAISS's OpenMP team only adds hand-off cost and fights
+    # onnxruntime's threads for the cores (docs/benchmarks.md has the latencies). Concurrency
+    # comes from concurrent requests.
+    faiss.omp_set_num_threads(1)
+    try:
+        index = faiss.read_index(str(path / DENSE_FILE), faiss.IO_FLAG_MMAP_IFC)
+    except RuntimeError as exc:
+        raise corrupted(path, f"{DENSE_FILE} cannot be read ({exc})") from exc
+    _check_index_shape(path, index, n, dim)
+    try:
+        vectors = StoredVectors.of_index(index, dim)
+    except ValueError as exc:
+        raise corrupted(path, f"{DENSE_FILE}: {exc}") from exc
+    graph = faiss.downcast_index(index)
+    if isinstance(graph, faiss.IndexHNSW) != (manifest.dense.kind == "hnsw"):
         raise corrupted(
-            path, f"{VECTORS_FILE} row {row} (chunk {chunks[row].id}) has NaN or infinite values"
+            path, f"{DENSE_FILE} is not the {manifest.dense.kind} index the manifest names"
         )
+    if isinstance(graph, faiss.IndexHNSW):
+        graph.hnsw.efSearch = _ef_search(manifest)
     return vectors
+
+
+def _check_index_shape(path: Path, index: faiss.Index, n: int, dim: int) -> None:
+    if index.ntotal != n or index.d != dim:
+        raise corrupted(
+            path,
+            f"{DENSE_FILE} holds {index.ntotal} vectors of dimension {index.d}, "
+            f"expected {n} of dimension {dim}",
+        )
+
+
+def _ef_search(manifest: Manifest) -> int:
+    return int(manifest.dense.params.get("ef_search", HNSW_DEFAULTS["ef_search"]))
 
 
 def _load_ann(path: Path, manifest: Manifest, n: int, dim: int) -> faiss.Index:
@@ -372,43 +427,60 @@ def _load_ann(path: Path, manifest: Manifest, n: int, dim: int) -> faiss.Index:
         dense = faiss.read_index(str(path / DENSE_FILE))
     except RuntimeError as exc:
         raise corrupted(path, f"{DENSE_FILE} cannot be read ({exc})") from exc
-    if dense.ntotal != n or dense.d != dim:
-        raise corrupted(
-            path,
-            f"{DENSE_FILE} holds {dense.ntotal} vectors of dimension {dense.d}, "
-            f"expected {n} of dimension {dim}",
-        )
+    _check_index_shape(path, dense, n, dim)
     hnsw = faiss.downcast_index(dense)
     if isinstance(hnsw, faiss.IndexHNSW):
-        hnsw.hnsw.efSearch = int(manifest.dense.params.get("ef_search", HNSW_DEFAULTS["ef_search"]))
+        hnsw.hnsw.efSearch = _ef_search(manifest)
     return dense
 
 
-def _load_chunks(path: Path, expected: int) -> ChunkStore:
+def _load_chunks(path: Path, manifest: Manifest, expected: int) -> ChunkStore:
+    blocks = manifest.chunks.encoding == "zlib-blocks"
+    name = CHUNK_BLOCKS_FILE if blocks else CHUNKS_FILE
+
+    def invalid(row: int, exc: Exception) -> BundleError:
+        where = f"row {row}" if blocks else f"line {row}"
+        return corrupted(path, f"{name} {where} is not a valid chunk ({exc})")
+
     try:
-        data = (path / CHUNKS_FILE).read_bytes()
+        if blocks:
+            source = BlockRows(_map(path / name), expected, manifest.chunks.block)
+            stored = source.stored_rows()  # inflates the last block only
+            chunks = ChunkStore(source, invalid=invalid)
+        else:
+            chunks = ChunkStore((path / name).read_bytes(), invalid=invalid)
+            stored = len(chunks)
     except OSError as exc:
-        raise corrupted(path, f"{CHUNKS_FILE} cannot be read ({exc})") from exc
-
-    def invalid(lineno: int, exc: Exception) -> BundleError:
-        return corrupted(path, f"{CHUNKS_FILE} line {lineno} is not a valid chunk ({exc})")
-
-    chunks = ChunkStore(data, invalid=invalid)
-    if len(chunks) != expected:
-        raise corrupted(
-            path, f"{CHUNKS_FILE} has {len(chunks)} chunks but the manifest counts {expected}"
-        )
+        raise corrupted(path, f"{name} cannot be read ({exc})") from exc
+    except (ValueError, zlib.error) as exc:
+        raise corrupted(path, f"{name} is not chunk blocks: {exc}") from exc
+    if stored != expected:
+        raise corrupted(path, f"{name} has {stored} chunks but the manifest counts {expected}")
     return chunks
+
+
+def _map(file: Path) -> bytes | mmap.mmap:
+    """The file's bytes as a read-only memory map (pages read when first touched, shared by
+    every process serving the file), or as bytes when it is empty (which cannot be mapped)."""
+    with file.open("rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _check_chunks(path: Path, manifest: Manifest, chunks: ChunkStore) -> None:
     """What needs every chunk parsed: unique ids, and every chunk's document listed."""
     if len({c.id for c in chunks}) != len(chunks):
-        raise corrupted(path, f"{CHUNKS_FILE} has duplicate chunk ids")
+        raise corrupted(path, f"{_chunks_file(manifest)} has duplicate chunk ids")
     listed = {d.doc_id for d in manifest.documents}
     stray = next((c.doc_id for c in chunks if c.doc_id not in listed), None)
     if stray is not None:
         raise corrupted(
             path,
-            f"{CHUNKS_FILE} has chunks of document {stray!r}, which {MANIFEST_FILE} does not list",
+            f"{_chunks_file(manifest)} has chunks of document {stray!r}, which {MANIFEST_FILE} "
+            "does not list",
         )
+
+
+def _chunks_file(manifest: Manifest) -> str:
+    return CHUNK_BLOCKS_FILE if manifest.chunks.encoding == "zlib-blocks" else CHUNKS_FILE

@@ -17,9 +17,12 @@ import numpy.typing as npt
 
 from athenaeum import __version__
 from athenaeum.bundle.bm25 import BM25Postings
-from athenaeum.bundle.chunk import ChunkRecord
+from athenaeum.bundle.chunk import ChunkRecord, encode_blocks
 from athenaeum.bundle.format import (
     BM25_FILE,
+    CHUNK_BLOCK,
+    CHUNK_BLOCKS_FILE,
+    CHUNK_ENCODING,
     CHUNKS_FILE,
     DENSE_FILE,
     DOCUMENT_ENCODER,
@@ -27,16 +30,20 @@ from athenaeum.bundle.format import (
     ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
     FORMAT_NAME,
-    FORMAT_VERSION,
     HNSW_DEFAULTS,
     MANIFEST_FILE,
+    VECTOR_ENCODING,
     VECTORS_FILE,
+    ChunkEncoding,
     DenseKind,
+    VectorEncoding,
     choose_dense_kind,
+    format_version_of,
 )
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import (
     BM25Info,
+    ChunksInfo,
     Counts,
     DenseInfo,
     DocumentEncoderInfo,
@@ -44,6 +51,7 @@ from athenaeum.bundle.manifest import (
     EmbeddingInfo,
     FileInfo,
     Manifest,
+    VectorsInfo,
 )
 from athenaeum.bundle.verification import manifest_sha256, stamps, write_record
 from athenaeum.errors import InvalidInputError
@@ -65,6 +73,8 @@ def write_bundle(
     dense_kind: DenseKind | Literal["auto"] = "auto",
     dense_params: Mapping[str, Any] | None = None,
     document_encoder: Path | None = None,
+    vector_encoding: VectorEncoding = VECTOR_ENCODING,
+    chunk_encoding: ChunkEncoding = CHUNK_ENCODING,
 ) -> Manifest:
     """Write a complete bundle to `output`, replacing an existing bundle there atomically.
 
@@ -74,7 +84,11 @@ def write_bundle(
     were embedded with, when encoder_dir's model.onnx is not it (an int8 query encoder): kept as
     encoder/document.onnx, named by the manifest's `document_encoder`. Inconsistent arguments
     are programming errors and raise ValueError; a target that exists and is not a bundle
-    raises InvalidInputError.
+    raises InvalidInputError. `vector_encoding` "fp16" (the default) stores the vectors once as
+    half-precision codes in dense.faiss, and `chunk_encoding` "zlib-blocks" (the default)
+    compresses the chunks 16 to a zlib stream in chunks.z (format version 2); "fp32" and
+    "jsonl" write vectors.npy and chunks.jsonl, format version 1 when both are asked for, which
+    readers from before version 2 read.
     """
     output = Path(output)
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -97,16 +111,26 @@ def write_bundle(
     old = output.parent / f".{output.name}.old-{token}"
     tmp.mkdir()
     try:
-        with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk.to_json())
-                f.write("\n")
-        np.save(tmp / VECTORS_FILE, matrix, allow_pickle=False)
-        if kind == "hnsw":
+        if chunk_encoding == "zlib-blocks":
+            lines = [chunk.to_json().encode("utf-8") for chunk in chunks]
+            (tmp / CHUNK_BLOCKS_FILE).write_bytes(encode_blocks(lines, CHUNK_BLOCK))
+        else:
+            with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as f:
+                for chunk in chunks:
+                    f.write(chunk.to_json())
+                    f.write("\n")
+        if vector_encoding == "fp16":
             import faiss
 
-            faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
-        bm25_index.save(tmp / BM25_FILE)
+            faiss.write_index(_build_fp16(matrix, kind, params), str(tmp / DENSE_FILE))
+        else:
+            np.save(tmp / VECTORS_FILE, matrix, allow_pickle=False)
+            if kind == "hnsw":
+                import faiss
+
+                faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
+        version = format_version_of(vector_encoding, chunk_encoding)
+        bm25_index.save(tmp / BM25_FILE, weights=np.float16 if version == 2 else np.float32)
         shutil.copytree(encoder_dir, tmp / ENCODER_DIR)
         document: DocumentEncoderInfo | None = None
         if document_encoder is not None:
@@ -125,12 +149,14 @@ def write_bundle(
         }
         manifest = Manifest(
             format=FORMAT_NAME,
-            format_version=FORMAT_VERSION,
+            format_version=version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             athenaeum_version=__version__,
             embedding=embedding,
             chunking=dict(chunking),
             dense=DenseInfo(kind=kind, params=params),
+            vectors=VectorsInfo(encoding=vector_encoding),
+            chunks=ChunksInfo(encoding=chunk_encoding, block=CHUNK_BLOCK),
             bm25=BM25Info(
                 k1=bm25_index.params.k1,
                 b=bm25_index.params.b,
@@ -145,7 +171,11 @@ def write_bundle(
         for rel in files:
             _fsync_file(tmp / rel)
         # The manifest is written last: a directory without one is, by definition, unfinished.
-        manifest_bytes = (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
+        # Compact in format 2: a document's entry is most of the manifest, and indenting it
+        # costs about a quarter more bytes that every load reads and parses. Format 1 keeps
+        # the indented manifest it always had.
+        indent = 2 if version == 1 else None
+        manifest_bytes = (manifest.model_dump_json(indent=indent) + "\n").encode("utf-8")
         (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         _fsync_file(tmp / MANIFEST_FILE)
         # Every file was hashed just above, from what is on disk: record it, so that loading
@@ -209,6 +239,30 @@ def _build_hnsw(matrix: npt.NDArray[np.float32], params: Mapping[str, Any]) -> f
 
     index = faiss.IndexHNSWFlat(matrix.shape[1], int(params["M"]), faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = int(params["ef_construction"])
+    index.add(matrix)
+    return index
+
+
+def _build_fp16(
+    matrix: npt.NDArray[np.float32], kind: DenseKind, params: Mapping[str, Any]
+) -> faiss.Index:
+    """The vectors as fp16 scalar-quantizer codes: the flat index itself, or the storage of an
+    HNSW graph (which then keeps no other copy of them)."""
+    import faiss
+
+    fp16 = faiss.ScalarQuantizer.QT_fp16
+    index: faiss.Index
+    if kind == "hnsw":
+        index = faiss.IndexHNSWSQ(
+            matrix.shape[1],
+            fp16,  # type: ignore[arg-type]  # the stubs name the class, FAISS takes its enum
+            int(params["M"]),
+            faiss.METRIC_INNER_PRODUCT,
+        )
+        index.hnsw.efConstruction = int(params["ef_construction"])
+    else:
+        index = faiss.IndexScalarQuantizer(matrix.shape[1], fp16, faiss.METRIC_INNER_PRODUCT)
+    index.train(matrix)  # fp16 learns nothing; FAISS asks for it all the same
     index.add(matrix)
     return index
 

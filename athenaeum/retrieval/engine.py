@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from athenaeum.bundle import (
+    DENSE_FILE,
     Bundle,
     ChunkRecord,
     DocumentInfo,
@@ -36,6 +37,7 @@ from athenaeum.bundle import (
     load_bundle,
     record_verification,
 )
+from athenaeum.bundle.vectors import prefetch_faiss
 from athenaeum.retrieval.backend import (
     MAX_TOP_K,
     SEARCH_MODES,
@@ -114,7 +116,10 @@ class SearchEngine:
         `verify` as in athenaeum.bundle.load_bundle: "auto" trusts a current verification
         record instead of hashing every file, "full" hashes them whatever the record says.
         """
-        bundle = load_bundle(Path(bundle_dir), verify=verify)
+        bundle_dir = Path(bundle_dir)
+        if (bundle_dir / DENSE_FILE).is_file():
+            prefetch_faiss()  # imported while the manifest is read and checked
+        bundle = load_bundle(bundle_dir, verify=verify)
         return cls(
             bundle, OnnxQueryEncoder.of_bundle(bundle.path, bundle.manifest, threads=threads)
         )
@@ -185,10 +190,16 @@ class SearchEngine:
         candidates = max(depth, CANDIDATES)
         vector = self.encoder.encode([query])
         dense = self._nearest(vector, candidates, allowed)
-        lexical_rows, _ = self.bm25.search(query, candidates, allowed=allowed)
-        rows = _union(dense.rows, lexical_rows)
-        cosines = self.bundle.vectors[rows] @ vector[0]
-        return _convex(rows, cosines, self.bm25.scores(query)[rows], depth)
+        lexical = self.bm25.scores(query)  # once: it ranks, then scores the dense candidates
+        lexical_rows, _ = self.bm25.top(lexical, candidates, allowed=allowed)
+        # The dense candidates come with their cosines; only BM25's others need theirs, read
+        # from the stored vectors (widening fp16 rows is what costs here).
+        seen = np.zeros(len(lexical), dtype=np.bool_)
+        seen[dense.rows] = True
+        extra = lexical_rows[~seen[lexical_rows]]
+        rows = np.concatenate((dense.rows, extra))
+        cosines = np.concatenate((dense.scores, self.bundle.vectors.rows(extra) @ vector[0]))
+        return _convex(rows, cosines, lexical[rows], depth)
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
         row = self._by_id.get(chunk_id)
@@ -243,10 +254,13 @@ class SearchEngine:
     def _exact(
         self, vector: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None
     ) -> Ranking:
-        """Exact inner-product search over the (memory-mapped) vectors: one matrix-vector
-        product, as fast as FAISS's flat index for one query (docs/benchmarks.md), without
-        importing FAISS or copying the vectors into it."""
-        vectors = self.bundle.vectors
+        """Exact inner-product search over the (memory-mapped) vectors: FAISS's scan of the
+        fp16 codes, or for a version 1 bundle one numpy matrix-vector product over its fp32
+        vectors (as fast as FAISS's flat index for one query, docs/benchmarks.md, without
+        copying the vectors into it)."""
+        if self.bundle.vectors.flat is not None:
+            return self._scan_codes(vector, k, allowed)
+        vectors = self.bundle.vectors.codes
         if allowed is None:
             ids = None
             sims = vectors @ vector
@@ -272,6 +286,34 @@ class SearchEngine:
         rows = top if ids is None else ids[top]
         return Ranking(rows.astype(np.int64), scores.astype(np.float64))
 
+    def _scan_codes(
+        self, vector: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> Ranking:
+        """Exact search over the fp16 codes: FAISS's flat scan (SIMD, fp16 widened in
+        registers), chunks the filter stops skipped by a bitmap."""
+        import faiss  # loaded already: the codes are in a FAISS index
+
+        flat = self.bundle.vectors.flat
+        assert flat is not None
+        query = vector.reshape(1, -1)
+        if allowed is None:
+            scores, rows = flat.search(query, k)
+        else:
+            bits = np.packbits(allowed, bitorder="little")  # alive until the search returns
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+            params = faiss.SearchParameters()
+            params.sel = selector
+            scores, rows = flat.search(query, k, params=params)
+        keep = rows[0] >= 0
+        found = int(keep.sum())
+        if found < k:
+            # Exact search always fills k: a shortfall means vectors or a query vector that
+            # score NaN (the loader and the encoder refuse those), never "no match".
+            raise corrupted(
+                self.bundle.path, f"dense search found {found} of {k} chunks for a valid query"
+            )
+        return Ranking(rows[0].astype(np.int64), scores[0].astype(np.float64))
+
 
 def verify_index(bundle_dir: Path) -> SearchEngine:
     """Verify a bundle in full (every file's sha256, every chunk, the vectors, the BM25
@@ -281,15 +323,6 @@ def verify_index(bundle_dir: Path) -> SearchEngine:
     engine = SearchEngine.load(bundle_dir, verify="full")
     record_verification(engine.bundle, by="athenaeum verify")
     return engine
-
-
-def _union(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The sorted distinct rows of both (np.union1d reaches for numpy.ma, which the Lambda layer
-    leaves out)."""
-    rows = np.sort(np.concatenate((a, b)))
-    if len(rows) < 2:
-        return rows
-    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
 
 
 def _convex(

@@ -160,7 +160,13 @@ class BM25Index(BM25Postings):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The top `k` chunk rows by BM25 score, best first; rows matching no term, and rows
         `allowed` (one boolean per row) leaves out, are left out."""
-        scores = self.scores(query)
+        return self.top(self.scores(query), k, allowed=allowed)
+
+    @staticmethod
+    def top(
+        scores: npt.NDArray[np.float64], k: int, *, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """`search` over scores already computed (`scores(query)`)."""
         hits = scores > 0
         if allowed is not None:
             hits &= allowed

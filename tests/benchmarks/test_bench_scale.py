@@ -44,7 +44,8 @@ def test_copy_zero_is_the_source_and_later_copies_are_new_chunks(
     assert len(copy.text.split()) == len(source.chunks[0].text.split()) + bench_scale.SUFFIX_WORDS
 
     assert synthetic.vectors.dtype == np.float32
-    assert np.allclose(np.linalg.norm(synthetic.vectors, axis=1), 1.0, atol=1e-5)
+    # Copy 0 is the source's vectors as stored: fp16 codes, unit length to within 6e-5.
+    assert np.allclose(np.linalg.norm(synthetic.vectors, axis=1), 1.0, atol=1e-4)
     cosines = np.sum(synthetic.vectors[n0 : 2 * n0] * source.vectors, axis=1)
     assert float(cosines.min()) > 0.8
     assert float(cosines.max()) < 0.99

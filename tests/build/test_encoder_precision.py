@@ -129,8 +129,8 @@ def test_switching_precision_re_exports_the_encoder_and_embeds_nothing(
 ) -> None:
     out = tmp_path / "index"
     shutil.copytree(int8_build[0], out)
-    vectors_sha = _sha256(out / "vectors.npy")
-    chunks_sha = _sha256(out / "chunks.jsonl")
+    vectors_sha = _sha256(out / "dense.faiss")
+    chunks_sha = _sha256(out / "chunks.z")
     int8_sha = _sha256(out / "encoder" / "model.onnx")
     stages: set[str] = set()
 
@@ -145,8 +145,8 @@ def test_switching_precision_re_exports_the_encoder_and_embeds_nothing(
     assert to_fp32.written and not to_fp32.full_rebuild and to_fp32.rebuild_reason is None
     assert (to_fp32.documents_unchanged, to_fp32.chunks_embedded) == (N_DOCS, 0)
     assert read_manifest(out).embedding.encoder_precision == "fp32"
-    assert _sha256(out / "vectors.npy") == vectors_sha
-    assert _sha256(out / "chunks.jsonl") == chunks_sha
+    assert _sha256(out / "dense.faiss") == vectors_sha
+    assert _sha256(out / "chunks.z") == chunks_sha
     fp32_model = minilm_embedder.encoder_dir("fp32") / "model.onnx"
     assert _sha256(out / "encoder" / "model.onnx") == _sha256(fp32_model)
     assert to_fp32.encoder_bytes == fp32_model.stat().st_size
@@ -159,7 +159,7 @@ def test_switching_precision_re_exports_the_encoder_and_embeds_nothing(
     back = build_index([corpus], out, INT8, embedder=minilm_embedder)
     assert back.written and back.chunks_embedded == 0 and sum(embed_calls) == 0
     assert _sha256(out / "encoder" / "model.onnx") == int8_sha
-    assert _sha256(out / "vectors.npy") == vectors_sha
+    assert _sha256(out / "dense.faiss") == vectors_sha
     assert read_manifest(out).embedding.encoder_precision == "int8"
 
 

@@ -47,12 +47,19 @@ def test_round_trip(scifact_bundle: Path) -> None:
     # The writer hashed every file and recorded it: this load hashed nothing.
     assert bundle.verification.by_record
     assert {
-        "chunks.jsonl",
-        "vectors.npy",
+        "chunks.z",
+        "dense.faiss",
         "bm25.npz",
         "encoder/model.onnx",
         "encoder/tokenizer.json",
     } <= listed
+    # The vectors are stored once, as fp16 codes: no vectors.npy.
+    assert manifest.vectors.encoding == "fp16" and "vectors.npy" not in listed
+    assert bundle.vectors.codes.dtype == np.float16
+    # The chunks are compressed 16 to a block: under half of their JSON lines' bytes.
+    lines = sum(len(c.to_json().encode()) + 1 for c in bundle.chunks)
+    assert manifest.chunks.encoding == "zlib-blocks" and "chunks.jsonl" not in listed
+    assert manifest.files["chunks.z"].bytes < 0.5 * lines
     # Row i of every part is chunk i: its own vector is its nearest neighbour.
     _, rows = bundle.dense.search(bundle.vectors[:5], 1)
     assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
@@ -101,7 +108,7 @@ def test_interrupted_write_leaves_old_bundle(tmp_path: Path, fake_encoder_dir: P
     write_bundle(out, **_tiny_inputs(fake_encoder_dir, 3))  # type: ignore[arg-type]
 
     class Boom(BM25Index):
-        def save(self, path: Path) -> None:
+        def save(self, path: Path, **_: object) -> None:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the write
 
     inputs = _tiny_inputs(fake_encoder_dir, 5)
@@ -165,8 +172,33 @@ def _flip_byte(path: Path) -> None:
 
 
 def _truncate_chunks(path: Path) -> None:
-    lines = path.read_text("utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[:-1]), "utf-8")
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def chunk_lines(bundle: Path) -> list[bytes]:
+    """The JSON lines of a bundle's chunks.z."""
+    from athenaeum.bundle.chunk import BlockRows
+
+    data = (bundle / "chunks.z").read_bytes()
+    count = json.loads((bundle / "manifest.json").read_text())["counts"]["chunks"]
+    rows = BlockRows(data, count, 4)
+    return [rows.row(i) for i in range(count)]
+
+
+def rewrite_chunks(bundle: Path, lines: list[bytes]) -> None:
+    """Write `lines` as the bundle's chunks.z and put its size and sha256 in the manifest."""
+    import hashlib
+
+    from athenaeum.bundle.chunk import encode_blocks
+
+    chunks = bundle / "chunks.z"
+    chunks.write_bytes(encode_blocks(lines, 4))
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["files"]["chunks.z"] = {
+        "sha256": hashlib.sha256(chunks.read_bytes()).hexdigest(),
+        "bytes": chunks.stat().st_size,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(raw))
 
 
 def _edit_manifest(edit: Callable[[dict[str, object]], None]) -> Callable[[Path], None]:
@@ -185,13 +217,13 @@ def _set_dimension(raw: dict[str, object]) -> None:
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
-    "flipped byte in vectors.npy": (
-        lambda b: _flip_byte(b / "vectors.npy"),
-        r"is corrupted: vectors\.npy sha256 mismatch \(expected [0-9a-f]{12}…, got [0-9a-f]{12}…\)",
+    "flipped byte in dense.faiss": (
+        lambda b: _flip_byte(b / "dense.faiss"),
+        r"is corrupted: dense\.faiss sha256 mismatch \(expected [0-9a-f]{12}…, got [0-9a-f]{12}…\)",
     ),
-    "truncated chunks.jsonl": (
-        lambda b: _truncate_chunks(b / "chunks.jsonl"),
-        r"is corrupted: chunks\.jsonl has \d+ bytes, expected \d+",
+    "truncated chunks.z": (
+        lambda b: _truncate_chunks(b / "chunks.z"),
+        r"is corrupted: chunks\.z has \d+ bytes, expected \d+",
     ),
     "missing file": (lambda b: (b / "bm25.npz").unlink(), r"is corrupted: bm25\.npz is missing"),
     "missing encoder": (
@@ -204,13 +236,13 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
         r"in part",
     ),
     "unsupported format_version": (
-        _edit_manifest(lambda raw: raw.update(format_version=2)),
-        r"has format_version 2, which athenaeum .* cannot read \(it reads 1\)",
+        _edit_manifest(lambda raw: raw.update(format_version=3)),
+        r"has format_version 3, which athenaeum .* cannot read \(it reads 1, 2\)",
     ),
     "dimension mismatch": (
         _edit_manifest(_set_dimension),
-        r"is corrupted: vectors\.npy has dimension 384 but the manifest's embedding "
-        r"dimension is 768",
+        r"is corrupted: dense\.faiss holds 300 vectors of dimension 384, expected 300 of "
+        r"dimension 768",
     ),
     "manifest not json": (
         lambda b: (b / "manifest.json").write_text("{not json"),
@@ -231,18 +263,14 @@ def test_corrupted_bundle_is_refused(bundle_copy: Path, case: str) -> None:
 
 def test_truncated_chunks_with_consistent_manifest_is_refused(bundle_copy: Path) -> None:
     # Someone "fixed" the size and hash in the manifest: the count check still catches it.
-    import hashlib
-
-    chunks = bundle_copy / "chunks.jsonl"
-    _truncate_chunks(chunks)
-    raw = json.loads((bundle_copy / "manifest.json").read_text())
-    raw["files"]["chunks.jsonl"] = {
-        "sha256": hashlib.sha256(chunks.read_bytes()).hexdigest(),
-        "bytes": chunks.stat().st_size,
-    }
-    (bundle_copy / "manifest.json").write_text(json.dumps(raw))
+    lines = chunk_lines(bundle_copy)
+    rewrite_chunks(bundle_copy, lines[:-1])
+    with pytest.raises(BundleError, match=r"chunks\.z has 299 chunks but the manifest counts 300"):
+        load_bundle(bundle_copy)
+    # A whole block short: the blocks themselves do not add up.
+    rewrite_chunks(bundle_copy, lines[:280])
     with pytest.raises(
-        BundleError, match=r"chunks\.jsonl has 299 chunks but the manifest counts 300"
+        BundleError, match=r"chunks\.z is not chunk blocks: it has 70 blocks, not the 75"
     ):
         load_bundle(bundle_copy)
 
@@ -252,19 +280,23 @@ def test_non_finite_vectors_with_a_rewritten_hash_are_refused(bundle_copy: Path)
     # hash checks cannot tell when whoever wrote the NaNs rewrote the manifest too.
     import hashlib
 
-    vectors_file = bundle_copy / "vectors.npy"
-    vectors = np.load(vectors_file)
-    vectors[17:] = np.nan
-    np.save(vectors_file, vectors, allow_pickle=False)
+    import faiss
+
+    vectors_file = bundle_copy / "dense.faiss"
+    index = faiss.read_index(str(vectors_file))
+    flat = faiss.downcast_index(index)
+    codes = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size())
+    np.frombuffer(codes, dtype=np.float16).reshape(300, 384)[17:] = np.nan
+    faiss.write_index(index, str(vectors_file))
     raw = json.loads((bundle_copy / "manifest.json").read_text())
-    raw["files"]["vectors.npy"] = {
+    raw["files"]["dense.faiss"] = {
         "sha256": hashlib.sha256(vectors_file.read_bytes()).hexdigest(),
         "bytes": vectors_file.stat().st_size,
     }
     (bundle_copy / "manifest.json").write_text(json.dumps(raw))
-    chunk_17 = json.loads((bundle_copy / "chunks.jsonl").read_text("utf-8").splitlines()[17])
+    chunk_17 = json.loads(chunk_lines(bundle_copy)[17])
     expected = (
-        f"index bundle {bundle_copy} is corrupted: vectors.npy row 17 (chunk "
+        f"index bundle {bundle_copy} is corrupted: dense.faiss row 17 (chunk "
         f"{chunk_17['id']}) has NaN or infinite values; rebuild it with `athenaeum index`"
     )
     with pytest.raises(BundleError) as info:
@@ -319,6 +351,68 @@ def test_hnsw_bundle_round_trip(tmp_path: Path, fake_encoder_dir: Path) -> None:
     assert manifest.dense.params == {"M": 32, "ef_construction": 200, "ef_search": 64}
     bundle = load_bundle(out)
     hnsw = faiss.downcast_index(bundle.dense)
-    assert isinstance(hnsw, faiss.IndexHNSWFlat) and hnsw.hnsw.efSearch == 64
+    assert isinstance(hnsw, faiss.IndexHNSWSQ) and hnsw.hnsw.efSearch == 64
+    # The graph's own storage is the one copy of the vectors: fp16 codes, no vectors.npy.
+    assert faiss.downcast_index(hnsw.storage).code_size == 2 * 4
+    assert "vectors.npy" not in manifest.files
     _, rows = bundle.dense.search(bundle.vectors[:3], 1)
     assert rows[:, 0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_format_1_bundle_of_fp32_vectors_still_loads(
+    tmp_path: Path, fake_encoder_dir: Path, kind: str
+) -> None:
+    import faiss
+
+    inputs = _tiny_inputs(fake_encoder_dir, 40)
+    out = tmp_path / "v1"
+    write_bundle(
+        out,
+        **inputs,  # type: ignore[arg-type]
+        dense_kind=kind,
+        vector_encoding="fp32",
+        chunk_encoding="jsonl",
+    )
+    # What a writer from before format 2 wrote: no `vectors` or `chunks` key, vectors.npy and
+    # chunks.jsonl.
+    raw = json.loads((out / "manifest.json").read_text())
+    del raw["vectors"], raw["chunks"]
+    (out / "manifest.json").write_text(json.dumps(raw))
+    assert raw["format_version"] == 1
+    assert {"vectors.npy", "chunks.jsonl"} <= set(raw["files"]) and "chunks.z" not in raw["files"]
+    assert ("dense.faiss" in raw["files"]) == (kind == "hnsw")
+
+    bundle = load_bundle(out)
+    assert bundle.manifest.vectors.encoding == "fp32"
+    assert bundle.manifest.chunks.encoding == "jsonl"
+    assert list(bundle.chunks) == inputs["chunks"]
+    assert not bundle.verification.by_record  # the manifest changed: every file was hashed
+    assert np.array_equal(bundle.vectors.all(), inputs["vectors"])  # type: ignore[arg-type]
+    if kind == "hnsw":
+        assert isinstance(faiss.downcast_index(bundle.dense), faiss.IndexHNSWFlat)
+    _, rows = bundle.dense.search(bundle.vectors[:3], 1)
+    assert rows[:, 0].tolist() == [0, 1, 2]
+
+    # Its checks still name its own file.
+    vectors = np.load(out / "vectors.npy")
+    vectors[5] = np.nan
+    np.save(out / "vectors.npy", vectors, allow_pickle=False)
+    with pytest.raises(BundleError, match=r"vectors\.npy sha256 mismatch"):
+        load_bundle(out)
+
+
+def test_fp16_codes_are_the_vectors_to_half_precision(
+    tmp_path: Path, fake_encoder_dir: Path
+) -> None:
+    inputs = _tiny_inputs(fake_encoder_dir, 42)
+    write_bundle(tmp_path / "b", **inputs)  # type: ignore[arg-type]
+    bundle = load_bundle(tmp_path / "b")
+    assert list(bundle.chunks) == inputs["chunks"]  # 42 rows: 11 blocks, the last short
+    expected = np.asarray(inputs["vectors"], dtype=np.float16)
+    assert np.array_equal(bundle.vectors.codes, expected)
+    assert bundle.vectors.rows([3, 1]).dtype == np.float32
+    assert np.array_equal(bundle.vectors.rows([3, 1]), expected[[3, 1]].astype(np.float32))
+    # Read-only: a memory map of the bundle's file, never written through.
+    with pytest.raises(ValueError, match="read-only"):
+        bundle.vectors.codes[0, 0] = 0

@@ -19,7 +19,7 @@ def test_copy_keeps_the_manifest_and_the_query_encoder_only(
     manifest = read_manifest(scifact_bundle)
     assert kept == sorted([MANIFEST_FILE, *query_side_files(manifest)])
     assert "encoder/model.onnx" in kept and "encoder/tokenizer.json" in kept
-    assert "vectors.npy" not in kept and "chunks.jsonl" not in kept
+    assert "dense.faiss" not in kept and "chunks.z" not in kept
     assert load_query_side(target).documents == manifest.documents
 
 

@@ -19,7 +19,13 @@ from athenaeum.bundle import VERIFICATION_FILE, load_bundle, reader, verify_bund
 from athenaeum.bundle.verification import check_record, manifest_sha256
 from athenaeum.errors import BundleError
 from athenaeum.retrieval.engine import SearchEngine
-from tests.bundle.test_bundle import CORRUPTIONS, _flip_byte, vouch_for_files_as_they_are
+from tests.bundle.test_bundle import (
+    CORRUPTIONS,
+    _flip_byte,
+    chunk_lines,
+    rewrite_chunks,
+    vouch_for_files_as_they_are,
+)
 
 QUERY = "ADAR1 binds to Dicer to cleave pre-miRNA."
 
@@ -59,7 +65,7 @@ def test_a_verified_copy_loads_without_hashing(verified: Path, hashed: list[str]
     # Only the chunks the answer needs are parsed; the vectors are a read-only map of the file.
     hits = fast.search(QUERY, top_k=5)
     assert fast.bundle.chunks.parsed == 5
-    assert not fast.bundle.vectors.flags.writeable
+    assert not fast.bundle.vectors.codes.flags.writeable
 
     full = SearchEngine.load(verified, verify="full")
     assert sorted(hashed) == sorted(Path(rel).name for rel in full.bundle.manifest.files)
@@ -80,9 +86,9 @@ def _rewrite_keeping_mtime(path: Path) -> None:
 
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     **CORRUPTIONS,
-    "vectors.npy rewritten, same size, mtime put back": (
-        lambda b: _rewrite_keeping_mtime(b / "vectors.npy"),
-        r"is corrupted: vectors\.npy sha256 mismatch",
+    "dense.faiss rewritten, same size, mtime put back": (
+        lambda b: _rewrite_keeping_mtime(b / "dense.faiss"),
+        r"is corrupted: dense\.faiss sha256 mismatch",
     ),
     "encoder rewritten, same size, mtime put back": (
         lambda b: _rewrite_keeping_mtime(b / "encoder" / "model.onnx"),
@@ -105,8 +111,8 @@ def test_putting_the_mtime_back_still_changes_the_ctime(verified: Path) -> None:
     # The trade-off (docs/index-format.md): the record compares stat fields, not bytes. A
     # same-size rewrite whose mtime is put back is still seen, because only the kernel sets
     # the ctime; one that could also set the ctime (a clock change) would not be.
-    _rewrite_keeping_mtime(verified / "vectors.npy")
-    assert why_not(verified) == "vectors.npy changed since it was verified (ctime_ns)"
+    _rewrite_keeping_mtime(verified / "dense.faiss")
+    assert why_not(verified) == "dense.faiss changed since it was verified (ctime_ns)"
 
 
 STALE: dict[str, Callable[[Path], None]] = {
@@ -141,31 +147,30 @@ def test_an_intact_bundle_without_a_current_record_is_hashed(
     STALE[case](verified)
     assert why_not(verified) is not None
     bundle = load_bundle(verified)
-    assert not bundle.verification.by_record and "vectors.npy" in hashed
+    assert not bundle.verification.by_record and "dense.faiss" in hashed
 
 
 def test_a_missing_record_does_not_save_a_damaged_bundle(verified: Path) -> None:
     (verified / VERIFICATION_FILE).unlink()
-    _flip_byte(verified / "chunks.jsonl")
-    with pytest.raises(BundleError, match=r"chunks\.jsonl sha256 mismatch"):
+    _flip_byte(verified / "chunks.z")
+    with pytest.raises(BundleError, match=r"chunks\.z sha256 mismatch"):
         load_bundle(verified)
 
 
 def test_a_bad_chunk_under_a_record_is_refused_when_read(verified: Path) -> None:
     # What the record vouches for is the bytes; a line that does not parse (which only a
     # forged manifest and record could hold) is refused when read, in the same words.
-    chunks = verified / "chunks.jsonl"
-    lines = chunks.read_bytes().splitlines(keepends=True)
-    lines[7] = b"{" + lines[7][1:].replace(b'"id"', b'"ix"', 1)
-    chunks.write_bytes(b"".join(lines))
+    lines = chunk_lines(verified)
+    lines[7] = lines[7].replace(b'"id"', b'"ix"', 1)
+    rewrite_chunks(verified, lines)
     raw = json.loads((verified / "manifest.json").read_text())
-    raw["files"]["chunks.jsonl"]["sha256"] = "0" * 64
+    raw["files"]["chunks.z"]["sha256"] = "0" * 64
     (verified / "manifest.json").write_text(json.dumps(raw))
     vouch_for_files_as_they_are(verified)
     bundle = load_bundle(verified)
-    with pytest.raises(BundleError, match=r"is corrupted: chunks\.jsonl line 8 is not a valid"):
+    with pytest.raises(BundleError, match=r"is corrupted: chunks\.z row 8 is not a valid"):
         bundle.chunks[7]
-    with pytest.raises(BundleError, match=r"chunks\.jsonl sha256 mismatch"):
+    with pytest.raises(BundleError, match=r"chunks\.z sha256 mismatch"):
         load_bundle(verified, verify="full")
 
 
@@ -175,7 +180,7 @@ def test_the_writer_and_verify_record_what_they_hashed(verified: Path) -> None:
     assert record["scope"] == "local" and record["verified_by"] == "test"
     assert record["manifest_sha256"] == manifest_sha256(manifest)
     assert set(record["files"]) == set(json.loads(manifest)["files"])
-    assert set(record["files"]["vectors.npy"]) == {
+    assert set(record["files"]["dense.faiss"]) == {
         "bytes",
         "mtime_ns",
         "ctime_ns",
@@ -186,9 +191,7 @@ def test_the_writer_and_verify_record_what_they_hashed(verified: Path) -> None:
 
 def test_a_damaged_bundle_gets_no_record(verified: Path) -> None:
     (verified / VERIFICATION_FILE).unlink()
-    vectors = np.load(verified / "vectors.npy")
-    vectors[3] = np.inf
-    np.save(verified / "vectors.npy", vectors, allow_pickle=False)
+    poison_codes(verified / "dense.faiss", 3, np.inf)
     with pytest.raises(BundleError):
         verify_bundle(verified, by="test")
     assert not (verified / VERIFICATION_FILE).exists()
@@ -231,7 +234,7 @@ def _load_read_only(bundle: Path) -> dict[str, object]:
 def test_a_package_record_holds_only_on_a_read_only_mount(verified: Path) -> None:
     verify_bundle(verified, by="test", scope="read-only package")
     record = json.loads((verified / VERIFICATION_FILE).read_text())
-    assert record["files"]["vectors.npy"] == {"bytes": (verified / "vectors.npy").stat().st_size}
+    assert record["files"]["dense.faiss"] == {"bytes": (verified / "dense.faiss").stat().st_size}
     assert "verified_at" not in record  # staging the same bundle twice gives the same bytes
     assert "writable" in (why_not(verified) or "")
     assert not load_bundle(verified).verification.by_record
@@ -248,3 +251,14 @@ def test_a_package_record_misses_a_same_size_rewrite_that_full_verification_catc
     assert _load_read_only(verified) == {"by_record": True}
     with pytest.raises(BundleError, match="sha256 mismatch"):
         load_bundle(verified, verify="full")
+
+
+def poison_codes(path: Path, row: int, value: float) -> None:
+    """Write `value` into every component of fp16 row `row` of the flat index at `path`."""
+    import faiss
+
+    index = faiss.read_index(str(path))
+    flat = faiss.downcast_index(index)
+    codes = np.frombuffer(faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size()), np.float16)
+    codes.reshape(int(flat.ntotal), int(flat.d))[row] = value
+    faiss.write_index(index, str(path))

@@ -143,9 +143,11 @@ def test_a_packaged_index_is_verified_at_staging(scifact_bundle: Path, tmp_path:
 
     damaged = tmp_path / "damaged"
     shutil.copytree(scifact_bundle, damaged)
-    chunks = damaged / "chunks.jsonl"
-    chunks.write_bytes(chunks.read_bytes().replace(b"cell", b"CELL", 1))
-    with pytest.raises(BundleError, match=r"chunks\.jsonl sha256 mismatch"):
+    chunks = damaged / "chunks.z"
+    data = bytearray(chunks.read_bytes())
+    data[len(data) // 3] ^= 0x20
+    chunks.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"chunks\.z sha256 mismatch"):
         staging.add_index(staging.stage_function(tmp_path / "c"), damaged)
 
 

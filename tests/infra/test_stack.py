@@ -405,9 +405,9 @@ def test_index_upload_can_be_forced(tmp_path: Path) -> None:
 
 def test_a_damaged_bundle_is_not_packaged(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "index")
-    vectors = bundle / "vectors.npy"
-    vectors.write_bytes(vectors.read_bytes()[:-4] + b"\x00\x00\xc0\x7f")  # a NaN, same size
-    with pytest.raises(ConfigError, match=r"cannot be packaged: .*vectors\.npy sha256 mismatch"):
+    vectors = bundle / "dense.faiss"
+    vectors.write_bytes(vectors.read_bytes()[:-4] + b"\x00\x7e\x00\x7e")  # fp16 NaNs, same size
+    with pytest.raises(ConfigError, match=r"cannot be packaged: .*dense\.faiss sha256 mismatch"):
         synth(tmp_path, nag=False, index_dir=str(bundle))
 
 

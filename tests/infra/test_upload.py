@@ -107,8 +107,8 @@ def test_a_bundle_that_disagrees_with_its_manifest_is_refused(
 ) -> None:
     broken = tmp_path / "bundle"
     shutil.copytree(scifact_bundle, broken)
-    (broken / "vectors.npy").write_bytes(b"short")
-    with pytest.raises(upload.UploadError, match=r"vectors\.npy"):
+    (broken / "dense.faiss").write_bytes(b"short")
+    with pytest.raises(upload.UploadError, match=r"dense\.faiss"):
         upload.upload_bundle(s3, broken, BUCKET, "index/x")
     assert keys(s3, "index/x") == set()
 

@@ -328,9 +328,9 @@ def test_a_corrupted_version_is_refused(
     manifest = json.loads(
         PublishedIndex(living.index, living.client).manifest_bytes(report.version)
     )
-    blob = f"index/blobs/{manifest['files']['chunks.jsonl']['sha256']}"
+    blob = f"index/blobs/{manifest['files']['chunks.z']['sha256']}"
     living.client.put_object(Bucket=living.bucket, Key=blob, Body=b'{"not": "the chunks"}\n')
-    with pytest.raises(BundleError, match=r"chunks\.jsonl"):
+    with pytest.raises(BundleError, match=r"chunks\.z"):
         PublishedIndex(living.index, living.client).fetch(report.version, tmp_path / "fresh")
 
 

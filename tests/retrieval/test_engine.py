@@ -182,7 +182,7 @@ def test_get_chunk_and_facts(engine: SearchEngine) -> None:
     facts = engine.facts
     assert (facts.documents, facts.chunks, facts.dimension) == (300, 300, 384)
     assert facts.model_id == "sentence-transformers/all-MiniLM-L6-v2"
-    assert facts.format_version == 1 and facts.dense_kind == "flat"
+    assert facts.format_version == 2 and facts.dense_kind == "flat"
 
 
 def test_onnx_query_vectors_match_sentence_transformers(

@@ -27,11 +27,13 @@ from athenaeum.s3vectors.backend import S3VectorsSearch
 from tests.conftest import SCIFACT_DIR
 from tests.s3vectors.conftest import TARGET, VECTOR_INDEX, published
 
-# Two documents whose cosines are equal in float32 may come back in either order: the bundle
-# breaks an exact tie by row, the stand-in sorts distances it computes in another way (float
-# noise of about 1e-7 decides). Scores this close are a tie; a document out of place by more is
-# a real difference.
-TIE = 1e-6
+# Two documents whose cosines are equal may come back in either order: the bundle breaks an
+# exact tie by row, the stand-in sorts distances it computes in another way. And the two do not
+# compute quite the same number: the bundle stores fp16 codes, whose norms differ from 1 by up
+# to 6e-5 (measured on this bundle), and scores their inner product with the query, where
+# S3 Vectors' cosine divides by the norm: at most 5.3e-5 apart, measured. Scores this close
+# are a tie; a document out of place by more is a real difference.
+TIE = 1e-4
 
 
 def _cosines(engine: SearchEngine, query: str) -> dict[str, float]:

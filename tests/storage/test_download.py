@@ -93,18 +93,20 @@ def test_damaged_objects_are_refused(
     client = s3(moto_endpoint)
     bucket = f"damaged-{damage}"
     clone(client, uploaded, bucket, "idx")
-    key = "idx/chunks.jsonl"
-    data = (scifact_bundle / "chunks.jsonl").read_bytes()
+    key = "idx/chunks.z"
+    data = (scifact_bundle / "chunks.z").read_bytes()
     if damage == "truncated":
         client.put_object(Bucket=bucket, Key=key, Body=data[: len(data) // 2])
     elif damage == "corrupted":
-        client.put_object(Bucket=bucket, Key=key, Body=data.replace(b"vitamin", b"VITAMIN", 1))
+        flipped = bytearray(data)
+        flipped[len(data) // 3] ^= 0x20
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(flipped))
     else:
         client.delete_object(Bucket=bucket, Key=key)
     cache = tmp_path / "cache"
     app = TestClient(create_app(settings(f"s3://{bucket}/idx", cache, moto_endpoint)))
     e = assert_error(app.post("/search", json={"query": QUERY}), 503, "index_unavailable")
-    assert "chunks.jsonl" in e["message"]
+    assert "chunks.z" in e["message"]
     expected = {"truncated": "smaller", "corrupted": "sha256", "missing": "NoSuchKey"}[damage]
     assert expected in e["message"]
     # Nothing half-written is left where a later process could load it.
@@ -170,7 +172,7 @@ def test_a_download_is_recorded_so_its_load_hashes_nothing(
     assert not EngineProvider(full).get().bundle.verification.by_record
 
     # A cached copy damaged since it was downloaded is downloaded again, not refused forever.
-    vectors = local / "vectors.npy"
+    vectors = local / "dense.faiss"
     damaged = bytearray(vectors.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     vectors.write_bytes(bytes(damaged))
