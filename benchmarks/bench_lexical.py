@@ -54,7 +54,7 @@ from athenaeum.build.evaluation import (
     recall_at_k,
 )
 from athenaeum.bundle import ENCODER_TOKENIZER_FILE, write_bundle
-from athenaeum.retrieval.engine import CANDIDATES, SearchEngine, _convex, _union
+from athenaeum.retrieval.engine import CANDIDATES, SearchEngine, _convex
 from athenaeum.retrieval.lexical import BM25Index, tokenize
 from athenaeum.retrieval.tokens import TokenCounter
 
@@ -73,6 +73,11 @@ class Run:
     recall: Floats
     mrr: Floats
     ms: Floats  # per query
+
+
+def _union(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The sorted distinct rows of both."""
+    return np.unique(np.concatenate((a, b)))
 
 
 def chunk_texts(engine: SearchEngine) -> list[str]:

@@ -69,9 +69,11 @@ from athenaeum.build.embedding import quantize_query_encoder
 from athenaeum.build.evaluation import default_index_dir
 from athenaeum.build.indexer import chunking_params
 from athenaeum.bundle import (
+    CHUNK_ENCODING,
     ENCODER_MODEL_FILE,
     ENCODER_TOKENIZER_FILE,
     HNSW_THRESHOLD,
+    VECTOR_ENCODING,
     Bundle,
     ChunkRecord,
     DocumentInfo,
@@ -247,7 +249,13 @@ def synthesize(source: Source, n: int) -> Synthetic:
     return Synthetic(documents, chunks, vectors, texts)
 
 
-def build(source: Source, n: int, out: Path, encoders: tuple[Path, Path]) -> dict[str, Any]:
+def build(
+    source: Source,
+    n: int,
+    out: Path,
+    encoders: tuple[Path, Path],
+    layout: str = "compact",
+) -> dict[str, Any]:
     """Write the bundle of `n` chunks to `out` as `athenaeum index` would; what it cost."""
     started = time.perf_counter()
     synthetic = synthesize(source, n)
@@ -267,6 +275,8 @@ def build(source: Source, n: int, out: Path, encoders: tuple[Path, Path]) -> dic
         encoder_dir=int8_dir,
         dense_kind="auto",
         document_encoder=fp32_model,
+        vector_encoding="fp32" if layout == "v1" else VECTOR_ENCODING,
+        chunk_encoding="jsonl" if layout == "v1" else CHUNK_ENCODING,
     )
     written = time.perf_counter()
     return {
@@ -414,6 +424,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=50, help="timed queries per mode")
     parser.add_argument("--work", type=Path, help="where the bundles go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the bundles")
+    parser.add_argument(
+        "--layout",
+        choices=["compact", "v1"],
+        default="compact",
+        help="compact: format version 2 as `athenaeum index` writes it (fp16 vectors stored "
+        "once, chunks in zlib blocks, fp16 BM25 weights); v1: format version 1, as written "
+        "before it (fp32 vectors.npy, an HNSW graph with its own fp32 copy, chunks.jsonl)",
+    )
     results_json.add_option(parser)
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
@@ -442,7 +460,7 @@ def measure_all(args: argparse.Namespace, sizes: list[int], work: Path) -> dict[
     built: dict[int, dict[str, Any]] = {}
     for n in sizes:
         print(f"building {n:,} chunks ...", file=sys.stderr, flush=True)
-        built[n] = build(source, n, work / f"bundle-{n}", encoders)
+        built[n] = build(source, n, work / f"bundle-{n}", encoders, args.layout)
         print(
             f"  {built[n]['dense_kind']}, {built[n]['bundle_bytes'] / 1e6:.0f} MB, "
             f"{sum(built[n]['build_s'].values()):.0f} s; load average {os.getloadavg()[0]:.2f}",
@@ -541,6 +559,7 @@ def summarize(
     }
     return {
         "source": str(args.source),
+        "layout": args.layout,
         "synthesis": {
             "seed": SEED,
             "noise": NOISE,
@@ -567,7 +586,8 @@ def _at_a_million(line: dict[str, float]) -> float:
 
 def report(results: dict[str, Any], load_before: tuple[float, float, float]) -> None:
     print(
-        f"bundles by size, median of {results['repeat']} fresh processes each, "
+        f"{results.get('layout', 'v1')} bundles by size, median of {results['repeat']} fresh "
+        "processes each, "
         f"{os.cpu_count()} CPUs; first answer counts from the spawn; latency p50 over "
         f"{results['queries']} queries x {results['repeat']} processes"
     )

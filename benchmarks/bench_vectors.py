@@ -12,7 +12,13 @@ Encodings, each searched exactly (every vector scored; the approximate index is 
   the fp32 vectors instead, to tell what the fp16 copy's rounding costs);
 - sq4 + rescore R: 4 bits a dimension, the same rescoring;
 - binary + rescore R: the sign of each dimension (1 bit), Hamming distance (IndexBinaryFlat),
-  then the same rescoring.
+  then the same rescoring;
+- fp16: half precision (IndexScalarQuantizer QT_fp16), 2 bytes a dimension, no rescoring: what
+  bundles of format version 2 store;
+- with --hnsw, at the large size only: today's HNSW graph over fp32 (IndexHNSWFlat, which keeps
+  its own fp32 copy) and the graph over fp16 codes that format 2 writes (IndexHNSWSQ), both
+  M 32, efConstruction 200, efSearch 128 (athenaeum.bundle.HNSW_DEFAULTS); bytes count the codes
+  and the graph's links.
 
 The 400,000 vectors are the SciFact bundle's repeated with Gaussian noise, as
 benchmarks/bench_scale.py synthesizes them (same seed and noise). Queries: the judged SciFact
@@ -20,6 +26,7 @@ test queries, embedded by the bundle's own query encoder. Latency: one query at 
 thread (FAISS and numpy pinned to one), p50 and p99 over the queries after a warm-up pass.
 
     uv run python benchmarks/bench_vectors.py [--index DIR] [--dataset DIR] [--large 400000]
+        [--hnsw]
 """
 
 from __future__ import annotations
@@ -92,6 +99,22 @@ def faiss_candidates(index: Any) -> Callable[[npt.NDArray[np.float32], int], npt
     return candidates
 
 
+def hnsw_candidates(
+    index: Any, ef: int
+) -> Callable[[npt.NDArray[np.float32], int], npt.NDArray[np.int64]]:
+    """The graph's walk with efSearch `ef` (set per search, so one graph serves several)."""
+    import faiss
+
+    params = faiss.SearchParametersHNSW()
+    params.efSearch = ef
+
+    def candidates(q: npt.NDArray[np.float32], depth: int) -> npt.NDArray[np.int64]:
+        _, rows = index.search(q.reshape(1, -1), depth, params=params)
+        return rows[0].astype(np.int64)
+
+    return candidates
+
+
 def binary_candidates(
     vectors: npt.NDArray[np.float32],
 ) -> tuple[Callable[[npt.NDArray[np.float32], int], npt.NDArray[np.int64]], int]:
@@ -108,7 +131,9 @@ def binary_candidates(
     return candidates, d // 8
 
 
-def encodings(vectors: npt.NDArray[np.float32], work: Path) -> dict[str, tuple[Search, int]]:
+def encodings(
+    vectors: npt.NDArray[np.float32], work: Path, hnsw: bool = False
+) -> dict[str, tuple[Search, int]]:
     """Each encoding's search and its bytes per vector (what memory must hold; the rescoring
     copy is read from disk for the candidates only, and counted in `disk` by the caller)."""
     import faiss
@@ -137,16 +162,66 @@ def encodings(vectors: npt.NDArray[np.float32], work: Path) -> dict[str, tuple[S
     binary, code = binary_candidates(vectors)
     for depth in (100, 200, 400):
         found[f"binary + rescore {depth}"] = (rescored(binary, full16, depth), code)
+    fp16 = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    fp16.train(vectors)
+    fp16.add(vectors)
+    half_scan = faiss_candidates(fp16)
+    found["fp16"] = (lambda q, c=half_scan: c(q, K), 2 * d)
+    if hnsw:
+        found.update(graphs(vectors))
+    return found
+
+
+def graphs(vectors: npt.NDArray[np.float32]) -> dict[str, tuple[Search, int]]:
+    """HNSW over fp32 (today's large bundles) and over fp16 codes (format 2's), with the
+    bundle's defaults; each one's bytes per vector: its codes plus its links."""
+    import faiss
+
+    from athenaeum.bundle import HNSW_DEFAULTS
+
+    n, d = vectors.shape
+    m, ef_c, ef_s = (HNSW_DEFAULTS[k] for k in ("M", "ef_construction", "ef_search"))
+    found: dict[str, tuple[Search, int]] = {}
+    made: list[Any] = []
+    for name, index in (
+        ("hnsw fp32", faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)),
+        (
+            "hnsw fp16",
+            faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_fp16, m, faiss.METRIC_INNER_PRODUCT),
+        ),
+    ):
+        index.hnsw.efConstruction = ef_c
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building only
+        started = time.perf_counter()
+        index.train(vectors)
+        index.add(vectors)
+        print(
+            f"built {name} over {n:,} vectors in {time.perf_counter() - started:.0f} s", flush=True
+        )
+        faiss.omp_set_num_threads(1)
+        links = (
+            faiss.vector_to_array(index.hnsw.neighbors).nbytes
+            + faiss.vector_to_array(index.hnsw.offsets).nbytes
+        )
+        code = faiss.downcast_index(index.storage).code_size
+        made.append(index)
+        for ef in (ef_s, 2 * ef_s):
+            walk = hnsw_candidates(index, ef)
+            label = name if ef == ef_s else f"{name} efSearch {ef}"
+            found[label] = (lambda q, c=walk: c(q, K), int(code + links / n))
     return found
 
 
 def measure(
-    vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], work: Path
+    vectors: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    work: Path,
+    hnsw: bool = False,
 ) -> list[dict[str, Any]]:
     truth = exact(vectors)
     expected = [set(truth(q).tolist()) for q in queries]
     rows = []
-    for name, (search, code_bytes) in encodings(vectors, work).items():
+    for name, (search, code_bytes) in encodings(vectors, work, hnsw).items():
         for q in queries[:20]:  # warm-up
             search(q)
         times, recall = [], []
@@ -174,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--large", type=int, default=400_000, help="synthetic chunks (0: none)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/athenaeum-bench-vectors"))
+    parser.add_argument(
+        "--hnsw", action="store_true", help="also HNSW over fp32 and fp16 at the large size"
+    )
     results_json.add_option(parser)
     args = parser.parse_args(argv)
     run = results_json.start("vectors", __file__, argv)
@@ -187,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_beir(args.dataset)
     texts = [ds.queries[q] for q in ds.judged_queries]
     queries = np.asarray(engine.encoder.encode(texts), dtype=np.float32)
+    # The truth is fp32: give a bundle of format version 1 (fp32 vectors.npy), such as the one
+    # `athenaeum eval` built before format 2, or every encoding is measured against fp16.
+    if engine.bundle.manifest.vectors.encoding != "fp32":
+        print(f"warning: {args.index} stores {engine.bundle.manifest.vectors.encoding} vectors")
     source = np.asarray(engine.bundle.vectors, dtype=np.float32)
     args.work.mkdir(parents=True, exist_ok=True)
     print(
@@ -197,8 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [("scifact", source)]
     if args.large:
         sizes.append((f"synthetic {args.large:,}", synthesize(source, args.large)))
-    for label, vectors in sizes:
-        rows = measure(vectors, queries, args.work)
+    for i, (label, vectors) in enumerate(sizes):
+        rows = measure(vectors, queries, args.work, hnsw=args.hnsw and i == len(sizes) - 1)
         results["sets"][label] = {"vectors": len(vectors), "rows": rows}
         print(f"\n{label}: {len(vectors):,} vectors of {vectors.shape[1]} dimensions")
         print(
