@@ -307,3 +307,48 @@ def test_an_fp32_bundle_documents_are_embedded_by_its_query_encoder(
     assert read_manifest(out).document_encoder is None
     assert not (out / "encoder" / "document.onnx").exists()
     assert load_bundle(out).document_encoder() == out / "encoder" / "model.onnx"
+
+
+def test_a_format_1_bundle_is_rewritten_compactly_without_embedding(
+    int8_build: tuple[Path, IndexReport],
+    corpus: Path,
+    minilm_embedder: Embedder,
+    embed_calls: list[int],
+    tmp_path: Path,
+) -> None:
+    """A bundle written before format 2 (fp32 vectors.npy, chunks.jsonl) loads as it is, and
+    the next `athenaeum index` stores it compactly, reusing every vector."""
+    from athenaeum.bundle import DOCUMENT_ENCODER, write_bundle
+
+    current = load_bundle(int8_build[0])
+    m = current.manifest
+    old = tmp_path / "index"
+    shutil.copytree(current.encoder_dir, tmp_path / "encoder")
+    (tmp_path / "encoder" / "document.onnx").unlink()
+    write_bundle(
+        old,
+        embedding=m.embedding,
+        chunking=m.chunking,
+        documents=m.documents,
+        chunks=list(current.chunks),
+        vectors=current.vectors.all(),
+        bm25_index=current.bm25,  # type: ignore[arg-type]
+        encoder_dir=tmp_path / "encoder",
+        document_encoder=int8_build[0] / DOCUMENT_ENCODER,
+        vector_encoding="fp32",
+        chunk_encoding="jsonl",
+    )
+    assert read_manifest(old).format_version == 1
+    assert {"vectors.npy", "chunks.jsonl"} <= set(read_manifest(old).files)
+    served = SearchEngine.load(old)
+    assert served.search("cell", top_k=3, mode="hybrid")
+
+    report = build_index([corpus], old, INT8, embedder=minilm_embedder)
+    assert report.written and report.chunks_embedded == 0 and sum(embed_calls) == 0
+    rewritten = read_manifest(old)
+    assert rewritten.format_version == 2
+    assert (rewritten.vectors.encoding, rewritten.chunks.encoding) == ("fp16", "zlib-blocks")
+    assert not (old / "vectors.npy").exists() and not (old / "chunks.jsonl").exists()
+    # fp16 from fp16-exact values: the very vectors of the compact bundle it came from.
+    assert np.array_equal(load_bundle(old).vectors.codes, current.vectors.codes)
+    assert _sha256(old / "chunks.z") == _sha256(int8_build[0] / "chunks.z")
