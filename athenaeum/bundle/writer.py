@@ -122,7 +122,7 @@ def write_bundle(
         if vector_encoding == "fp16":
             import faiss
 
-            faiss.write_index(_build_fp16(matrix, kind, params), str(tmp / DENSE_FILE))
+            faiss.write_index(build_fp16_index(matrix, kind, params), str(tmp / DENSE_FILE))
         else:
             np.save(tmp / VECTORS_FILE, matrix, allow_pickle=False)
             if kind == "hnsw":
@@ -243,7 +243,7 @@ def _build_hnsw(matrix: npt.NDArray[np.float32], params: Mapping[str, Any]) -> f
     return index
 
 
-def _build_fp16(
+def build_fp16_index(
     matrix: npt.NDArray[np.float32], kind: DenseKind, params: Mapping[str, Any]
 ) -> faiss.Index:
     """The vectors as fp16 scalar-quantizer codes: the flat index itself, or the storage of an
