@@ -515,29 +515,79 @@ def millions(chunks: float) -> str:
     return f"{chunks / 1e3:.3g}k"
 
 
-def plot_scale(doc: dict[str, Any]) -> Figure:
+# The earlier layout's run, drawn beside the current one's when its file is there.
+SCALE_BEFORE = "scale-v1.json"
+BEFORE_COLOUR = "#9e9e9e"
+
+
+def plot_scale(doc: dict[str, Any], before: dict[str, Any] | None = None) -> Figure:
     res = doc["results"]
     sizes, fit, limits = res["sizes"], res["fit"], res["limits"]
     ours, base = ROLE_COLOURS["athenaeum"], ROLE_COLOURS["baseline"]
     fig = Figure(figsize=(WIDTH_IN, 3.9), layout="constrained")
     memory, load, disk = fig.subplots(1, 3)
+    old = before["results"] if before is not None else None
+    memory_series = [
+        (
+            "after the timed queries",
+            [r["rss_after_queries_mb"] for r in sizes],
+            fit["rss_after_queries_mb"],
+            ours,
+        ),
+        (
+            "every file hashed",
+            [r["full"]["median"]["rss_mb"] for r in sizes],
+            fit["rss_full_mb"],
+            base,
+        ),
+    ]
+    load_series = [
+        (
+            "verification record",
+            [r["record"]["median"]["first_answer"] for r in sizes],
+            fit["first_answer_record_s"],
+            ours,
+        ),
+        (
+            "every file hashed",
+            [r["full"]["median"]["first_answer"] for r in sizes],
+            fit["first_answer_full_s"],
+            base,
+        ),
+    ]
+    disk_series = [
+        ("bundle", [r["bundle_bytes"] / 1e6 for r in sizes], _per_mb(fit["bundle_bytes"]), ours)
+    ]
+    if old is not None:
+        # Each panel's first series again, as the earlier layout measured it.
+        memory_series.append(
+            (
+                "format 1, after the queries",
+                [r["rss_after_queries_mb"] for r in old["sizes"]],
+                old["fit"]["rss_after_queries_mb"],
+                BEFORE_COLOUR,
+            )
+        )
+        load_series.append(
+            (
+                "format 1, verification record",
+                [r["record"]["median"]["first_answer"] for r in old["sizes"]],
+                old["fit"]["first_answer_record_s"],
+                BEFORE_COLOUR,
+            )
+        )
+        disk_series.append(
+            (
+                "format 1 bundle",
+                [r["bundle_bytes"] / 1e6 for r in old["sizes"]],
+                _per_mb(old["fit"]["bundle_bytes"]),
+                BEFORE_COLOUR,
+            )
+        )
     scale_panel(
         memory,
         sizes,
-        [
-            (
-                "after the timed queries",
-                [r["rss_after_queries_mb"] for r in sizes],
-                fit["rss_after_queries_mb"],
-                ours,
-            ),
-            (
-                "every file hashed",
-                [r["full"]["median"]["rss_mb"] for r in sizes],
-                fit["rss_full_mb"],
-                base,
-            ),
-        ],
+        memory_series,
         [(f"Lambda maximum {limits['lambda_memory_mb']:,} MB", limits["lambda_memory_mb"], "-")],
         "peak RSS, MiB (log scale)",
     )
@@ -545,20 +595,7 @@ def plot_scale(doc: dict[str, Any]) -> Figure:
     scale_panel(
         load,
         sizes,
-        [
-            (
-                "verification record",
-                [r["record"]["median"]["first_answer"] for r in sizes],
-                fit["first_answer_record_s"],
-                ours,
-            ),
-            (
-                "every file hashed",
-                [r["full"]["median"]["first_answer"] for r in sizes],
-                fit["first_answer_full_s"],
-                base,
-            ),
-        ],
+        load_series,
         [
             (
                 f"API Gateway {limits['api_gateway_timeout_s']:g} s",
@@ -573,7 +610,7 @@ def plot_scale(doc: dict[str, Any]) -> Figure:
     scale_panel(
         disk,
         sizes,
-        [("bundle", [r["bundle_bytes"] / 1e6 for r in sizes], _per_mb(fit["bundle_bytes"]), ours)],
+        disk_series,
         [
             (f"/tmp {limits['tmp_bytes'] / 1e6:,.0f} MB", limits["tmp_bytes"] / 1e6, "-"),
             (f"packaged {package:.0f} MB", package, ":"),
@@ -586,6 +623,7 @@ def plot_scale(doc: dict[str, Any]) -> Figure:
         f"fresh processes, median of {res['repeat']}; dashed: least squares through "
         f"{', '.join(millions(n) for n in res['fit_over'])} chunks, extended; dots on the red "
         "lines: where a fitted line reaches a limit. Page cache warm; this machine, not Lambda."
+        + (" Grey: the same sizes in format 1, an earlier run." if old is not None else "")
     )
     return finish(fig, doc, "One bundle, one function: where the line is", note)
 
@@ -654,7 +692,9 @@ class Plot:
     png: str
     source: str  # the results file, named after the benchmark that writes it
     benchmark: str
-    draw: Callable[[dict[str, Any]], Figure]
+    draw: Callable[..., Figure]
+    # A second results file of the same benchmark, drawn beside the first when it is there.
+    before: str | None = None
 
 
 PLOTS = (
@@ -664,12 +704,12 @@ PLOTS = (
     Plot("query_latency.png", "query_latency.json", "bench_query_latency.py", plot_query_latency),
     Plot("load.png", "soak.json", "bench_soak.py", plot_load),
     Plot("api.png", "api.json", "bench_api.py", plot_api),
-    Plot("scale.png", "scale.json", "bench_scale.py", plot_scale),
+    Plot("scale.png", "scale.json", "bench_scale.py", plot_scale, SCALE_BEFORE),
     Plot("tables.png", "tables.json", "bench_tables.py", plot_tables),
 )
 
 
-def read(path: Path) -> dict[str, Any]:
+def read(path: Path, benchmark: str | None = None) -> dict[str, Any]:
     try:
         doc: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -679,7 +719,7 @@ def read(path: Path) -> dict[str, Any]:
             f"{path}: schema {doc.get('schema')!r}, plots.py reads {results_json.SCHEMA}; rerun "
             "the benchmark with this checkout"
         )
-    expected = path.stem
+    expected = benchmark or path.stem
     if doc.get("benchmark") != expected:
         raise ResultsError(f"{path}: written by {doc.get('benchmark')!r}, not {expected!r}")
     return doc
@@ -703,7 +743,11 @@ def draw_all(results: Path, out: Path) -> list[Path]:
             with matplotlib.rc_context(
                 {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
             ):
-                fig = plot.draw(doc)
+                extra = results / plot.before if plot.before else None
+                if extra is not None and extra.is_file():
+                    fig = plot.draw(doc, read(extra, Path(plot.source).stem))
+                else:
+                    fig = plot.draw(doc)
                 target = out / plot.png
                 fig.savefig(target, dpi=DPI, metadata={"Software": None})
         except (KeyError, TypeError, IndexError, ValueError) as exc:

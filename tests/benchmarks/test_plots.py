@@ -216,6 +216,8 @@ def write_results(
         if benchmark not in skip and (only is None or benchmark in only):
             run = results_json.Run(benchmark, command=["benchmarks/synthetic.py"])
             results_json.write(folder / f"{benchmark}.json", run, results)
+            if benchmark == "scale":  # the earlier layout's run, drawn beside it
+                results_json.write(folder / plots.SCALE_BEFORE, run, results)
 
 
 def run_plots(results: Path, out: Path) -> subprocess.CompletedProcess[str]:
