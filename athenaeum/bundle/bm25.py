@@ -35,7 +35,7 @@ class BM25Postings:
         *,
         vocabulary: Sequence[str],
         indptr: npt.NDArray[np.int64],
-        doc_ids: npt.NDArray[np.int32],
+        doc_ids: npt.NDArray[np.int32] | npt.NDArray[np.uint16],
         weights: npt.NDArray[np.float32] | npt.NDArray[np.float16],
         n_docs: int,
         avgdl: float,
@@ -51,9 +51,12 @@ class BM25Postings:
         self.avgdl = avgdl
         self.params = params
 
-    def save(self, path: Path, *, weights: type[np.floating] = np.float32) -> None:
-        """Write the file; `weights` is the dtype the weights are stored in: float16 (format
-        version 2) halves them, float32 (version 1) keeps every bit."""
+    def save(self, path: Path, *, compact: bool = False) -> None:
+        """Write the file. `compact` (format version 2) stores the weights in float16 and the
+        chunk rows in uint16 when every row fits (bundles of up to 65,536 chunks): 6 or 4 bytes
+        a posting instead of 8."""
+        weights = np.float16 if compact else np.float32
+        rows = np.uint16 if compact and self.n_docs <= 1 << 16 else np.int32
         # The vocabulary is one UTF-8 blob joined by newlines (terms are \w+ so never contain
         # one): numpy string arrays would pad every term to the longest, and pickle is refused.
         blob = "\n".join(self.vocabulary).encode("utf-8")
@@ -62,7 +65,7 @@ class BM25Postings:
                 f,
                 vocabulary=np.frombuffer(blob, dtype=np.uint8),
                 indptr=self.indptr,
-                doc_ids=self.doc_ids,
+                doc_ids=np.asarray(self.doc_ids, dtype=rows),
                 weights=np.asarray(self.weights, dtype=weights),
                 n_docs=np.int64(self.n_docs),
                 avgdl=np.float64(self.avgdl),
@@ -79,7 +82,9 @@ class BM25Postings:
             blob = data["vocabulary"].tobytes().decode("utf-8")
             vocabulary = blob.split("\n") if blob else []
             n_docs = int(data["n_docs"])
-            doc_ids = data["doc_ids"].astype(np.int32, copy=False)
+            doc_ids = data["doc_ids"]  # kept as stored: int32, or uint16 in a small bundle
+            if doc_ids.dtype not in (np.int32, np.uint16):
+                raise ValueError(f"BM25 postings are {doc_ids.dtype}, not int32 or uint16")
             if len(doc_ids) and (int(doc_ids.min()) < 0 or int(doc_ids.max()) >= n_docs):
                 raise ValueError("BM25 postings point outside the chunk range")
             weights = data["weights"]

@@ -179,6 +179,18 @@ def _manifest_bytes(path: Path) -> bytes:
 
 
 def _parse_manifest(path: Path, data: bytes) -> Manifest:
+    # The fast path: pydantic parses and validates the JSON in one pass, about a third faster
+    # than json.loads and then validating (0.73 s against 1.0 s for 400,000 chunks' manifest;
+    # its document list is most of a large bundle's load). Anything it does not accept, or a
+    # format or version this reader does not read, takes the slow path below, which says what
+    # is wrong in the same words as ever.
+    try:
+        manifest = Manifest.model_validate_json(data)
+    except ValidationError:
+        pass
+    else:
+        if manifest.format == FORMAT_NAME and manifest.format_version in SUPPORTED_FORMAT_VERSIONS:
+            return manifest
     try:
         raw = json.loads(data)
     except ValueError as exc:  # bad JSON or bad UTF-8

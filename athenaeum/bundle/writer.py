@@ -130,7 +130,7 @@ def write_bundle(
 
                 faiss.write_index(_build_hnsw(matrix, params), str(tmp / DENSE_FILE))
         version = format_version_of(vector_encoding, chunk_encoding)
-        bm25_index.save(tmp / BM25_FILE, weights=np.float16 if version == 2 else np.float32)
+        bm25_index.save(tmp / BM25_FILE, compact=version == 2)
         shutil.copytree(encoder_dir, tmp / ENCODER_DIR)
         document: DocumentEncoderInfo | None = None
         if document_encoder is not None:
