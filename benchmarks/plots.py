@@ -517,7 +517,7 @@ def millions(chunks: float) -> str:
 
 # The earlier layout's run, drawn beside the current one's when its file is there.
 SCALE_BEFORE = "scale-v1.json"
-BEFORE_COLOUR = "#9e9e9e"
+BEFORE_COLOUR = "#d08c2a"
 
 
 def plot_scale(doc: dict[str, Any], before: dict[str, Any] | None = None) -> Figure:
@@ -623,7 +623,7 @@ def plot_scale(doc: dict[str, Any], before: dict[str, Any] | None = None) -> Fig
         f"fresh processes, median of {res['repeat']}; dashed: least squares through "
         f"{', '.join(millions(n) for n in res['fit_over'])} chunks, extended; dots on the red "
         "lines: where a fitted line reaches a limit. Page cache warm; this machine, not Lambda."
-        + (" Grey: the same sizes in format 1, an earlier run." if old is not None else "")
+        + (" Orange: the same sizes in format 1, an earlier run." if old is not None else "")
     )
     return finish(fig, doc, "One bundle, one function: where the line is", note)
 
