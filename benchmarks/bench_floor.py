@@ -1,22 +1,26 @@
 """The floor of a search: the query encoder's own forward pass, against dense, bm25 and hybrid
-search of one or more SciFact bundles, all in one process, one query at a time.
+search of one or more SciFact bundles, one query at a time.
 
 The encoder is what no layout of the bundle can make faster; whatever a search costs beyond it
-is the bundle's. Each bundle given is loaded with its own SearchEngine; the bundles must share
-their query encoder (as an fp32 bundle of format version 1 and the fp16 one `athenaeum index`
-rewrites from it do), and the encoder is timed once, through the first bundle's engine. Every
-query runs through every step in turn (encoder, then each bundle's dense, bm25 and hybrid, in
-an order that rotates query by query), so a burst of load on this shared machine hits every
-column alike. p50 and p99 over the judged test queries after one untimed pass.
+is the bundle's. Each bundle is measured in a process of its own, as a server holds one bundle:
+its engine, its encoder timed in that same process, every query through every step in turn
+(encoder, dense, bm25, hybrid, in an order that rotates query by query, so a burst of load on
+this shared machine hits every column alike). Two bundles searched in one process would each
+evict the other's vectors from the caches between steps, which no deployment does. p50 and p99
+over the judged test queries, after an untimed pass over the others. The processes run one
+after another; each ratio is within its own process.
 
     uv run python benchmarks/bench_floor.py --index BEFORE --index AFTER [--dataset DIR]
-        [--repeat 3] [--json PATH]
+        [--repeat 3] [--threads 1] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,31 +36,17 @@ MODES = ("dense", "bm25", "hybrid")
 TOP_K = 10
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--index", type=Path, action="append", help="a bundle (repeatable)")
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--repeat", type=int, default=3, help="passes over the queries")
-    parser.add_argument("--threads", type=int, default=1, help="the encoder's threads")
-    results_json.add_option(parser)
-    args = parser.parse_args(argv)
-    run = results_json.start("floor", __file__, argv)
-    indexes = args.index or [default_index_dir(args.dataset)]
-    engines = [SearchEngine.load(path, threads=args.threads) for path in indexes]
-    labels = [
-        f"{path.name} ({e.bundle.manifest.vectors.encoding}, {e.bundle.manifest.chunks.encoding})"
-        for path, e in zip(indexes, engines, strict=True)
-    ]
-    data = load_beir(args.dataset)
+def measure(index: Path, dataset: Path, repeat: int, threads: int) -> dict[str, Any]:
+    """One bundle's samples, in this process: {"label": ..., "samples_ms": {step: [...]}}."""
+    engine = SearchEngine.load(index, threads=threads)
+    manifest = engine.bundle.manifest
+    label = f"{index.name} ({manifest.vectors.encoding}, {manifest.chunks.encoding})"
+    data = load_beir(dataset)
     queries = [data.queries[q] for q in data.judged_queries]
-    encoder = engines[0].encoder
-
+    encoder = engine.encoder
     steps: list[tuple[str, Any]] = [("encoder", lambda q: encoder.encode([q]))]
-    for label, engine in zip(labels, engines, strict=True):
-        for mode in MODES:
-            steps.append(
-                (f"{label} {mode}", lambda q, e=engine, m=mode: e.search(q, top_k=TOP_K, mode=m))
-            )
+    for mode in MODES:
+        steps.append((mode, lambda q, m=mode: engine.search(q, top_k=TOP_K, mode=m)))
     # Untimed, over the other queries (train and unjudged): the page cache, lazy tables and the
     # allocator warm up, while the timed queries' own chunks are still unread, as a new
     # question's are.
@@ -66,36 +56,87 @@ def main(argv: list[str] | None = None) -> None:
         for _, step in steps:
             step(q)
     times: dict[str, list[float]] = {name: [] for name, _ in steps}
-    for r in range(args.repeat):
+    for r in range(repeat):
         for i, q in enumerate(queries):
             shift = (i + r) % len(steps)
             for name, step in steps[shift:] + steps[:shift]:
                 started = time.perf_counter()
                 step(q)
                 times[name].append((time.perf_counter() - started) * 1000)
+    return {"label": label, "queries": len(queries), "samples_ms": times}
 
-    floor = float(np.percentile(times["encoder"], 50))
-    rows = []
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", type=Path, action="append", help="a bundle (repeatable)")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the queries")
+    parser.add_argument("--threads", type=int, default=1, help="the encoder's threads")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    results_json.add_option(parser)
+    args = parser.parse_args(argv)
+    indexes = args.index or [default_index_dir(args.dataset)]
+    if args.child:
+        json.dump(measure(indexes[0], args.dataset, args.repeat, args.threads), sys.stdout)
+        return
+
+    run = results_json.start("floor", __file__, argv)
     print(
-        f"{len(queries)} SciFact queries x {args.repeat}, top {TOP_K}, one process, "
+        f"SciFact test queries x {args.repeat}, top {TOP_K}, a process a bundle, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(f"{'step':<58} {'p50 ms':>8} {'p99 ms':>8} {'p50 / encoder':>14}")
-    for name, samples in times.items():
-        p50 = float(np.percentile(samples, 50))
-        p99 = float(np.percentile(samples, 99))
-        rows.append({"step": name, "p50_ms": p50, "p99_ms": p99, "p50_over_encoder": p50 / floor})
-        print(f"{name:<58} {p50:>8.3f} {p99:>8.3f} {p50 / floor:>13.2f}x")
+    rows = []
+    samples: dict[str, list[float]] = {}
+    queries = 0
+    for index in indexes:
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--index",
+                str(index),
+                "--dataset",
+                str(args.dataset),
+                "--repeat",
+                str(args.repeat),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        measured = json.loads(child.stdout)
+        queries = measured["queries"]
+        floor = float(np.percentile(measured["samples_ms"]["encoder"], 50))
+        for step, values in measured["samples_ms"].items():
+            name = f"{measured['label']} {step}"
+            p50 = float(np.percentile(values, 50))
+            p99 = float(np.percentile(values, 99))
+            rows.append(
+                {
+                    "bundle": str(index),
+                    "step": name,
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "p50_over_encoder": p50 / floor,
+                }
+            )
+            samples[name] = values
+            print(f"{name:<58} {p50:>8.3f} {p99:>8.3f} {p50 / floor:>13.2f}x")
     results_json.write(
         args.json,
         run,
         {
-            "queries": len(queries),
+            "queries": queries,
             "repeat": args.repeat,
             "top_k": TOP_K,
+            "threads": args.threads,
             "bundles": [str(p) for p in indexes],
             "rows": rows,
-            "samples_ms": times,
+            "samples_ms": samples,
         },
     )
 

@@ -47,7 +47,7 @@ from athenaeum.bundle.format import (
 )
 from athenaeum.bundle.hashing import sha256_file
 from athenaeum.bundle.manifest import FileInfo, Manifest
-from athenaeum.bundle.vectors import StoredVectors, prefetch_faiss
+from athenaeum.bundle.vectors import StoredVectors, prefetch_faiss, read_resident
 from athenaeum.bundle.verification import (
     Scope,
     check_record,
@@ -387,22 +387,27 @@ def _load_vectors(path: Path, n: int, dim: int) -> StoredVectors:
 
 
 def _load_codes(path: Path, manifest: Manifest, n: int, dim: int) -> StoredVectors:
-    """A version 2 bundle's vectors: the fp16 codes in dense.faiss, memory-mapped
-    (IO_FLAG_MMAP_IFC: the pages are read when first searched and shared by every process that
-    serves the file, as vectors.npy's were), with the HNSW graph around them when there is one."""
+    """A version 2 bundle's vectors: the fp16 codes in dense.faiss. A flat bundle's are read
+    into huge pages (read_resident: every query scans them all); an HNSW graph and its codes are
+    memory-mapped (IO_FLAG_MMAP_IFC: a walk reads a few thousand codes, read when first visited
+    and shared by every process that serves the file, as vectors.npy's were)."""
     import faiss
 
     # One query searches one vector: FAISS's OpenMP team only adds hand-off cost and fights
     # onnxruntime's threads for the cores (docs/benchmarks.md has the latencies). Concurrency
     # comes from concurrent requests.
     faiss.omp_set_num_threads(1)
+    memory = None
     try:
-        index = faiss.read_index(str(path / DENSE_FILE), faiss.IO_FLAG_MMAP_IFC)
-    except RuntimeError as exc:
+        if manifest.dense.kind == "flat":
+            index, memory = read_resident(path / DENSE_FILE)
+        else:
+            index = faiss.read_index(str(path / DENSE_FILE), faiss.IO_FLAG_MMAP_IFC)
+    except (RuntimeError, OSError) as exc:
         raise corrupted(path, f"{DENSE_FILE} cannot be read ({exc})") from exc
     _check_index_shape(path, index, n, dim)
     try:
-        vectors = StoredVectors.of_index(index, dim)
+        vectors = StoredVectors.of_index(index, dim, memory)
     except ValueError as exc:
         raise corrupted(path, f"{DENSE_FILE}: {exc}") from exc
     graph = faiss.downcast_index(index)

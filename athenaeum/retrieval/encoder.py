@@ -34,12 +34,16 @@ _ONNX_INT_TYPES: dict[str, type[np.integer[Any]]] = {
 }
 
 
-def default_threads() -> int:
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one)."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        available = os.cpu_count() or 1
-    return max(1, min(available, MAX_THREADS))
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    return min(available_cpus(), MAX_THREADS)
 
 
 class OnnxQueryEncoder:
@@ -130,6 +134,12 @@ class OnnxQueryEncoder:
 
     def encode(self, queries: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors [len(queries), dim] for the queries, with the query prefix applied."""
+        return self.run(self.feed(queries))
+
+    def feed(self, queries: Sequence[str]) -> dict[str, npt.NDArray[np.integer[Any]]]:
+        """The model's inputs for the queries: `encode`'s first half, tokenizing. The second,
+        `run`, holds Python's lock only before and after the model's forward pass, so other
+        threads' Python runs beside it."""
         if not queries:
             raise ValueError("no queries to encode")
         encodings = self.tokenizer.encode_batch([self.query_prefix + q for q in queries])
@@ -138,7 +148,10 @@ class OnnxQueryEncoder:
             "attention_mask": [e.attention_mask for e in encodings],
             "token_type_ids": [e.type_ids for e in encodings],
         }
-        feed = {name: np.asarray(columns[name], dtype=dtype) for name, dtype in self._inputs}
+        return {name: np.asarray(columns[name], dtype=dtype) for name, dtype in self._inputs}
+
+    def run(self, feed: dict[str, npt.NDArray[np.integer[Any]]]) -> npt.NDArray[np.float32]:
+        """Unit vectors for the inputs `feed` made."""
         (vectors,) = self.session.run([self._output], feed)
         out = np.asarray(vectors, dtype=np.float32)
         if not np.isfinite(out).all():

@@ -18,7 +18,9 @@ best one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,7 +51,7 @@ from athenaeum.retrieval.backend import (
     check_top_k,
     missing_chunk,
 )
-from athenaeum.retrieval.encoder import OnnxQueryEncoder
+from athenaeum.retrieval.encoder import OnnxQueryEncoder, available_cpus
 from athenaeum.retrieval.filters import FilterTable, SearchFilter
 from athenaeum.retrieval.lexical import BM25Index
 from athenaeum.retrieval.tokens import TokenCounter
@@ -97,6 +99,7 @@ class SearchEngine:
         self.bundle = bundle
         self.encoder = encoder
         self.bm25 = BM25Index.of(bundle.bm25)
+        self._beside = _Beside(enabled=available_cpus() > 1)
 
     @cached_property
     def _by_id(self) -> dict[str, int]:
@@ -187,19 +190,38 @@ class SearchEngine:
             return Ranking(rows, scores)
         if mode == "dense":
             return self._dense(query, depth, allowed)
-        candidates = max(depth, CANDIDATES)
-        vector = self.encoder.encode([query])
+        return self._hybrid(query, max(depth, CANDIDATES), depth, allowed)
+
+    def _hybrid(
+        self, query: str, candidates: int, depth: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> Ranking:
+        # BM25 needs no query vector. Where a core is free it runs there during the encoder's
+        # forward pass (which holds no Python lock), and is done before the pass is
+        # (docs/benchmarks.md, "The floor"); otherwise, or while another search has that core,
+        # it runs here after the dense scan.
+        feed = self.encoder.feed([query])
+        beside = self._beside.start(self._lexical, query, candidates, allowed)
+        vector = self.encoder.run(feed)
         dense = self._nearest(vector, candidates, allowed)
-        lexical = self.bm25.scores(query)  # once: it ranks, then scores the dense candidates
-        lexical_rows, _ = self.bm25.top(lexical, candidates, allowed=allowed)
-        # The dense candidates come with their cosines; only BM25's others need theirs, read
-        # from the stored vectors (widening fp16 rows is what costs here).
-        seen = np.zeros(len(lexical), dtype=np.bool_)
+        lexical = self._lexical(query, candidates, allowed) if beside is None else beside.result()
+        # The dense candidates come with their cosines; BM25's others take theirs from their
+        # vectors, which the BM25 part widened to fp32 already.
+        seen = np.zeros(len(lexical.scores), dtype=np.bool_)
         seen[dense.rows] = True
-        extra = lexical_rows[~seen[lexical_rows]]
-        rows = np.concatenate((dense.rows, extra))
-        cosines = np.concatenate((dense.scores, self.bundle.vectors.rows(extra) @ vector[0]))
-        return _convex(rows, cosines, lexical[rows], depth)
+        others = ~seen[lexical.rows]
+        rows = np.concatenate((dense.rows, lexical.rows[others]))
+        cosines: npt.NDArray[np.floating] = np.concatenate(
+            (dense.scores, lexical.vectors[others] @ vector[0])
+        )
+        return _convex(rows, cosines, lexical.scores[rows], depth)
+
+    def _lexical(
+        self, query: str, candidates: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> _Lexical:
+        """BM25's part of a hybrid search, which needs no query vector."""
+        scores = self.bm25.scores(query)  # once: it ranks, then scores the dense candidates
+        rows, _ = self.bm25.top(scores, candidates, allowed=allowed)
+        return _Lexical(scores, rows, self.bundle.vectors.rows(rows))
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord:
         row = self._by_id.get(chunk_id)
@@ -315,6 +337,83 @@ class SearchEngine:
         return Ranking(rows[0].astype(np.int64), scores[0].astype(np.float64))
 
 
+@dataclass(frozen=True)
+class _Lexical:
+    scores: npt.NDArray[np.float64]  # every chunk's BM25 score
+    rows: npt.NDArray[np.int64]  # the best chunks' rows, best first
+    # Their vectors as fp32: widening fp16 is most of what scoring them costs, and can be done
+    # before the query vector exists.
+    vectors: npt.NDArray[np.float32]
+
+
+class _Beside:
+    """A worker thread that runs a search's BM25 beside its query encoder, for one search at a
+    time: a search that finds it busy (concurrent requests keep every core busy anyway), or on
+    a single CPU, gets None from `start` and runs BM25 itself. Jobs go over a SimpleQueue, whose
+    hand-off costs the searching thread about a third of a ThreadPoolExecutor's submit."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._free = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job[Any]] | None = None
+        self._started = threading.Lock()
+
+    def start[T](self, work: Callable[..., T], *args: object) -> _Job[T] | None:
+        if not self._enabled or not self._free.acquire(blocking=False):
+            return None
+        try:
+            jobs = self._jobs or self._start_worker()
+            job = _Job(work, args)
+            jobs.put(job)
+            return job
+        except BaseException:
+            self._free.release()
+            raise
+
+    def _start_worker(self) -> queue.SimpleQueue[_Job[Any]]:
+        with self._started:
+            if self._jobs is None:
+                jobs: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+                # A daemon: it only ever computes on memory this process holds, so nothing is
+                # lost when the interpreter exits without waiting for it.
+                threading.Thread(
+                    target=self._serve, args=(jobs,), name="athenaeum-bm25", daemon=True
+                ).start()
+                self._jobs = jobs
+            return self._jobs
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job[Any]]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job.run()
+            finally:
+                self._free.release()
+
+
+class _Job[T]:
+    """One piece of work for `_Beside`'s thread; `result` waits for it and returns what it
+    returned, or raises what it raised."""
+
+    def __init__(self, work: Callable[..., T], args: tuple[object, ...]) -> None:
+        self._work = work
+        self._args = args
+        self._done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        try:
+            self._done.put((True, self._work(*self._args)))
+        except BaseException as exc:  # handed to the searching thread, raised there
+            self._done.put((False, exc))
+
+    def result(self) -> T:
+        ok, value = self._done.get()
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+
 def verify_index(bundle_dir: Path) -> SearchEngine:
     """Verify a bundle in full (every file's sha256, every chunk, the vectors, the BM25
     postings, the query encoder) and write its verification record, so that later loads of
@@ -342,6 +441,9 @@ def _convex(
 
 def _min_max(scores: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     values = scores.astype(np.float64)
-    if len(values) == 0 or values.max() <= values.min():
+    if len(values) == 0:
+        return values
+    low, high = values.min(), values.max()
+    if high <= low:
         return np.zeros_like(values)
-    return (values - values.min()) / (values.max() - values.min())
+    return (values - low) / (high - low)

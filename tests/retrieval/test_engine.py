@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,13 @@ import pytest
 
 from athenaeum.errors import BundleError, InvalidInputError, NotFoundError
 from athenaeum.retrieval.encoder import OnnxQueryEncoder
-from athenaeum.retrieval.engine import CANDIDATES, DENSE_WEIGHT, SearchEngine, _convex
+from athenaeum.retrieval.engine import (
+    CANDIDATES,
+    DENSE_WEIGHT,
+    SearchEngine,
+    _Beside,
+    _convex,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +85,104 @@ def test_hybrid_score_is_the_convex_combination(engine: SearchEngine) -> None:
     for row, score in zip(hybrid.rows.tolist(), hybrid.scores.tolist(), strict=True):
         assert score == pytest.approx(expected[row], abs=1e-6)
     assert hybrid.scores.min() >= 0.0 and hybrid.scores.max() <= 1.0
+
+
+# Queries with many BM25-only candidates, one with no known word, and filters narrow and wide.
+BESIDE_QUERIES = [QUERY, "vitamin D deficiency", "the of and", "cancer cells in mice", "zzqx"]
+
+
+def _hybrid_rankings(
+    engine: SearchEngine, masks: list[np.ndarray | None]
+) -> list[tuple[list[int], list[float]]]:
+    out = []
+    for query in BESIDE_QUERIES:
+        for allowed in masks:
+            ranking = engine._hybrid(query, CANDIDATES, 10, allowed)
+            out.append((ranking.rows.tolist(), ranking.scores.tolist()))
+    return out
+
+
+def test_hybrid_ranks_alike_with_bm25_beside_the_encoder_or_after(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BM25 in the worker thread during the encoder's forward pass, or in the searching thread
+    # after the dense scan: the same rows and the same fused scores, bit for bit, with no
+    # filter, a wide one and a narrow one (the rows a filter passes).
+    n = len(engine.bundle.chunks)
+    wide = np.zeros(n, dtype=bool)
+    wide[::3] = True
+    narrow = np.zeros(n, dtype=bool)
+    narrow[:20] = True
+    masks: list[np.ndarray | None] = [None, wide, narrow]
+    monkeypatch.setattr(engine, "_beside", _Beside(enabled=False))
+    after = _hybrid_rankings(engine, masks)
+    beside = _Beside(enabled=True)
+    monkeypatch.setattr(engine, "_beside", beside)
+    assert _hybrid_rankings(engine, masks) == after
+    assert beside._jobs is not None  # the worker ran them
+    assert all(rows for rows, _ in after[:3])
+    assert all(set(rows) <= set(range(20)) for rows, _ in after[2::3])
+    # A search that finds the worker busy (another request has it) runs BM25 itself.
+    beside._free.acquire()
+    try:
+        assert _hybrid_rankings(engine, masks) == after
+    finally:
+        beside._free.release()
+
+
+def test_concurrent_hybrid_searches_rank_as_serial_ones(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Server threads share one engine: whoever gets the worker uses it, the others run BM25
+    # themselves, and no search sees another's scores.
+    monkeypatch.setattr(engine, "_beside", _Beside(enabled=True))
+    expected = {q: engine.rank(q, mode="hybrid", depth=10).rows.tolist() for q in BESIDE_QUERIES}
+    failures: list[str] = []
+
+    def search(offset: int) -> None:
+        for i in range(30):
+            query = BESIDE_QUERIES[(offset + i) % len(BESIDE_QUERIES)]
+            rows = engine.rank(query, mode="hybrid", depth=10).rows.tolist()
+            if rows != expected[query]:
+                failures.append(query)
+
+    threads = [threading.Thread(target=search, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+
+
+def test_an_error_in_bm25_beside_the_encoder_reaches_the_caller_and_frees_the_worker(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beside = _Beside(enabled=True)
+    monkeypatch.setattr(engine, "_beside", beside)
+    expected = engine.rank(QUERY, mode="hybrid", depth=5).rows.tolist()
+    real = engine.bm25.scores
+    worker: list[str] = []
+
+    def broken(query: str) -> np.ndarray:
+        worker.append(threading.current_thread().name)
+        raise MemoryError("no memory for the postings")
+
+    monkeypatch.setattr(engine.bm25, "scores", broken)
+    with pytest.raises(MemoryError, match="no memory for the postings"):
+        engine.search(QUERY, mode="hybrid")
+    assert worker == ["athenaeum-bm25"]  # raised there, re-raised here
+    monkeypatch.setattr(engine.bm25, "scores", real)
+    assert engine.rank(QUERY, mode="hybrid", depth=5).rows.tolist() == expected
+    assert beside._free.acquire(blocking=False)  # free again: the next search used it
+    beside._free.release()
+
+
+def test_the_encoder_in_two_halves_is_the_encoder(engine: SearchEngine) -> None:
+    queries = [QUERY, "vitamin D deficiency"]
+    assert np.array_equal(
+        engine.encoder.run(engine.encoder.feed(queries)), engine.encoder.encode(queries)
+    )
 
 
 def test_convex_by_hand() -> None:
