@@ -18,6 +18,7 @@ best one.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -354,12 +355,22 @@ class _Beside:
 
     def __init__(self, *, enabled: bool) -> None:
         self._enabled = enabled
+        self._reset()
+
+    def _reset(self) -> None:
         self._free = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job[Any]] | None = None
         self._started = threading.Lock()
+        self._pid = os.getpid()
 
     def start[T](self, work: Callable[..., T], *args: object) -> _Job[T] | None:
-        if not self._enabled or not self._free.acquire(blocking=False):
+        if not self._enabled:
+            return None
+        if self._pid != os.getpid():
+            # A forked child has none of its parent's threads: a job queued for the parent's
+            # worker would wait forever.
+            self._reset()
+        if not self._free.acquire(blocking=False):
             return None
         try:
             jobs = self._jobs or self._start_worker()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -176,6 +179,37 @@ def test_an_error_in_bm25_beside_the_encoder_reaches_the_caller_and_frees_the_wo
     assert engine.rank(QUERY, mode="hybrid", depth=5).rows.tolist() == expected
     assert beside._free.acquire(blocking=False)  # free again: the next search used it
     beside._free.release()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this OS")
+# Forking a process with threads is the case under test, which Python warns of.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_searches_with_a_worker_of_its_own(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A child forked after the parent's worker started has no such thread: a job queued for it
+    # would wait forever. The child starts its own.
+    beside = _Beside(enabled=True)
+    monkeypatch.setattr(engine, "_beside", beside)
+    expected = engine.rank(QUERY, mode="hybrid", depth=5).rows.tolist()
+    assert beside._jobs is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave without running pytest's exit
+        code = 1
+        try:
+            signal.alarm(20)  # what a job queued for no thread would wait
+            rows = engine.rank(QUERY, mode="hybrid", depth=5).rows.tolist()
+            os.write(write, json.dumps([rows, beside._pid == os.getpid()]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(answer) == [expected, True]
 
 
 def test_the_encoder_in_two_halves_is_the_encoder(engine: SearchEngine) -> None:
