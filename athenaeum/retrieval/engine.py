@@ -403,21 +403,28 @@ class _Beside:
 
 
 class _Job[T]:
-    """One piece of work for `_Beside`'s thread; `result` waits for it and returns what it
-    returned, or raises what it raised."""
+    """One piece of work for `_Beside`'s thread. `result` returns what it returned, or raises
+    what it raised; if the thread has not started it by then (every core busy, so the thread
+    got none), the caller runs it itself instead of waiting, and the thread then skips it. So
+    handing work over never costs more than the hand-off when the machine is loaded."""
 
     def __init__(self, work: Callable[..., T], args: tuple[object, ...]) -> None:
         self._work = work
         self._args = args
+        self._claimed = threading.Lock()  # held by whichever thread runs the work
         self._done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
 
     def run(self) -> None:
+        if not self._claimed.acquire(blocking=False):
+            return  # the searching thread ran it
         try:
             self._done.put((True, self._work(*self._args)))
         except BaseException as exc:  # handed to the searching thread, raised there
             self._done.put((False, exc))
 
     def result(self) -> T:
+        if self._claimed.acquire(blocking=False):
+            return self._work(*self._args)
         ok, value = self._done.get()
         if not ok:
             raise value
